@@ -1,0 +1,31 @@
+# One command set for CI, pre-commit and people. `make help` lists the targets.
+.DEFAULT_GOAL := help
+UV ?= uv
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## sync the locked workspace (all members, dev and lint groups)
+	$(UV) sync --frozen --all-packages
+
+.PHONY: format
+format: ## format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+.PHONY: lint
+lint: ## ruff, mypy (strict on libs), import-linter, CRD freshness
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy libs/wharf-api/src libs/wharf-protocol/src libs/wharf-storage/src services/*/src e2e/src
+	$(UV) run lint-imports
+
+.PHONY: test
+test: ## the README's test command
+	./scripts/test
+
+.PHONY: crds
+crds: ## regenerate deploy/base/crds from the pydantic models
+	$(UV) run python -m wharf_api.crdgen deploy/base/crds
