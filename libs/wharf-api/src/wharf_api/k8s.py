@@ -1,0 +1,81 @@
+"""Kubernetes types embedded in Wharf resources (Container, PodSpec fields, resources, ...).
+
+They are typed where Wharf reads them and open for every other field, so a manifest written for
+KServe keeps every Kubernetes field it sets. Their CRD schema is never derived from these classes:
+CRD generation replaces each one by Kubernetes' own OpenAPI definition named in
+`k8s_definition` (see `wharf_api.crdgen`), for the Kubernetes minor pinned there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class K8sObject(BaseModel):
+    """Base for an embedded Kubernetes type: unknown fields are kept as they are."""
+
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, alias_generator=to_camel, serialize_by_alias=True
+    )
+    k8s_definition: ClassVar[str] = ""
+
+
+class EnvVar(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.EnvVar"
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class ContainerPort(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.ContainerPort"
+    container_port: int
+    name: str | None = None
+    protocol: str | None = None
+
+
+class ResourceRequirements(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.ResourceRequirements"
+    limits: dict[str, int | str] | None = None
+    requests: dict[str, int | str] | None = None
+
+
+class VolumeMount(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.VolumeMount"
+    name: str
+    mount_path: str
+    read_only: bool | None = None
+    sub_path: str | None = None
+
+
+class Volume(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.Volume"
+    name: str
+
+
+class Container(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.Container"
+    name: str | None = None
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] | None = None
+    ports: list[ContainerPort] | None = None
+    resources: ResourceRequirements | None = None
+    volume_mounts: list[VolumeMount] | None = None
+
+
+class Toleration(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.Toleration"
+
+
+class Affinity(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.Affinity"
+
+
+class LocalObjectReference(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.LocalObjectReference"
+    name: str | None = None
