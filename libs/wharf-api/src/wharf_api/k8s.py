@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+# The JSON-schema key that tells CRD generation which Kubernetes definition replaces a model.
+K8S_DEFINITION_KEY = "x-wharf-k8s-definition"
 
 
 class K8sObject(BaseModel):
@@ -21,6 +26,15 @@ class K8sObject(BaseModel):
         extra="allow", populate_by_name=True, alias_generator=to_camel, serialize_by_alias=True
     )
     k8s_definition: ClassVar[str] = ""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if cls.k8s_definition:
+            handler.resolve_ref_schema(schema)[K8S_DEFINITION_KEY] = cls.k8s_definition
+        return schema
 
 
 class EnvVar(K8sObject):
