@@ -93,3 +93,43 @@ class Affinity(K8sObject):
 class LocalObjectReference(K8sObject):
     k8s_definition = "io.k8s.api.core.v1.LocalObjectReference"
     name: str | None = None
+
+
+class TopologySpreadConstraint(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.TopologySpreadConstraint"
+
+
+class PodSecurityContext(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.PodSecurityContext"
+
+
+class PodResourceClaim(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.PodResourceClaim"
+
+
+class PodSpec(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.PodSpec"
+    containers: list[Container] | None = None
+    init_containers: list[Container] | None = None
+    volumes: list[Volume] | None = None
+    service_account_name: str | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    affinity: Affinity | None = None
+
+
+class PersistentVolumeSpec(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.PersistentVolumeSpec"
+
+
+class PersistentVolumeClaimSpec(K8sObject):
+    k8s_definition = "io.k8s.api.core.v1.PersistentVolumeClaimSpec"
+
+
+class DeploymentStrategy(K8sObject):
+    k8s_definition = "io.k8s.api.apps.v1.DeploymentStrategy"
+    type: str | None = None
+
+
+class HorizontalPodAutoscalerBehavior(K8sObject):
+    k8s_definition = "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"
