@@ -35,6 +35,24 @@ _KEPT_KEYS = (
     "x-kubernetes-embedded-resource",
 )
 _PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+
+# Kubernetes types kept open (an object that keeps unknown fields) instead of expanded: large
+# trees users rarely get wrong. Expanding them made InferenceService's CRD 330 KB of JSON, more
+# than client-side apply can carry (256 KiB); the kubelet and the workload APIs validate them
+# when the controller creates the pods anyway.
+OPAQUE_K8S_DEFINITIONS = frozenset(
+    {
+        "io.k8s.api.core.v1.Affinity",
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "io.k8s.api.core.v1.Lifecycle",
+        "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
+        "io.k8s.api.core.v1.PodSecurityContext",
+        "io.k8s.api.core.v1.Probe",
+        "io.k8s.api.core.v1.SecurityContext",
+        "io.k8s.api.core.v1.TopologySpreadConstraint",
+        "io.k8s.api.core.v1.Volume",
+    }
+)
 _INT_OR_STRING = {"x-kubernetes-int-or-string": True}
 
 
@@ -69,7 +87,7 @@ class _Converter:
 
     def _ref(self, ref: str, stack: tuple[str, ...]) -> dict[str, Any]:
         name = ref.rpartition("/")[2]
-        if name in stack:  # a recursive type: stop here rather than expand forever
+        if name in stack or name in OPAQUE_K8S_DEFINITIONS:  # recursive, or kept open
             return {"type": "object", **_PRESERVE}
         source = self._model_defs if name in self._model_defs else self._k8s_defs
         return self.convert(source[name], (*stack, name))
@@ -77,7 +95,7 @@ class _Converter:
     def _k8s(self, definition: str, stack: tuple[str, ...]) -> dict[str, Any]:
         if definition not in self._k8s_defs:
             raise KeyError(f"unknown Kubernetes definition {definition!r}")
-        if definition in stack:
+        if definition in stack or definition in OPAQUE_K8S_DEFINITIONS:
             return {"type": "object", **_PRESERVE}
         return self.convert(self._k8s_defs[definition], (*stack, definition))
 
@@ -108,7 +126,11 @@ class _Converter:
         extra = node.get("additionalProperties")
         if isinstance(extra, Mapping) and extra and not properties:
             out["additionalProperties"] = self.convert(extra, stack)
-        elif extra is True or (isinstance(extra, Mapping) and (extra or properties)) or (not properties and extra is None):
+        elif (
+            extra is True
+            or (isinstance(extra, Mapping) and (extra or properties))
+            or (not properties and extra is None)
+        ):
             out.update(_PRESERVE)
         for key in ("x-kubernetes-map-type", "x-kubernetes-embedded-resource"):
             if key in node:
