@@ -120,7 +120,13 @@ def _isvc(c: _Collector, isvc: InferenceService) -> None:
 
 
 def _graph(c: _Collector, graph: InferenceGraph) -> None:
-    nodes = graph.spec.nodes
+    spec = graph.spec
+    lo, hi = spec.min_replicas, spec.max_replicas
+    if lo is not None and lo < 0:
+        c.add("spec.minReplicas", f"must be >= 0, got {lo}")
+    if lo is not None and hi is not None and hi > 0 and lo > hi:
+        c.add("spec.minReplicas", f"minReplicas {lo} is greater than maxReplicas {hi}")
+    nodes = spec.nodes
     if "root" not in nodes:
         c.add("spec.nodes", "the graph needs a node named 'root'")
     for node_name, node in nodes.items():
