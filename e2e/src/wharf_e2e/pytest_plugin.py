@@ -1,0 +1,65 @@
+"""pytest fixtures for tests that need a real Kubernetes API server (marker `kube`).
+
+One control plane per pytest run (`kube_cluster`), a fresh namespace per test (`kube_namespace`).
+The binaries come from `e2e/cluster/k8s-binaries.sh`: `./scripts/test` and `.ci/run` run it
+first and export `WHARF_K8S_BIN`. Without them, `kube` tests are skipped with the reason, unless
+`WHARF_K8S_REQUIRED=1` (set by CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from wharf_e2e.cluster import ControlPlane, missing_binaries
+from wharf_e2e.kube import Kube
+
+GPU_NODE = "kwok-gpu-node"
+CPU_NODE = "kwok-cpu-node"
+
+
+def _bin_dir() -> Path | None:
+    value = os.environ.get("WHARF_K8S_BIN")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[ControlPlane]:
+    bin_dir = _bin_dir()
+    problem = None
+    if bin_dir is None:
+        problem = "WHARF_K8S_BIN is not set"
+    elif missing := missing_binaries(bin_dir):
+        problem = f"{bin_dir} lacks {', '.join(missing)}"
+    if problem is not None:
+        reason = (
+            f"no Kubernetes control plane binaries ({problem}); "
+            "run ./scripts/test, or export WHARF_K8S_BIN=$(e2e/cluster/k8s-binaries.sh | tail -1)"
+        )
+        if os.environ.get("WHARF_K8S_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    assert bin_dir is not None
+    with ControlPlane(bin_dir) as plane:
+        plane.add_fake_node(CPU_NODE)
+        plane.add_fake_node(GPU_NODE, capacity={"nvidia.com/gpu": "8"})
+        yield plane
+
+
+@pytest.fixture
+async def kube(kube_cluster: ControlPlane) -> AsyncIterator[Kube]:
+    async with Kube.from_kubeconfig(kube_cluster.kubeconfig) as client:
+        yield client
+
+
+@pytest.fixture
+async def kube_namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    await kube.create_namespace(name)
+    yield name
+    await kube.delete_namespace(name)

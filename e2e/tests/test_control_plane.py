@@ -1,0 +1,209 @@
+"""Behaviour only a real API server shows: CRD acceptance, schema validation, server-side apply,
+the status subresource, kwok-run Pods, and owner-reference garbage collection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from wharf_api import default, parse_object
+from wharf_e2e.kube import Kube, wait_for
+from wharf_e2e.pytest_plugin import GPU_NODE
+
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parents[2]
+WHARF_CRDS = REPO / "deploy" / "base" / "crds"
+FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
+SAMPLES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
+
+
+def _crd_files() -> list[Path]:
+    return sorted(WHARF_CRDS.glob("serving.kserve.io_*.yaml")) + sorted(
+        p for p in FIXTURE_CRDS.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+
+
+def _samples() -> dict[str, dict[str, Any]]:
+    """One manifest per kind from the API fixtures (KServe's docs and the seeds)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(SAMPLES.glob("kserve-docs/*.yaml")) + sorted(SAMPLES.glob("seeds/*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") not in found:
+                found[doc["kind"]] = doc
+    return found
+
+
+async def _established(kube: Kube, name: str) -> bool:
+    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    conditions = (crd or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture
+async def crds(kube: Kube) -> list[str]:
+    names = []
+    for path in _crd_files():
+        crd = yaml.safe_load(path.read_text())
+        await kube.apply(crd)
+        names.append(crd["metadata"]["name"])
+    for name in names:
+        await wait_for(lambda n=name: _established(kube, n), f"CRD {name} Established")
+    kube.dynamic.resources.invalidate_cache() if hasattr(
+        kube.dynamic.resources, "invalidate_cache"
+    ) else None
+    return names
+
+
+async def test_every_generated_crd_is_accepted_and_established(crds: list[str]) -> None:
+    assert "inferenceservices.serving.kserve.io" in crds
+    assert "llminferenceservices.serving.kserve.io" in crds
+    assert "httproutes.gateway.networking.k8s.io" in crds
+    assert len(crds) == len(_crd_files())
+
+
+async def test_a_sample_of_every_kind_round_trips(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    samples = _samples()
+    assert len(samples) >= 11, sorted(samples)
+    for kind, sample in samples.items():
+        stored = await kube.apply(sample, namespace=kube_namespace)
+        sent = default(parse_object(sample))
+        back = default(parse_object(stored))
+        # Nothing the models know was pruned or changed by the CRD's schema.
+        assert back.model_dump(exclude={"metadata", "status"}) == sent.model_dump(
+            exclude={"metadata", "status"}
+        ), kind
+
+
+async def test_the_schema_rejects_a_wrong_type_naming_the_field(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    bad = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "bad-replicas"},
+        "spec": {
+            "predictor": {
+                "minReplicas": "many",
+                "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://b/m"},
+            }
+        },
+    }
+    with pytest.raises(ApiException) as caught:
+        await kube.apply(bad, namespace=kube_namespace)
+    assert caught.value.status == 422
+    assert "spec.predictor.minReplicas" in str(caught.value.body)
+
+
+async def test_status_is_a_subresource(kube: Kube, crds: list[str], kube_namespace: str) -> None:
+    isvc = _samples()["InferenceService"]
+    await kube.apply(isvc, namespace=kube_namespace)
+    name = isvc["metadata"]["name"]
+    resource = await kube.resource("serving.kserve.io/v1beta1", "InferenceService")
+    with_status = {**isvc, "status": {"url": "http://should-not-stick"}}
+    await kube.apply(with_status, namespace=kube_namespace)
+    stored = await kube.get("serving.kserve.io/v1beta1", "InferenceService", name, kube_namespace)
+    assert stored is not None and "url" not in stored.get("status", {})
+    await kube.dynamic.patch(
+        resource.subresources["status"],
+        name=name,
+        namespace=kube_namespace,
+        body={"status": {"url": "http://sklearn.example.com"}},
+        content_type="application/merge-patch+json",
+    )
+    stored = await kube.get("serving.kserve.io/v1beta1", "InferenceService", name, kube_namespace)
+    assert stored is not None and stored["status"]["url"] == "http://sklearn.example.com"
+
+
+async def test_a_deployment_gets_running_pods_on_fake_nodes(
+    kube: Kube, kube_namespace: str
+) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "model"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "model"}},
+            "template": {
+                "metadata": {"labels": {"app": "model"}},
+                "spec": {"containers": [{"name": "kserve-container", "image": "model:1"}]},
+            },
+        },
+    }
+    await kube.apply(deployment, namespace=kube_namespace)
+
+    async def available() -> int:
+        got = await kube.get("apps/v1", "Deployment", "model", kube_namespace)
+        return int((got or {}).get("status", {}).get("availableReplicas") or 0) >= 2
+
+    await wait_for(available, "2 available replicas")
+    pods = await kube.resource("v1", "Pod")
+    listed = await kube.dynamic.get(pods, namespace=kube_namespace, label_selector="app=model")
+    phases = [p["status"]["phase"] for p in listed.to_dict()["items"]]
+    assert phases == ["Running", "Running"]
+
+
+async def test_a_gpu_pod_lands_on_the_gpu_node(kube: Kube, kube_namespace: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gpu"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "vllm:1",
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                }
+            ]
+        },
+    }
+    await kube.apply(pod, namespace=kube_namespace)
+
+    async def running() -> dict[str, Any] | None:
+        got = await kube.get("v1", "Pod", "gpu", kube_namespace)
+        return got if got and got.get("status", {}).get("phase") == "Running" else None
+
+    got = await wait_for(running, "the GPU pod Running")
+    assert got["spec"]["nodeName"] == GPU_NODE
+
+
+async def test_deleting_an_owner_garbage_collects_its_children(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    owner = await kube.apply(_samples()["InferenceService"], namespace=kube_namespace)
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "owned-by-isvc",
+            "ownerReferences": [
+                {
+                    "apiVersion": "serving.kserve.io/v1beta1",
+                    "kind": "InferenceService",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {"k": "v"},
+    }
+    await kube.apply(child, namespace=kube_namespace)
+    assert await kube.get("v1", "ConfigMap", "owned-by-isvc", kube_namespace) is not None
+    await kube.delete(
+        "serving.kserve.io/v1beta1", "InferenceService", owner["metadata"]["name"], kube_namespace
+    )
+
+    async def gone() -> bool:
+        return await kube.get("v1", "ConfigMap", "owned-by-isvc", kube_namespace) is None
+
+    await wait_for(gone, "the child ConfigMap to be garbage-collected")
