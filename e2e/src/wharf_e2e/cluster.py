@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -371,7 +372,6 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle",
         )
         self._spawn(
             "kube-scheduler",
@@ -400,6 +400,27 @@ class ControlPlane:
             and not os.environ.get("WHARF_E2E_KEEP")
         ):
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def add_fake_node(self, name: str = "kwok-node-0") -> None:
+        """Create a Node that kwok manages (it reports Ready and "runs" pods bound to it)."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {FAKE_NODE_ANNOTATION: "fake"},
+                "labels": {"type": "kwok", "kubernetes.io/hostname": name},
+            },
+            "spec": {"taints": []},
+        }
+        req = urllib.request.Request(
+            f"{self.server}/api/v1/nodes",
+            data=json.dumps(node).encode(),
+            method="POST",
+            headers={**self.auth_headers, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10, context=self._ssl_context(self.root / "pki")):
+            pass
 
     # --- helpers -----------------------------------------------------------
     def _spawn(self, name: str, *args: str) -> None:
