@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from wharf_api import default, parse_object
-from wharf_e2e.kube import Kube, wait_for
+from wharf_e2e.kube import Kube, KubeError, wait_for
 from wharf_e2e.pytest_plugin import GPU_NODE
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
@@ -53,9 +52,6 @@ async def crds(kube: Kube) -> list[str]:
         names.append(crd["metadata"]["name"])
     for name in names:
         await wait_for(lambda n=name: _established(kube, n), f"CRD {name} Established")
-    kube.dynamic.resources.invalidate_cache() if hasattr(
-        kube.dynamic.resources, "invalidate_cache"
-    ) else None
     return names
 
 
@@ -95,10 +91,33 @@ async def test_the_schema_rejects_a_wrong_type_naming_the_field(
             }
         },
     }
-    with pytest.raises(ApiException) as caught:
+    with pytest.raises(KubeError) as caught:
+        await kube.create(bad, namespace=kube_namespace)
+    assert caught.value.code == 422
+    assert "spec.predictor.minReplicas" in caught.value.message
+
+
+async def test_the_schema_rejects_a_value_outside_an_enum(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    bad = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "bad-protocol"},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "protocolVersion": "v9",
+                    "storageUri": "gs://b/m",
+                }
+            }
+        },
+    }
+    with pytest.raises(KubeError) as caught:
         await kube.apply(bad, namespace=kube_namespace)
-    assert caught.value.status == 422
-    assert "spec.predictor.minReplicas" in str(caught.value.body)
+    assert caught.value.code == 422
+    assert "spec.predictor.model.protocolVersion" in caught.value.message
 
 
 async def test_status_is_a_subresource(kube: Kube, crds: list[str], kube_namespace: str) -> None:

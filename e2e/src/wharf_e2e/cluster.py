@@ -33,6 +33,8 @@ from types import TracebackType
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 ADMIN_TOKEN = "wharf-e2e-admin-token"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# What kwok does to fake nodes and their pods (Ready nodes, Running pods); kwok has no default.
+KWOK_STAGES = Path(__file__).resolve().parents[2] / "cluster" / "kwok-stages.yaml"
 
 
 class ControlPlaneError(RuntimeError):
@@ -322,6 +324,7 @@ class ControlPlane:
                     "--manage-nodes-with-label-selector=",
                     "--cidr=10.0.0.0/24",
                     "--node-ip=10.0.0.1",
+                    f"--config={KWOK_STAGES}",
                 )
         except BaseException:
             self.stop()
@@ -401,8 +404,15 @@ class ControlPlane:
         ):
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def add_fake_node(self, name: str = "kwok-node-0") -> None:
-        """Create a Node that kwok manages (it reports Ready and "runs" pods bound to it)."""
+    def add_fake_node(
+        self, name: str = "kwok-node-0", capacity: dict[str, str] | None = None
+    ) -> None:
+        """Create a Node that kwok manages (it reports Ready and "runs" pods bound to it).
+
+        `capacity` adds extended resources (e.g. `{"nvidia.com/gpu": "8"}`) to the node's
+        capacity and allocatable, next to the CPU, memory and pods every fake node has.
+        """
+        resources = {"cpu": "32", "memory": "256Gi", "pods": "110", **(capacity or {})}
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -413,11 +423,18 @@ class ControlPlane:
             },
             "spec": {"taints": []},
         }
+        self._request("POST", "/api/v1/nodes", node, "application/json")
+        status = {"status": {"capacity": resources, "allocatable": resources}}
+        self._request(
+            "PATCH", f"/api/v1/nodes/{name}/status", status, "application/merge-patch+json"
+        )
+
+    def _request(self, method: str, path: str, body: object, content_type: str) -> None:
         req = urllib.request.Request(
-            f"{self.server}/api/v1/nodes",
-            data=json.dumps(node).encode(),
-            method="POST",
-            headers={**self.auth_headers, "Content-Type": "application/json"},
+            f"{self.server}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={**self.auth_headers, "Content-Type": content_type},
         )
         with urllib.request.urlopen(req, timeout=10, context=self._ssl_context(self.root / "pki")):
             pass

@@ -16,6 +16,27 @@ FIELD_MANAGER = "wharf-e2e"
 T = TypeVar("T")
 
 
+class KubeError(Exception):
+    """The API server refused a request; `code` is the HTTP status, `message` its reason."""
+
+    def __init__(self, code: int, message: str, body: Mapping[str, Any]) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.body = dict(body)
+
+
+def _checked(result: Any) -> dict[str, Any]:
+    """The object the server returned, or KubeError when it returned a failure `Status`.
+
+    kubernetes-asyncio's dynamic client hands back a failure `Status` instead of raising.
+    """
+    data: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    if data.get("kind") == "Status" and data.get("status") == "Failure":
+        raise KubeError(int(data.get("code") or 0), str(data.get("message")), data)
+    return data
+
+
 class Kube:
     """The dynamic client: any kind by apiVersion and kind, as `kubectl` reaches it."""
 
@@ -44,32 +65,45 @@ class Kube:
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
-        applied: dict[str, Any] = result.to_dict()
-        return applied
+        return _checked(result)
+
+    async def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create `obj` (as `kubectl create`): schema errors come back as 422 Invalid."""
+        resource = await self.resource(obj["apiVersion"], obj["kind"])
+        return _checked(
+            await self.dynamic.create(
+                resource, body=dict(obj), namespace=namespace if resource.namespaced else None
+            )
+        )
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
         resource = await self.resource(api_version, kind)
         try:
-            found = await self.dynamic.get(resource, name=name, namespace=namespace)
+            return _checked(await self.dynamic.get(resource, name=name, namespace=namespace))
+        except KubeError as exc:
+            if exc.code == 404:
+                return None
+            raise
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        obj: dict[str, Any] = found.to_dict()
-        return obj
 
     async def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> None:
         resource = await self.resource(api_version, kind)
-        await self.dynamic.delete(
-            resource, name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+        _checked(
+            await self.dynamic.delete(
+                resource, name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+            )
         )
 
     async def create_namespace(self, name: str) -> None:
-        await client.CoreV1Api(self.api).create_namespace({"metadata": {"name": name}})
+        namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        await client.CoreV1Api(self.api).create_namespace(namespace)
 
     async def delete_namespace(self, name: str) -> None:
         try:
@@ -80,17 +114,18 @@ class Kube:
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[T]], what: str, timeout: float = 60.0, interval: float = 0.25
+    probe: Callable[[], Awaitable[T]], what: str, within: float = 60.0, interval: float = 0.25
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """Poll `probe` until it returns something truthy; fail naming `what` after `within` s."""
     last: T | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    try:
+        async with asyncio.timeout(within):
+            # Polling on purpose: the state lives in the API server, not in this process.
+            while not (last := await probe()):  # noqa: ASYNC110
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}: {last!r}") from None
+    return last
 
 
 class _KubeContext:

@@ -6,7 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from wharf_api.crdgen import load_k8s_definitions, structural_schema
+from wharf_api.crdgen import (
+    CrdSource,
+    CrdVersion,
+    build_crd,
+    load_k8s_definitions,
+    structural_schema,
+)
 from wharf_api.k8s import Container, Toleration
 
 
@@ -96,3 +102,17 @@ def test_no_node_is_left_without_a_structural_type() -> None:
             or node.get("x-kubernetes-int-or-string")
         ), node
         assert not {"$ref", "anyOf", "oneOf", "allOf", "default", "description"} & node.keys()
+
+
+class _NoStatus(BaseModel):
+    spec: _Open
+    status: None = None
+
+
+def test_a_kind_without_status_gets_no_status_property() -> None:
+    crd = build_crd(
+        CrdSource("example.com", "Thing", "things", [CrdVersion("v1", _NoStatus)]),
+        load_k8s_definitions(),
+    )
+    properties = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    assert set(properties) == {"apiVersion", "kind", "metadata", "spec"}

@@ -62,8 +62,10 @@ def _object_schema(model: type[BaseModel], k8s_definitions: Mapping[str, Any]) -
         "metadata": {"type": "object"},
     }
     for part in ("spec", "status"):
-        if part in schema.get("properties", {}):
-            properties[part] = schema["properties"][part]
+        part_schema = schema.get("properties", {}).get(part)
+        # A kind without a status (typed `None`) gets none: `type: null` is not structural.
+        if part_schema is not None and part_schema.get("type") == "object":
+            properties[part] = part_schema
     return {"type": "object", "properties": properties}
 
 
