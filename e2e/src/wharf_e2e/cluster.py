@@ -298,7 +298,12 @@ class ControlPlane:
         self.stop()
 
     def start(self) -> None:
-        missing = missing_binaries(self.bin_dir)
+        needed = ["etcd", "kube-apiserver"]
+        if self.with_controllers:
+            needed += ["kube-controller-manager", "kube-scheduler"]
+        if self.with_kwok:
+            needed.append("kwok")
+        missing = [b for b in missing_binaries(self.bin_dir) if b in needed]
         if missing:
             raise ControlPlaneError(f"{self.bin_dir} lacks {', '.join(missing)}")
         if self.work_dir is None:
