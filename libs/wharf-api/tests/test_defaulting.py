@@ -8,19 +8,7 @@ import pytest
 
 from wharf_api import default, parse_object
 from wharf_api.resources import InferenceService
-
-FRAMEWORKS = [
-    "sklearn",
-    "xgboost",
-    "lightgbm",
-    "tensorflow",
-    "pytorch",
-    "onnx",
-    "triton",
-    "pmml",
-    "paddle",
-    "huggingface",
-]
+from wharf_api.resources.inference_service import FRAMEWORKS
 
 
 def _isvc(predictor: dict[str, Any], annotations: dict[str, str] | None = None) -> InferenceService:

@@ -70,8 +70,9 @@ class Volume(K8sObject):
     name: str
 
 
-class Container(K8sObject):
-    k8s_definition = "io.k8s.api.core.v1.Container"
+class ContainerFields(BaseModel):
+    """The Container fields Wharf reads, for types that are or inline a Container."""
+
     name: str | None = None
     image: str | None = None
     command: list[str] | None = None
@@ -80,6 +81,10 @@ class Container(K8sObject):
     ports: list[ContainerPort] | None = None
     resources: ResourceRequirements | None = None
     volume_mounts: list[VolumeMount] | None = None
+
+
+class Container(K8sObject, ContainerFields):
+    k8s_definition = "io.k8s.api.core.v1.Container"
 
 
 class Toleration(K8sObject):

@@ -9,18 +9,15 @@ from pydantic import Field
 from wharf_api.k8s import (
     Affinity,
     Container,
-    ContainerPort,
+    ContainerFields,
     DeploymentStrategy,
-    EnvVar,
     HorizontalPodAutoscalerBehavior,
     LocalObjectReference,
     PodResourceClaim,
     PodSecurityContext,
-    ResourceRequirements,
     Toleration,
     TopologySpreadConstraint,
     Volume,
-    VolumeMount,
 )
 from wharf_api.resources._base import (
     Addressable,
@@ -69,7 +66,7 @@ class ConfidentialSpec(KServeModel):
     resource_id: str | None = None
 
 
-class PredictorExtensionSpec(InlineK8sModel):
+class PredictorExtensionSpec(InlineK8sModel, ContainerFields):
     """Storage and protocol settings plus an inline Container (unknown fields kept)."""
 
     storage_uri: str | None = None
@@ -78,15 +75,6 @@ class PredictorExtensionSpec(InlineK8sModel):
     protocol_version: ProtocolVersion | None = None
     storage: StorageSpec | None = None
     confidential: ConfidentialSpec | None = None
-    # inline corev1.Container fields read by Wharf
-    name: str | None = None
-    image: str | None = None
-    command: list[str] | None = None
-    args: list[str] | None = None
-    env: list[EnvVar] | None = None
-    ports: list[ContainerPort] | None = None
-    resources: ResourceRequirements | None = None
-    volume_mounts: list[VolumeMount] | None = None
 
 
 class ModelSpec(PredictorExtensionSpec):
