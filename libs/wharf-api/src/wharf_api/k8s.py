@@ -112,8 +112,9 @@ class PodResourceClaim(K8sObject):
     k8s_definition = "io.k8s.api.core.v1.PodResourceClaim"
 
 
-class PodSpec(K8sObject):
-    k8s_definition = "io.k8s.api.core.v1.PodSpec"
+class PodFields(BaseModel):
+    """The PodSpec fields Wharf reads, for types that are or inline a PodSpec."""
+
     containers: list[Container] | None = None
     init_containers: list[Container] | None = None
     volumes: list[Volume] | None = None
@@ -121,6 +122,10 @@ class PodSpec(K8sObject):
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None
     affinity: Affinity | None = None
+
+
+class PodSpec(K8sObject, PodFields):
+    k8s_definition = "io.k8s.api.core.v1.PodSpec"
 
 
 class PersistentVolumeSpec(K8sObject):

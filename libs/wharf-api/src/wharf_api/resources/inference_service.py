@@ -7,17 +7,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from wharf_api.k8s import (
-    Affinity,
-    Container,
     ContainerFields,
     DeploymentStrategy,
     HorizontalPodAutoscalerBehavior,
     LocalObjectReference,
+    PodFields,
     PodResourceClaim,
     PodSecurityContext,
-    Toleration,
     TopologySpreadConstraint,
-    Volume,
 )
 from wharf_api.resources._base import (
     Addressable,
@@ -149,16 +146,9 @@ class Batcher(KServeModel):
     timeout: int | None = None
 
 
-class PodSpecFields(InlineK8sModel):
+class PodSpecFields(InlineK8sModel, PodFields):
     """The inline PodSpec of a component: every PodSpec field optional, unknown ones kept."""
 
-    containers: list[Container] | None = None
-    init_containers: list[Container] | None = None
-    volumes: list[Volume] | None = None
-    service_account_name: str | None = None
-    node_selector: dict[str, str] | None = None
-    tolerations: list[Toleration] | None = None
-    affinity: Affinity | None = None
     image_pull_secrets: list[LocalObjectReference] | None = None
     scheduler_name: str | None = None
     priority_class_name: str | None = None
