@@ -182,7 +182,7 @@ def http_files(tmp_path: Path) -> Iterator[FileServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
     httpd.daemon_threads = True
     files.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield files
     httpd.shutdown()

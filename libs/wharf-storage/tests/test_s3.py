@@ -65,9 +65,7 @@ def test_trailing_slash_and_whole_bucket(s3: Any, tmp_path: Path) -> None:
     assert tree(tmp_path / "b") == {"m/x": b"x", "top": b"t"}
 
 
-def test_large_object_is_fetched_in_ranged_parts_and_verified(
-    s3: Any, tmp_path: Path
-) -> None:
+def test_large_object_is_fetched_in_ranged_parts_and_verified(s3: Any, tmp_path: Path) -> None:
     data = os.urandom(20 * MiB + 123)
     s3.put("big/weights.bin", data)
     result = download(s3.uri("big"), tmp_path / "out", env=s3.env)
