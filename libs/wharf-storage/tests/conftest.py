@@ -217,15 +217,14 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "127.0.0.1",
             "--blobPort",
             str(port),
-            "--location",
-            str(workdir),
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--loose",
             "--silent",
         ],
+        cwd=workdir,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port, proc, "azurite")

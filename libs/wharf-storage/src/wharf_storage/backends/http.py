@@ -22,27 +22,10 @@ from wharf_storage.errors import (
 )
 from wharf_storage.paths import safe_relpath
 from wharf_storage.progress import ProgressCallback, Tracker
-from wharf_storage.redaction import scrub
 from wharf_storage.uri import StorageUri
 
 log = logging.getLogger("wharf_storage")
 HEADERS_SUFFIX = "-headers"
-
-
-class _ScrubQueries(logging.Filter):
-    """httpx logs every request URL at INFO: hide query strings (signed URLs carry secrets)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-_httpx_log = logging.getLogger("httpx")
-if not any(isinstance(f, _ScrubQueries) for f in _httpx_log.filters):
-    _httpx_log.addFilter(_ScrubQueries())
 ARCHIVE_PREFIX = ".wharf-archive-"
 
 
