@@ -319,96 +319,96 @@ class FakeHub:
         return sha
 
 
-def _hub_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
-    def blob_oid(data: bytes) -> str:
-        return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+def _blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+class _HubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    hub: FakeHub
 
-        def _json(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 404:
-                self.send_header("X-Error-Code", "RepoNotFound")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
-        def _resolve(self, repo_id: str, rev: str) -> tuple[dict[str, Any], str] | None:
-            repo = hub.repos.get(repo_id)
-            if repo is None:
-                return None
-            sha = repo["refs"].get(rev) or (rev if rev == repo["sha"] else None)
-            return (repo, sha) if sha else None
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 404:
+            self.send_header("X-Error-Code", "RepoNotFound")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
+    def _resolve(self, repo_id: str, rev: str) -> tuple[dict[str, Any], str] | None:
+        repo = self.hub.repos.get(repo_id)
+        if repo is None:
+            return None
+        sha = repo["refs"].get(rev) or (rev if rev == repo["sha"] else None)
+        return (repo, sha) if sha else None
 
-        def do_GET(self) -> None:
-            path = unquote(urlsplit(self.path).path)
-            hub.requests.append((self.command, path, dict(self.headers.items())))
-            auth = self.headers.get("Authorization")
-            parts = path.strip("/").split("/")
-            if parts[:2] == ["api", "models"]:
-                return self._api(parts[2:], auth)
-            # /{org}/{name}/resolve/{rev}/{file...}
-            if len(parts) >= 5 and parts[2] == "resolve":
-                return self._file("/".join(parts[:2]), parts[3], "/".join(parts[4:]), auth)
-            self._json(404, {"error": "not found"})
+    def do_HEAD(self) -> None:
+        self.do_GET()
 
-        def _allowed(self, repo: dict[str, Any], auth: str | None) -> bool:
-            token = repo.get("token")
-            return token is None or auth == f"Bearer {token}"
+    def do_GET(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        self.hub.requests.append((self.command, path, dict(self.headers.items())))
+        auth = self.headers.get("Authorization")
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "models"]:
+            return self._api(parts[2:], auth)
+        # /{org}/{name}/resolve/{rev}/{file...}
+        if len(parts) >= 5 and parts[2] == "resolve":
+            return self._file("/".join(parts[:2]), parts[3], "/".join(parts[4:]), auth)
+        self._json(404, {"error": "not found"})
 
-        def _api(self, parts: list[str], auth: str | None) -> None:
-            repo_id = "/".join(parts[:2])
-            rest = parts[2:]
-            found = self._resolve(repo_id, rest[1] if len(rest) > 1 else "main")
-            if found is None or not self._allowed(found[0], auth):
-                return self._json(404 if found is None else 401, {"error": "Repository Not Found"})
-            repo, sha = found
-            files: dict[str, bytes] = repo["files"]
-            if rest[:1] == ["revision"]:
-                siblings = [{"rfilename": name} for name in sorted(files)]
-                return self._json(200, {"id": repo_id, "sha": sha, "siblings": siblings})
-            if rest[:1] == ["tree"]:
-                entries = [
-                    {"type": "file", "oid": blob_oid(data), "size": len(data), "path": name}
-                    for name, data in sorted(files.items())
-                ]
-                return self._json(200, entries)
-            self._json(404, {"error": "not found"})
+    @staticmethod
+    def _allowed(repo: dict[str, Any], auth: str | None) -> bool:
+        token = repo.get("token")
+        return token is None or auth == f"Bearer {token}"
 
-        def _file(self, repo_id: str, rev: str, name: str, auth: str | None) -> None:
-            found = self._resolve(repo_id, rev)
-            if found is None or name not in found[0]["files"] or name in hub.missing:
-                return self._json(404, {"error": "Entry not found"})
-            repo, sha = found
-            if not self._allowed(repo, auth):
-                return self._json(401, {"error": "unauthorized"})
-            data: bytes = repo["files"][name]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("ETag", f'"{blob_oid(data)}"')
-            self.send_header("X-Repo-Commit", sha)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-                hub.sent[name] += len(data)
+    def _api(self, parts: list[str], auth: str | None) -> None:
+        repo_id = "/".join(parts[:2])
+        rest = parts[2:]
+        found = self._resolve(repo_id, rest[1] if len(rest) > 1 else "main")
+        if found is None or not self._allowed(found[0], auth):
+            return self._json(404 if found is None else 401, {"error": "Repository Not Found"})
+        repo, sha = found
+        files: dict[str, bytes] = repo["files"]
+        if rest[:1] == ["revision"]:
+            siblings = [{"rfilename": name} for name in sorted(files)]
+            return self._json(200, {"id": repo_id, "sha": sha, "siblings": siblings})
+        if rest[:1] == ["tree"]:
+            entries = [
+                {"type": "file", "oid": _blob_oid(data), "size": len(data), "path": name}
+                for name, data in sorted(files.items())
+            ]
+            return self._json(200, entries)
+        self._json(404, {"error": "not found"})
 
-    return Handler
+    def _file(self, repo_id: str, rev: str, name: str, auth: str | None) -> None:
+        found = self._resolve(repo_id, rev)
+        if found is None or name not in found[0]["files"] or name in self.hub.missing:
+            return self._json(404, {"error": "Entry not found"})
+        repo, sha = found
+        if not self._allowed(repo, auth):
+            return self._json(401, {"error": "unauthorized"})
+        data: bytes = repo["files"][name]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{_blob_oid(data)}"')
+        self.send_header("X-Repo-Commit", sha)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+            self.hub.sent[name] += len(data)
 
 
 @pytest.fixture
 def hf_hub() -> Iterator[FakeHub]:
     hub = FakeHub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _hub_handler(hub))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Hub", (_HubHandler,), {"hub": hub}))
     httpd.daemon_threads = True
     hub.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
