@@ -98,6 +98,8 @@ def from_numpy_dtype(dtype: npt.DTypeLike) -> Datatype:
     dt = np.dtype(dtype)
     if dt.kind in ("O", "S", "U", "T"):
         return Datatype.BYTES
+    if dt.name == "bfloat16":  # ml_dtypes.bfloat16, as tritonclient uses
+        return Datatype.BF16
     found = _FROM_KIND_SIZE.get((dt.kind, dt.itemsize))
     if found is None:
         raise InvalidInput(f"numpy dtype {dt} has no Open Inference Protocol datatype")

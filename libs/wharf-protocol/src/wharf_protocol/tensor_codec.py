@@ -91,9 +91,26 @@ def array_from_json(data: object, datatype: str, shape: list[int], where: str) -
             if kind not in _NUMBER_KINDS:
                 raise InvalidInput(f"{where}: {datatype} data must hold numbers")
         elif kind not in _INT_KINDS:
-            raise InvalidInput(f"{where}: {datatype} data must hold integers")
+            # numpy turns ints beyond int64 (e.g. UINT64 max next to small ints) into
+            # float64; look at the Python values instead of losing precision.
+            arr = _exact_ints(data, datatype, where)
     _check_count(arr, shape, datatype, where)
     return _cast(arr, datatype, where).reshape(shape)
+
+
+def _exact_ints(data: list[Any], datatype: str, where: str) -> Array:
+    try:
+        objects = np.array(data, dtype=object)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{where}: {datatype} data must hold integers") from None
+    flat = objects.reshape(-1).tolist()
+    info = np.iinfo(to_numpy_dtype(datatype))
+    for value in flat:
+        if type(value) is not int:
+            raise InvalidInput(f"{where}: {datatype} data must hold integers")
+        if not info.min <= value <= info.max:
+            raise InvalidInput(f"{where}: value out of range for {datatype}")
+    return np.array(flat, dtype=to_numpy_dtype(datatype)).reshape(objects.shape)
 
 
 def _cast(arr: Array, datatype: str, where: str) -> Array:
