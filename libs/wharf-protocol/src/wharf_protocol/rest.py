@@ -114,7 +114,7 @@ def _decode_tensors(items: object, binary: memoryview | None, kind: str, cls: ty
         if size is not None:
             if type(size) is not int or size < 0:
                 raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer")
-            if "data" in item:
+            if item.get("data") is not None:
                 raise InvalidInput(f"{where}: has both 'data' and binary_data_size")
             if binary is None:
                 raise InvalidInput(
