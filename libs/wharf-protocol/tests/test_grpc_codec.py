@@ -93,9 +93,10 @@ def _tensor_request(datatype: str, shape: list[int], raw: list[bytes]) -> Any:
         (_tensor_request("BYTES", [2], [b"\x01\x00\x00\x00a"]), "has 2 elements"),
         (_tensor_request("FP16", [1], []), "raw contents"),
         (_tensor_request("INT32", [3], []), "has 3 elements but int_contents has 0"),
-        (_tensor_request("INT32", [-1], []), "negative"),
+        (_tensor_request("INT32", [-1], []), "non-negative"),
+        (_tensor_request("BOOL", [0, 2**40, 2**40], [b""]), "too large"),
     ],
-    ids=["short-raw", "extra-raw", "datatype", "bytes-count", "fp16-typed", "count", "neg"],
+    ids=["short-raw", "extra-raw", "datatype", "bytes-count", "fp16-typed", "count", "neg", "huge"],
 )
 def test_malformed_messages_are_invalid_input(message: Any, match: str) -> None:
     with pytest.raises(InvalidInput, match=match):

@@ -147,7 +147,8 @@ _json = st.recursive(
     max_leaves=12,
 )
 _datatypes = st.one_of(st.sampled_from([str(d) for d in Datatype]), _json)
-_shapes = st.one_of(st.lists(st.integers(min_value=-2, max_value=5), max_size=3), _json)
+_dims = st.one_of(st.integers(min_value=-2, max_value=5), st.integers(0, 2**64))
+_shapes = st.one_of(st.lists(_dims, max_size=3), _json)
 _params = st.one_of(
     st.none(),
     st.fixed_dictionaries({}, optional={"binary_data_size": st.integers(-2, 40)}),

@@ -95,7 +95,20 @@ def to_numpy_dtype(datatype: str) -> np.dtype[Any]:
 
 def from_numpy_dtype(dtype: npt.DTypeLike) -> Datatype:
     """The datatype of a numpy dtype; str/bytes/object arrays are BYTES."""
-    dt = np.dtype(dtype)
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    cached = _FROM_DTYPE.get(dt)
+    if cached is not None:
+        return cached
+    found = _from_numpy_dtype(dt)
+    _FROM_DTYPE[dt] = found
+    return found
+
+
+# Per-dtype memo: this is on every response's path and `np.dtype.name` is slow.
+_FROM_DTYPE: dict[np.dtype[Any], Datatype] = {}
+
+
+def _from_numpy_dtype(dt: np.dtype[Any]) -> Datatype:
     if dt.kind in ("O", "S", "U", "T"):
         return Datatype.BYTES
     if dt.name == "bfloat16":  # ml_dtypes.bfloat16, as tritonclient uses

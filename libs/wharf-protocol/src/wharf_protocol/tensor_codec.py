@@ -25,6 +25,7 @@ Array = npt.NDArray[Any]
 
 # Largest dimension numpy accepts; anything above can never match real data anyway.
 _MAX_DIM = 2**63 - 1
+_MAX_ELEMENTS = 2**59
 _INT_KINDS = frozenset("iu")
 _NUMBER_KINDS = frozenset("iuf")
 _FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64", "BF16"))
@@ -39,6 +40,10 @@ def parse_shape(value: object, where: str) -> list[int]:
             raise InvalidInput(
                 f"{where}: shape must be a list of non-negative integers, got {value!r}"
             )
+    # Even a zero-size tensor must have a shape numpy can hold (the product of the other
+    # dimensions times the item size has to fit in an index).
+    if math.prod(d for d in value if d) > _MAX_ELEMENTS:
+        raise InvalidInput(f"{where}: shape {value} is too large")
     return value
 
 
@@ -181,6 +186,8 @@ def array_to_json(arr: npt.ArrayLike, datatype: str) -> Any:
     target = to_numpy_dtype(datatype)
     if datatype == "BF16":
         return bf16_to_float32(float32_to_bf16(arr)).reshape(-1)
+    if isinstance(arr, np.ndarray) and arr.dtype == target and arr.flags.c_contiguous:
+        return arr.reshape(-1)
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(arr, dtype=target).reshape(-1)
 
