@@ -74,12 +74,16 @@ _FROM_KIND_SIZE: dict[tuple[str, int], Datatype] = {
 }
 
 DATATYPES: frozenset[str] = frozenset(_TO_NUMPY)
+# Enum construction by value is slow; this is on every tensor's path.
+_BY_NAME: dict[str, Datatype] = {d.value: d for d in Datatype}
 
 
 def parse_datatype(value: object, where: str) -> Datatype:
     """The Datatype named by `value`, or InvalidInput naming `where`."""
-    if isinstance(value, str) and value in DATATYPES:
-        return Datatype(value)
+    if isinstance(value, str):
+        found = _BY_NAME.get(value)
+        if found is not None:
+            return found
     raise InvalidInput(
         f"{where}: unsupported datatype {value!r}; expected one of {', '.join(Datatype)}"
     )

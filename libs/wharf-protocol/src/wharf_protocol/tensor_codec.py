@@ -23,8 +23,8 @@ from wharf_protocol.errors import InvalidInput
 
 Array = npt.NDArray[Any]
 
-# Largest dimension numpy accepts; anything above can never match real data anyway.
-_MAX_DIM = 2**63 - 1
+# Largest element count of a shape; far beyond any real tensor, and safely below numpy's
+# limit on array sizes in bytes.
 _MAX_ELEMENTS = 2**59
 _INT_KINDS = frozenset("iu")
 _NUMBER_KINDS = frozenset("iuf")
@@ -35,15 +35,18 @@ def parse_shape(value: object, where: str) -> list[int]:
     """A list of non-negative ints, or InvalidInput."""
     if not isinstance(value, list):
         raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {value!r}")
+    # Even a zero-size tensor must have a shape numpy can hold: the product of the non-zero
+    # dimensions (times the item size) has to fit in an index.
+    nonzero = 1
     for dim in value:
-        if type(dim) is not int or dim < 0 or dim > _MAX_DIM:
+        if type(dim) is not int or dim < 0:
             raise InvalidInput(
                 f"{where}: shape must be a list of non-negative integers, got {value!r}"
             )
-    # Even a zero-size tensor must have a shape numpy can hold (the product of the other
-    # dimensions times the item size has to fit in an index).
-    if math.prod(d for d in value if d) > _MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: shape {value} is too large")
+        if dim:
+            nonzero *= dim
+            if nonzero > _MAX_ELEMENTS:
+                raise InvalidInput(f"{where}: shape {value} is too large")
     return value
 
 
