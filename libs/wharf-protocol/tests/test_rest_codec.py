@@ -172,3 +172,13 @@ def test_set_data_from_numpy_checks_the_dtype() -> None:
     bf16 = InferInput("h", [1], "BF16")
     bf16.set_data_from_numpy(np.array([1.0], dtype=np.float32))
     assert bf16.shape == [1]
+
+
+def test_tensors_built_by_hand_with_unknown_datatypes_are_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="unsupported datatype 'FP8'"):
+        InferRequest("m", [InferInput("x", [1], "FP8")], raw_inputs=[b"\x00"])
+    with pytest.raises(InvalidInput, match="unsupported datatype 'FP8'"):
+        InferInput("x", [1], "FP8", [1.0]).as_numpy()
+    out = InferOutput("y", [1], "FP8", np.array([1.0]))
+    with pytest.raises(InvalidInput, match="FP8"):
+        encode_infer_response(InferResponse("1", "m", [out], use_binary_outputs=True))

@@ -102,7 +102,7 @@ def test_tritonclient_grpc_reads_our_responses(datatype: str, make_sample: Any, 
     same(_comparable(datatype, result.as_numpy("y")), arr)
 
 
-class _EchoServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class _EchoServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Returns every input as an output named `<input>_out`."""
 
     def ServerLive(self, request: Any, context: Any) -> Any:

@@ -139,13 +139,20 @@ def _cast(arr: Array, datatype: str, where: str) -> Array:
     return arr.astype(target)
 
 
+def _wire_dtype(datatype: str) -> np.dtype[Any]:
+    wire = WIRE_DTYPES.get(datatype)
+    if wire is None:
+        raise InvalidInput(f"unsupported datatype {datatype!r}")
+    return wire
+
+
 def array_from_raw(buf: bytes | memoryview, datatype: str, shape: list[int], where: str) -> Array:
     """The array of raw tensor bytes (binary extension or gRPC raw contents); zero-copy."""
     if datatype == "BYTES":
         arr = deserialize_bytes_tensor(buf)
         _check_count(arr, shape, datatype, where)
         return arr.reshape(shape)
-    wire = WIRE_DTYPES[datatype]
+    wire = _wire_dtype(datatype)
     expected = element_count(shape) * wire.itemsize
     if len(buf) != expected:
         raise InvalidInput(
@@ -167,7 +174,7 @@ def array_to_raw(arr: npt.ArrayLike, datatype: str) -> bytes:
         return serialize_bytes_tensor(arr)
     if datatype == "BF16":
         return float32_to_bf16(arr).tobytes()
-    return np.ascontiguousarray(arr, dtype=WIRE_DTYPES[datatype]).tobytes()
+    return np.ascontiguousarray(arr, dtype=_wire_dtype(datatype)).tobytes()
 
 
 def _bytes_to_str(item: object) -> object:
