@@ -16,13 +16,24 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.grpc import service_pb2 as triton_pb
 from tritonclient.grpc._utils import _get_inference_request
+from tritonclient.utils import deserialize_bytes_tensor as triton_deserialize_bytes
+from tritonclient.utils import serialize_byte_tensor as triton_serialize_bytes
 
+from wharf_protocol.bytes_tensor import deserialize_bytes_tensor, serialize_bytes_tensor
 from wharf_protocol.grpc import pb, pb_grpc
 from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
 from wharf_protocol.infer_types import InferOutput, InferRequest, InferResponse
 from wharf_protocol.rest import decode_infer_request, encode_infer_response
 
 BINARY = [False, True]
+
+
+def test_bytes_tensor_format_is_tritonclients() -> None:
+    arr = np.array([b"a", b"", "\u00e9".encode(), b"\x00\xff", b"x" * 70000], dtype=object)
+    theirs = triton_serialize_bytes(arr).item()
+    assert serialize_bytes_tensor(arr) == theirs
+    assert list(deserialize_bytes_tensor(theirs)) == list(arr)
+    assert list(triton_deserialize_bytes(serialize_bytes_tensor(arr))) == list(arr)
 
 
 def _client_array(datatype: str, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
