@@ -49,10 +49,13 @@ def _comparable(datatype: str, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any
 def test_we_decode_tritonclient_http_requests(
     datatype: str, binary: bool, make_sample: Any, same: Any
 ) -> None:
-    if datatype == "BF16" and not binary:
-        pytest.skip("tritonclient refuses BF16 as JSON ('BF16 inputs must be sent as binary')")
     arr = make_sample(datatype, json_safe=not binary)
     infer_input = triton_http.InferInput("x", list(arr.shape), datatype)
+    if datatype == "BF16" and not binary:
+        # tritonclient sends BF16 only as binary (our own JSON round trip covers BF16 JSON)
+        with pytest.raises(Exception, match="BF16 inputs must be sent as binary"):
+            infer_input.set_data_from_numpy(_client_array(datatype, arr), binary_data=False)
+        return
     infer_input.set_data_from_numpy(_client_array(datatype, arr), binary_data=binary)
     outputs = [triton_http.InferRequestedOutput("y", binary_data=binary)]
     body, json_size = triton_http.InferenceServerClient.generate_request_body(
