@@ -182,3 +182,21 @@ def test_tensors_built_by_hand_with_unknown_datatypes_are_invalid_input() -> Non
     out = InferOutput("y", [1], "FP8", np.array([1.0]))
     with pytest.raises(InvalidInput, match="FP8"):
         encode_infer_response(InferResponse("1", "m", [out], use_binary_outputs=True))
+
+
+@pytest.mark.parametrize("float_type", ["FP16", "FP32", "FP64", "BF16"])
+def test_nan_and_infinities_travel_as_binary(float_type: str) -> None:
+    values = np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32 if float_type == "BF16"
+                      else float_type.lower().replace("fp", "float"))  # fmt: skip
+    output = InferOutput("y", [], float_type)
+    output.set_data_from_numpy(values)
+    body, header_length = encode_infer_response(
+        InferResponse("1", "m", [output], use_binary_outputs=True)
+    )
+    decoded = decode_infer_response(body, header_length).outputs[0].as_numpy()
+    np.testing.assert_array_equal(decoded, values)
+    # JSON has no NaN or infinity: they are written as null, which a decoder refuses
+    body, header_length = encode_infer_response(InferResponse("1", "m", [output]))
+    assert orjson.loads(body)["outputs"][0]["data"][:3] == [None, None, None]
+    with pytest.raises(InvalidInput, match="numbers"):
+        decode_infer_response(body, header_length)
