@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from wharf_protocol.errors import InvalidInput
@@ -140,3 +141,14 @@ def test_service_has_every_rpc_of_the_protocol() -> None:
     }
     assert hasattr(pb_grpc, "add_GRPCInferenceServiceServicer_to_server")
     assert hasattr(pb_grpc, "GRPCInferenceServiceStub")
+
+
+def test_grpc_response_holds_only_the_requested_outputs() -> None:
+    outputs = [
+        InferOutput("a", [1], "INT32", np.array([1], dtype=np.int32)),
+        InferOutput("b", [1], "INT32", np.array([2], dtype=np.int32)),
+    ]
+    resp = InferResponse("1", "m", outputs, requested_outputs=[RequestedOutput("b")])
+    message = response_to_grpc(resp)
+    assert [o.name for o in message.outputs] == ["b"]
+    assert len(message.raw_output_contents) == 1

@@ -129,7 +129,7 @@ def test_binary_output_selection_follows_the_client() -> None:
     assert body[header_length:] == np.array([1, 2], dtype="<i4").tobytes()
 
     # binary_data_output on the request, overridden per output
-    requested = [RequestedOutput("b", {"binary_data": False})]
+    requested = [RequestedOutput("a"), RequestedOutput("b", {"binary_data": False})]
     resp = InferResponse(
         "i", "m", [output("a"), output("b")], use_binary_outputs=True, requested_outputs=requested
     )
@@ -200,3 +200,40 @@ def test_nan_and_infinities_travel_as_binary(float_type: str) -> None:
     assert orjson.loads(body)["outputs"][0]["data"][:3] == [None, None, None]
     with pytest.raises(InvalidInput, match="numbers"):
         decode_infer_response(body, header_length)
+
+
+def _outputs() -> list[InferOutput]:
+    return [
+        InferOutput("a", [1], "INT32", np.array([1], dtype=np.int32)),
+        InferOutput("b", [1], "INT32", np.array([2], dtype=np.int32)),
+    ]
+
+
+def test_only_requested_outputs_are_sent_in_the_order_asked() -> None:
+    requested = [RequestedOutput("b"), RequestedOutput("a", {"binary_data": True})]
+    body, header_length = encode_infer_response(
+        InferResponse("1", "m", _outputs(), requested_outputs=requested)
+    )
+    assert header_length is not None
+    names = [o["name"] for o in orjson.loads(body[:header_length])["outputs"]]
+    assert names == ["b", "a"]
+    only_b = InferResponse("1", "m", _outputs(), requested_outputs=[RequestedOutput("b")])
+    assert [o["name"] for o in orjson.loads(encode_infer_response(only_b)[0])["outputs"]] == ["b"]
+    everything = encode_infer_response(InferResponse("1", "m", _outputs()))[0]
+    assert [o["name"] for o in orjson.loads(everything)["outputs"]] == ["a", "b"]
+
+
+def test_a_requested_output_the_model_lacks_is_invalid_input() -> None:
+    resp = InferResponse("1", "m", _outputs(), requested_outputs=[RequestedOutput("zzz")])
+    with pytest.raises(InvalidInput, match="requested output 'zzz' is not produced by model 'm'"):
+        encode_infer_response(resp)
+
+
+def test_the_model_cannot_force_binary_on_a_json_client() -> None:
+    output = InferOutput("a", [], "INT32")
+    output.set_data_from_numpy(np.array([1], dtype=np.int32), binary_data=True)
+    body, header_length = encode_infer_response(InferResponse("1", "m", [output]))
+    assert header_length is None
+    assert orjson.loads(body)["outputs"][0] == {
+        "name": "a", "datatype": "INT32", "shape": [1], "data": [1]
+    }  # fmt: skip

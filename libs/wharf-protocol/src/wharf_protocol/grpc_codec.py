@@ -201,7 +201,7 @@ def response_to_grpc(resp: InferResponse, raw: bool = True) -> Any:
     )
     parameters_to_grpc(resp.parameters, message.parameters)
     chunks: list[bytes] | None = [] if raw else None
-    for output in resp.outputs:
+    for output in resp.selected_outputs():
         _fill_tensor(message.outputs.add(), output, chunks)
     if chunks:
         message.raw_output_contents.extend(chunks)

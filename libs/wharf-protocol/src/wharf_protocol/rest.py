@@ -245,7 +245,8 @@ def encode_infer_response(resp: InferResponse) -> tuple[bytes, int | None]:
     """
     chunks: list[bytes] = []
     outputs = [
-        _encode_tensor(output, resp.output_is_binary(output), chunks) for output in resp.outputs
+        _encode_tensor(output, resp.output_is_binary(output), chunks)
+        for output in resp.selected_outputs()
     ]
     obj: dict[str, Any] = {"model_name": resp.model_name}
     if resp.model_version is not None:
