@@ -163,3 +163,48 @@ def test_tritonclient_grpc_against_a_server_built_on_our_stubs(
             same(_comparable(datatype, result.as_numpy(f"{datatype}_out")), arr)
     finally:
         client.close()
+
+
+def _fields(descriptor: Any) -> dict[str, tuple[int, int, bool]]:
+    return {
+        f.name: (
+            f.number,
+            f.type,
+            f.message_type is not None and f.message_type.GetOptions().map_entry,
+        )
+        for f in descriptor.fields
+    }
+
+
+def _messages(descriptor: Any) -> Iterator[Any]:
+    for message in descriptor.message_types_by_name.values():
+        yield message
+        yield from message.nested_types
+
+
+def test_every_message_field_matches_tritonclients_proto() -> None:
+    """Our proto is wire-compatible with Triton's `grpc_service.proto` for every message the
+    two share outside the repository rpcs (Triton's messages may have more fields; ours must
+    not differ or be extra)."""
+    theirs = {m.full_name: m for m in _messages(triton_pb.DESCRIPTOR)}
+    shared = 0
+    for message in _messages(pb.DESCRIPTOR):
+        other = theirs.get(message.full_name)
+        if other is None or message.GetOptions().map_entry:
+            continue
+        if message.name.startswith("Repository"):
+            # KServe's repository messages differ from Triton's (repository_name is field 1
+            # there); we follow KServe, whose clients call these rpcs.
+            continue
+        shared += 1
+        ours, their_fields = _fields(message), _fields(other)
+        for name, spec in ours.items():
+            assert their_fields.get(name) == spec, f"{message.full_name}.{name}"
+    assert shared >= 15
+    service = triton_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        if method.name.startswith("Repository"):
+            continue  # Triton's repository rpcs take its own richer messages
+        theirs_method = service.methods_by_name[method.name]
+        assert theirs_method.input_type.full_name == method.input_type.full_name
+        assert theirs_method.output_type.full_name == method.output_type.full_name
