@@ -68,7 +68,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate, then kill if it lingers, and always reap (no process outlives its fixture)."""
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=3)  # the emulators keep nothing worth a graceful shutdown
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
