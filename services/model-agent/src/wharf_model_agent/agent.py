@@ -78,7 +78,7 @@ class Agent:
         self._downloads: dict[str, _Download] = {}
         self._failures: dict[str, Failure] = {}
         self._kick = asyncio.Event()
-        self._in_use = 0  # bytes of complete wanted models at the last reconcile
+        self._commit_lock = asyncio.Lock()
         self._limit: int | None = None
         self._next_retry: float | None = None
 
@@ -174,7 +174,6 @@ class Agent:
             now=self.clock(),
         )
         self._limit = limit
-        self._in_use = plan.cache_bytes
         wanted_names = {m.name for m in wanted}
         self._failures = {k: v for k, v in self._failures.items() if k in wanted_names}
 
@@ -214,21 +213,22 @@ class Agent:
         dest = self.layout.model_dir(model.name)
         try:
             fetched = await self.downloader(model.uri, dest, env=self.env, stop=stop)
-            if (
-                reason := decisions.does_not_fit(
-                    model.name, fetched.bytes, self._in_use, self._limit
+            # Sizes are often unknown before a download: check the limit now, one finished
+            # download at a time so that two of them cannot both take the last free space.
+            async with self._commit_lock:
+                in_use = await asyncio.to_thread(self._bytes_in_use_except, model.name)
+                reason = decisions.does_not_fit(model.name, fetched.bytes, in_use, self._limit)
+                if reason is not None:
+                    await asyncio.to_thread(cache_fs.delete_entry, self.layout, model.name)
+                    raise DownloadFailed(reason, "StorageLimit")
+                await asyncio.to_thread(
+                    cache_fs.write_marker,
+                    self.layout,
+                    model.name,
+                    model.key,
+                    fetched.files,
+                    fetched.bytes,
                 )
-            ) is not None:
-                await asyncio.to_thread(cache_fs.delete_entry, self.layout, model.name)
-                raise DownloadFailed(reason, "StorageLimit")
-            await asyncio.to_thread(
-                cache_fs.write_marker,
-                self.layout,
-                model.name,
-                model.key,
-                fetched.files,
-                fetched.bytes,
-            )
         except DownloadCancelled:
             self.metrics.downloads.labels("cancelled").inc()
             log.info("download of %s stopped", model.name)
@@ -255,6 +255,10 @@ class Agent:
         finally:
             self._downloads.pop(model.name, None)
             self.kick()
+
+    def _bytes_in_use_except(self, name: str) -> int:
+        cache = cache_fs.scan(self.layout)
+        return sum(c.bytes for n, c in cache.items() if n != name and c.has_dir and c.markers)
 
     async def _fail(self, model: WantedModel, reason: str, kind: str) -> None:
         failure = decisions.record_failure(

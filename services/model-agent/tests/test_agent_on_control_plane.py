@@ -1,0 +1,333 @@
+"""The agent against a real API server, with real downloads (wharf_storage) from a model
+store on loopback: the cache converges on the spec, survives a restart, isolates failures,
+and keeps to the node group's storage limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client as k8s
+
+from wharf_e2e.cluster import ControlPlane
+from wharf_e2e.kube import Kube, wait_for
+from wharf_model_agent import status
+from wharf_model_agent.agent import Agent
+from wharf_model_agent.config import AgentConfig
+from wharf_model_agent.kube import LocalModelApi, connect
+
+REPO = Path(__file__).resolve().parents[3]
+CRDS = REPO / "deploy" / "base" / "crds"
+LOCAL_MODEL_CRDS = ("localmodelnodes", "localmodelnodegroups", "localmodelcaches")
+API_VERSION = "serving.kserve.io/v1alpha1"
+
+
+class ModelStore:
+    """Model files served over HTTP on loopback; `requests` counts GETs and HEADs per path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: Counter[str] = Counter()
+        store = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                store.requests[self.path] += 1
+                super().do_GET()
+
+            def do_HEAD(self) -> None:
+                store.requests[self.path] += 1
+                super().do_HEAD()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, path: str, size: int) -> str:
+        """A file of `size` bytes at `path`; its URL."""
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bytes(i % 251 for i in range(size)))
+        return f"{self.url}/{path}"
+
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> Iterator[ModelStore]:
+    store = ModelStore(tmp_path / "store")
+    store.root.mkdir()
+    thread = threading.Thread(target=store.server.serve_forever, daemon=True)
+    thread.start()
+    yield store
+    store.server.shutdown()
+    store.server.server_close()
+    thread.join()
+
+
+async def _established(kube: Kube, name: str) -> bool:
+    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    conditions = (crd or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture
+async def local_model_crds(kube: Kube) -> None:
+    for plural in LOCAL_MODEL_CRDS:
+        crd = yaml.safe_load((CRDS / f"serving.kserve.io_{plural}.yaml").read_text())
+        await kube.apply(crd)
+    for plural in LOCAL_MODEL_CRDS:
+        name = f"{plural}.serving.kserve.io"
+        await wait_for(lambda n=name: _established(kube, n), f"CRD {name} Established")
+
+
+@pytest.fixture
+def node_name(kube_namespace: str) -> str:
+    """A LocalModelNode name no other test uses (LocalModelNodes are cluster-scoped)."""
+    return kube_namespace
+
+
+@pytest.fixture
+async def cluster_objects(kube: Kube) -> AsyncIterator[list[tuple[str, str]]]:
+    """(kind, name) of cluster-scoped objects a test made; deleted afterwards."""
+    made: list[tuple[str, str]] = []
+    yield made
+    for kind, name in made:
+        with contextlib.suppress(Exception):
+            await kube.delete(API_VERSION, kind, name)
+
+
+class RunningAgent:
+    """An agent running in this event loop, as in its pod."""
+
+    def __init__(self, agent: Agent, api_client: k8s.ApiClient) -> None:
+        self.agent = agent
+        self.api_client = api_client
+        self.task = asyncio.create_task(agent.run())
+
+    async def stop(self) -> None:
+        """Stop it as SIGTERM does (the task is cancelled), and close its API client."""
+        if self.task.done():
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.api_client.close()
+
+
+AgentFactory = Callable[..., Awaitable[RunningAgent]]
+
+
+@pytest.fixture
+async def start_agent(
+    kube_cluster: ControlPlane, tmp_path: Path, node_name: str
+) -> AsyncIterator[AgentFactory]:
+    """Start an agent for `node_name` with its cache in `tmp_path/cache`."""
+    started: list[RunningAgent] = []
+
+    async def start(**overrides: Any) -> RunningAgent:
+        config = AgentConfig(
+            node_name=node_name, cache_root=tmp_path / "cache", metrics_port=0, **overrides
+        )
+        api_client = await connect(str(kube_cluster.kubeconfig))
+        running = RunningAgent(
+            Agent(config, LocalModelApi(api_client, watch_timeout_s=30)), api_client
+        )
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.stop()
+
+
+pytestmark = [
+    pytest.mark.kube,
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("local_model_crds"),
+]
+
+
+def local_model_node(name: str, models: dict[str, str], group: str | None = None) -> dict[str, Any]:
+    entries = []
+    for model, uri in models.items():
+        entry = {"modelName": model, "sourceModelUri": uri}
+        if group is not None:
+            entry["nodeGroup"] = group
+        entries.append(entry)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "LocalModelNode",
+        "metadata": {"name": name},
+        "spec": {"localModels": entries},
+    }
+
+
+async def node_status(kube: Kube, name: str) -> dict[str, Any]:
+    node = await kube.get(API_VERSION, "LocalModelNode", name)
+    return (node or {}).get("status") or {}
+
+
+async def wait_status(kube: Kube, name: str, expected: dict[str, str]) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        current = await node_status(kube, name)
+        return current if current.get("modelStatus") == expected else None
+
+    return await wait_for(probe, f"LocalModelNode {name} status {expected}")
+
+
+async def test_the_cache_follows_the_spec(
+    kube: Kube,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "cache" / "models"
+    iris = model_store.add("iris/model.joblib", 3000)
+    bert = model_store.add("bert/weights.bin", 5000)
+    await kube.apply(local_model_node(node_name, {"iris": iris}))
+    cluster_objects.append(("LocalModelNode", node_name))
+    running = await start_agent()
+
+    await wait_status(kube, node_name, {"iris": status.DOWNLOADED})
+    assert (models / "iris" / "model.joblib").read_bytes() == (
+        model_store.root / "iris" / "model.joblib"
+    ).read_bytes()
+
+    await kube.apply(local_model_node(node_name, {"iris": iris, "bert": bert}))
+    await wait_status(kube, node_name, {"iris": status.DOWNLOADED, "bert": status.DOWNLOADED})
+    assert (models / "bert" / "weights.bin").stat().st_size == 5000
+
+    await kube.apply(local_model_node(node_name, {"bert": bert}))
+    await wait_status(kube, node_name, {"bert": status.DOWNLOADED})
+    await wait_for(lambda: _gone(models / "iris"), "models/iris deleted", within=10)
+    assert sorted(p.name for p in models.iterdir()) == ["bert"]
+
+    metrics = running.agent.metrics
+    assert metrics.downloads.labels("success")._value.get() == 2
+    assert metrics.cache_bytes._value.get() == 5000
+
+
+async def _gone(path: Path) -> bool:
+    return not await asyncio.to_thread(path.exists)
+
+
+async def test_a_restart_does_not_download_again(
+    kube: Kube,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+) -> None:
+    uri = model_store.add("llama/model.safetensors", 20000)
+    await kube.apply(local_model_node(node_name, {"llama": uri}))
+    cluster_objects.append(("LocalModelNode", node_name))
+    first = await start_agent()
+    await wait_status(kube, node_name, {"llama": status.DOWNLOADED})
+    await first.stop()
+    requests_before = model_store.total()
+    assert requests_before > 0
+
+    second = await start_agent()
+    await wait_for(lambda: _reconciled(second.agent), "the restarted agent to reconcile", within=30)
+    assert (await node_status(kube, node_name))["modelStatus"] == {"llama": status.DOWNLOADED}
+    assert model_store.total() == requests_before
+    assert second.agent.metrics.downloads.labels("success")._value.get() == 0
+    assert second.agent.metrics.cache_bytes._value.get() == 20000
+
+
+async def _reconciled(agent: Any) -> bool:
+    return bool(agent.reconciles > 0 and not agent.downloads_in_flight)
+
+
+async def test_a_failing_uri_fails_alone_with_its_reason(
+    kube: Kube,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    good = model_store.add("good/model.bin", 4000)
+    missing = f"{model_store.url}/missing/model.bin"
+    await kube.apply(local_model_node(node_name, {"missing": missing, "good": good}))
+    cluster_objects.append(("LocalModelNode", node_name))
+    running = await start_agent()
+
+    reported = await wait_status(
+        kube, node_name, {"missing": status.ERROR, "good": status.DOWNLOADED}
+    )
+    reason = reported["modelErrors"]["missing"]
+    assert "404" in reason or "not found" in reason.lower(), reason
+    assert set(reported["modelErrors"]) == {"missing"}
+    assert not (tmp_path / "cache" / "models" / "missing").exists()
+    metrics = running.agent.metrics
+    assert metrics.downloads.labels("failure")._value.get() >= 1
+    assert metrics.downloads.labels("success")._value.get() == 1
+
+
+async def test_the_node_group_storage_limit_is_kept(
+    kube: Kube,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    group = f"{node_name}-workers"
+    await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "LocalModelNodeGroup",
+            "metadata": {"name": group},
+            "spec": {
+                "storageLimit": "10k",
+                "persistentVolumeSpec": {"capacity": {"storage": "10k"}, "local": {"path": "/m"}},
+                "persistentVolumeClaimSpec": {"resources": {"requests": {"storage": "10k"}}},
+            },
+        }
+    )
+    cluster_objects.append(("LocalModelNodeGroup", group))
+    small = model_store.add("small/model.bin", 6000)
+    large = model_store.add("large/model.bin", 6000)
+    # The second model declares its size on its LocalModelCache: refused before any fetch.
+    declared = f"{node_name}-large"
+    await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "LocalModelCache",
+            "metadata": {"name": declared},
+            "spec": {"sourceModelUri": large, "modelSize": "6k", "nodeGroups": [group]},
+        }
+    )
+    cluster_objects.append(("LocalModelCache", declared))
+    await kube.apply(local_model_node(node_name, {"small": small}, group))
+    cluster_objects.append(("LocalModelNode", node_name))
+    await start_agent()
+    await wait_status(kube, node_name, {"small": status.DOWNLOADED})
+
+    await kube.apply(local_model_node(node_name, {"small": small, declared: large}, group))
+    reported = await wait_status(
+        kube, node_name, {"small": status.DOWNLOADED, declared: status.ERROR}
+    )
+    assert "storage limit is 10000 bytes" in reported["modelErrors"][declared]
+    assert model_store.requests["/large/model.bin"] == 0
+    assert not (tmp_path / "cache" / "models" / declared).exists()
+
+    # Removing the first model frees the space: the second one comes in.
+    await kube.apply(local_model_node(node_name, {declared: large}, group))
+    await wait_status(kube, node_name, {declared: status.DOWNLOADED})
