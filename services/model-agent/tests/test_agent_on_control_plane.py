@@ -90,7 +90,7 @@ async def local_model_crds(kube: Kube) -> None:
         await kube.apply(crd)
     for plural in LOCAL_MODEL_CRDS:
         name = f"{plural}.serving.kserve.io"
-        await wait_for(lambda n=name: _established(kube, n), f"CRD {name} Established")
+        await wait_for(partial(_established, kube, name), f"CRD {name} Established")
 
 
 @pytest.fixture
@@ -181,11 +181,16 @@ async def node_status(kube: Kube, name: str) -> dict[str, Any]:
 
 
 async def wait_status(kube: Kube, name: str, expected: dict[str, str]) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        current = await node_status(kube, name)
-        return current if current.get("modelStatus") == expected else None
+    seen: dict[str, Any] = {}
 
-    return await wait_for(probe, f"LocalModelNode {name} status {expected}")
+    async def probe() -> dict[str, Any]:
+        seen["status"] = current = await node_status(kube, name)
+        return current if current.get("modelStatus") == expected else {}
+
+    try:
+        return await wait_for(probe, f"LocalModelNode {name} status {expected}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; last status: {seen.get('status')}") from None
 
 
 async def test_the_cache_follows_the_spec(

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import wharf_storage
+from wharf_storage.errors import StorageError
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -54,13 +57,13 @@ def _checker(stop: threading.Event) -> Callable[[object], None]:
 async def storage_download(
     uri: str, dest: Path, *, env: Mapping[str, str] | None, stop: threading.Event
 ) -> Fetched:
-    """wharf_storage.download in a worker thread (it blocks)."""
-    import wharf_storage
-    from wharf_storage.errors import StorageError
+    """wharf_storage.download in a worker thread (it blocks).
 
+    Local sources (file://, pvc://) are copied: a cache of links to elsewhere is no cache.
+    """
     try:
         result = await asyncio.to_thread(
-            wharf_storage.download, uri, dest, env=env, progress=_checker(stop)
+            wharf_storage.download, uri, dest, env=env, progress=_checker(stop), copy=True
         )
     except DownloadCancelled:
         raise
