@@ -68,7 +68,7 @@ async def storage_download(
     except DownloadCancelled:
         raise
     except StorageError as exc:
-        raise DownloadFailed(str(exc), type(exc).__name__) from None
+        raise DownloadFailed(f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
     except OSError as exc:
         raise DownloadFailed(f"writing {dest}: {exc.strerror or exc}", "OSError") from None
     if stop.is_set():
