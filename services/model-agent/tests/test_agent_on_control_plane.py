@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,11 +16,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes_asyncio import client as k8s
 
-from wharf_e2e.cluster import ControlPlane
+from wharf_e2e.cluster import ControlPlane, free_port
 from wharf_e2e.kube import Kube, wait_for
 from wharf_model_agent import status
 from wharf_model_agent.agent import Agent
@@ -336,3 +339,40 @@ async def test_the_node_group_storage_limit_is_kept(
     # Removing the first model frees the space: the second one comes in.
     await kube.apply(local_model_node(node_name, {declared: large}, group))
     await wait_status(kube, node_name, {declared: status.DOWNLOADED})
+
+
+async def test_the_console_script_reports_and_serves_metrics(
+    kube: Kube,
+    kube_cluster: ControlPlane,
+    node_name: str,
+    model_store: ModelStore,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    uri = model_store.add("tiny/model.bin", 1234)
+    await kube.apply(local_model_node(node_name, {"tiny": uri}))
+    cluster_objects.append(("LocalModelNode", node_name))
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wharf_model_agent",
+        f"--node-name={node_name}",
+        f"--cache-root={tmp_path / 'cache'}",
+        f"--kubeconfig={kube_cluster.kubeconfig}",
+        f"--metrics-port={port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_status(kube, node_name, {"tiny": status.DOWNLOADED})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/readyz")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+        assert 'wharf_model_agent_downloads_total{result="success"} 1.0' in metrics
+        assert "wharf_model_agent_cache_bytes 1234.0" in metrics
+        assert 'wharf_model_agent_models{status="ModelDownloaded"} 1.0' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()[-2000:]

@@ -34,6 +34,8 @@ from wharf_model_agent.status import status_patch
 
 log = logging.getLogger(__name__)
 
+RECONCILE_RETRY_S = 5.0
+
 
 class NodeApi(Protocol):
     """What the agent needs from the API server (`kube.LocalModelApi` in production)."""
@@ -108,13 +110,14 @@ class Agent:
     async def _reconcile_loop(self) -> None:
         await self.synced.wait()
         while True:
+            timeout = self.config.resync_interval_s
             try:
                 await self.reconcile()
             except Exception:
-                # The API server or the disk failed; the next kick or resync tries again.
+                # The API server or the disk failed: try again soon, or at the next change.
                 log.exception("reconcile of LocalModelNode %s failed", self.config.node_name)
+                timeout = min(timeout, RECONCILE_RETRY_S)
             self.reconciles += 1
-            timeout = self.config.resync_interval_s
             if self._next_retry is not None:
                 timeout = min(timeout, max(0.0, self._next_retry - self.clock()))
             with contextlib.suppress(TimeoutError):
