@@ -190,6 +190,9 @@ class Agent:
             await asyncio.to_thread(cache_fs.delete_entry, self.layout, entry)
         for model in plan.start:
             self._start(model)
+        if plan.delete_entries:
+            # What waited for the deletion (a new URI's download, freed space) goes next.
+            self.kick()
 
         self.metrics.cache_bytes.set(plan.cache_bytes)
         self.metrics.cache_limit_bytes.set(limit or 0)
