@@ -225,9 +225,24 @@ async def test_the_cache_follows_the_spec(
     await wait_for(lambda: _gone(models / "iris"), "models/iris deleted", within=10)
     assert sorted(p.name for p in models.iterdir()) == ["bert"]
 
+    # A new source URI for the same model name replaces the folder's content.
+    bert_v2 = model_store.add("bert-v2/weights.bin", 7000)
+    await kube.apply(local_model_node(node_name, {"bert": bert_v2}))
+    await wait_for(
+        lambda: _size_is(models / "bert" / "weights.bin", 7000), "bert replaced", within=30
+    )
+    await wait_status(kube, node_name, {"bert": status.DOWNLOADED})
+
     metrics = running.agent.metrics
-    assert metrics.downloads.labels("success")._value.get() == 2
-    assert metrics.cache_bytes._value.get() == 5000
+    assert metrics.downloads.labels("success")._value.get() == 3
+    assert metrics.cache_bytes._value.get() == 7000
+
+
+async def _size_is(path: Path, size: int) -> bool:
+    def check() -> bool:
+        return path.exists() and path.stat().st_size == size
+
+    return await asyncio.to_thread(check)
 
 
 async def _gone(path: Path) -> bool:
