@@ -197,7 +197,13 @@ class Agent:
         self.metrics.cache_bytes.set(plan.cache_bytes)
         self.metrics.cache_limit_bytes.set(limit or 0)
         self.metrics.set_models(plan.model_status)
-        retries = [f.retry_at for name, f in self._failures.items() if name not in self._downloads]
+        # A retry already due but not started waits for a free slot: a finished download kicks.
+        now = self.clock()
+        retries = [
+            f.retry_at
+            for name, f in self._failures.items()
+            if name not in self._downloads and f.retry_at > now
+        ]
         self._next_retry = min(retries) if retries else None
 
         patch = status_patch(node.get("status"), plan.model_status, plan.model_errors)
