@@ -16,10 +16,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 import yaml
 from kubernetes_asyncio import client as k8s
+from moto.server import ThreadedMotoServer
 
 from wharf_e2e.cluster import ControlPlane, free_port
 from wharf_e2e.kube import Kube, wait_for
@@ -140,14 +142,13 @@ async def start_agent(
     """Start an agent for `node_name` with its cache in `tmp_path/cache`."""
     started: list[RunningAgent] = []
 
-    async def start(**overrides: Any) -> RunningAgent:
+    async def start(env: dict[str, str] | None = None, **overrides: Any) -> RunningAgent:
         config = AgentConfig(
             node_name=node_name, cache_root=tmp_path / "cache", metrics_port=0, **overrides
         )
         api_client = await connect(str(kube_cluster.kubeconfig))
-        running = RunningAgent(
-            Agent(config, LocalModelApi(api_client, watch_timeout_s=30)), api_client
-        )
+        api = LocalModelApi(api_client, watch_timeout_s=30)
+        running = RunningAgent(Agent(config, api, env=env), api_client)
         started.append(running)
         return running
 
@@ -391,3 +392,55 @@ async def test_the_console_script_reports_and_serves_metrics(
         process.send_signal(signal.SIGTERM)
         _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+async def test_an_s3_prefix_is_cached_once(
+    kube: Kube,
+    node_name: str,
+    moto_endpoint: str,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    bucket = node_name
+    s3.create_bucket(Bucket=bucket)
+    files = {"config.json": 200, "weights/part-0.bin": 30000, "weights/part-1.bin": 20000}
+    for key, size in files.items():
+        s3.put_object(Bucket=bucket, Key=f"llm/{key}", Body=bytes(i % 7 for i in range(size)))
+    await kube.apply(local_model_node(node_name, {"llm": f"s3://{bucket}/llm/"}))
+    cluster_objects.append(("LocalModelNode", node_name))
+
+    first = await start_agent(env=env)
+    await wait_status(kube, node_name, {"llm": status.DOWNLOADED})
+    folder = tmp_path / "cache" / "models" / "llm"
+    assert {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} == set(files)
+    assert first.agent.metrics.fetched_bytes._value.get() == sum(files.values())
+    await first.stop()
+
+    second = await start_agent(env=env)
+    await wait_for(lambda: _reconciled(second.agent), "the restarted agent to reconcile")
+    assert second.agent.metrics.downloads.labels("success")._value.get() == 0
+    assert second.agent.metrics.fetched_bytes._value.get() == 0
+    assert second.agent.metrics.cache_bytes._value.get() == sum(files.values())
