@@ -9,6 +9,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "deploy" / "base" / "crds"
 LOCAL_MODEL_CRDS = ("localmodelnodes", "localmodelnodegroups", "localmodelcaches")
 API_VERSION = "serving.kserve.io/v1alpha1"
+SLOW_PATH = "/slow/model.bin"
 
 
 class ModelStore:
@@ -42,12 +44,29 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: Counter[str] = Counter()
+        self.closing = threading.Event()
         store = self
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
                 store.requests[self.path] += 1
-                super().do_GET()
+                if self.path == SLOW_PATH:
+                    self._trickle()
+                else:
+                    super().do_GET()
+
+            def _trickle(self) -> None:
+                # A model that takes minutes: 1 KiB every 50 ms of a 64 MiB file.
+                self.send_response(200)
+                self.send_header("Content-Length", str(64 * 2**20))
+                self.end_headers()
+                try:
+                    while not store.closing.is_set():
+                        self.wfile.write(b"x" * 1024)
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped the download
 
             def do_HEAD(self) -> None:
                 store.requests[self.path] += 1
@@ -77,6 +96,7 @@ def model_store(tmp_path: Path) -> Iterator[ModelStore]:
     thread = threading.Thread(target=store.server.serve_forever, daemon=True)
     thread.start()
     yield store
+    store.closing.set()
     store.server.shutdown()
     store.server.server_close()
     thread.join()
@@ -444,3 +464,33 @@ async def test_an_s3_prefix_is_cached_once(
     assert second.agent.metrics.downloads.labels("success")._value.get() == 0
     assert second.agent.metrics.fetched_bytes._value.get() == 0
     assert second.agent.metrics.cache_bytes._value.get() == sum(files.values())
+
+
+async def test_a_download_removed_from_the_spec_is_stopped_and_cleaned_up(
+    kube: Kube,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "cache" / "models"
+    await kube.apply(local_model_node(node_name, {"slow": model_store.url + SLOW_PATH}))
+    cluster_objects.append(("LocalModelNode", node_name))
+    running = await start_agent()
+    await wait_status(kube, node_name, {"slow": status.DOWNLOADING})
+    await wait_for(lambda: _exists(models / ".slow.wharf-partial"), "the partial folder", within=30)
+
+    await kube.apply(local_model_node(node_name, {}))
+    await wait_status(kube, node_name, {})
+    await wait_for(lambda: _empty(models), "models/ emptied", within=30)
+    assert running.agent.metrics.downloads.labels("cancelled")._value.get() == 1
+    assert not running.agent.downloads_in_flight
+
+
+async def _exists(path: Path) -> bool:
+    return await asyncio.to_thread(path.exists)
+
+
+async def _empty(folder: Path) -> bool:
+    return not await asyncio.to_thread(lambda: any(folder.iterdir()))
