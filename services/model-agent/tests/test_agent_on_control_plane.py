@@ -322,6 +322,12 @@ async def test_a_failing_uri_fails_alone_with_its_reason(
     metrics = running.agent.metrics
     assert metrics.downloads.labels("failure")._value.get() >= 1
     assert metrics.downloads.labels("success")._value.get() == 1
+    events = await k8s.CoreV1Api(kube.api).list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={node_name}"
+    )
+    warnings = [e for e in events.items if e.reason == "ModelDownloadError"]
+    assert warnings and warnings[0].type == "Warning"
+    assert "missing" in warnings[0].message
 
 
 async def test_the_node_group_storage_limit_is_kept(

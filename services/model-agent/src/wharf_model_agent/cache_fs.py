@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from wharf_model_agent.decisions import CachedModel
@@ -17,7 +18,7 @@ def folder_bytes(path: Path) -> int:
     for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
             st = os.lstat(os.path.join(dirpath, name))
-            if not os.path.islink(os.path.join(dirpath, name)):
+            if stat.S_ISREG(st.st_mode):
                 total += st.st_size
     return total
 
