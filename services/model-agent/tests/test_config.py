@@ -1,4 +1,4 @@
-"""Flags and environment variables."""
+"""Flags and environment variables; the reconnect backoff."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ def test_bad_settings_stop_the_agent_naming_the_flag(
     with pytest.raises(SystemExit):
         parse_config(argv, {})
     assert message in capsys.readouterr().err
+
+
+def test_reconnects_back_off_to_a_cap_and_reset() -> None:
+    from wharf_model_agent.kube import Backoff
+
+    backoff = Backoff(base=0.5, cap=30.0)
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert all(d <= 30.0 for d in delays) and delays[-1] >= 15.0
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
