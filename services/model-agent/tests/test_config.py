@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from wharf_model_agent.config import parse_config
+from wharf_model_agent.kube import Backoff
 
 
 def test_the_environment_configures_the_agent_as_the_daemonset_does() -> None:
@@ -43,8 +44,6 @@ def test_bad_settings_stop_the_agent_naming_the_flag(
 
 
 def test_reconnects_back_off_to_a_cap_and_reset() -> None:
-    from wharf_model_agent.kube import Backoff
-
     backoff = Backoff(base=0.5, cap=30.0)
     delays = [backoff.next_delay() for _ in range(12)]
     assert 0.25 <= delays[0] <= 0.5
