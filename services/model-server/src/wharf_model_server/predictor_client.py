@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 import httpx
 import orjson
+
+from wharf_model_server.predictor_config import PredictorConfig, PredictorProtocol
 from wharf_protocol.errors import InferenceError, InvalidInput, WharfError
 from wharf_protocol.grpc import pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
@@ -21,8 +23,6 @@ from wharf_protocol.rest import (
     decode_infer_response,
     encode_infer_request,
 )
-
-from wharf_model_server.predictor_config import PredictorConfig, PredictorProtocol
 
 FORWARDED_HEADERS = frozenset(
     {

@@ -6,11 +6,11 @@ import os
 from typing import Any
 
 import joblib
-from wharf_protocol.errors import InvalidInput
-from wharf_protocol.infer_types import InferRequest, InferResponse
 
 from wharf_model_server.model import Model
 from wharf_model_server.utils import get_predict_input, get_predict_response
+from wharf_protocol.errors import InvalidInput
+from wharf_protocol.infer_types import InferRequest, InferResponse
 
 
 class SKLearnModel(Model):
