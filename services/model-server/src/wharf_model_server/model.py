@@ -180,6 +180,12 @@ class Model(InferenceModel):
             self._predictor_client = PredictorClient(config)
         return self._predictor_client
 
+    async def close_predictor_client(self) -> None:
+        """Closes the connections to the predictor; the server calls this on shutdown."""
+        if self._predictor_client is not None:
+            await self._predictor_client.close()
+            self._predictor_client = None
+
     def _overridden(self, name: str) -> bool:
         return getattr(type(self), name) is not getattr(Model, name, None)
 
