@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from wharf_model_server.model import Model
 from wharf_model_server.utils import as_numpy_output, generate_uuid, get_predict_input
@@ -93,7 +93,10 @@ class ONNXModel(Model):
         return feeds
 
     def predict(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         assert self._session is not None
         feeds = self._feeds(payload)

@@ -25,7 +25,10 @@ class XGBoostModel(Model):
         return self.ready
 
     def predict(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         assert self._booster is not None
         instances = get_predict_input(payload)
