@@ -132,3 +132,29 @@ def test_docs_url_when_enabled() -> None:
     assert "InferenceRequest" in schema["components"]["schemas"]
     with ThreadServer([AsyncModel("undocumented")]) as server:
         assert httpx.get(f"{server.url}/docs").status_code == 404
+
+
+class BytesModel(Model):
+    def __init__(self) -> None:
+        super().__init__("raw")
+        self.ready = True
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        assert isinstance(payload, bytes)
+        return {"predictions": [len(payload)]}
+
+
+def test_v1_non_json_body_reaches_the_model_as_bytes() -> None:
+    with ThreadServer([BytesModel()]) as server:
+        reply = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"\x89PNG\r\n",
+            headers={"content-type": "image/png"},
+        )
+        bad_json = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        )
+    assert reply.json() == {"predictions": [6]}
+    assert bad_json.status_code == 400
