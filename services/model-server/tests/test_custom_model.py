@@ -158,3 +158,16 @@ def test_v1_non_json_body_reaches_the_model_as_bytes() -> None:
         )
     assert reply.json() == {"predictions": [6]}
     assert bad_json.status_code == 400
+
+
+def test_kserve_module_names_exist() -> None:
+    # KServe examples import these names; porting changes only the package.
+    from wharf_model_server import logging as wharf_logging
+    from wharf_model_server.errors import InvalidInput, ModelMissingError
+    from wharf_model_server.utils import generate_uuid, get_predict_input
+
+    assert callable(wharf_logging.configure_logging)
+    assert InvalidInput("x").http_status == 400
+    assert str(ModelMissingError("/m")) == "no model file found in /m"
+    assert len(generate_uuid()) == 36
+    assert get_predict_input({"instances": [[1, 2]]}).shape == (1, 2)

@@ -19,6 +19,7 @@ from wharf_model_server import executor
 from wharf_model_server.batching import BatchConfig
 from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.errors import NoModelReady
+from wharf_model_server.logging import configure_logging as setup_logging
 from wharf_model_server.model import BaseKServeModel, Model
 from wharf_model_server.model_repository import ModelRepository
 from wharf_model_server.payload_logger import LoggerConfig, LogMode, PayloadLogger
@@ -158,10 +159,7 @@ class ModelServer:
         )
         should_configure = a.configure_logging if configure_logging is None else configure_logging
         if should_configure:
-            logging.basicConfig(
-                level=os.environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            setup_logging(a.log_config_file)
         if batch_config is None and a.enable_batcher:
             batch_config = BatchConfig(a.max_batchsize, a.max_latency)
         if logger_config is None and a.log_url:
