@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wharf_model_server.errors import ModelMissingError
 from wharf_model_server.runtimes.detection import choose_model_file
 
