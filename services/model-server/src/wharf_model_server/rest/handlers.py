@@ -6,7 +6,6 @@ Both the raw ASGI fast path and the FastAPI routes call these, so the two never 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
 from wharf_model_server.model import InferenceVerb
+from wharf_model_server.utils import generate_uuid
 from wharf_protocol.errors import InvalidInput, WharfError
 from wharf_protocol.infer_types import InferResponse
 from wharf_protocol.rest import (
@@ -109,7 +109,7 @@ def v1_payload(body: bytes, content_type: str | None) -> Any:
 
 
 def _event_id(headers: dict[str, str]) -> str:
-    return headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
+    return headers.get("ce-id") or headers.get("x-request-id") or generate_uuid()
 
 
 async def _run(
