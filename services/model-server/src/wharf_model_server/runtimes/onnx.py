@@ -89,7 +89,12 @@ class ONNXModel(Model):
         feeds = {}
         for node, array in zip(inputs, arrays, strict=True):
             dtype = _ORT_TO_NUMPY.get(node.type)
-            feeds[node.name] = array if dtype is None else array.astype(dtype, copy=False)
+            try:
+                feeds[node.name] = array if dtype is None else array.astype(dtype, copy=False)
+            except (TypeError, ValueError) as exc:  # e.g. strings sent to a float input
+                raise InvalidInput(
+                    f"model {self.name!r}: input {node.name!r} cannot be read as {node.type}: {exc}"
+                ) from exc
         return feeds
 
     def predict(
