@@ -1,0 +1,243 @@
+"""The ingress: one HTTP listener (and one gRPC listener) in front of every local service.
+
+Requests are routed by Host (`{name}-{namespace}.{domain}`) or by path
+(`/serving/{namespace}/{name}/...`), split between revisions by the traffic targets, held while
+a revision cold-starts (the activator), and proxied to the least-loaded ready replica over pooled
+keep-alive connections. The response carries `x-wharf-revision`, naming the revision that
+served it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import grpc
+import httpx
+import orjson
+
+from wharf_local.routing import route
+from wharf_local.runtime import ActivationTimeout, Component, LocalRuntime, Service
+
+log = logging.getLogger("wharf.ingress")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+REVISION_HEADER = b"x-wharf-revision"
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+GRPC_ROUTE_KEYS = ("host", "x-wharf-host")
+
+
+def _resolve(
+    runtime: LocalRuntime, host: str | None, path: str
+) -> tuple[Service, Component, str] | str:
+    """The service, component and upstream path, or the reason there is none."""
+    target = route(host, path, runtime.hosts)
+    if target is None:
+        return (
+            f"no InferenceService for host {host!r} or path {path!r}: use Host "
+            f"{{name}}-{{namespace}}.{runtime.settings.domain} or the path "
+            "/serving/{namespace}/{name}/..."
+        )
+    svc = runtime.services.get((target.namespace, target.name))
+    if svc is None:
+        return f"InferenceService {target.namespace}/{target.name} not found"
+    name = target.component or svc.plan.entry.component
+    comp = svc.components.get(name)
+    if comp is None:
+        return f"InferenceService {target.namespace}/{target.name} has no {name}"
+    return svc, comp, target.path
+
+
+class HttpIngress:
+    """A lean ASGI reverse proxy (no framework: every microsecond here is on each request)."""
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        host: str | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        for key, value in scope["headers"]:
+            if key == b"host":
+                host = value.decode("latin-1")
+            if key not in _HOP_BY_HOP:
+                headers.append((key, value))
+        resolved = _resolve(self.runtime, host, scope["path"])
+        if isinstance(resolved, str):
+            await _json(send, 404, {"error": resolved})
+            return
+        svc, comp, path = resolved
+        body = await _read_body(receive)
+        query = scope.get("query_string") or b""
+        url = path + ("?" + query.decode("latin-1") if query else "")
+        for attempt in range(3):
+            try:
+                rev, replica = await self.runtime.acquire(svc, comp)
+            except ActivationTimeout as exc:
+                await _json(send, 503, {"error": str(exc)})
+                return
+            try:
+                resp = await self.client.request(
+                    scope["method"],
+                    f"http://127.0.0.1:{replica.http_port}{url}",
+                    headers=headers,
+                    content=body,
+                )
+            except httpx.ConnectError:
+                # the replica went away before the request was sent: safe to try another
+                self.runtime.mark_unreachable(rev, replica)
+                if attempt == 2:
+                    await _json(
+                        send, 502, {"error": f"{rev.name}: no replica accepted the request"}
+                    )
+                    return
+                continue
+            except httpx.HTTPError as exc:
+                await _json(send, 502, {"error": f"{rev.name}: {exc!r}"})
+                return
+            finally:
+                self.runtime.release(rev, replica)
+            out = [(k, v) for k, v in resp.headers.raw if k.lower() not in _HOP_BY_HOP]
+            out.append((b"content-length", str(len(resp.content)).encode()))
+            out.append((REVISION_HEADER, rev.name.encode()))
+            await send({"type": "http.response.start", "status": resp.status_code, "headers": out})
+            await send({"type": "http.response.body", "body": resp.content})
+            return
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class GrpcIngress(grpc.GenericRpcHandler):
+    """A byte-level gRPC proxy: every method, every streaming kind, routed by `host` metadata.
+
+    gRPC servers in Python do not expose `:authority`, so clients name the service the way
+    KServe's docs set the Host for gRPC: a `host` (or `x-wharf-host`) metadata entry.
+    """
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self._channels: dict[int, grpc.aio.Channel] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+        method: str = handler_call_details.method
+
+        async def handle(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> AsyncIterator[bytes]:
+            async for item in self._proxy(method, requests, context):
+                yield item
+
+        return grpc.stream_stream_rpc_method_handler(handle)
+
+    def _channel(self, port: int) -> grpc.aio.Channel:
+        channel = self._channels.get(port)
+        if channel is None:
+            channel = self._channels[port] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        return channel
+
+    async def _proxy(
+        self,
+        method: str,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> AsyncIterator[bytes]:
+        metadata = [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
+        found = dict(metadata)
+        host = next((found[k] for k in GRPC_ROUTE_KEYS if k in found), None)
+        resolved = _resolve(self.runtime, host, "")
+        if isinstance(resolved, str):
+            await context.abort(grpc.StatusCode.NOT_FOUND, resolved)
+            return
+        svc, comp, _ = resolved
+        try:
+            rev, replica = await self.runtime.acquire(svc, comp)
+        except ActivationTimeout as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            return
+        try:
+            if replica.grpc_port is None:
+                await context.abort(
+                    grpc.StatusCode.UNIMPLEMENTED, f"{rev.name} serves no gRPC port"
+                )
+                return
+            forward = [(k, v) for k, v in metadata if k not in GRPC_ROUTE_KEYS]
+            call: grpc.aio.StreamStreamCall[bytes, bytes] = self._channel(
+                replica.grpc_port
+            ).stream_stream(method)(requests, metadata=forward)  # type: ignore[arg-type]
+            await context.send_initial_metadata((("x-wharf-revision", rev.name),))
+            try:
+                async for response in call:
+                    yield response
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "")
+        finally:
+            self.runtime.release(rev, replica)
+
+    async def aclose(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+
+def grpc_server(runtime: LocalRuntime, host: str, port: int) -> tuple[grpc.aio.Server, GrpcIngress]:
+    proxy = GrpcIngress(runtime)
+    server = grpc.aio.server(handlers=[proxy])
+    server.add_insecure_port(f"{host}:{port}")
+    return server, proxy
