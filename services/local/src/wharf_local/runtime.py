@@ -98,7 +98,8 @@ class Revision:
     number: int
     plan: ComponentPlan
     model_dirs: dict[str, str] | None = None
-    failure: tuple[str, str] | None = None  # (reason, message)
+    failure: tuple[str, str] | None = None  # (reason, message): cannot run at all
+    last_crash: str | None = None
     replicas: list[Replica] = field(default_factory=list)
     ready_once: bool = False
     inflight: int = 0
@@ -492,7 +493,7 @@ class LocalRuntime:
                 if await probe_ready(self._probe_client, replica.http_port):
                     replica.state = "ready"
                     rev.ready_once = True
-                    rev.failure = None
+                    rev.last_crash = None
                     rev.notify()
                     break
                 await asyncio.wait({exited}, timeout=PROBE_INTERVAL_S)
@@ -520,8 +521,7 @@ class LocalRuntime:
             f"{delay:.0f}s (crash {replica.crashes} in a row){tail}",
             rev.name,
         )
-        if not rev.ready_once:
-            rev.failure = ("CrashLoopBackOff", f"exited with code {code}{tail}")
+        rev.last_crash = f"exited with code {code}{tail}"
         rev.notify()
 
     async def _stop_replica(self, rev: Revision, replica: Replica) -> None:
@@ -551,6 +551,8 @@ class LocalRuntime:
         latest = comp.revisions.get(comp.rollout.latest_created or "")
         if latest is not None and latest.failure is not None:
             return status.ComponentReadiness(name, False, *latest.failure)
+        if latest is not None and not latest.ready_once and latest.last_crash is not None:
+            return status.ComponentReadiness(name, False, "CrashLoopBackOff", latest.last_crash)
         if not comp.traffic:
             return status.ComponentReadiness(
                 name, False, "RevisionMissing", "no revision is ready yet"
