@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from pathlib import Path
 
 from wharf_local.autoscaler import Bounds, Observation, recommend
 from wharf_local.backoff import crashes_in_a_row, restart_delay
 from wharf_local.balancer import least_loaded, swrr_pick
+from wharf_local.manifests import resolve_local_paths
 from wharf_local.render import traffic_columns
 from wharf_local.routing import host_table, route
 from wharf_local.status import ComponentReadiness, conditions
@@ -166,3 +168,29 @@ def test_prev_and_latest_columns() -> None:
         }
     }
     assert traffic_columns(item) == ("80", "20")
+
+
+def test_route_by_component_path() -> None:
+    target = route(None, "/serving/default/iris-predictor/v1/models/iris:predict", HOSTS)
+    assert target is not None
+    assert (target.name, target.component, target.path) == (
+        "iris",
+        "predictor",
+        "/v1/models/iris:predict",
+    )
+
+
+def test_relative_storage_uris_resolve_beside_the_manifest(tmp_path: Path) -> None:
+    doc = {
+        "spec": {
+            "predictor": {
+                "model": {"storageUri": "../models/iris"},
+                "storageUris": [{"uri": "./a", "mountPath": "/mnt/a"}, {"uri": "s3://b/c"}],
+            }
+        }
+    }
+    out = resolve_local_paths(doc, tmp_path / "examples")
+    assert out["spec"]["predictor"]["model"]["storageUri"] == (tmp_path / "models/iris").as_uri()
+    uris = [u["uri"] for u in out["spec"]["predictor"]["storageUris"]]
+    assert uris == [(tmp_path / "examples/a").as_uri(), "s3://b/c"]
+    assert doc["spec"]["predictor"]["model"]["storageUri"] == "../models/iris"

@@ -1,6 +1,8 @@
 """The local model cache: one folder per storage URI, content-addressed by the URI's hash.
 
-A second `wharf up` of the same URI finds the folder complete and downloads nothing.
+`wharf_storage.download` makes the folder appear only when complete and returns at once for a
+complete one, so a second `wharf up` of the same URI downloads nothing; local sources (file://,
+plain paths) are linked, not copied.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+
+from wharf_storage import DownloadResult, download
 
 
 def cache_key(uri: str) -> str:
@@ -18,23 +22,11 @@ def cache_dir(models_root: Path, uri: str) -> Path:
     return models_root / cache_key(uri)
 
 
-def _download(uri: str, dest: Path) -> Path:
-    import wharf_storage
-
+def _download(uri: str, dest: Path) -> DownloadResult:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    download = getattr(wharf_storage, "download", None)
-    if download is None:  # until the download engine lands: local folders only, linked
-        source = Path(uri.removeprefix("file://")).expanduser()
-        if not source.exists():
-            raise FileNotFoundError(f"storageUri {uri}: {source} does not exist")
-        if not dest.exists():
-            dest.symlink_to(source.resolve())
-        return dest
-    result = download(uri, dest)
-    return Path(result.path)
+    return download(uri, dest)
 
 
-async def fetch(models_root: Path, uri: str) -> Path:
-    """The local folder holding the model at `uri` (downloaded on first use)."""
-    dest = cache_dir(models_root, uri)
-    return await asyncio.to_thread(_download, uri, dest)
+async def fetch(models_root: Path, uri: str) -> DownloadResult:
+    """Download the model at `uri` into its cache folder (a no-op when it is there)."""
+    return await asyncio.to_thread(_download, uri, cache_dir(models_root, uri))

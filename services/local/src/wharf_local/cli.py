@@ -15,6 +15,7 @@ from wharf_api import load_documents
 from wharf_local import __version__
 from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
+from wharf_local.manifests import resolve_local_paths
 from wharf_local.render import condition, describe_lines, get_table
 from wharf_local.validate import check_file, manifest_files
 
@@ -80,9 +81,10 @@ def _documents(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in _files(paths):
         try:
-            docs.extend(load_documents(path))
+            loaded = load_documents(path)
         except (OSError, yaml.YAMLError, ValueError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
+        docs.extend(resolve_local_paths(doc, path.resolve().parent) for doc in loaded)
     return docs
 
 

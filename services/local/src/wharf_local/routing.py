@@ -24,15 +24,22 @@ def component_host(name: str, component: str, namespace: str, domain: str) -> st
     return f"{name}-{component}-{namespace}.{domain}"
 
 
-def host_table(
-    services: list[tuple[str, str, list[str]]], domain: str
-) -> dict[str, tuple[str, str, str | None]]:
-    """Host -> (namespace, name, component or None) for (namespace, name, components) triples."""
-    table: dict[str, tuple[str, str, str | None]] = {}
+Entry = tuple[str, str, str | None]
+
+
+def host_table(services: list[tuple[str, str, list[str]]], domain: str) -> dict[str, Entry]:
+    """Host -> (namespace, name, component or None) for (namespace, name, components) triples.
+
+    Path routing uses the same table under the keys `/{namespace}/{name}` and
+    `/{namespace}/{name}-{component}` (the component's Service name in KServe).
+    """
+    table: dict[str, Entry] = {}
     for namespace, name, components in services:
         table[f"{name}-{namespace}.{domain}"] = (namespace, name, None)
+        table[f"/{namespace}/{name}"] = (namespace, name, None)
         for component in components:
             table[component_host(name, component, namespace, domain)] = (namespace, name, component)
+            table[f"/{namespace}/{name}-{component}"] = (namespace, name, component)
     return table
 
 
@@ -49,5 +56,8 @@ def route(
         parts = path[len(PATH_PREFIX) :].split("/", 2)
         if len(parts) >= 2 and parts[0] and parts[1]:
             rest = "/" + parts[2] if len(parts) == 3 else "/"
+            known = hosts.get(f"/{parts[0]}/{parts[1]}")
+            if known is not None:
+                return Target(known[0], known[1], known[2], rest)
             return Target(parts[0], parts[1], None, rest)
     return None

@@ -313,18 +313,23 @@ class LocalRuntime:
         for mount in rev.plan.storage:
             started = time.monotonic()
             try:
-                path = await fetch(self.home.models, mount.uri)
+                result = await fetch(self.home.models, mount.uri)
             except Exception as exc:
-                rev.failure = ("ModelDownloadFailed", f"storageUri {mount.uri}: {exc}")
+                rev.failure = ("ModelDownloadFailed", f"storageUri: {exc}")
                 self._event(svc, "Warning", "ModelDownloadFailed", rev.failure[1], rev.name)
                 rev.notify()
                 return
-            dirs[mount.mount_path] = str(path)
+            dirs[mount.mount_path] = str(result.path)
+            how = (
+                f"downloaded {result.fetched_bytes} bytes"
+                if result.fetched_bytes
+                else "cached or linked, nothing downloaded"
+            )
             self._event(
                 svc,
                 "Normal",
                 "ModelReady",
-                f"{mount.uri} -> {path} ({time.monotonic() - started:.2f}s)",
+                f"{result.uri} -> {result.path} ({how}, {time.monotonic() - started:.2f}s)",
                 rev.name,
             )
         rev.model_dirs = dirs
@@ -461,6 +466,7 @@ class LocalRuntime:
             http_port=replica.http_port,
             grpc_port=replica.grpc_port,
             model_dirs=rev.model_dirs,
+            predictor_host=self._predictor_url(svc) if plan.component != "predictor" else None,
         )
         log_path = self.home.log_dir(svc.namespace, svc.name, plan.component) / (
             f"{rev.name}-{replica.index}.log"
@@ -524,12 +530,15 @@ class LocalRuntime:
         rev.last_crash = f"exited with code {code}{tail}"
         rev.notify()
 
-    async def _stop_replica(self, rev: Revision, replica: Replica) -> None:
-        if replica.process is not None:
-            await replica.process.stop()
-        replica.state = "stopped"
-        rev.replicas.remove(replica)
-        rev.notify()
+    def _predictor_url(self, svc: Service) -> str:
+        """Where a transformer or explainer reaches its predictor: through the ingress, by the
+        predictor's path, so the predictor keeps its traffic split, autoscaling and activator."""
+        host = self.settings.ingress_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return (
+            f"http://{host}:{self.settings.ingress_port}/serving/{svc.namespace}/"
+            f"{svc.name}-predictor"
+        )
 
     async def _stop_component(self, comp: Component) -> None:
         tasks = []
