@@ -134,6 +134,14 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         raise SystemExit(1)
 
 
+def _predict_path(item: dict[str, Any]) -> str:
+    name = item["metadata"]["name"]
+    model = (item.get("spec", {}).get("predictor") or {}).get("model") or {}
+    if str(model.get("protocolVersion", "v1")).endswith("v2"):
+        return f"/v2/models/{name}/infer"
+    return f"/v1/models/{name}:predict"
+
+
 def _wait_ready(daemon: Daemon, keys: list[tuple[str, str]], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     ingress = daemon.call("GET", "/healthz")["ingress"]

@@ -116,6 +116,9 @@ async def serve(home: Home, settings: Settings) -> None:
             access_log=False,
             log_level="warning",
             timeout_keep_alive=75,
+            # the model server's own Date and Server headers pass through
+            server_header=False,
+            date_header=False,
         )
     )
     home.socket.unlink(missing_ok=True)
