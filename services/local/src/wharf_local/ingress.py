@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import grpc
-import httpx
 import orjson
 
 from wharf_local.routing import route
 from wharf_local.runtime import ActivationTimeout, Component, LocalRuntime, Service
+from wharf_local.upstream import UpstreamConnectError, UpstreamPool
 
 log = logging.getLogger("wharf.ingress")
 
@@ -39,6 +39,7 @@ _HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
         b"content-length",
+        b"expect",
     }
 )
 GRPC_ROUTE_KEYS = ("host", "x-wharf-host")
@@ -70,23 +71,12 @@ class HttpIngress:
 
     def __init__(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            timeout=httpx.Timeout(None, connect=5.0),
-        )
+        self.upstream = UpstreamPool()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.upstream.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         if scope["type"] != "http":
             return
         host: str | None = None
@@ -102,8 +92,7 @@ class HttpIngress:
             return
         svc, comp, path = resolved
         body = await _read_body(receive)
-        query = scope.get("query_string") or b""
-        url = path + ("?" + query.decode("latin-1") if query else "")
+        url = _upstream_target(scope, path)
         for attempt in range(3):
             try:
                 rev, replica = await self.runtime.acquire(svc, comp)
@@ -111,13 +100,10 @@ class HttpIngress:
                 await _json(send, 503, {"error": str(exc)})
                 return
             try:
-                resp = await self.client.request(
-                    scope["method"],
-                    f"http://127.0.0.1:{replica.http_port}{url}",
-                    headers=headers,
-                    content=body,
+                resp = await self.upstream.request(
+                    replica.http_port, scope["method"], url, headers, body
                 )
-            except httpx.ConnectError:
+            except UpstreamConnectError:
                 # the replica went away before the request was sent: safe to try another
                 self.runtime.mark_unreachable(rev, replica)
                 if attempt == 2:
@@ -126,17 +112,25 @@ class HttpIngress:
                     )
                     return
                 continue
-            except httpx.HTTPError as exc:
-                await _json(send, 502, {"error": f"{rev.name}: {exc!r}"})
+            except (OSError, ValueError) as exc:
+                await _json(send, 502, {"error": f"{rev.name}: {exc}"})
                 return
             finally:
                 self.runtime.release(rev, replica)
-            out = [(k, v) for k, v in resp.headers.raw if k.lower() not in _HOP_BY_HOP]
-            out.append((b"content-length", str(len(resp.content)).encode()))
+            out = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP]
+            out.append((b"content-length", b"%d" % len(resp.body)))
             out.append((REVISION_HEADER, rev.name.encode()))
-            await send({"type": "http.response.start", "status": resp.status_code, "headers": out})
-            await send({"type": "http.response.body", "body": resp.content})
+            await send({"type": "http.response.start", "status": resp.status, "headers": out})
+            await send({"type": "http.response.body", "body": bytes(resp.body)})
             return
+
+
+def _upstream_target(scope: Scope, path: str) -> str:
+    """The request target for the replica: the client's raw path unless a prefix was cut."""
+    raw_path = scope.get("raw_path")
+    url = raw_path.decode("latin-1") if raw_path and scope["path"] == path else path
+    query = scope.get("query_string")
+    return url + "?" + query.decode("latin-1") if query else url
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,0 +1,139 @@
+"""A lean HTTP/1.1 client for the ingress: pooled keep-alive connections to local replicas.
+
+The ingress adds one hop to every request, so this path is kept short: requests are written as
+raw bytes on an idle connection, responses parsed by httptools (the parser uvicorn uses). A
+general client (httpx) costs several times more CPU per request on this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httptools
+
+MAX_IDLE_PER_PORT = 64
+
+
+class UpstreamConnectError(ConnectionError):
+    """The replica refused the connection: nothing was sent, another replica may be tried."""
+
+
+@dataclass
+class Response:
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+    keep_alive: bool = True
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class UpstreamPool:
+    def __init__(self) -> None:
+        self._idle: dict[int, list[_Conn]] = {}
+
+    async def _connect(self, port: int) -> _Conn:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError as exc:
+            raise UpstreamConnectError(f"127.0.0.1:{port}: {exc}") from exc
+        return _Conn(reader, writer)
+
+    async def request(
+        self,
+        port: int,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Response:
+        head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+        for name, value in headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        raw = b"".join(head) + body
+        idle = self._idle.setdefault(port, [])
+        while idle:
+            conn = idle.pop()
+            try:
+                return await self._exchange(port, conn, raw, method)
+            except _StaleConnection:
+                # the server closed an idle keep-alive connection before reading: resend
+                continue
+        try:
+            return await self._exchange(port, await self._connect(port), raw, method)
+        except _StaleConnection as exc:
+            raise ConnectionError(
+                f"127.0.0.1:{port} closed the connection without answering"
+            ) from exc
+
+    async def _exchange(self, port: int, conn: _Conn, raw: bytes, method: str) -> Response:
+        resp = Response()
+        parser = httptools.HttpResponseParser(resp)
+        got_bytes = False
+        try:
+            conn.writer.write(raw)
+            while not resp.complete:
+                data = await conn.reader.read(65536)
+                if not data:
+                    if method == "HEAD" or parser.get_status_code() in (204, 304):
+                        break
+                    if not got_bytes:
+                        raise _StaleConnection
+                    parser.feed_data(b"")  # a body delimited by the end of the connection
+                    resp.complete = True
+                    resp.keep_alive = False
+                    break
+                got_bytes = True
+                parser.feed_data(data)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            conn.close()
+            if not got_bytes:
+                raise _StaleConnection from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        resp.status = parser.get_status_code()
+        if resp.keep_alive and parser.should_keep_alive():
+            idle = self._idle.setdefault(port, [])
+            if len(idle) < MAX_IDLE_PER_PORT:
+                idle.append(conn)
+            else:
+                conn.close()
+        else:
+            conn.close()
+        return resp
+
+    def forget(self, port: int) -> None:
+        for conn in self._idle.pop(port, []):
+            conn.close()
+
+    async def aclose(self) -> None:
+        for port in list(self._idle):
+            self.forget(port)
+
+
+class _StaleConnection(Exception):
+    pass
