@@ -104,5 +104,5 @@ def test_first_by_name_wins_whatever_the_input_order() -> None:
 
 def test_invalid_regex_names_the_container() -> None:
     bad = _csc("broken", [{"regex": "("}])
-    with pytest.raises(StorageContainerError, match="broken.*regex"):
+    with pytest.raises(StorageContainerError, match=r"broken.*regex"):
         select_storage_container("s3://b/m", [bad])

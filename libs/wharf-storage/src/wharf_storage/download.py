@@ -14,6 +14,7 @@ from wharf_storage.envs import env_int
 from wharf_storage.errors import StorageError, UnsafePath, UnsupportedUri
 from wharf_storage.objects import ObjectSource, download_objects
 from wharf_storage.progress import ProgressCallback
+from wharf_storage.redaction import guard_library_loggers
 from wharf_storage.uri import StorageUri, parse_uri
 
 log = logging.getLogger("wharf_storage")
@@ -59,6 +60,7 @@ def download(
     supplies credentials and endpoints. Local sources are symlinked unless `copy` is set.
     Raises a `wharf_storage.errors.StorageError` subclass on failure.
     """
+    guard_library_loggers()
     parsed = parse_uri(uri)
     environ: Mapping[str, str] = os.environ if env is None else env
     dest_path = Path(dest).absolute()

@@ -169,13 +169,15 @@ def download_objects(
         pending.sort(key=lambda item: -item[0].size)
         futures = [pool.submit(fetcher.fetch, obj, path) for obj, path in pending]
         done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
+        failed = [f for f in done if not f.cancelled() and f.exception() is not None]
         if failed:
             cancel.set()
             for f in not_done:
                 f.cancel()
             wait(not_done)
-            errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
+            errors = [
+                f.exception() for f in futures if not f.cancelled() and f.exception() is not None
+            ]
             # Report the root cause, not the Cancelled of the transfers it stopped.
             first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
             assert first is not None

@@ -53,3 +53,30 @@ class RedactingFilter(logging.Filter):
                 record.exc_info = None
                 record.exc_text = None
         return True
+
+
+class ScrubFilter(logging.Filter):
+    """Hides URL query strings and `key=value` credentials in a logger's own records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+# Client libraries that log request URLs (with SAS or signed-URL queries) at INFO or DEBUG.
+_URL_LOGGERS = (
+    "httpx",
+    "urllib3.connectionpool",
+    "azure.core.pipeline.policies.http_logging_policy",
+)
+
+
+def guard_library_loggers() -> None:
+    """Attach ScrubFilter to the client libraries' URL-logging loggers (once)."""
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())

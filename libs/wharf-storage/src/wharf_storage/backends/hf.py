@@ -38,6 +38,23 @@ def patterns(env: Mapping[str, str], name: str) -> list[str] | None:
     return [p.strip() for p in raw.split(",") if p.strip()]
 
 
+def _model_bytes(partial: Path) -> int:
+    """Bytes of the model files, without the library's `.cache` bookkeeping."""
+    total = tally(partial)[1]
+    if (partial / ".cache").is_dir():
+        total -= tally(partial / ".cache")[1]
+    return total
+
+
+def cache_dir(env: Mapping[str, str]) -> str | None:
+    """The Hub cache the library records refs in, from the given environment (else its default)."""
+    if env.get("HF_HUB_CACHE"):
+        return env["HF_HUB_CACHE"]
+    if env.get("HF_HOME"):
+        return str(Path(env["HF_HOME"]) / "hub")
+    return None
+
+
 def download_hf(
     uri: StorageUri,
     partial: Path,
@@ -57,13 +74,14 @@ def download_hf(
 
     disable_progress_bars()
     what = uri.redacted
-    _, before = tally(partial)
+    before = _model_bytes(partial)
     tracker = Tracker(f"download {what}", total_bytes=None, files_total=None, callback=progress)
     try:
         snapshot_download(
             repo_id=uri.repo,
             revision=uri.revision,
             local_dir=partial,
+            cache_dir=cache_dir(env),
             token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
             endpoint=env.get("HF_ENDPOINT") or None,
             max_workers=max(1, workers),
@@ -92,7 +110,7 @@ def download_hf(
         raise TransferFailed(f"{what}: {type(exc).__name__}: {exc.strerror or ''}") from None
     # The library's bookkeeping (for its own resume) is not part of the model.
     shutil.rmtree(partial / ".cache", ignore_errors=True)
-    files, after = tally(partial)
+    files, after = tally(partial)  # .cache is gone: this is the model alone
     tracker.files_total = files
     tracker.add_bytes(max(0, after - before))
     tracker.finish()

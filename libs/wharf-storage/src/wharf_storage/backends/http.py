@@ -144,7 +144,8 @@ class HttpDownload:
             if resumed:
                 tracker.add_bytes(have, fetched=False)
             with open(tmp, "ab" if resumed else "wb") as f:
-                for chunk in response.iter_bytes(1 << 20):
+                # Unbuffered: what arrived before a dropped connection is kept for the resume.
+                for chunk in response.iter_bytes():
                     f.write(chunk)
                     self.fetched += len(chunk)
                     tracker.add_bytes(len(chunk))
