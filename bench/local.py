@@ -117,7 +117,9 @@ def main() -> None:
 
     try:
         t0 = time.monotonic()
-        subprocess.Popen([str(WHARF), "up", "--no-wait", "-f", str(manifest(root, "cold"))], env=env)
+        subprocess.Popen(
+            [str(WHARF), "up", "--no-wait", "-f", str(manifest(root, "cold"))], env=env
+        )
         first_prediction(port, "cold")
         cold = time.monotonic() - t0
         t0 = time.monotonic()
@@ -126,7 +128,9 @@ def main() -> None:
         )
         first_prediction(port, "cached")
         cached = time.monotonic() - t0
-        print(f"up -> first prediction: cold {cold:.2f} s, daemon running + model cached {cached:.2f} s")
+        print(
+            f"up -> first prediction: cold {cold:.2f} s, daemon running + model cached {cached:.2f} s"
+        )
 
         wharf("up", "-f", str(manifest(root, "zero", minReplicas=0, maxReplicas=1)))
         while True:
