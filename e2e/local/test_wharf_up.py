@@ -154,8 +154,11 @@ def test_predict_over_rest_by_host_and_by_path(wharf: Wharf) -> None:
     assert "no InferenceService for host 'nope-default.example.com'" in unknown.json()["error"]
 
 
-def test_predict_over_grpc_through_the_ingress(wharf: Wharf) -> None:
-    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{wharf.grpc_port}")
+@pytest.mark.parametrize("port", ["grpc", "http"], ids=["grpc-port", "shared-http-port"])
+def test_predict_over_grpc_through_the_ingress(wharf: Wharf, port: str) -> None:
+    # the gRPC port, and the HTTP port (h2c connections are piped to the gRPC ingress)
+    address = f"127.0.0.1:{wharf.grpc_port if port == 'grpc' else wharf.port}"
+    client = triton_grpc.InferenceServerClient(address)
     try:
         tensor = triton_grpc.InferInput("input-0", [2, 4], "FP32")
         tensor.set_data_from_numpy(np.array(INSTANCES, dtype=np.float32))

@@ -26,6 +26,7 @@ from wharf_local.home import Home
 from wharf_local.ingress import HttpIngress, grpc_server
 from wharf_local.runtime import LocalRuntime
 from wharf_local.settings import Settings
+from wharf_local.sniffing import protocol_for
 
 log = logging.getLogger("wharf.daemon")
 
@@ -105,13 +106,16 @@ async def serve(home: Home, settings: Settings) -> None:
     runtime.start()
 
     ingress = HttpIngress(runtime)
+    grpc, grpc_proxy = grpc_server(runtime, settings.ingress_host, settings.ingress_grpc_port)
+    await grpc.start()
     http = _Server(
         uvicorn.Config(
             ingress,
             host=settings.ingress_host,
             port=settings.ingress_port,
             loop="none",
-            http="httptools",
+            # gRPC (h2c) on the HTTP port too: piped to the gRPC ingress
+            http=protocol_for(settings.ingress_host, settings.ingress_grpc_port),
             lifespan="off",
             access_log=False,
             log_level="warning",
@@ -132,8 +136,6 @@ async def serve(home: Home, settings: Settings) -> None:
             log_level="warning",
         )
     )
-    grpc, grpc_proxy = grpc_server(runtime, settings.ingress_host, settings.ingress_grpc_port)
-    await grpc.start()
     tasks = [asyncio.create_task(http.serve()), asyncio.create_task(control.serve())]
     home.pid_file.write_text(str(os.getpid()))
     log.info(
