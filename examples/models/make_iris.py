@@ -6,7 +6,7 @@
 - `iris/model.joblib`: version 1, a logistic regression;
 - `iris-v2/model.joblib`: version 2, a decision tree (the "new model version" of the rollout
   and canary examples);
-- `iris-xgboost/model.json`: an XGBoost booster (`--version xgboost`).
+- `iris-xgboost/model.ubj`: an XGBoost booster (`--version xgboost`).
 
 Nothing is downloaded: the data set ships with scikit-learn.
 """
@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 def make_xgboost(out: Path) -> Path:
     import xgboost
 
-    path = out / "model.json"
+    path = out / "model.ubj"
     if path.exists():
         return path
     data = load_iris()
@@ -37,7 +37,7 @@ def make_xgboost(out: Path) -> Path:
         num_boost_round=10,
     )
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model.tmp.json"
+    tmp = out / "model.tmp.ubj"
     booster.save_model(tmp)
     tmp.replace(path)
     return path
