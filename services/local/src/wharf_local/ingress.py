@@ -72,6 +72,7 @@ class HttpIngress:
     def __init__(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
         self.upstream = UpstreamPool()
+        runtime.on_replica_exit.append(self.upstream.forget)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

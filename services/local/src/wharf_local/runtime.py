@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +175,9 @@ class LocalRuntime:
         self._probe_client = httpx.AsyncClient()
         self._loop_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
+        # called with a replica's HTTP port once its process has exited (the ingress drops its
+        # pooled connections to that port)
+        self.on_replica_exit: list[Callable[[int], None]] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -494,6 +497,7 @@ class LocalRuntime:
             rev.name,
         )
         exited = asyncio.ensure_future(proc.wait())
+        exited.add_done_callback(lambda _: self._replica_exited(replica.http_port))
         try:
             while not exited.done():
                 if await probe_ready(self._probe_client, replica.http_port):
@@ -529,6 +533,10 @@ class LocalRuntime:
         )
         rev.last_crash = f"exited with code {code}{tail}"
         rev.notify()
+
+    def _replica_exited(self, port: int) -> None:
+        for hook in self.on_replica_exit:
+            hook(port)
 
     def _predictor_url(self, svc: Service) -> str:
         """Where a transformer or explainer reaches its predictor: through the ingress, by the

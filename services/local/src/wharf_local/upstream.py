@@ -27,8 +27,14 @@ class Response:
     body: bytearray = field(default_factory=bytearray)
     complete: bool = False
     keep_alive: bool = True
+    parser: httptools.HttpResponseParser | None = None
 
     # httptools callbacks
+    def on_headers_complete(self) -> None:
+        # llhttp answers should_keep_alive() only until the message completes
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
@@ -90,7 +96,7 @@ class UpstreamPool:
 
     async def _exchange(self, port: int, conn: _Conn, raw: bytes, method: str) -> Response:
         resp = Response()
-        parser = httptools.HttpResponseParser(resp)
+        parser = resp.parser = httptools.HttpResponseParser(resp)
         got_bytes = False
         try:
             conn.writer.write(raw)
@@ -116,7 +122,8 @@ class UpstreamPool:
             conn.close()
             raise
         resp.status = parser.get_status_code()
-        if resp.keep_alive and parser.should_keep_alive():
+        resp.parser = None
+        if resp.keep_alive:
             idle = self._idle.setdefault(port, [])
             if len(idle) < MAX_IDLE_PER_PORT:
                 idle.append(conn)
@@ -131,8 +138,12 @@ class UpstreamPool:
             conn.close()
 
     async def aclose(self) -> None:
-        for port in list(self._idle):
-            self.forget(port)
+        conns = [c for idle in self._idle.values() for c in idle]
+        self._idle.clear()
+        for conn in conns:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.writer.wait_closed()
 
 
 class _StaleConnection(Exception):
