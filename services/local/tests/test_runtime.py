@@ -229,3 +229,49 @@ async def test_concurrency_adds_replicas_up_to_max(
     stop.set()
     await asyncio.gather(*loops)
     await until(lambda: len(rev.replicas) == 1, "back to minReplicas")
+
+
+async def test_a_second_service_with_the_same_uri_downloads_nothing(
+    runtime: LocalRuntime, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = model_dir(tmp_path, "from-http")
+    requests: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            requests.append(self.command)
+
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}/version.txt"
+    try:
+        first = standin_isvc("m", folder)
+        first["spec"]["predictor"]["model"]["storageUri"] = uri
+        runtime.apply([standin_runtime(), first])
+        svc = runtime.services[("default", "m")]
+        await until(lambda: ready(svc), "the first service ready")
+        assert (await predict(client)).json()["predictions"] == ["from-http"]
+        fetched = len(requests)
+        assert fetched > 0
+        second = standin_isvc("other", folder)
+        second["spec"]["predictor"]["model"]["storageUri"] = uri
+        runtime.apply([second])
+        other = runtime.services[("default", "other")]
+        await until(lambda: ready(other), "the second service ready")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert len(requests) == fetched
+    first_event, second_event = (
+        next(e.message for e in s.events if e.reason == "ModelReady") for s in (svc, other)
+    )
+    assert "nothing downloaded" not in first_event and "downloaded" in first_event
+    assert "nothing downloaded" in second_event
