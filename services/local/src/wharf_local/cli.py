@@ -11,13 +11,11 @@ import click
 import yaml
 from rich.console import Console
 
-from wharf_api import load_documents
 from wharf_local import __version__
 from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
 from wharf_local.manifests import resolve_local_paths
 from wharf_local.render import condition, describe_lines, get_table
-from wharf_local.validate import check_file, manifest_files
 
 TERMINAL_REASONS = frozenset({"ModelDownloadFailed", "CommandNotFound", "CrashLoopBackOff"})
 ISVC_KINDS = frozenset({"inferenceservice", "inferenceservices", "isvc"})
@@ -53,6 +51,8 @@ def validate_command(paths: tuple[Path, ...]) -> None:
     Prints `OK kind/name` per accepted object and one `INVALID` line per reason (with the field
     path) for each rejected one; objects of other API groups are rejected as unknown kinds.
     """
+    from wharf_local.validate import check_file  # the API models load only when needed
+
     files = _files(paths)
     valid = invalid = 0
     for path in files:
@@ -69,6 +69,8 @@ def validate_command(paths: tuple[Path, ...]) -> None:
 
 
 def _files(paths: tuple[Path, ...]) -> list[Path]:
+    from wharf_local.validate import manifest_files
+
     files = manifest_files(paths)
     if not files:
         raise click.UsageError(
@@ -78,6 +80,8 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def _documents(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
+    from wharf_api import load_documents
+
     docs: list[dict[str, Any]] = []
     for path in _files(paths):
         try:
