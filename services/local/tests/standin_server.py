@@ -3,7 +3,8 @@
 It speaks just enough of the model server's surface for the supervisor and the ingress:
 `GET /v2/health/ready`, `POST /v1/models/{name}:predict` (answers with the model folder's
 `version.txt`) and a gRPC echo on every method. `crash` in the model folder makes it exit
-at once, with code 3.
+at once, with code 3. Without `--model_dir` and with `--predictor_host URL` it is a
+transformer: it forwards predict requests to that base URL and wraps the answer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -31,15 +33,23 @@ async def main() -> None:
     parser.add_argument("--model_dir")
     parser.add_argument("--http_port", type=int)
     parser.add_argument("--grpc_port", type=int)
+    parser.add_argument("--predictor_host")
     args, _ = parser.parse_known_args()
-    model_dir = Path(args.model_dir)
-    if (model_dir / "crash").exists():
-        print("crash requested", flush=True)
-        sys.exit(3)
-    version = (model_dir / "version.txt").read_text().strip()
-    delay = (
-        float((model_dir / "delay.txt").read_text()) if (model_dir / "delay.txt").exists() else 0
-    )
+    version, delay = "transformer", 0.0
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+        if (model_dir / "crash").exists():
+            print("crash requested", flush=True)
+            sys.exit(3)
+        version = (model_dir / "version.txt").read_text().strip()
+        if (model_dir / "delay.txt").exists():
+            delay = float((model_dir / "delay.txt").read_text())
+
+    def forward(body: bytes) -> object:
+        url = f"{args.predictor_host}/v1/models/{args.model_name}:predict"
+        request = urllib.request.Request(url, data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return {"transformed": json.loads(resp.read()), "via": url}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -54,6 +64,8 @@ async def main() -> None:
                 body = await reader.readexactly(length) if length else b""
                 if path == "/v2/health/ready":
                     status, payload = 200, {"ready": True}
+                elif path == f"/v1/models/{args.model_name}:predict" and args.predictor_host:
+                    status, payload = 200, await asyncio.to_thread(forward, body)
                 elif path == f"/v1/models/{args.model_name}:predict" and method == "POST":
                     await asyncio.sleep(delay)
                     status = 200

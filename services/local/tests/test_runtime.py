@@ -275,3 +275,40 @@ async def test_a_second_service_with_the_same_uri_downloads_nothing(
     )
     assert "nothing downloaded" not in first_event and "downloaded" in first_event
     assert "nothing downloaded" in second_event
+
+
+async def test_transformer_reaches_the_predictor_through_the_ingress(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    # the transformer calls the predictor over a real socket: the ingress must listen
+    import uvicorn
+
+    from wharf_local.routing import route
+
+    ingress = HttpIngress(runtime)
+    config = uvicorn.Config(ingress, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    await until(lambda: server.started, "the ingress to listen")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    runtime.settings = Settings(ingress_port=port)
+    isvc = standin_isvc("m", model_dir(tmp_path, "v1"))
+    isvc["spec"]["transformer"] = {
+        "containers": [{"name": "t", "command": [sys.executable, str(STANDIN)]}]
+    }
+    try:
+        runtime.apply([standin_runtime(), isvc])
+        svc = runtime.services[("default", "m")]
+        await until(lambda: ready(svc), "transformer and predictor ready")
+        assert {c.type for c in svc.conditions} >= {"TransformerReady", "PredictorReady"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            resp = await c.post("/v1/models/m:predict", json={"x": 1}, headers={"host": HOST})
+        assert resp.headers["x-wharf-revision"] == "m-transformer-00001"
+        body = resp.json()
+        assert body["transformed"]["predictions"] == ["v1"]
+        assert body["via"].endswith("/serving/default/m-predictor/v1/models/m:predict")
+        assert route(None, "/serving/default/m-predictor/x", runtime.hosts) is not None
+    finally:
+        server.should_exit = True
+        await serving
+        await ingress.aclose()
