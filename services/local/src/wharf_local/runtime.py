@@ -491,7 +491,7 @@ class LocalRuntime:
             svc,
             "Normal",
             "Started",
-            f"{rev.name} replica {replica.index} pid {proc.pid} "
+            f"replica {replica.index} pid {proc.pid} "
             f"http :{replica.http_port}"
             + (f" grpc :{replica.grpc_port}" if replica.grpc_port else ""),
             rev.name,
@@ -527,7 +527,7 @@ class LocalRuntime:
             svc,
             "Warning",
             "BackOff",
-            f"{rev.name} replica {replica.index} exited with code {code}; restarting in "
+            f"replica {replica.index} exited with code {code}; restarting in "
             f"{delay:.0f}s (crash {replica.crashes} in a row){tail}",
             rev.name,
         )
