@@ -159,18 +159,26 @@ def test_predict_over_rest_by_host_and_by_path(wharf: Wharf) -> None:
 
 
 @pytest.mark.parametrize("port", ["grpc", "http"], ids=["grpc-port", "shared-http-port"])
-def test_predict_over_grpc_through_the_ingress(wharf: Wharf, port: str) -> None:
-    # the gRPC port, and the HTTP port (h2c connections are piped to the gRPC ingress)
+@pytest.mark.parametrize("by", ["authority", "metadata"])
+def test_predict_over_grpc_through_the_ingress(wharf: Wharf, port: str, by: str) -> None:
+    # the gRPC port, and the HTTP port (h2c connections are piped to the gRPC ingress); the
+    # service is named by the channel's :authority or by a host metadata entry
     address = f"127.0.0.1:{wharf.grpc_port if port == 'grpc' else wharf.port}"
-    client = triton_grpc.InferenceServerClient(address)
+    channel_args = [("grpc.default_authority", HOST)] if by == "authority" else None
+    headers = {"host": HOST} if by == "metadata" else None
+    client = triton_grpc.InferenceServerClient(address, channel_args=channel_args)
     try:
         tensor = triton_grpc.InferInput("input-0", [2, 4], "FP32")
         tensor.set_data_from_numpy(np.array(INSTANCES, dtype=np.float32))
-        result = client.infer("iris", [tensor], headers={"host": HOST})
+        result = client.infer("iris", [tensor], headers=headers)
         out = result.as_numpy("output-0")
         assert out is not None and out.shape == (2,)
         with pytest.raises(Exception, match="no InferenceService"):
             client.infer("iris", [tensor], headers={"host": "nope-default.example.com"})
+        plain = triton_grpc.InferenceServerClient(address)
+        with pytest.raises(Exception, match=r"grpc\.default_authority"):
+            plain.infer("iris", [tensor])
+        plain.close()
     finally:
         client.close()
 

@@ -23,10 +23,10 @@ from starlette.routing import Route
 
 from wharf_local import __version__
 from wharf_local.home import Home
-from wharf_local.ingress import HttpIngress, grpc_server
+from wharf_local.ingress import GrpcRouter, HttpIngress
 from wharf_local.runtime import LocalRuntime
 from wharf_local.settings import Settings
-from wharf_local.sniffing import protocol_for
+from wharf_local.sniffing import H2Sniffer, protocol_for
 
 log = logging.getLogger("wharf.daemon")
 
@@ -106,8 +106,11 @@ async def serve(home: Home, settings: Settings) -> None:
     runtime.start()
 
     ingress = HttpIngress(runtime)
-    grpc, grpc_proxy = grpc_server(runtime, settings.ingress_host, settings.ingress_grpc_port)
-    await grpc.start()
+    router = GrpcRouter(runtime)
+    # the gRPC port: h2c connections, routed by :authority (or host metadata)
+    grpc_listener = await loop.create_server(
+        lambda: H2Sniffer(router.port_for), settings.ingress_host, settings.ingress_grpc_port
+    )
     http = _Server(
         uvicorn.Config(
             ingress,
@@ -115,7 +118,7 @@ async def serve(home: Home, settings: Settings) -> None:
             port=settings.ingress_port,
             loop="none",
             # gRPC (h2c) on the HTTP port too: piped to the gRPC ingress
-            http=protocol_for(settings.ingress_host, settings.ingress_grpc_port),
+            http=protocol_for(router.port_for),
             lifespan="off",
             access_log=False,
             log_level="warning",
@@ -150,8 +153,8 @@ async def serve(home: Home, settings: Settings) -> None:
     await runtime.close()
     http.should_exit = True
     control.should_exit = True
-    await grpc.stop(1.0)
-    await grpc_proxy.aclose()
+    grpc_listener.close()
+    await router.aclose()
     await asyncio.gather(*tasks, return_exceptions=True)
     await ingress.aclose()
     home.socket.unlink(missing_ok=True)

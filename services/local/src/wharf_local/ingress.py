@@ -9,6 +9,7 @@ served it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import grpc
 import orjson
 
-from wharf_local.routing import route
+from wharf_local.routing import Target, route
 from wharf_local.runtime import ActivationTimeout, Component, LocalRuntime, Service
 from wharf_local.upstream import UpstreamConnectError, UpstreamPool
 
@@ -56,6 +57,10 @@ def _resolve(
             f"{{name}}-{{namespace}}.{runtime.settings.domain} or the path "
             "/serving/{namespace}/{name}/..."
         )
+    return _resolve_target(runtime, target)
+
+
+def _resolve_target(runtime: LocalRuntime, target: Target) -> tuple[Service, Component, str] | str:
     svc = runtime.services.get((target.namespace, target.name))
     if svc is None:
         return f"InferenceService {target.namespace}/{target.name} not found"
@@ -159,14 +164,16 @@ async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
 
 
 class GrpcIngress(grpc.GenericRpcHandler):
-    """A byte-level gRPC proxy: every method, every streaming kind, routed by `host` metadata.
+    """A byte-level gRPC proxy: every method, every streaming kind.
 
-    gRPC servers in Python do not expose `:authority`, so clients name the service the way
-    KServe's docs set the Host for gRPC: a `host` (or `x-wharf-host`) metadata entry.
+    It serves either one service (`fixed`: the connection's `:authority` named it, see
+    `sniffing`) or any, named by a `host` (or `x-wharf-host`) metadata entry, which wins when
+    both are there.
     """
 
-    def __init__(self, runtime: LocalRuntime) -> None:
+    def __init__(self, runtime: LocalRuntime, fixed: Target | None = None) -> None:
         self.runtime = runtime
+        self.fixed = fixed
         self._channels: dict[int, grpc.aio.Channel] = {}
 
     def service(
@@ -197,7 +204,16 @@ class GrpcIngress(grpc.GenericRpcHandler):
         metadata = [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
         found = dict(metadata)
         host = next((found[k] for k in GRPC_ROUTE_KEYS if k in found), None)
-        resolved = _resolve(self.runtime, host, "")
+        if host is None and self.fixed is not None:
+            resolved = _resolve_target(self.runtime, self.fixed)
+        elif host is None:
+            resolved = (
+                "no InferenceService named: set the channel's authority "
+                "(grpc.default_authority) or a `host` metadata entry to "
+                f"{{name}}-{{namespace}}.{self.runtime.settings.domain}"
+            )
+        else:
+            resolved = _resolve(self.runtime, host, "")
         if isinstance(resolved, str):
             await context.abort(grpc.StatusCode.NOT_FOUND, resolved)
             return
@@ -231,8 +247,31 @@ class GrpcIngress(grpc.GenericRpcHandler):
             await channel.close()
 
 
-def grpc_server(runtime: LocalRuntime, host: str, port: int) -> tuple[grpc.aio.Server, GrpcIngress]:
-    proxy = GrpcIngress(runtime)
-    server = grpc.aio.server(handlers=[proxy])
-    server.add_insecure_port(f"{host}:{port}")
-    return server, proxy
+class GrpcRouter:
+    """The gRPC proxies behind the ingress ports, on loopback: one routed by metadata, and one
+    per service authority seen so far (created on first use)."""
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self._servers: dict[Target | None, tuple[grpc.aio.Server, GrpcIngress, int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def port_for(self, authority: str | None) -> tuple[str, int]:
+        target = route(authority, "", self.runtime.hosts) if authority else None
+        if target is not None:
+            target = Target(target.namespace, target.name, target.component, "")
+        async with self._lock:
+            entry = self._servers.get(target)
+            if entry is None:
+                proxy = GrpcIngress(self.runtime, target)
+                server = grpc.aio.server(handlers=[proxy])
+                port = server.add_insecure_port("127.0.0.1:0")
+                await server.start()
+                entry = self._servers[target] = (server, proxy, port)
+        return "127.0.0.1", entry[2]
+
+    async def aclose(self) -> None:
+        for server, proxy, _ in self._servers.values():
+            await server.stop(1.0)
+            await proxy.aclose()
+        self._servers.clear()
