@@ -19,7 +19,7 @@ import orjson
 
 from wharf_local.routing import Target, route
 from wharf_local.runtime import ActivationTimeout, Component, LocalRuntime, Service
-from wharf_local.upstream import UpstreamConnectError, UpstreamPool
+from wharf_local.upstream import Response, UpstreamConnectError, UpstreamPool
 
 log = logging.getLogger("wharf.ingress")
 
@@ -106,29 +106,39 @@ class HttpIngress:
                 await _json(send, 503, {"error": str(exc)})
                 return
             try:
-                resp = await self.upstream.request(
-                    replica.http_port, scope["method"], url, headers, body
-                )
-            except UpstreamConnectError:
-                # the replica went away before the request was sent: safe to try another
-                self.runtime.mark_unreachable(rev, replica)
-                if attempt == 2:
-                    await _json(
-                        send, 502, {"error": f"{rev.name}: no replica accepted the request"}
+                try:
+                    resp = await self.upstream.request(
+                        replica.http_port, scope["method"], url, headers, body
                     )
+                except UpstreamConnectError:
+                    # the replica went away before the request was sent: try another
+                    self.runtime.mark_unreachable(rev, replica)
+                    if attempt == 2:
+                        await _json(send, 502, {"error": f"{rev.name}: no replica answered"})
+                        return
+                    continue
+                except (OSError, ValueError) as exc:
+                    await _json(send, 502, {"error": f"{rev.name}: {exc}"})
                     return
-                continue
-            except (OSError, ValueError) as exc:
-                await _json(send, 502, {"error": f"{rev.name}: {exc}"})
+                await _respond(send, resp, rev.name.encode())
                 return
             finally:
                 self.runtime.release(rev, replica)
-            out = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP]
-            out.append((b"content-length", b"%d" % len(resp.body)))
-            out.append((REVISION_HEADER, rev.name.encode()))
-            await send({"type": "http.response.start", "status": resp.status, "headers": out})
-            await send({"type": "http.response.body", "body": bytes(resp.body)})
-            return
+
+
+async def _respond(send: Send, resp: Response, revision: bytes) -> None:
+    out = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP]
+    out.append((REVISION_HEADER, revision))
+    if resp.stream is None:
+        out.append((b"content-length", b"%d" % len(resp.body)))
+        await send({"type": "http.response.start", "status": resp.status, "headers": out})
+        await send({"type": "http.response.body", "body": bytes(resp.body)})
+        return
+    # a body without a length (SSE, token streams): passed on chunk by chunk
+    await send({"type": "http.response.start", "status": resp.status, "headers": out})
+    async for chunk in resp.stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _upstream_target(scope: Scope, path: str) -> str:

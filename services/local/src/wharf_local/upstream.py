@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httptools
@@ -28,12 +29,23 @@ class Response:
     complete: bool = False
     keep_alive: bool = True
     parser: httptools.HttpResponseParser | None = None
+    # set for a body without a length (chunked, SSE): its chunks as they arrive
+    stream: AsyncIterator[bytes] | None = None
+    headers_done: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        """No content-length: chunked or read to the end (server-sent events, token streams)."""
+        return self.headers_done and not any(
+            k.lower() == b"content-length" for k, _ in self.headers
+        )
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
         # llhttp answers should_keep_alive() only until the message completes
         assert self.parser is not None
         self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -101,6 +113,14 @@ class UpstreamPool:
         try:
             conn.writer.write(raw)
             while not resp.complete:
+                if (
+                    resp.streamed
+                    and method != "HEAD"
+                    and parser.get_status_code() not in (204, 304)
+                ):
+                    resp.status = parser.get_status_code()
+                    resp.stream = self._stream(port, conn, resp, parser)
+                    return resp
                 data = await conn.reader.read(65536)
                 if not data:
                     if method == "HEAD" or parser.get_status_code() in (204, 304):
@@ -122,16 +142,42 @@ class UpstreamPool:
             conn.close()
             raise
         resp.status = parser.get_status_code()
+        self._done(port, conn, resp)
+        return resp
+
+    def _done(self, port: int, conn: _Conn, resp: Response) -> None:
         resp.parser = None
-        if resp.keep_alive:
-            idle = self._idle.setdefault(port, [])
-            if len(idle) < MAX_IDLE_PER_PORT:
-                idle.append(conn)
-            else:
-                conn.close()
+        idle = self._idle.setdefault(port, [])
+        if resp.keep_alive and len(idle) < MAX_IDLE_PER_PORT:
+            idle.append(conn)
         else:
             conn.close()
-        return resp
+
+    async def _stream(
+        self, port: int, conn: _Conn, resp: Response, parser: httptools.HttpResponseParser
+    ) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            while True:
+                if resp.body:
+                    chunk = bytes(resp.body)
+                    resp.body.clear()
+                    yield chunk
+                if resp.complete:
+                    break
+                data = await conn.reader.read(65536)
+                if not data:
+                    parser.feed_data(b"")
+                    resp.keep_alive = False
+                    resp.complete = True
+                    continue
+                parser.feed_data(data)
+            finished = True
+        finally:
+            if finished:
+                self._done(port, conn, resp)
+            else:  # the client went away mid-stream: this connection's state is unknown
+                conn.close()
 
     def forget(self, port: int) -> None:
         for conn in self._idle.pop(port, []):
