@@ -56,6 +56,14 @@ def test_folder_and_prefix_boundary(gcs: Any, tmp_path: Path) -> None:
     assert result.fetched_bytes == 2002
 
 
+def test_large_object_in_ranged_chunks(gcs: Any, tmp_path: Path) -> None:
+    data = os.urandom(33 * 1024 * 1024 + 5)
+    gcs.put("big/w.bin", data)
+    result = download(gcs.uri("big"), tmp_path / "out", env=gcs.env)
+    assert (tmp_path / "out" / "w.bin").read_bytes() == data
+    assert result.fetched_bytes == len(data)
+
+
 def test_single_object(gcs: Any, tmp_path: Path) -> None:
     gcs.put("m/model.pt", b"pt")
     download(gcs.uri("m/model.pt"), tmp_path / "out", env=gcs.env)

@@ -14,6 +14,7 @@ from wharf_storage import (
     ChecksumMismatch,
     Progress,
     SourceNotFound,
+    TransferFailed,
     UnsafePath,
     download,
 )
@@ -185,18 +186,17 @@ def test_anonymous_access(s3: Any, tmp_path: Path) -> None:
     assert tree(tmp_path / "out") == {"a": b"a"}
 
 
-def test_no_credentials_is_access_denied(s3: Any, tmp_path: Path) -> None:
-    env = {
-        "AWS_ENDPOINT_URL": s3.endpoint,
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-    }
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
-    try:
-        with pytest.raises(AccessDenied, match="no AWS credentials"):
-            download(s3.uri("m"), tmp_path / "out", env=env)
-    finally:
-        os.environ.update(saved)
+def test_no_credentials_is_access_denied(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    # boto3's chain would otherwise ask the instance metadata address, which is off loopback.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(AccessDenied, match="no AWS credentials"):
+        download(s3.uri("m"), tmp_path / "out", env={"AWS_ENDPOINT_URL": s3.endpoint})
 
 
 def test_secret_key_never_reaches_logs_or_errors(
@@ -211,3 +211,42 @@ def test_secret_key_never_reaches_logs_or_errors(
     assert secret not in caplog.text
     assert secret not in str(info.value)
     assert caplog.records, "the download logs its progress"
+
+
+class _Flaky:
+    """The real S3 source whose first `failures` fetches drop the connection mid-object."""
+
+    def __init__(self, source: S3Source, failures: int) -> None:
+        self.source = source
+        self.what = source.what
+        self.failures = failures
+        self.calls = 0
+
+    def fetch(self, obj: RemoteObject, path: Path, on_bytes: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            on_bytes(obj.size // 2)
+            raise ConnectionResetError("connection reset by peer")
+        self.source.fetch(obj, path, on_bytes)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.source, name)
+
+
+def test_transient_failures_are_retried(s3: Any, tmp_path: Path) -> None:
+    s3.put("m/a.bin", b"a" * 1000)
+    flaky = _Flaky(S3Source(parse_uri(s3.uri("m")), s3.env, workers=1), failures=2)
+    seen: list[Progress] = []
+    tally = download_objects(flaky, tmp_path, workers=1, attempts=3, progress=seen.append)  # type: ignore[arg-type]
+    assert flaky.calls == 3
+    assert (tmp_path / "a.bin").read_bytes() == b"a" * 1000
+    assert seen[-1].done_bytes == 1000, "bytes of failed attempts are not counted as done"
+    assert tally.fetched_bytes == 2000  # 2 x 500 lost + 1000
+
+
+def test_persistent_failures_end_in_transfer_failed(s3: Any, tmp_path: Path) -> None:
+    s3.put("m/a.bin", b"a" * 10)
+    flaky = _Flaky(S3Source(parse_uri(s3.uri("m")), s3.env, workers=1), failures=99)
+    with pytest.raises(TransferFailed, match="after 2 attempts"):
+        download_objects(flaky, tmp_path, workers=1, attempts=2, progress=None)  # type: ignore[arg-type]
+    assert flaky.calls == 2

@@ -132,3 +132,75 @@ def test_docs_url_when_enabled() -> None:
     assert "InferenceRequest" in schema["components"]["schemas"]
     with ThreadServer([AsyncModel("undocumented")]) as server:
         assert httpx.get(f"{server.url}/docs").status_code == 404
+
+
+class BytesModel(Model):
+    def __init__(self) -> None:
+        super().__init__("raw")
+        self.ready = True
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        assert isinstance(payload, bytes)
+        return {"predictions": [len(payload)]}
+
+
+def test_v1_non_json_body_reaches_the_model_as_bytes() -> None:
+    with ThreadServer([BytesModel()]) as server:
+        reply = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"\x89PNG\r\n",
+            headers={"content-type": "image/png"},
+        )
+        bad_json = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        )
+    assert reply.json() == {"predictions": [6]}
+    assert bad_json.status_code == 400
+
+
+def test_kserve_module_names_exist() -> None:
+    # KServe examples import these names; porting changes only the package.
+    from wharf_model_server import logging as wharf_logging
+    from wharf_model_server.errors import InvalidInput, ModelMissingError
+    from wharf_model_server.utils import generate_uuid, get_predict_input
+
+    assert callable(wharf_logging.configure_logging)
+    assert InvalidInput("x").http_status == 400
+    assert str(ModelMissingError("/m")) == "no model file found in /m"
+    assert len(generate_uuid()) == 36
+    assert get_predict_input({"instances": [[1, 2]]}).shape == (1, 2)
+
+
+def test_v1_cloudevents_in_both_modes() -> None:
+    with ThreadServer([AsyncModel("ce")]) as server:
+        binary = httpx.post(
+            f"{server.url}/v1/models/ce:predict",
+            json={"instances": [1, 2]},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "1",
+                "ce-source": "test",
+                "ce-type": "org.example.request",
+            },
+        )
+        structured = httpx.post(
+            f"{server.url}/v1/models/ce:predict",
+            json={
+                "specversion": "1.0",
+                "id": "2",
+                "source": "test",
+                "type": "org.example.request",
+                "time": "2026-11-23T00:00:00Z",
+                "data": {"instances": [3, 4]},
+            },
+            headers={"content-type": "application/cloudevents+json"},
+        )
+    assert binary.json() == {"predictions": [2, 1]}
+    assert binary.headers["ce-type"] == "io.kserve.inference.response"
+    assert binary.headers["ce-source"] == "io.kserve.inference.ce"
+    assert structured.headers["content-type"] == "application/cloudevents+json"
+    envelope = structured.json()
+    assert envelope["data"] == {"predictions": [4, 3]}
+    assert envelope["specversion"] == "1.0"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -160,3 +163,67 @@ def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
 def test_exit_codes_are_distinct() -> None:
     codes = list(EXIT_CODES.values())
     assert len(codes) == len(set(codes))
+
+
+SLOW_BODY = os.urandom(1024 * 1024)
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    """Serves SLOW_BODY at /w.bin in 64 KiB pieces, 100 ms apart, honouring `Range: bytes=N-`."""
+
+    protocol_version = "HTTP/1.1"
+    ranges: list[str | None] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        start = int(rng[6:-1]) if rng else 0
+        self.send_response(206 if rng else 200)
+        if rng:
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(SLOW_BODY) - 1}/{len(SLOW_BODY)}"
+            )
+        self.send_header("Content-Length", str(len(SLOW_BODY) - start))
+        self.end_headers()
+        for i in range(start, len(SLOW_BODY), 64 * 1024):
+            self.wfile.write(SLOW_BODY[i : i + 64 * 1024])
+            self.wfile.flush()
+            if not rng:
+                time.sleep(0.1)
+
+
+def test_killed_process_resumes_where_it_stopped(tmp_path: Path) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/w.bin"
+    dest = tmp_path / "out"
+    tmp_file = tmp_path / ".out.wharf-partial" / "w.bin.wharf-tmp"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wharf_storage_initializer", url, str(dest)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not tmp_file.exists() or tmp_file.stat().st_size < 128 * 1024
+        ):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kept = tmp_file.stat().st_size
+        assert 0 < kept < len(SLOW_BODY)
+        assert not dest.exists()
+        again = run(url, str(dest))
+        assert again.returncode == 0, again.stderr
+        fetched = int(re.search(r"\((\d+) fetched\)", again.stderr).group(1))  # type: ignore[union-attr]
+        assert fetched == len(SLOW_BODY) - kept
+        assert SlowHandler.ranges[-1] == f"bytes={kept}-"
+        assert (dest / "w.bin").read_bytes() == SLOW_BODY
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
