@@ -64,6 +64,16 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: floa
     raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, then kill if it lingers, and always reap (no process outlives its fixture)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=3)  # the emulators keep nothing worth a graceful shutdown
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # --- S3 (moto) --------------------------------------------------------------------------
 
 
@@ -232,11 +242,7 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_port(port, proc, "azurite")
         yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 # --- fake-gcs-server ----------------------------------------------------------------------
@@ -284,11 +290,7 @@ def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_port(port, proc, "fake-gcs-server")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 # --- A Hugging Face Hub endpoint (HF_ENDPOINT) ----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ class S3Source:
     def fetch(self, obj: RemoteObject, path: Path, on_bytes: Callable[[int], None]) -> None:
         if obj.size <= SINGLE_GET_MAX:
             body = self.client.get_object(Bucket=self.uri.bucket, Key=obj.key)["Body"]
-            with open(path, "wb") as f:
+            # Closed even when the write or a callback fails, so no socket is left to the GC.
+            with closing(body), open(path, "wb") as f:
                 for chunk in body.iter_chunks(chunk_size=MiB):
                     f.write(chunk)
                     on_bytes(len(chunk))
