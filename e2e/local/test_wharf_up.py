@@ -268,6 +268,7 @@ def test_down_leaves_no_process_behind(wharf: Wharf) -> None:
             pids += [r["pid"] for r in rev["replicas"] if r["pid"]]
     assert len(pids) >= 3
     assert "wharf stopped" in wharf.run("down").stdout
+    assert not (wharf.home / "state.json").exists()  # the next `up` starts empty
     alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
     assert alive == []
     leftovers = [p for p in _cmdlines() if str(wharf.home) in p]

@@ -76,6 +76,9 @@ def control_app(runtime: LocalRuntime, stop: asyncio.Event, home: Home) -> Starl
         return JSONResponse(runtime.describe(svc))
 
     async def shutdown(_: Request) -> Response:
+        # `wharf down` ends the session: the next start begins empty. A daemon that dies
+        # otherwise keeps state.json and serves the same services when it starts again.
+        home.state_file.unlink(missing_ok=True)
         stop.set()
         return JSONResponse({"stopping": True})
 
