@@ -21,7 +21,7 @@ def test_every_example_is_valid() -> None:
     code, lines = _run("validate", "-f", str(EXAMPLES))
     assert code == 0, lines
     ok = [line for line in lines if line.startswith("OK ")]
-    assert len(ok) == len(list(EXAMPLES.glob("*.yaml")))
+    assert len(ok) == len(list(EXAMPLES.rglob("*.yaml")))
     assert "OK InferenceService/sklearn-iris" in lines
     assert "OK LLMInferenceService/qwen-small" in lines
     assert lines[-1] == f"{len(ok)} valid, 0 invalid"

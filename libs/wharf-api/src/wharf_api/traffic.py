@@ -1,0 +1,81 @@
+"""Revisions and traffic of a component, as KServe drives Knative: pure decisions.
+
+A component's spec change creates a new revision; traffic moves to it only once it is ready.
+With `canaryTrafficPercent: P` and an earlier rolled-out revision, the latest ready revision gets
+P% (tag `latest`) and the last rolled-out one 100-P% (tag `prev`); without it the latest ready
+revision gets everything. A revision that receives 100% becomes the latest rolled-out one and
+the one it replaces becomes the previous rolled-out one (KServe's `PropagateStatus`), so
+promotion is removing the percent (or setting 100) and rollback is setting 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Tag = Literal["latest", "prev"]
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """The revision names a component's status tracks (KServe's ComponentStatusSpec)."""
+
+    latest_created: str | None = None
+    latest_ready: str | None = None
+    latest_rolledout: str | None = None
+    previous_rolledout: str | None = None
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    revision: str
+    percent: int
+    tag: Tag
+    latest_revision: bool
+
+
+def traffic_targets(state: RolloutState, canary_percent: int | None) -> tuple[TrafficTarget, ...]:
+    """Where a component's requests go now: empty until a revision is ready."""
+    latest = state.latest_ready
+    if latest is None:
+        return ()
+    stable = state.latest_rolledout
+    if canary_percent is None or stable is None or stable == latest:
+        return (TrafficTarget(latest, 100, "latest", True),)
+    pct = max(0, min(100, canary_percent))
+    return (
+        TrafficTarget(latest, pct, "latest", True),
+        TrafficTarget(stable, 100 - pct, "prev", False),
+    )
+
+
+def after_traffic(state: RolloutState, targets: tuple[TrafficTarget, ...]) -> RolloutState:
+    """The state once `targets` serve: a revision at 100% is rolled out."""
+    for target in targets:
+        if target.revision == state.latest_ready and target.percent == 100:
+            if state.latest_rolledout == target.revision:
+                return state
+            return replace(
+                state,
+                previous_rolledout=state.latest_rolledout,
+                latest_rolledout=target.revision,
+            )
+    return state
+
+
+def revisions_in_use(state: RolloutState, targets: tuple[TrafficTarget, ...]) -> frozenset[str]:
+    """Revisions to keep running: those with traffic and the one being created.
+
+    Any other revision can be drained and stopped.
+    """
+    keep = {t.revision for t in targets if t.percent > 0}
+    if state.latest_created is not None:
+        keep.add(state.latest_created)
+    if not keep and state.latest_ready is not None:
+        keep.add(state.latest_ready)
+    return frozenset(keep)
+
+
+def revision_name(service_name: str, number: int) -> str:
+    """Knative's revision names: `{isvc}-predictor-00001`."""
+    return f"{service_name}-{number:05d}"

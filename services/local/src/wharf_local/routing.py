@@ -1,0 +1,63 @@
+"""Which service a request is for: by Host header or by `/serving/{namespace}/{name}/` path. Pure.
+
+Hosts follow KServe's domain template `{name}-{namespace}.{domain}`; the component hosts
+`{name}-predictor-{namespace}.{domain}` (and transformer, explainer) reach one component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PATH_PREFIX = "/serving/"
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    name: str
+    component: str | None
+    path: str
+
+
+def component_host(name: str, component: str, namespace: str, domain: str) -> str:
+    return f"{name}-{component}-{namespace}.{domain}"
+
+
+Entry = tuple[str, str, str | None]
+
+
+def host_table(services: list[tuple[str, str, list[str]]], domain: str) -> dict[str, Entry]:
+    """Host -> (namespace, name, component or None) for (namespace, name, components) triples.
+
+    Path routing uses the same table under the keys `/{namespace}/{name}` and
+    `/{namespace}/{name}-{component}` (the component's Service name in KServe).
+    """
+    table: dict[str, Entry] = {}
+    for namespace, name, components in services:
+        table[f"{name}-{namespace}.{domain}"] = (namespace, name, None)
+        table[f"/{namespace}/{name}"] = (namespace, name, None)
+        for component in components:
+            table[component_host(name, component, namespace, domain)] = (namespace, name, component)
+            table[f"/{namespace}/{name}-{component}"] = (namespace, name, component)
+    return table
+
+
+def route(
+    host: str | None, path: str, hosts: Mapping[str, tuple[str, str, str | None]]
+) -> Target | None:
+    """The target of a request, or None. A known Host wins over the path prefix."""
+    if host:
+        bare = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        found = hosts.get(bare.lower())
+        if found is not None:
+            return Target(found[0], found[1], found[2], path)
+    if path.startswith(PATH_PREFIX):
+        parts = path[len(PATH_PREFIX) :].split("/", 2)
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            rest = "/" + parts[2] if len(parts) == 3 else "/"
+            known = hosts.get(f"/{parts[0]}/{parts[1]}")
+            if known is not None:
+                return Target(known[0], known[1], known[2], rest)
+            return Target(parts[0], parts[1], None, rest)
+    return None
