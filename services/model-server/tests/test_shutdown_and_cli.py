@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from ms_testkit import ServerProcess, framework_predict, free_port, iris, wait_ready
 
 SCRIPT = Path(__file__).parent / "scripts" / "slow_model_server.py"
@@ -105,3 +107,35 @@ def test_wrong_model_format_fails_with_a_clear_message(model_repository: Path) -
     assert proc.returncode != 0
     assert "--model_format 'tensorflow' is not one of" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route (no packet is sent for a UDP connect)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_bind_host_keeps_a_local_replica_on_loopback(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    model_dir = model_repository / "sklearn-iris"
+    cmd = [sys.executable, "-m", "wharf_model_server", "--model_name", "iris"]
+    server = _start(
+        [*cmd, "--model_dir", str(model_dir)], tmp_path / "l", {"WHARF_BIND_HOST": "127.0.0.1"}
+    )
+    try:
+        wait_ready(server)
+        for port in (server.http_port, server.grpc_port):
+            with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+                s.settimeout(5)
+                s.connect((address, port))
+    finally:
+        _stop(server)

@@ -475,7 +475,12 @@ class LocalRuntime:
             f"{rev.name}-{replica.index}.log"
         )
         env = {k: v for k, v in plan.container.env}
-        env |= {"PYTHONUNBUFFERED": "1", "PORT": str(replica.http_port)}
+        env |= {
+            "PYTHONUNBUFFERED": "1",
+            "PORT": str(replica.http_port),
+            # Replicas answer on loopback only: the ingress is the one way in.
+            "WHARF_BIND_HOST": "127.0.0.1",
+        }
         try:
             argv = resolve_command(plan.container.command) + list(args)
         except (ValueError, FileNotFoundError) as exc:

@@ -141,7 +141,7 @@ class ModelServer:
         batch_config: BatchConfig | None = None,
         logger_config: LoggerConfig | None = None,
         args: argparse.Namespace | None = None,
-        host: str = "0.0.0.0",
+        host: str | None = None,
     ) -> None:
         self.args = args if args is not None else parse_args(sys.argv[1:])
         a = self.args
@@ -173,7 +173,9 @@ class ModelServer:
                 namespace=a.namespace,
                 component=a.component,
             )
-        self.host = host
+        # All interfaces, as a pod needs; `wharf up` sets WHARF_BIND_HOST=127.0.0.1 so a model
+        # on a laptop is reachable only through the local ingress.
+        self.host = host or os.environ.get("WHARF_BIND_HOST", "0.0.0.0")
         self.registered_models = registered_models or ModelRepository()
         self.payload_logger = PayloadLogger(logger_config) if logger_config else None
         self.dataplane = DataPlane(self.registered_models, batch_config, self.payload_logger)
@@ -267,6 +269,7 @@ class ModelServer:
                 self.grpc_port,
                 self.args.grpc_max_send_message_length,
                 self.args.grpc_max_receive_message_length,
+                host="[::]" if self.host == "0.0.0.0" else self.host,
             )
             await self._grpc.start()
         rest_task = asyncio.create_task(self._rest.serve())
