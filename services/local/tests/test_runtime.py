@@ -312,3 +312,25 @@ async def test_transformer_reaches_the_predictor_through_the_ingress(
         server.should_exit = True
         await serving
         await ingress.aclose()
+
+
+async def test_secrets_in_a_storage_uri_stay_out_of_events_and_status(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    isvc = standin_isvc("m", tmp_path)
+    # A SAS-style token and user info: the download fails (nothing listens on port 9), and
+    # neither may appear in what `wharf describe` shows.
+    uri = "https://user:hunter2@127.0.0.1:9/model.joblib?sv=2024&sig=SECRETSIG"
+    isvc["spec"]["predictor"]["model"]["storageUri"] = uri
+    runtime.apply([standin_runtime(), isvc])
+    svc = runtime.services[("default", "m")]
+    await until(
+        lambda: any(e.reason == "ModelDownloadFailed" for e in svc.events), "the download failure"
+    )
+    described = runtime.describe(svc)
+    # The spec is the user's own manifest (as `kubectl get -o yaml` shows it); what Wharf
+    # writes itself, status and events, must not repeat the secrets.
+    shown = repr(described["status"]) + repr([e.message for e in svc.events])
+    assert "127.0.0.1:9/model.joblib" in shown
+    assert "hunter2" not in shown
+    assert "SECRETSIG" not in shown

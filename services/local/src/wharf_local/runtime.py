@@ -48,8 +48,15 @@ from wharf_local.processes import ManagedProcess, probe_ready, resolve_command
 from wharf_local.routing import host_table
 from wharf_local.runtimes import builtin_runtimes
 from wharf_local.settings import Settings
+from wharf_storage import redact_uri
 
 log = logging.getLogger("wharf.local")
+
+
+def _shown(uri: str | None) -> str | None:
+    """A storage URI as events and status show it: no user info or query (SAS tokens)."""
+    return None if uri is None else redact_uri(uri)
+
 
 TICK_S = 0.2
 PROBE_INTERVAL_S = 0.1
@@ -308,7 +315,7 @@ class LocalRuntime:
             latest_rolledout=comp.rollout.latest_rolledout,
             previous_rolledout=comp.rollout.previous_rolledout,
         )
-        self._event(svc, "Normal", "RevisionCreated", f"model {rev.plan.storage_uri}", name)
+        self._event(svc, "Normal", "RevisionCreated", f"model {_shown(rev.plan.storage_uri)}", name)
         self._spawn(self._fetch_models(svc, rev))
 
     async def _fetch_models(self, svc: Service, rev: Revision) -> None:
@@ -332,7 +339,7 @@ class LocalRuntime:
                 svc,
                 "Normal",
                 "ModelReady",
-                f"{result.uri} -> {result.path} ({how}, {time.monotonic() - started:.2f}s)",
+                f"{redact_uri(result.uri)} -> {result.path} ({how}, {time.monotonic() - started:.2f}s)",
                 rev.name,
             )
         rev.model_dirs = dirs
@@ -626,7 +633,7 @@ class LocalRuntime:
             local[name] = [
                 {
                     "name": rev.name,
-                    "storageUri": rev.plan.storage_uri,
+                    "storageUri": _shown(rev.plan.storage_uri),
                     "modelDirs": rev.model_dirs,
                     "inflight": rev.inflight,
                     "failure": list(rev.failure) if rev.failure else None,
