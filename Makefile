@@ -16,12 +16,13 @@ format: ## format and autofix
 	$(UV) run ruff check --fix .
 
 .PHONY: lint
-lint: ## ruff, mypy (strict on libs), import-linter, CRD freshness
+lint: ## ruff, mypy (strict on libs), import-linter, CRD and gRPC code freshness
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy libs/wharf-api/src libs/wharf-protocol/src libs/wharf-storage/src services/*/src e2e/src bench
 	$(UV) run lint-imports
 	$(UV) run python -m wharf_api.crdgen deploy/base/crds --check
+	$(UV) run python -m wharf_protocol.codegen --check
 
 .PHONY: test
 test: ## the README's test command
@@ -30,3 +31,7 @@ test: ## the README's test command
 .PHONY: crds
 crds: ## regenerate deploy/base/crds from the pydantic models
 	$(UV) run python -m wharf_api.crdgen deploy/base/crds
+
+.PHONY: protos
+protos: ## regenerate the gRPC modules in libs/wharf-protocol from protos/
+	$(UV) run python -m wharf_protocol.codegen

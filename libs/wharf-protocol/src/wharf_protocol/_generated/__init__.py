@@ -1,0 +1,1 @@
+"""Modules generated from protos/; see wharf_protocol.codegen."""

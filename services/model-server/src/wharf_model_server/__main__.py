@@ -1,0 +1,71 @@
+"""``wharf-model-server``: serve a model directory with a built-in runtime, or many of them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from wharf_model_server.errors import ModelMissingError
+from wharf_model_server.model import Model
+from wharf_model_server.model_server import ModelServer, parser
+from wharf_model_server.predictor_config import PredictorConfig
+from wharf_model_server.runtimes.factory import RuntimeModelRepository, load_model_dir
+
+logger = logging.getLogger("wharf.server")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wharf-model-server",
+        parents=[parser],
+        description="Serve models over KServe's V1 and V2 (Open Inference Protocol) REST and gRPC.",
+    )
+    p.add_argument("--model_dir", default=None, help="a model directory, or one per subdirectory")
+    p.add_argument(
+        "--model_format", "--model-format", "--framework", dest="model_format", default=None,
+        help="sklearn, xgboost, lightgbm or onnx (default: decided by the files found)",
+    )  # fmt: skip
+    p.add_argument("--nthread", default=1, type=int, help="threads per xgboost/lightgbm/onnx call")
+    return p
+
+
+def predictor_config(args: argparse.Namespace) -> PredictorConfig:
+    return PredictorConfig(
+        predictor_host=args.predictor_host,
+        predictor_protocol=args.predictor_protocol,
+        predictor_use_ssl=args.predictor_use_ssl,
+        predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
+        predictor_request_retries=args.predictor_request_retries,
+        predictor_health_check=args.enable_predictor_health_check,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args, unknown = build_arg_parser().parse_known_args(argv)
+    if unknown:
+        # ServingRuntime manifests written for other runtimes may pass flags we do not know;
+        # KServe's servers ignore those too.
+        logging.getLogger("wharf.server").warning("ignoring unknown arguments: %s", unknown)
+    if args.model_dir:
+        try:
+            model = load_model_dir(args.model_name, args.model_dir, args.model_format, args.nthread)
+        except ModelMissingError:
+            repository = RuntimeModelRepository(args.model_dir, args.model_format, args.nthread)
+            repository.load_models()
+            ModelServer(args=args, registered_models=repository).start([])
+            return
+        ModelServer(args=args).start([model])
+        return
+    if args.predictor_host:
+        # A pass-through transformer: forwards every request to its predictor.
+        transformer = Model(args.model_name, predictor_config(args))
+        transformer.ready = True
+        ModelServer(args=args).start([transformer])
+        return
+    sys.exit("wharf-model-server: pass --model_dir (a model to serve) or --predictor_host")
+
+
+if __name__ == "__main__":
+    main()

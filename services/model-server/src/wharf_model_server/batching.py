@@ -1,0 +1,188 @@
+"""Adaptive batching: concurrent requests for one model are merged into one model call.
+
+A batch is sent when it holds ``max_batch_size`` rows or when its first request has waited
+``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``;
+V2/gRPC requests by concatenating each input along the first axis, when their inputs agree in
+names, datatypes and trailing shapes. Results are split back by row counts, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from wharf_protocol.errors import InferenceError
+from wharf_protocol.infer_types import InferInput, InferOutput, InferRequest, InferResponse
+
+RunModel = Callable[[Any, dict[str, str]], Awaitable[tuple[Any, dict[str, str]]]]
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_size: int = 32
+    max_latency_ms: float = 5000.0
+
+
+@dataclass
+class _Item:
+    payload: Any
+    headers: dict[str, str]
+    rows: int
+    future: asyncio.Future[tuple[Any, dict[str, str]]]
+
+
+@dataclass
+class _Pending:
+    items: list[_Item] = field(default_factory=list)
+    rows: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+def batch_key(payload: Any) -> tuple[Hashable, int] | None:
+    """The merge key and row count of a request, or None when it cannot be batched."""
+    if isinstance(payload, dict):
+        instances = payload.get("instances")
+        if set(payload) != {"instances"} or not isinstance(instances, list) or not instances:
+            return None
+        return ("v1",), len(instances)
+    if isinstance(payload, InferRequest):
+        if not payload.inputs:
+            return None
+        rows = {len(i.shape) and i.shape[0] for i in payload.inputs}
+        if len(rows) != 1:
+            return None
+        (count,) = rows
+        if not count or count < 1:
+            return None
+        signature = tuple((i.name, str(i.datatype), tuple(i.shape[1:])) for i in payload.inputs)
+        outputs = tuple(
+            (o.name, bool(o.binary_data)) for o in (payload.request_outputs or [])
+        )
+        return ("v2", signature, outputs, bool(payload.use_binary_outputs)), count
+    return None
+
+
+def merge(payloads: list[Any]) -> Any:
+    first = payloads[0]
+    if isinstance(first, dict):
+        return {"instances": [row for p in payloads for row in p["instances"]]}
+    merged_inputs = []
+    for position, template in enumerate(first.inputs):
+        array = np.concatenate([p.inputs[position].as_numpy() for p in payloads], axis=0)
+        merged = InferInput(template.name, list(array.shape), template.datatype)
+        merged.set_data_from_numpy(array, binary_data=False)
+        merged_inputs.append(merged)
+    return InferRequest(
+        model_name=first.model_name,
+        infer_inputs=merged_inputs,
+        request_id=first.id,
+        from_grpc=first.from_grpc,
+        parameters=first.parameters,
+        request_outputs=first.request_outputs,
+    )
+
+
+def split(response: Any, payloads: list[Any], counts: list[int]) -> list[Any]:
+    total = sum(counts)
+    bounds = np.cumsum([0, *counts])
+    if isinstance(response, dict):
+        predictions = response.get("predictions")
+        if not isinstance(predictions, list) or len(predictions) != total:
+            raise InferenceError("size of prediction is not equal to the size of instances")
+        return [
+            {**response, "predictions": predictions[bounds[i] : bounds[i + 1]]}
+            for i in range(len(counts))
+        ]
+    if not isinstance(response, InferResponse):
+        raise InferenceError(
+            f"a batched V2 model must return an InferResponse, got {type(response).__name__}"
+        )
+    arrays = [(o, o.as_numpy()) for o in response.outputs]
+    for output, array in arrays:
+        if array.ndim == 0 or array.shape[0] != total:
+            raise InferenceError(
+                f"output {output.name!r} has {array.shape[:1]} rows for a batch of {total}"
+            )
+    parts = []
+    for i, request in enumerate(payloads):
+        outputs = []
+        for output, array in arrays:
+            piece = array[bounds[i] : bounds[i + 1]]
+            part = InferOutput(output.name, list(piece.shape), output.datatype)
+            part.set_data_from_numpy(piece, binary_data=False)
+            outputs.append(part)
+        parts.append(
+            InferResponse(
+                response_id=request.id or response.id,
+                model_name=response.model_name,
+                infer_outputs=outputs,
+                model_version=response.model_version,
+                from_grpc=request.from_grpc,
+                parameters=response.parameters,
+                use_binary_outputs=request.use_binary_outputs,
+                requested_outputs=request.request_outputs,
+            )
+        )
+    return parts
+
+
+class Batcher:
+    def __init__(self, config: BatchConfig, run: RunModel) -> None:
+        self.config = config
+        self._run = run
+        self._pending: dict[Hashable, _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, payload: Any, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
+        described = batch_key(payload)
+        if described is None or described[1] >= self.config.max_batch_size:
+            return await self._run(payload, headers)
+        key, rows = described
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(key)
+        if pending is not None and pending.rows + rows > self.config.max_batch_size:
+            self._flush(key)
+            pending = None
+        if pending is None:
+            pending = _Pending()
+            self._pending[key] = pending
+            pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)
+        item = _Item(payload, headers, rows, loop.create_future())
+        pending.items.append(item)
+        pending.rows += rows
+        if pending.rows >= self.config.max_batch_size:
+            self._flush(key)
+        return await item.future
+
+    def _flush(self, key: Hashable) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        task = asyncio.get_running_loop().create_task(self._execute(pending.items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, items: list[_Item]) -> None:
+        try:
+            if len(items) == 1:
+                results: list[Any] = [await self._run(items[0].payload, items[0].headers)]
+            else:
+                payloads = [item.payload for item in items]
+                response, response_headers = await self._run(merge(payloads), items[0].headers)
+                parts = split(response, payloads, [item.rows for item in items])
+                results = [(part, dict(response_headers)) for part in parts]
+        except BaseException as exc:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item, result in zip(items, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)

@@ -1,0 +1,158 @@
+"""The gRPC transport: ``inference.GRPCInferenceService`` over the data plane (grpc.aio)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+import orjson
+from wharf_protocol.errors import InferenceError, WharfError
+from wharf_protocol.grpc import pb, pb_grpc
+from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
+from wharf_protocol.infer_types import InferRequest, InferResponse
+from wharf_protocol.rest import decode_infer_response
+
+from wharf_model_server import metrics
+from wharf_model_server.dataplane import DataPlane, as_wharf_error
+from wharf_model_server.utils import get_predict_response
+
+PROTOCOL = "grpc-v2"
+
+
+def to_infer_response(response: Any, request: InferRequest) -> InferResponse:
+    """Custom models may answer a gRPC request with a V2 or V1 dict; turn it into a response."""
+    if isinstance(response, InferResponse):
+        return response
+    if isinstance(response, dict) and "outputs" in response:
+        body = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+        return decode_infer_response(body, None)
+    if isinstance(response, dict) and "predictions" in response:
+        converted = get_predict_response(request, np.asarray(response["predictions"]), "")
+        assert isinstance(converted, InferResponse)
+        converted.model_name = request.model_name
+        return converted
+    raise InferenceError(
+        f"model {request.model_name!r} returned {type(response).__name__}, not an InferResponse"
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: WharfError) -> NoReturn:
+    await context.abort(error.grpc_status, error.message)
+    raise AssertionError("unreachable")  # abort always raises
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dp = dataplane
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=self.dp.live)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=await self.dp.ready())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            ready = await self.dp.model_ready(request.name, request.version or None)
+        except WharfError as exc:
+            await _abort(context, exc)
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        meta = self.dp.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        try:
+            meta = self.dp.model_metadata(request.name, request.version or None)
+        except WharfError as exc:
+            await _abort(context, exc)
+
+        def tensors(items: list[dict[str, Any]]) -> list[Any]:
+            return [
+                pb.ModelMetadataResponse.TensorMetadata(
+                    name=t["name"], datatype=str(t["datatype"]), shape=list(t["shape"])
+                )
+                for t in items
+            ]
+
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta.get("versions", []),
+            platform=meta["platform"],
+            inputs=tensors(meta["inputs"]),
+            outputs=tensors(meta["outputs"]),
+        )
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        start = time.perf_counter()
+        name = request.model_name
+        observed = False
+        error: WharfError | None = None
+        reply: Any = None
+        try:
+            model = self.dp.get_ready_model(name, request.model_version or None)
+            observed = True
+            infer_request = request_from_grpc(request)
+            headers = {m.key: m.value for m in context.invocation_metadata() or ()}
+            plog = self.dp.payload_logger
+            event_id = headers.get("x-request-id") or request.id or str(uuid.uuid4())
+            if plog is not None:
+                plog.log_request(
+                    event_id, name, PROTOCOL, request.SerializeToString(), "application/grpc"
+                )
+            response, _ = await self.dp.infer(model, infer_request, headers)
+            reply = response_to_grpc(to_infer_response(response, infer_request))
+            if plog is not None:
+                plog.log_response(
+                    event_id, name, PROTOCOL, reply.SerializeToString(), "application/grpc"
+                )
+        except WharfError as exc:
+            error = exc
+        except Exception as exc:
+            error = as_wharf_error(exc)
+        if observed:
+            status = 200 if error is None else error.http_status
+            metrics.observe_inference(name, PROTOCOL, status, time.perf_counter() - start)
+        if error is not None:
+            await _abort(context, error)
+        return reply
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        try:
+            await self.dp.load(request.model_name)
+        except WharfError as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        try:
+            await self.dp.unload(request.model_name)
+        except WharfError as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+
+
+def build_grpc_server(
+    dataplane: DataPlane,
+    port: int,
+    max_send_message_length: int,
+    max_receive_message_length: int,
+    host: str = "[::]",
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", max_send_message_length),
+            ("grpc.max_receive_message_length", max_receive_message_length),
+            # A port clash must fail loudly rather than silently share the port.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+    server.add_insecure_port(f"{host}:{port}")
+    return server

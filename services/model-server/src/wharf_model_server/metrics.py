@@ -1,0 +1,92 @@
+"""Prometheus metrics: KServe's four stage histograms plus request and load metrics.
+
+The label children are cached per label tuple so the hot path pays one dict lookup instead of
+prometheus_client's locked ``labels()`` call.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+disable_created_metrics()
+
+PRE_HIST_TIME = Histogram(
+    "request_preprocess_seconds", "pre-process request latency", ["model_name"]
+)
+POST_HIST_TIME = Histogram(
+    "request_postprocess_seconds", "post-process request latency", ["model_name"]
+)
+PREDICT_HIST_TIME = Histogram("request_predict_seconds", "predict request latency", ["model_name"])
+EXPLAIN_HIST_TIME = Histogram("request_explain_seconds", "explain request latency", ["model_name"])
+
+INFERENCE_DURATION = Histogram(
+    "kserve_inference_duration_seconds",
+    "end-to-end inference latency as seen by the server",
+    ["model_name", "protocol", "status"],
+)
+# prometheus_client exposes counters with the OpenMetrics "_total" suffix:
+# the sample is kserve_inference_count_total.
+INFERENCE_COUNT = Counter(
+    "kserve_inference_count",
+    "inference requests handled",
+    ["model_name", "protocol", "status"],
+)
+MODEL_LOAD_DURATION = Histogram(
+    "kserve_model_load_duration_seconds",
+    "time spent loading a model",
+    ["model_name", "status"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+PAYLOAD_LOG_DROPPED = Counter(
+    "wharf_payload_log_dropped",
+    "payload log events dropped because the queue was full or the sink failed",
+    ["reason"],
+)
+
+_STAGE_HISTOGRAMS = {
+    "preprocess": PRE_HIST_TIME,
+    "predict": PREDICT_HIST_TIME,
+    "postprocess": POST_HIST_TIME,
+    "explain": EXPLAIN_HIST_TIME,
+}
+
+_stage_children: dict[tuple[str, str], Histogram] = {}
+_request_children: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+
+
+def stage_histogram(stage: str, model_name: str) -> Histogram:
+    key = (stage, model_name)
+    child = _stage_children.get(key)
+    if child is None:
+        child = _STAGE_HISTOGRAMS[stage].labels(model_name=model_name)
+        _stage_children[key] = child
+    return child
+
+
+def observe_inference(model_name: str, protocol: str, status: int, seconds: float) -> None:
+    key = (model_name, protocol, str(status))
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            INFERENCE_DURATION.labels(model_name, protocol, key[2]),
+            INFERENCE_COUNT.labels(model_name, protocol, key[2]),
+        )
+        _request_children[key] = children
+    children[0].observe(seconds)
+    children[1].inc()
+
+
+def observe_model_load(model_name: str, ok: bool, seconds: float) -> None:
+    MODEL_LOAD_DURATION.labels(model_name, "success" if ok else "error").observe(seconds)
+
+
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    del accept  # the text format is what every scraper reads
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,269 @@
+"""The public model API, shaped like KServe's ``kserve.Model`` so custom models port by import.
+
+A request runs ``preprocess -> predict | explain -> postprocess``. Each handler may be sync or
+``async``. Sync handlers never run on the event loop: consecutive sync stages run together in
+one hop to the thread pool (one hop per request for the built-in runtimes), async stages are
+awaited on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from wharf_model_server import metrics
+from wharf_model_server.predictor_config import PredictorConfig
+
+if TYPE_CHECKING:
+    from wharf_model_server.predictor_client import PredictorClient
+
+logger = logging.getLogger("wharf.model")
+trace_logger = logging.getLogger("wharf.trace")
+
+
+class InferenceVerb(Enum):
+    EXPLAIN = "explain"
+    PREDICT = "predict"
+
+
+class BaseKServeModel:
+    """What the server needs from any model: a name, readiness and lifecycle hooks."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ready = False
+        self.engine = False
+        self.version: str | None = None
+
+    async def healthy(self) -> bool:
+        return self.ready
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        """Called once the server registered the model."""
+
+    def stop(self) -> None:
+        """Called when the model is unloaded or the server shuts down."""
+
+    async def start_engine(self) -> None:
+        """Long-running engines (if any) start here."""
+
+    def stop_engine(self) -> None:
+        """Stops what ``start_engine`` started."""
+
+
+class InferenceModel(BaseKServeModel):
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> tuple[Any, dict[str, str]]:
+        raise NotImplementedError
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return []
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return []
+
+
+@dataclass(frozen=True)
+class _Stage:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    arity: int  # 1: (payload), 2: (+ headers), 3: (+ response_headers)
+
+    def call(self, payload: Any, headers: dict[str, str], response_headers: dict[str, str]) -> Any:
+        if self.arity >= 3:
+            return self.fn(payload, headers, response_headers)
+        if self.arity == 2:
+            return self.fn(payload, headers)
+        return self.fn(payload)
+
+
+@dataclass(frozen=True)
+class _Group:
+    is_async: bool
+    stages: tuple[_Stage, ...]
+
+
+def _arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return 3
+    if any(p.name == "response_headers" for p in params):
+        return 3
+    return min(len(params), 3) or 1
+
+
+class Model(InferenceModel):
+    def __init__(
+        self,
+        name: str,
+        predictor_config: PredictorConfig | None = None,
+        return_response_headers: bool = False,
+    ) -> None:
+        super().__init__(name)
+        config = predictor_config or PredictorConfig()
+        self.predictor_config = config
+        self.predictor_host = config.predictor_host
+        self.protocol = config.predictor_protocol
+        self.use_ssl = config.predictor_use_ssl
+        self.timeout = config.predictor_request_timeout_seconds
+        self.retries = config.predictor_request_retries
+        self.explainer_host: str | None = None
+        self.enable_latency_logging = False
+        self._return_response_headers = return_response_headers
+        self._pipelines: dict[InferenceVerb, tuple[_Group, ...]] = {}
+        self._predictor_client: PredictorClient | None = None
+
+    # -- handlers users override -------------------------------------------------------------
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        return payload
+
+    def validate(self, payload: Any) -> Any:
+        return payload
+
+    async def predict(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Any:
+        if not self.predictor_host:
+            raise NotImplementedError(
+                f"model {self.name!r} implements no predict and has no predictor_host to forward to"
+            )
+        return await self._client().predict(self.name, payload, headers or {})
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if not self.explainer_host:
+            raise NotImplementedError(f"model {self.name!r} has no explainer")
+        return await self._client().explain(self.explainer_host, self.name, payload, headers or {})
+
+    def postprocess(
+        self,
+        result: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Any:
+        return result
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _client(self) -> PredictorClient:
+        if self._predictor_client is None:
+            from wharf_model_server.predictor_client import PredictorClient
+
+            config = PredictorConfig(
+                predictor_host=self.predictor_host,
+                predictor_protocol=str(self.protocol),
+                predictor_use_ssl=self.use_ssl,
+                predictor_request_timeout_seconds=self.timeout,
+                predictor_request_retries=self.retries,
+            )
+            self._predictor_client = PredictorClient(config)
+        return self._predictor_client
+
+    def _overridden(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(Model, name, None)
+
+    def _build_pipeline(self, verb: InferenceVerb) -> tuple[_Group, ...]:
+        names: list[str] = []
+        # Default pre/post/validate are identities: skipping them saves a call and a histogram
+        # observation per request.
+        if self._overridden("preprocess"):
+            names.append("preprocess")
+        if self._overridden("validate"):
+            names.append("validate")
+        names.append("explain" if verb is InferenceVerb.EXPLAIN else "predict")
+        if self._overridden("postprocess"):
+            names.append("postprocess")
+        groups: list[_Group] = []
+        for name in names:
+            fn = getattr(self, name)
+            is_async = inspect.iscoroutinefunction(fn)
+            stage = _Stage(name, fn, is_async, 1 if name == "validate" else _arity(fn))
+            if not is_async and groups and not groups[-1].is_async:
+                groups[-1] = _Group(False, (*groups[-1].stages, stage))
+            else:
+                groups.append(_Group(is_async, (stage,)))
+        return tuple(groups)
+
+    def _pipeline(self, verb: InferenceVerb) -> tuple[_Group, ...]:
+        pipeline = self._pipelines.get(verb)
+        if pipeline is None:
+            pipeline = self._build_pipeline(verb)
+            self._pipelines[verb] = pipeline
+        return pipeline
+
+    def _run_sync(
+        self,
+        stages: tuple[_Stage, ...],
+        payload: Any,
+        headers: dict[str, str],
+        response_headers: dict[str, str],
+        timings: dict[str, float],
+    ) -> Any:
+        for stage in stages:
+            start = time.perf_counter()
+            payload = stage.call(payload, headers, response_headers)
+            elapsed = time.perf_counter() - start
+            if stage.name != "validate":
+                metrics.stage_histogram(stage.name, self.name).observe(elapsed)
+                timings[stage.name] = elapsed
+        return payload
+
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> tuple[Any, dict[str, str]]:
+        request_headers = headers if headers is not None else {}
+        response_headers: dict[str, str] = {}
+        timings: dict[str, float] = {}
+        payload = body
+        loop = asyncio.get_running_loop()
+        for group in self._pipeline(verb):
+            if group.is_async:
+                stage = group.stages[0]
+                start = time.perf_counter()
+                payload = await stage.call(payload, request_headers, response_headers)
+                elapsed = time.perf_counter() - start
+                metrics.stage_histogram(stage.name, self.name).observe(elapsed)
+                timings[stage.name] = elapsed
+            else:
+                payload = await loop.run_in_executor(
+                    None,
+                    self._run_sync,
+                    group.stages,
+                    payload,
+                    request_headers,
+                    response_headers,
+                    timings,
+                )
+                if inspect.isawaitable(payload):
+                    payload = await payload
+        if self.enable_latency_logging:
+            trace_logger.info(
+                "requestId: %s, %s",
+                request_headers.get("x-request-id", "N.A."),
+                ", ".join(f"{k}_ms: {v * 1000:.3f}" for k, v in timings.items()),
+            )
+        return payload, response_headers

@@ -1,0 +1,97 @@
+"""A raw ASGI front for the inference routes; everything else goes to the FastAPI app.
+
+``POST .../infer``, ``:predict`` and ``:explain`` are the hot path. Serving them straight from
+the ASGI scope skips FastAPI's routing, dependency solving and response classes (measured in
+docs/model-server.md); FastAPI still serves every other route, ``/docs`` and the OpenAPI schema,
+where the same inference routes are declared and call the same handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from wharf_model_server.dataplane import DataPlane
+from wharf_model_server.rest import handlers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_V2_PREFIX = "/v2/models/"
+_V1_PREFIX = "/v1/models/"
+
+
+def match_inference_route(path: str) -> tuple[str, str, str | None] | None:
+    """(kind, model, version) for an inference path; kind is v2, v1:predict or v1:explain."""
+    if path.startswith(_V2_PREFIX) and path.endswith("/infer"):
+        rest = path[len(_V2_PREFIX) : -len("/infer")]
+        name, sep, version = rest.partition("/versions/")
+        if not name or "/" in name or (sep and (not version or "/" in version)):
+            return None
+        return "v2", name, version or None
+    if path.startswith(_V1_PREFIX):
+        name, sep, verb = path[len(_V1_PREFIX) :].rpartition(":")
+        if sep and name and "/" not in name and verb in ("predict", "explain"):
+            return f"v1:{verb}", name, None
+    return None
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_result(send: Send, result: handlers.HttpResult) -> None:
+    headers = [
+        (b"content-type", result.content_type.encode("latin-1")),
+        (b"content-length", str(len(result.body)).encode("latin-1")),
+    ]
+    for key, value in result.headers.items():
+        headers.append((key.lower().encode("latin-1"), str(value).encode("latin-1")))
+    await send({"type": "http.response.start", "status": result.status, "headers": headers})
+    await send({"type": "http.response.body", "body": result.body})
+
+
+class InferenceFastPath:
+    def __init__(self, dataplane: DataPlane, fallback: ASGIApp) -> None:
+        self.dataplane = dataplane
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = match_inference_route(scope["path"])
+            if route is not None:
+                await self._serve(route, scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def _serve(
+        self, route: tuple[str, str, str | None], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        body = await read_body(receive)
+        if body is None:
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        kind, name, version = route
+        if kind == "v2":
+            result = await handlers.v2_infer(self.dataplane, name, version, body, headers)
+        elif kind == "v1:predict":
+            result = await handlers.v1_predict(self.dataplane, name, body, headers)
+        else:
+            result = await handlers.v1_explain(self.dataplane, name, body, headers)
+        await send_result(send, result)

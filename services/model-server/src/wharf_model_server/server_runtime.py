@@ -1,0 +1,73 @@
+"""uvicorn under our control: our signal handling, our shutdown order, the fast HTTP stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+
+def default_thread_count() -> int:
+    """KServe's default executor size: min(32, cpus + 4), counting only the cpus we may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(32, cpus + 4)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # ModelServer owns SIGTERM/SIGINT so REST and gRPC drain together; uvicorn's own
+        # handler would re-raise the signal after shutdown and kill the process mid-drain.
+        yield
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+class RestServer:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        timeout_keep_alive: int = 65,
+        graceful_timeout: float | None = 30.0,
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http=_http_impl(),
+            lifespan="on",
+            access_log=False,
+            server_header=False,
+            log_config=None,
+            timeout_keep_alive=timeout_keep_alive,
+            timeout_graceful_shutdown=int(graceful_timeout) if graceful_timeout else None,
+        )
+        self._server = _Server(config)
+
+    async def serve(self) -> None:
+        await self._server.serve()
+
+    async def wait_started(self, task: asyncio.Task[None]) -> None:
+        while not self._server.started:
+            if task.done():
+                task.result()  # re-raises why the server could not start
+                raise RuntimeError("the REST server stopped before it started")
+            await asyncio.sleep(0.01)
+
+    def should_exit(self) -> None:
+        self._server.should_exit = True
