@@ -5,8 +5,9 @@ Sends the iris request once through `kserve.InferenceRESTClient` (V1 and V2) and
 one JSON object `{check: {"ok": bool, "detail": str}}` on stdout; exits 0 even on failures (the
 caller reports them).
 
-Run: `<kserve-venv>/bin/python bench/kserve_client_check.py --http URL --grpc HOST:PORT
---model iris --instances JSON --expected JSON`.
+Run: `<kserve-venv>/bin/python bench/kserve_client_check.py HTTP_URL GRPC_TARGET MODEL
+INSTANCES_JSON EXPECTED_JSON`. Positional only: importing `kserve` parses `sys.argv` with KServe's
+server options, which abbreviated options like `--grpc` or `--model` would collide with.
 """
 
 import argparse
@@ -52,7 +53,7 @@ async def _rest_v2(args: argparse.Namespace, instances: list[list[float]]) -> li
 
 
 async def _grpc_v2(args: argparse.Namespace, instances: list[list[float]]) -> list[Any]:
-    client = InferenceGRPCClient(args.grpc, timeout=10, retries=1)
+    client = InferenceGRPCClient(args.grpc, timeout=10)
     try:
         response = await client.infer(_v2_request(args.model, instances))
     finally:
@@ -82,11 +83,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--http", required=True, help="base URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--grpc", required=True, help="host:port")
-    parser.add_argument("--model", default="iris")
-    parser.add_argument("--instances", required=True, help="JSON list of feature rows")
-    parser.add_argument("--expected", required=True, help="JSON list of expected classes")
+    parser.add_argument("http", help="base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("grpc", help="host:port")
+    parser.add_argument("model")
+    parser.add_argument("instances", help="JSON list of feature rows")
+    parser.add_argument("expected", help="JSON list of expected classes")
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 

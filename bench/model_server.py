@@ -4,6 +4,7 @@ Builds an iris LogisticRegression (scikit-learn's bundled data set) into `model.
 with
 
 - `wharf` — `wharf-model-server` from this workspace,
+- `wharf-batch` — the same with its adaptive batching on (`WHARF_BATCH_ARGS`),
 - `kserve` — KServe's Python model server (`kserve` from PyPI, pinned below) with KServe's sklearn
   runtime (`bench/kserve_sklearn_server.py`), in its own virtual environment under
   `~/.cache/wharf/bench/kserve-venv`,
@@ -59,7 +60,11 @@ REPO_PROTO = REPO_ROOT / "protos" / "inference" / "grpc_predict_v2.proto"
 SERVER_CORE = 1
 GENERATOR_CORE = 0
 MODEL_NAME = "iris"
-SYSTEMS = ("wharf", "kserve", "kserve-quiet", "floor")
+SYSTEMS = ("wharf", "wharf-batch", "kserve", "kserve-quiet", "floor")
+# Wharf's adaptive batching (off by default): up to 32 requests merged into one predict call, the
+# first waiting at most 5 ms. KServe's batcher (in its Go agent) handles V1 only, so it has no
+# counterpart here.
+WHARF_BATCH_ARGS = ["--enable_batcher", "true", "--max_batchsize", "32", "--max_latency", "5"]
 # Every server gets the same environment. Warnings are silenced because the newest FastAPI that
 # `kserve` resolves to warns on every response KServe builds (ORJSONResponse is deprecated),
 # which would charge KServe for a stderr write per request that its own image need not make.
@@ -251,10 +256,10 @@ def render_table(summary: dict[str, dict[str, dict[str, Any]]], systems: Sequenc
 
 
 def verdict(
-    summary: dict[str, dict[str, dict[str, Any]]], baseline: str = "kserve"
+    summary: dict[str, dict[str, dict[str, Any]]], candidate: str, baseline: str
 ) -> dict[str, Any]:
     """The issue's target: V2 REST c=32 >= 3x req/s and <= 0.5x p99; gRPC c=32 >= 3x req/s."""
-    w, k = summary.get("wharf", {}), summary.get(baseline, {})
+    w, k = summary.get(candidate, {}), summary.get(baseline, {})
 
     def get(d: dict[str, dict[str, Any]], key: str, metric: str) -> float | None:
         cell = d.get(key)
@@ -429,8 +434,10 @@ def make_servers(systems: Sequence[str], model_dir: Path, workdir: Path) -> list
         http_port, grpc_port = free_port(), free_port()
         ports = ["--http_port", str(http_port), "--grpc_port", str(grpc_port)]
         model = ["--model_name", MODEL_NAME, "--model_dir", str(model_dir)]
-        if name == "wharf":
+        if name.startswith("wharf"):
             argv = [str(Path(sys.executable).parent / "wharf-model-server"), *model, *ports]
+            if name == "wharf-batch":
+                argv += WHARF_BATCH_ARGS
         elif name.startswith("kserve"):
             argv = [str(kserve_python()), str(BENCH_DIR / "kserve_sklearn_server.py")]
             argv += model + ports
@@ -555,15 +562,10 @@ def kserve_client_check(server: Server, expected: list[int]) -> dict[str, Any]:
     argv = [
         str(kserve_python()),
         str(BENCH_DIR / "kserve_client_check.py"),
-        "--http",
         server.base_url,
-        "--grpc",
         f"127.0.0.1:{server.grpc_port}",
-        "--model",
         MODEL_NAME,
-        "--instances",
         json.dumps(INSTANCES),
-        "--expected",
         json.dumps(expected),
     ]
     result = subprocess.run(argv, text=True, capture_output=True, timeout=120)
@@ -684,8 +686,10 @@ def run_cells(
 ) -> list[Cell]:
     cells: list[Cell] = []
     for round_no in range(1, rounds + 1):
+        # Alternate the order so that no system always runs first (or last) in a cell.
+        order = list(servers) if round_no % 2 else list(reversed(servers))
         for api in APIS:
-            for server in servers:
+            for server in order:
                 generator.measure(server, api, warmup, round_no)  # warm-up, discarded
                 cell = generator.measure(server, api, seconds, round_no)
                 on_cell(cell)
@@ -736,9 +740,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     systems: list[str] = args.systems
     wharf_bin = Path(sys.executable).parent / "wharf-model-server"
-    if "wharf" in systems and not wharf_bin.exists():
-        print(f"skipping wharf: {wharf_bin} not found (run `uv sync --all-packages`)")
-        systems = [s for s in systems if s != "wharf"]
+    if not wharf_bin.exists() and any(s.startswith("wharf") for s in systems):
+        print(f"skipping Wharf: {wharf_bin} not found (run `uv sync --all-packages`)")
+        systems = [s for s in systems if not s.startswith("wharf")]
 
     wrk = ensure_wrk()
     ghz = ensure_ghz()
@@ -778,6 +782,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = run_cells(servers, generator, args.duration, args.warmup, args.rounds, show)
         summary = summarize(cells)
         table = render_table(summary, systems)
+        targets = {
+            f"{c} vs {b}": verdict(summary, c, b)
+            for c in ("wharf", "wharf-batch")
+            for b in ("kserve", "kserve-quiet")
+            if c in summary and b in summary
+        }
         result = {
             "date": started.isoformat(timespec="seconds"),
             "command": " ".join(["uv run python bench/model_server.py", *(argv or sys.argv[1:])]),
@@ -795,8 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "versions": versions(),
             "kserve_client_vs_wharf": compat,
             "summary": summary,
-            "target": verdict(summary),
-            "target_vs_kserve_quiet": verdict(summary, "kserve-quiet"),
+            "target": targets,
             "cells": [asdict(c) for c in cells],
         }
         out = args.json or CACHE_DIR / "results" / f"model_server-{started:%Y%m%dT%H%M%SZ}.json"
@@ -805,8 +814,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(table)
         print()
-        print("target vs KServe:", json.dumps(result["target"]))
-        print("target vs KServe quiet:", json.dumps(result["target_vs_kserve_quiet"]))
+        for pair, v in targets.items():
+            print(
+                f"target, {pair}: V2 REST c=32 req/s {fmt(v['v2_rest_c32_rps_ratio'], '.2f')}x"
+                f" (>= 3x {'met' if v['v2_rest_c32_rps_met'] else 'NOT met'}),"
+                f" p99 {fmt(v['v2_rest_c32_p99_ratio'], '.2f')}x"
+                f" (<= 0.5x {'met' if v['v2_rest_c32_p99_met'] else 'NOT met'});"
+                f" gRPC c=32 req/s {fmt(v['grpc_c32_rps_ratio'], '.2f')}x"
+                f" (>= 3x {'met' if v['grpc_c32_rps_met'] else 'NOT met'})"
+            )
         print(f"results: {out}")
         failed = [k for k, v in compat.items() if not v["ok"]]
         return 1 if failed or any(c.errors for c in cells) else 0
