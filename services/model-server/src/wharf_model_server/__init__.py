@@ -4,14 +4,6 @@ KServe custom models port by changing ``from kserve import ...`` to
 ``from wharf_model_server import ...``.
 """
 
-from wharf_protocol.infer_types import (
-    InferInput,
-    InferOutput,
-    InferRequest,
-    InferResponse,
-    RequestedOutput,
-)
-
 from wharf_model_server import model_server
 from wharf_model_server.batching import BatchConfig
 from wharf_model_server.model import BaseKServeModel, InferenceModel, InferenceVerb, Model
@@ -19,6 +11,13 @@ from wharf_model_server.model_repository import ModelRepository
 from wharf_model_server.model_server import ModelServer
 from wharf_model_server.payload_logger import LoggerConfig, LogMode
 from wharf_model_server.predictor_config import PredictorConfig, PredictorProtocol
+from wharf_protocol.infer_types import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+)
 
 __all__ = [
     "BaseKServeModel",

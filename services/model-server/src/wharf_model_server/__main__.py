@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.model_dir:
         try:
             model = load_model_dir(args.model_name, args.model_dir, args.model_format, args.nthread)
+        except ValueError as exc:
+            sys.exit(f"wharf-model-server: {exc}")
         except ModelMissingError:
             repository = RuntimeModelRepository(args.model_dir, args.model_format, args.nthread)
             repository.load_models()

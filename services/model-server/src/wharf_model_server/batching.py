@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from wharf_protocol.errors import InferenceError
 from wharf_protocol.infer_types import InferInput, InferOutput, InferRequest, InferResponse
 
@@ -58,9 +59,7 @@ def batch_key(payload: Any) -> tuple[Hashable, int] | None:
         if not count or count < 1:
             return None
         signature = tuple((i.name, str(i.datatype), tuple(i.shape[1:])) for i in payload.inputs)
-        outputs = tuple(
-            (o.name, bool(o.binary_data)) for o in (payload.request_outputs or [])
-        )
+        outputs = tuple((o.name, bool(o.binary_data)) for o in (payload.request_outputs or []))
         return ("v2", signature, outputs, bool(payload.use_binary_outputs)), count
     return None
 

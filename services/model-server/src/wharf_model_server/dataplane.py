@@ -10,6 +10,11 @@ import asyncio
 import logging
 from typing import Any
 
+from wharf_model_server.batching import BatchConfig, Batcher
+from wharf_model_server.errors import ModelMissingError
+from wharf_model_server.model import BaseKServeModel, InferenceModel, InferenceVerb
+from wharf_model_server.model_repository import ModelRepository
+from wharf_model_server.payload_logger import PayloadLogger
 from wharf_protocol.errors import (
     InferenceError,
     InvalidInput,
@@ -18,12 +23,6 @@ from wharf_protocol.errors import (
     Unsupported,
     WharfError,
 )
-
-from wharf_model_server.errors import ModelMissingError
-from wharf_model_server.batching import BatchConfig, Batcher
-from wharf_model_server.model import BaseKServeModel, InferenceModel, InferenceVerb
-from wharf_model_server.model_repository import ModelRepository
-from wharf_model_server.payload_logger import PayloadLogger
 
 logger = logging.getLogger("wharf.dataplane")
 

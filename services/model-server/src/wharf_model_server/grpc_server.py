@@ -9,15 +9,15 @@ from typing import Any, NoReturn
 import grpc
 import numpy as np
 import orjson
+
+from wharf_model_server import metrics
+from wharf_model_server.dataplane import DataPlane, as_wharf_error
+from wharf_model_server.utils import get_predict_response
 from wharf_protocol.errors import InferenceError, WharfError
 from wharf_protocol.grpc import pb, pb_grpc
 from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
 from wharf_protocol.infer_types import InferRequest, InferResponse
 from wharf_protocol.rest import decode_infer_response
-
-from wharf_model_server import metrics
-from wharf_model_server.dataplane import DataPlane, as_wharf_error
-from wharf_model_server.utils import get_predict_response
 
 PROTOCOL = "grpc-v2"
 
@@ -153,6 +153,7 @@ def build_grpc_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+    servicer = InferenceServicer(dataplane)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"{host}:{port}")
     return server

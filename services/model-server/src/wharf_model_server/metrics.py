@@ -15,7 +15,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PRE_HIST_TIME = Histogram(
     "request_preprocess_seconds", "pre-process request latency", ["model_name"]

@@ -139,19 +139,27 @@ class Model(InferenceModel):
     def validate(self, payload: Any) -> Any:
         return payload
 
-    async def predict(
+    def predict(
         self,
         payload: Any,
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> Any:
+        """Override with sync or ``async`` code. Not overridden, it forwards to the predictor."""
+        return self._forward_predict(payload, headers)
+
+    def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """Override with sync or ``async`` code. Not overridden, it forwards to the explainer."""
+        return self._forward_explain(payload, headers)
+
+    async def _forward_predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         if not self.predictor_host:
             raise NotImplementedError(
                 f"model {self.name!r} implements no predict and has no predictor_host to forward to"
             )
         return await self._client().predict(self.name, payload, headers or {})
 
-    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    async def _forward_explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         if not self.explainer_host:
             raise NotImplementedError(f"model {self.name!r} has no explainer")
         return await self._client().explain(self.explainer_host, self.name, payload, headers or {})
@@ -180,6 +188,12 @@ class Model(InferenceModel):
             self._predictor_client = PredictorClient(config)
         return self._predictor_client
 
+    async def close_predictor_client(self) -> None:
+        """Closes the connections to the predictor; the server calls this on shutdown."""
+        if self._predictor_client is not None:
+            await self._predictor_client.close()
+            self._predictor_client = None
+
     def _overridden(self, name: str) -> bool:
         return getattr(type(self), name) is not getattr(Model, name, None)
 
@@ -197,6 +211,8 @@ class Model(InferenceModel):
         groups: list[_Group] = []
         for name in names:
             fn = getattr(self, name)
+            if name in ("predict", "explain") and not self._overridden(name):
+                fn = getattr(self, f"_forward_{name}")
             is_async = inspect.iscoroutinefunction(fn)
             stage = _Stage(name, fn, is_async, 1 if name == "validate" else _arity(fn))
             if not is_async and groups and not groups[-1].is_async:

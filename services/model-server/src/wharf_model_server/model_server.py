@@ -303,6 +303,8 @@ class ModelServer:
             if model is not None:
                 model.stop()
                 model.stop_engine()
+                if isinstance(model, Model):
+                    await model.close_predictor_client()
         if self.payload_logger is not None:
             await self.payload_logger.stop()
         self.started = False

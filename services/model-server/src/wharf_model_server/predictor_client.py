@@ -12,7 +12,16 @@ from typing import Any
 import grpc
 import httpx
 import orjson
-from wharf_protocol.errors import InferenceError, InvalidInput, WharfError
+
+from wharf_model_server.predictor_config import PredictorConfig, PredictorProtocol
+from wharf_protocol.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Unsupported,
+    WharfError,
+)
 from wharf_protocol.grpc import pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
 from wharf_protocol.infer_types import InferRequest, InferResponse
@@ -21,8 +30,6 @@ from wharf_protocol.rest import (
     decode_infer_response,
     encode_infer_request,
 )
-
-from wharf_model_server.predictor_config import PredictorConfig, PredictorProtocol
 
 FORWARDED_HEADERS = frozenset(
     {
@@ -44,15 +51,23 @@ def forwarded_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
 
 
-def _error_from_response(response: httpx.Response) -> WharfError:
+def _error_from_response(response: httpx.Response, model_name: str) -> WharfError:
+    """The predictor's error, with its status kept (a 400 stays a 400 for the client)."""
     try:
         message = str(orjson.loads(response.content).get("error", response.text))
     except (orjson.JSONDecodeError, AttributeError):
         message = response.text
-    error = InferenceError(f"predictor answered {response.status_code}: {message}")
-    # Keep the predictor's status (400 stays 400) so clients see the real cause.
-    error.http_status = response.status_code
-    return error
+    status = response.status_code
+    if status == 404:
+        return ModelNotFound(model_name)
+    if status == 503:
+        return ModelNotReady(model_name)
+    detail = f"predictor answered {status}: {message}"
+    if status == 400:
+        return InvalidInput(detail)
+    if status == 501:
+        return Unsupported(detail)
+    return InferenceError(detail)
 
 
 class PredictorClient:
@@ -79,13 +94,15 @@ class PredictorClient:
                 self._channel = grpc.aio.secure_channel(host, grpc.ssl_channel_credentials())
             else:
                 self._channel = grpc.aio.insecure_channel(host)
-            self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+            self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
         return self._stub
 
-    async def _post(self, path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def _post(
+        self, model_name: str, path: str, content: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
         response = await self._http_client().post(path, content=content, headers=headers)
         if response.status_code != 200:
-            raise _error_from_response(response)
+            raise _error_from_response(response, model_name)
         return response
 
     async def predict(self, model_name: str, payload: Any, headers: dict[str, str]) -> Any:
@@ -98,7 +115,9 @@ class PredictorClient:
         if protocol == PredictorProtocol.REST_V1:
             outgoing["content-type"] = "application/json"
             body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-            response = await self._post(f"/v1/models/{model_name}:predict", body, outgoing)
+            response = await self._post(
+                model_name, f"/v1/models/{model_name}:predict", body, outgoing
+            )
             return orjson.loads(response.content)
         raise InvalidInput(f"unsupported predictor protocol {protocol!r}")
 
@@ -113,7 +132,7 @@ class PredictorClient:
         else:
             body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
             headers["content-type"] = "application/json"
-        response = await self._post(path, body, headers)
+        response = await self._post(model_name, path, body, headers)
         length = response.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
         return decode_infer_response(response.content, int(length) if length else None)
 
@@ -144,7 +163,7 @@ class PredictorClient:
             headers=outgoing,
         )
         if response.status_code != 200:
-            raise _error_from_response(response)
+            raise _error_from_response(response, model_name)
         return orjson.loads(response.content)
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+
 from wharf_protocol.datatypes import from_numpy_dtype
 from wharf_protocol.errors import InvalidInput
 from wharf_protocol.infer_types import InferOutput, InferRequest, InferResponse

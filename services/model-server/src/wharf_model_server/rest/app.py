@@ -10,13 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from wharf_protocol import v2 as v2_models
-from wharf_protocol.errors import ServerNotReady, WharfError
 
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.rest import handlers
 from wharf_model_server.rest.fast_path import ASGIApp, InferenceFastPath
+from wharf_protocol import v2 as v2_models
+from wharf_protocol.errors import ServerNotReady, WharfError
 
 
 def _response(result: handlers.HttpResult) -> Response:
@@ -65,16 +65,12 @@ def _add_routes(app: FastAPI, dp: DataPlane) -> None:  # noqa: C901 (one closure
     @app.post("/v1/models/{model_name}:predict", tags=["V1"], responses=_ERROR_RESPONSES)
     async def v1_predict(model_name: str, request: Request) -> Response:
         body = await request.body()
-        return _response(
-            await handlers.v1_predict(dp, model_name, body, _request_headers(request))
-        )
+        return _response(await handlers.v1_predict(dp, model_name, body, _request_headers(request)))
 
     @app.post("/v1/models/{model_name}:explain", tags=["V1"], responses=_ERROR_RESPONSES)
     async def v1_explain(model_name: str, request: Request) -> Response:
         body = await request.body()
-        return _response(
-            await handlers.v1_explain(dp, model_name, body, _request_headers(request))
-        )
+        return _response(await handlers.v1_explain(dp, model_name, body, _request_headers(request)))
 
     # -- V2 / Open Inference Protocol --------------------------------------------------------
     @app.get("/v2", tags=["V2"], response_model=v2_models.ServerMetadataResponse)
@@ -127,9 +123,7 @@ def _add_routes(app: FastAPI, dp: DataPlane) -> None:  # noqa: C901 (one closure
                     "application/json": {
                         "schema": {"$ref": "#/components/schemas/InferenceRequest"}
                     },
-                    "application/octet-stream": {
-                        "schema": {"type": "string", "format": "binary"}
-                    },
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 },
             }
         },
@@ -232,9 +226,7 @@ def build_fastapi_app(dataplane: DataPlane, enable_docs_url: bool = False) -> Fa
     return app
 
 
-def build_rest_app(
-    dataplane: DataPlane, enable_docs_url: bool = False
-) -> tuple[ASGIApp, FastAPI]:
+def build_rest_app(dataplane: DataPlane, enable_docs_url: bool = False) -> tuple[ASGIApp, FastAPI]:
     """The ASGI app uvicorn serves, and the FastAPI app behind it (for users' middleware)."""
     app = build_fastapi_app(dataplane, enable_docs_url)
     return InferenceFastPath(dataplane, app), app

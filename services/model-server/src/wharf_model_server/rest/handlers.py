@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from wharf_model_server import metrics
+from wharf_model_server.dataplane import DataPlane, as_wharf_error
+from wharf_model_server.model import InferenceVerb
 from wharf_protocol.errors import InvalidInput, WharfError
 from wharf_protocol.infer_types import InferResponse
 from wharf_protocol.rest import (
@@ -18,10 +22,6 @@ from wharf_protocol.rest import (
     decode_infer_request,
     encode_infer_response,
 )
-
-from wharf_model_server import metrics
-from wharf_model_server.dataplane import DataPlane, as_wharf_error
-from wharf_model_server.model import InferenceVerb
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
@@ -69,7 +69,9 @@ def _header_length(headers: dict[str, str]) -> int | None:
     try:
         length = int(value)
     except ValueError:
-        raise InvalidInput(f"{INFERENCE_HEADER_CONTENT_LENGTH} {value!r} is not an integer") from None
+        raise InvalidInput(
+            f"{INFERENCE_HEADER_CONTENT_LENGTH} {value!r} is not an integer"
+        ) from None
     if length < 0:
         raise InvalidInput(f"{INFERENCE_HEADER_CONTENT_LENGTH} {value!r} is negative")
     return length
@@ -146,14 +148,10 @@ async def v2_infer(
 async def v1_predict(
     dataplane: DataPlane, model_name: str, body: bytes, headers: dict[str, str]
 ) -> HttpResult:
-    return await _run(
-        dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.PREDICT
-    )
+    return await _run(dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.PREDICT)
 
 
 async def v1_explain(
     dataplane: DataPlane, model_name: str, body: bytes, headers: dict[str, str]
 ) -> HttpResult:
-    return await _run(
-        dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.EXPLAIN
-    )
+    return await _run(dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.EXPLAIN)

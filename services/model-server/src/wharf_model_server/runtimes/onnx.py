@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-from wharf_protocol.datatypes import from_numpy_dtype
-from wharf_protocol.errors import InvalidInput
-from wharf_protocol.infer_types import InferOutput, InferRequest, InferResponse
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from wharf_model_server.model import Model
 from wharf_model_server.utils import as_numpy_output, generate_uuid, get_predict_input
+from wharf_protocol.datatypes import from_numpy_dtype
+from wharf_protocol.errors import InvalidInput
+from wharf_protocol.infer_types import InferOutput, InferRequest, InferResponse
 
 _ORT_TO_NUMPY = {
     "tensor(float)": np.float32,
@@ -56,7 +56,9 @@ class ONNXModel(Model):
         return [
             {
                 "name": node.name,
-                "datatype": str(from_numpy_dtype(np.dtype(_ORT_TO_NUMPY.get(node.type, np.object_)))),
+                "datatype": str(
+                    from_numpy_dtype(np.dtype(_ORT_TO_NUMPY.get(node.type, np.object_)))
+                ),
                 "shape": _dims(node.shape),
             }
             for node in nodes
@@ -91,7 +93,10 @@ class ONNXModel(Model):
         return feeds
 
     def predict(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         assert self._session is not None
         feeds = self._feeds(payload)

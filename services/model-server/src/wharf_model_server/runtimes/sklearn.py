@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import joblib
-from wharf_protocol.errors import InvalidInput
-from wharf_protocol.infer_types import InferRequest, InferResponse
+import joblib  # type: ignore[import-untyped]
 
 from wharf_model_server.model import Model
 from wharf_model_server.utils import get_predict_input, get_predict_response
+from wharf_protocol.errors import InvalidInput
+from wharf_protocol.infer_types import InferRequest, InferResponse
 
 
 class SKLearnModel(Model):
@@ -27,7 +27,10 @@ class SKLearnModel(Model):
         return self.ready
 
     def predict(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         instances = get_predict_input(payload)
         try:

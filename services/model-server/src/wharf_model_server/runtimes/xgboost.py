@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import xgboost as xgb
-from wharf_protocol.errors import InvalidInput
-from wharf_protocol.infer_types import InferRequest, InferResponse
 
 from wharf_model_server.model import Model
 from wharf_model_server.utils import get_predict_input, get_predict_response
+from wharf_protocol.errors import InvalidInput
+from wharf_protocol.infer_types import InferRequest, InferResponse
 
 
 class XGBoostModel(Model):
@@ -25,7 +25,10 @@ class XGBoostModel(Model):
         return self.ready
 
     def predict(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         assert self._booster is not None
         instances = get_predict_input(payload)
