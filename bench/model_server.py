@@ -409,7 +409,7 @@ def versions() -> dict[str, Any]:
         "wharf_env": {p: dev_version(p) for p in (*common, "scikit-learn")},
         "kserve_env": {p: venv_version(kpy, p) for p in ("kserve", *common, "scikit-learn")},
         "wrk": out(["wrk", "-v"]),
-        "ghz": out([str(GHZ_BIN), "--version"]),
+        "ghz": f"ghz {GHZ_VERSION} (go install; the binary reports {out([str(GHZ_BIN), '-v'])!r})",
     }
 
 
@@ -750,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ghz = ensure_ghz()
     ensure_kserve_venv()
     started = datetime.now(UTC)
+    load_at_start = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     try:
         model_dir = workdir / "model"
@@ -802,7 +803,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rest_generator": "wrk, 1 thread, N keep-alive connections, bench/wrk_post.lua",
                 "grpc_generator": "ghz, 1 connection, N concurrent streams, --cpus 1",
                 "request": {"instances": INSTANCES},
-                "load_average_at_start": os.getloadavg(),
+                "load_average_at_start": load_at_start,
+                "load_average_at_end": os.getloadavg(),
             },
             "versions": versions(),
             "kserve_client_vs_wharf": compat,
@@ -825,6 +827,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" gRPC c=32 req/s {fmt(v['grpc_c32_rps_ratio'], '.2f')}x"
                 f" (>= 3x {'met' if v['grpc_c32_rps_met'] else 'NOT met'})"
             )
+        print(
+            "load average (1, 5, 15 min) at start "
+            + " ".join(f"{x:.1f}" for x in load_at_start)
+            + ", at end "
+            + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        )
         print(f"results: {out}")
         failed = [k for k, v in compat.items() if not v["ok"]]
         return 1 if failed or any(c.errors for c in cells) else 0
