@@ -74,12 +74,16 @@ _FROM_KIND_SIZE: dict[tuple[str, int], Datatype] = {
 }
 
 DATATYPES: frozenset[str] = frozenset(_TO_NUMPY)
+# Enum construction by value is slow; this is on every tensor's path.
+_BY_NAME: dict[str, Datatype] = {d.value: d for d in Datatype}
 
 
 def parse_datatype(value: object, where: str) -> Datatype:
     """The Datatype named by `value`, or InvalidInput naming `where`."""
-    if isinstance(value, str) and value in DATATYPES:
-        return Datatype(value)
+    if isinstance(value, str):
+        found = _BY_NAME.get(value)
+        if found is not None:
+            return found
     raise InvalidInput(
         f"{where}: unsupported datatype {value!r}; expected one of {', '.join(Datatype)}"
     )
@@ -95,9 +99,24 @@ def to_numpy_dtype(datatype: str) -> np.dtype[Any]:
 
 def from_numpy_dtype(dtype: npt.DTypeLike) -> Datatype:
     """The datatype of a numpy dtype; str/bytes/object arrays are BYTES."""
-    dt = np.dtype(dtype)
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    cached = _FROM_DTYPE.get(dt)
+    if cached is not None:
+        return cached
+    found = _from_numpy_dtype(dt)
+    _FROM_DTYPE[dt] = found
+    return found
+
+
+# Per-dtype memo: this is on every response's path and `np.dtype.name` is slow.
+_FROM_DTYPE: dict[np.dtype[Any], Datatype] = {}
+
+
+def _from_numpy_dtype(dt: np.dtype[Any]) -> Datatype:
     if dt.kind in ("O", "S", "U", "T"):
         return Datatype.BYTES
+    if dt.name == "bfloat16":  # ml_dtypes.bfloat16, as tritonclient uses
+        return Datatype.BF16
     found = _FROM_KIND_SIZE.get((dt.kind, dt.itemsize))
     if found is None:
         raise InvalidInput(f"numpy dtype {dt} has no Open Inference Protocol datatype")

@@ -23,7 +23,13 @@ from wharf_protocol.infer_types import (
     InferResponse,
     RequestedOutput,
 )
-from wharf_protocol.tensor_codec import Array, array_from_raw, array_to_raw, element_count
+from wharf_protocol.tensor_codec import (
+    Array,
+    array_from_raw,
+    array_to_raw,
+    element_count,
+    parse_shape,
+)
 
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 _WIRE_ONLY = frozenset(("binary_data", "binary_data_size"))
@@ -83,10 +89,7 @@ def parameters_to_grpc(params: Mapping[str, Any], target: MutableMapping[str, An
 
 
 def _shape(dims: Sequence[int], where: str) -> list[int]:
-    shape = list(dims)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{where}: shape must not have negative dimensions, got {shape}")
-    return shape
+    return parse_shape(list(dims), where)
 
 
 def array_from_contents(contents: Any, datatype: str, shape: list[int], where: str) -> Array:
@@ -198,7 +201,7 @@ def response_to_grpc(resp: InferResponse, raw: bool = True) -> Any:
     )
     parameters_to_grpc(resp.parameters, message.parameters)
     chunks: list[bytes] | None = [] if raw else None
-    for output in resp.outputs:
+    for output in resp.selected_outputs():
         _fill_tensor(message.outputs.add(), output, chunks)
     if chunks:
         message.raw_output_contents.extend(chunks)

@@ -150,8 +150,8 @@ class InferOutput(_Tensor):
         """Take data and shape from `arr`; its dtype must match the datatype.
 
         Whether the REST response carries it as binary is the client's choice (requested
-        output `binary_data`, else request `binary_data_output`); `binary_data=True` here
-        only applies when the client expressed none.
+        output `binary_data`, else request `binary_data_output`), as in KServe; the flag is
+        kept for KServe's signature and recorded in `parameters` but not sent.
         """
         self._set_from_numpy(arr)
         if binary_data:
@@ -292,15 +292,31 @@ class InferResponse:
                 return output
         return None
 
+    def selected_outputs(self) -> list[InferOutput]:
+        """The outputs to send: the requested ones in the order asked, or all when none
+        were requested (the protocol's rule). A requested output the model did not produce
+        is an InvalidInput."""
+        if not self.requested_outputs:
+            return self.outputs
+        selected = []
+        for requested in self.requested_outputs:
+            output = self.get_output_by_name(requested.name)
+            if output is None:
+                produced = ", ".join(o.name for o in self.outputs)
+                raise InvalidInput(
+                    f"requested output '{requested.name}' is not produced by model "
+                    f"'{self.model_name}' (outputs: {produced})"
+                )
+            selected.append(output)
+        return selected
+
     def output_is_binary(self, output: InferOutput) -> bool:
-        """REST: the requested output's `binary_data`, else the request's
-        `binary_data_output`, else the output's own `binary_data` parameter."""
+        """REST: the client decides, as in KServe and Triton: the requested output's
+        `binary_data`, else the request's `binary_data_output` (`use_binary_outputs`)."""
         for requested in self.requested_outputs:
             if requested.name == output.name and "binary_data" in requested.parameters:
                 return bool(requested.parameters["binary_data"])
-        if self.use_binary_outputs:
-            return True
-        return bool(output.parameters.get("binary_data", False))
+        return self.use_binary_outputs
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, InferResponse):

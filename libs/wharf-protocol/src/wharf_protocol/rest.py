@@ -114,7 +114,7 @@ def _decode_tensors(items: object, binary: memoryview | None, kind: str, cls: ty
         if size is not None:
             if type(size) is not int or size < 0:
                 raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer")
-            if "data" in item:
+            if item.get("data") is not None:
                 raise InvalidInput(f"{where}: has both 'data' and binary_data_size")
             if binary is None:
                 raise InvalidInput(
@@ -245,7 +245,8 @@ def encode_infer_response(resp: InferResponse) -> tuple[bytes, int | None]:
     """
     chunks: list[bytes] = []
     outputs = [
-        _encode_tensor(output, resp.output_is_binary(output), chunks) for output in resp.outputs
+        _encode_tensor(output, resp.output_is_binary(output), chunks)
+        for output in resp.selected_outputs()
     ]
     obj: dict[str, Any] = {"model_name": resp.model_name}
     if resp.model_version is not None:

@@ -23,8 +23,9 @@ from wharf_protocol.errors import InvalidInput
 
 Array = npt.NDArray[Any]
 
-# Largest dimension numpy accepts; anything above can never match real data anyway.
-_MAX_DIM = 2**63 - 1
+# Largest element count of a shape; far beyond any real tensor, and safely below numpy's
+# limit on array sizes in bytes.
+_MAX_ELEMENTS = 2**59
 _INT_KINDS = frozenset("iu")
 _NUMBER_KINDS = frozenset("iuf")
 _FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64", "BF16"))
@@ -34,11 +35,18 @@ def parse_shape(value: object, where: str) -> list[int]:
     """A list of non-negative ints, or InvalidInput."""
     if not isinstance(value, list):
         raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {value!r}")
+    # Even a zero-size tensor must have a shape numpy can hold: the product of the non-zero
+    # dimensions (times the item size) has to fit in an index.
+    nonzero = 1
     for dim in value:
-        if type(dim) is not int or dim < 0 or dim > _MAX_DIM:
+        if type(dim) is not int or dim < 0:
             raise InvalidInput(
                 f"{where}: shape must be a list of non-negative integers, got {value!r}"
             )
+        if dim:
+            nonzero *= dim
+            if nonzero > _MAX_ELEMENTS:
+                raise InvalidInput(f"{where}: shape {value} is too large")
     return value
 
 
@@ -91,9 +99,26 @@ def array_from_json(data: object, datatype: str, shape: list[int], where: str) -
             if kind not in _NUMBER_KINDS:
                 raise InvalidInput(f"{where}: {datatype} data must hold numbers")
         elif kind not in _INT_KINDS:
-            raise InvalidInput(f"{where}: {datatype} data must hold integers")
+            # numpy turns ints beyond int64 (e.g. UINT64 max next to small ints) into
+            # float64; look at the Python values instead of losing precision.
+            arr = _exact_ints(data, datatype, where)
     _check_count(arr, shape, datatype, where)
     return _cast(arr, datatype, where).reshape(shape)
+
+
+def _exact_ints(data: list[Any], datatype: str, where: str) -> Array:
+    try:
+        objects = np.array(data, dtype=object)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{where}: {datatype} data must hold integers") from None
+    flat = objects.reshape(-1).tolist()
+    info = np.iinfo(to_numpy_dtype(datatype))
+    for value in flat:
+        if type(value) is not int:
+            raise InvalidInput(f"{where}: {datatype} data must hold integers")
+        if not info.min <= value <= info.max:
+            raise InvalidInput(f"{where}: value out of range for {datatype}")
+    return np.array(flat, dtype=to_numpy_dtype(datatype)).reshape(objects.shape)
 
 
 def _cast(arr: Array, datatype: str, where: str) -> Array:
@@ -114,13 +139,20 @@ def _cast(arr: Array, datatype: str, where: str) -> Array:
     return arr.astype(target)
 
 
+def _wire_dtype(datatype: str) -> np.dtype[Any]:
+    wire = WIRE_DTYPES.get(datatype)
+    if wire is None:
+        raise InvalidInput(f"unsupported datatype {datatype!r}")
+    return wire
+
+
 def array_from_raw(buf: bytes | memoryview, datatype: str, shape: list[int], where: str) -> Array:
     """The array of raw tensor bytes (binary extension or gRPC raw contents); zero-copy."""
     if datatype == "BYTES":
         arr = deserialize_bytes_tensor(buf)
         _check_count(arr, shape, datatype, where)
         return arr.reshape(shape)
-    wire = WIRE_DTYPES[datatype]
+    wire = _wire_dtype(datatype)
     expected = element_count(shape) * wire.itemsize
     if len(buf) != expected:
         raise InvalidInput(
@@ -142,7 +174,7 @@ def array_to_raw(arr: npt.ArrayLike, datatype: str) -> bytes:
         return serialize_bytes_tensor(arr)
     if datatype == "BF16":
         return float32_to_bf16(arr).tobytes()
-    return np.ascontiguousarray(arr, dtype=WIRE_DTYPES[datatype]).tobytes()
+    return np.ascontiguousarray(arr, dtype=_wire_dtype(datatype)).tobytes()
 
 
 def _bytes_to_str(item: object) -> object:
@@ -164,6 +196,8 @@ def array_to_json(arr: npt.ArrayLike, datatype: str) -> Any:
     target = to_numpy_dtype(datatype)
     if datatype == "BF16":
         return bf16_to_float32(float32_to_bf16(arr)).reshape(-1)
+    if isinstance(arr, np.ndarray) and arr.dtype == target and arr.flags.c_contiguous:
+        return arr.reshape(-1)
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(arr, dtype=target).reshape(-1)
 
