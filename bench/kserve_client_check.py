@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from kserve import (  # type: ignore[import-not-found, unused-ignore]
+from kserve import (
     InferenceGRPCClient,
     InferenceRESTClient,
     InferInput,

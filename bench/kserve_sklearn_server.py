@@ -18,13 +18,13 @@ import pathlib
 from typing import Any
 
 import joblib  # type: ignore[import-untyped, import-not-found, unused-ignore]
-import kserve  # type: ignore[import-not-found, unused-ignore]
-from kserve import logging as kserve_logging  # type: ignore[import-not-found, unused-ignore]
-from kserve.errors import (  # type: ignore[import-not-found, unused-ignore]
+import kserve
+from kserve import logging as kserve_logging
+from kserve.errors import (
     InferenceError,
     ModelMissingError,
 )
-from kserve.utils.utils import (  # type: ignore[import-not-found, unused-ignore]
+from kserve.utils.utils import (
     get_predict_input,
     get_predict_response,
 )

@@ -151,6 +151,10 @@ def api_path(api: str) -> str:
     return f"/v1/models/{MODEL_NAME}:predict" if api == "v1" else f"/v2/models/{MODEL_NAME}/infer"
 
 
+class GeneratorFailed(RuntimeError):
+    """The load generator produced no report (it crashed, or the server went away)."""
+
+
 def parse_wrk(output: str) -> dict[str, Any]:
     for line in output.splitlines():
         if line.startswith("WRKJSON "):
@@ -194,12 +198,14 @@ def parse_ghz(
 def median_cell(cells: Sequence[Cell]) -> dict[str, Any]:
     """Each figure is the median over rounds, taken on its own: one stall of this shared machine
     in one round moves neither req/s nor p99."""
-    cpu = [c.server_cpu_us_per_req for c in cells if c.server_cpu_us_per_req is not None]
+    errors = sum(c.errors for c in cells)
+    measured = [c for c in cells if c.requests] or list(cells)  # a failed round is left out
+    cpu = [c.server_cpu_us_per_req for c in measured if c.server_cpu_us_per_req is not None]
     return {
-        "rps": statistics.median(c.rps for c in cells),
-        "p50_ms": statistics.median(c.p50_ms for c in cells),
-        "p99_ms": statistics.median(c.p99_ms for c in cells),
-        "errors": sum(c.errors for c in cells),
+        "rps": statistics.median(c.rps for c in measured),
+        "p50_ms": statistics.median(c.p50_ms for c in measured),
+        "p99_ms": statistics.median(c.p99_ms for c in measured),
+        "errors": errors,
         "server_cpu_us_per_req": statistics.median(cpu) if cpu else None,
         "rps_rounds": [round(c.rps, 1) for c in cells],
         "p99_ms_rounds": [round(c.p99_ms, 2) for c in cells],
@@ -639,12 +645,20 @@ class Generator:
         cpu_after = server_cpu_seconds(server)
         if api.key == "grpc":
             if not result.stdout.strip():
-                raise RuntimeError(f"ghz failed: {result.stderr[-2000:]}")
+                raise GeneratorFailed(
+                    f"ghz exited {result.returncode}: {result.stderr.strip()[-500:]}"
+                )
             requests, secs, p50, p99, errors, detail = parse_ghz(
                 json.loads(result.stdout), api.concurrency
             )
         else:
-            w = parse_wrk(result.stdout)
+            try:
+                w = parse_wrk(result.stdout)
+            except RuntimeError:
+                raise GeneratorFailed(
+                    f"wrk exited {result.returncode}: "
+                    f"{(result.stdout + result.stderr).strip()[-500:]}"
+                ) from None
             kinds = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
             errors = sum(w[k] for k in kinds)
             requests, secs = w["requests"] - w["status_errors"], w["duration_us"] / 1e6
@@ -676,6 +690,26 @@ def write_bodies(workdir: Path) -> dict[str, Path]:
     return paths
 
 
+def measure_or_record(
+    generator: Generator, server: Server, api: Api, seconds: float, round_no: int
+) -> Cell:
+    """One cell; a generator failure is tried once more, then recorded as a failed cell (with
+    the server's exit status if it died) so that one crash does not lose the whole run."""
+    detail = ""
+    for _ in range(2):
+        if server.process is not None and server.process.poll() is not None:
+            detail = f"server exited with {server.process.returncode}; see {server.log_path}"
+            break
+        try:
+            return generator.measure(server, api, seconds, round_no)
+        except GeneratorFailed as e:
+            detail = str(e)
+    nan = float("nan")
+    return Cell(
+        server.name, api.key, api.concurrency, round_no, 0, 0.0, 0.0, nan, nan, 1, None, detail
+    )
+
+
 def run_cells(
     servers: Sequence[Server],
     generator: Generator,
@@ -690,8 +724,8 @@ def run_cells(
         order = list(servers) if round_no % 2 else list(reversed(servers))
         for api in APIS:
             for server in order:
-                generator.measure(server, api, warmup, round_no)  # warm-up, discarded
-                cell = generator.measure(server, api, seconds, round_no)
+                measure_or_record(generator, server, api, warmup, round_no)  # warm-up
+                cell = measure_or_record(generator, server, api, seconds, round_no)
                 on_cell(cell)
                 cells.append(cell)
     return cells
@@ -835,7 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"results: {out}")
         failed = [k for k, v in compat.items() if not v["ok"]]
-        return 1 if failed or any(c.errors for c in cells) else 0
+        if failed or any(c.errors for c in cells):
+            args.keep = True  # the servers' logs explain the errors
+            return 1
+        return 0
     finally:
         if args.keep:
             print(f"work dir kept: {workdir}")
