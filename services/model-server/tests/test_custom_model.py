@@ -132,3 +132,42 @@ def test_docs_url_when_enabled() -> None:
     assert "InferenceRequest" in schema["components"]["schemas"]
     with ThreadServer([AsyncModel("undocumented")]) as server:
         assert httpx.get(f"{server.url}/docs").status_code == 404
+
+
+class BytesModel(Model):
+    def __init__(self) -> None:
+        super().__init__("raw")
+        self.ready = True
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        assert isinstance(payload, bytes)
+        return {"predictions": [len(payload)]}
+
+
+def test_v1_non_json_body_reaches_the_model_as_bytes() -> None:
+    with ThreadServer([BytesModel()]) as server:
+        reply = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"\x89PNG\r\n",
+            headers={"content-type": "image/png"},
+        )
+        bad_json = httpx.post(
+            f"{server.url}/v1/models/raw:predict",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        )
+    assert reply.json() == {"predictions": [6]}
+    assert bad_json.status_code == 400
+
+
+def test_kserve_module_names_exist() -> None:
+    # KServe examples import these names; porting changes only the package.
+    from wharf_model_server import logging as wharf_logging
+    from wharf_model_server.errors import InvalidInput, ModelMissingError
+    from wharf_model_server.utils import generate_uuid, get_predict_input
+
+    assert callable(wharf_logging.configure_logging)
+    assert InvalidInput("x").http_status == 400
+    assert str(ModelMissingError("/m")) == "no model file found in /m"
+    assert len(generate_uuid()) == 36
+    assert get_predict_input({"instances": [[1, 2]]}).shape == (1, 2)

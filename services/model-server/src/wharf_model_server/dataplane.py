@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
+from wharf_model_server import executor
 from wharf_model_server.batching import BatchConfig, Batcher
 from wharf_model_server.errors import ModelMissingError
 from wharf_model_server.model import BaseKServeModel, InferenceModel, InferenceVerb
@@ -145,7 +146,7 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         try:
             # Loading reads files and unpickles: keep it off the event loop.
-            ok = await loop.run_in_executor(None, self.repository.load, name)
+            ok = await loop.run_in_executor(executor.get(), self.repository.load, name)
         except WharfError:
             raise
         except ModelMissingError as exc:

@@ -1,6 +1,33 @@
-"""Server-side errors beyond the protocol's; the protocol's error types carry the status codes."""
+"""The errors a model may raise (``kserve.errors`` counterparts) and the server's own.
+
+The protocol's error types carry their REST status and gRPC code.
+"""
 
 from __future__ import annotations
+
+from wharf_protocol.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotLive,
+    ServerNotReady,
+    Unsupported,
+    WharfError,
+)
+
+__all__ = [
+    "InferenceError",
+    "InvalidInput",
+    "ModelMissingError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "NoModelReady",
+    "ServerNotLive",
+    "ServerNotReady",
+    "Unsupported",
+    "WharfError",
+]
 
 
 class ModelMissingError(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, NoReturn
 
 import grpc
@@ -12,7 +11,7 @@ import orjson
 
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
-from wharf_model_server.utils import get_predict_response
+from wharf_model_server.utils import generate_uuid, get_predict_response
 from wharf_protocol.errors import InferenceError, WharfError
 from wharf_protocol.grpc import pb, pb_grpc
 from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
@@ -101,8 +100,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             infer_request = request_from_grpc(request)
             headers = {m.key: m.value for m in context.invocation_metadata() or ()}
             plog = self.dp.payload_logger
-            event_id = headers.get("x-request-id") or request.id or str(uuid.uuid4())
+            event_id = ""
             if plog is not None:
+                event_id = headers.get("x-request-id") or request.id or generate_uuid()
                 plog.log_request(
                     event_id, name, PROTOCOL, request.SerializeToString(), "application/grpc"
                 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from wharf_model_server import metrics
+from wharf_model_server import executor, metrics
 from wharf_model_server.predictor_config import PredictorConfig
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class Model(InferenceModel):
                 timings[stage.name] = elapsed
             else:
                 payload = await loop.run_in_executor(
-                    None,
+                    executor.get(),
                     self._run_sync,
                     group.stages,
                     payload,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import logging
 import os
 import signal
@@ -16,13 +15,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from wharf_model_server import executor
 from wharf_model_server.batching import BatchConfig
 from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.errors import NoModelReady
+from wharf_model_server.logging import configure_logging as setup_logging
 from wharf_model_server.model import BaseKServeModel, Model
 from wharf_model_server.model_repository import ModelRepository
 from wharf_model_server.payload_logger import LoggerConfig, LogMode, PayloadLogger
-from wharf_model_server.server_runtime import RestServer, default_thread_count
+from wharf_model_server.server_runtime import RestServer
 
 logger = logging.getLogger("wharf.server")
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_asyncio_workers",
         default=None,
         type=int,
-        help="threads running sync model code (default min(32, cpus + 4))",
+        help="threads running sync model code (default: one per usable cpu)",
     )
     p.add_argument("--enable_grpc", default=True, type=_bool, help="serve gRPC")
     p.add_argument("--enable_docs_url", default=False, type=_bool, help="serve /docs")
@@ -158,10 +159,7 @@ class ModelServer:
         )
         should_configure = a.configure_logging if configure_logging is None else configure_logging
         if should_configure:
-            logging.basicConfig(
-                level=os.environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            setup_logging(a.log_config_file)
         if batch_config is None and a.enable_batcher:
             batch_config = BatchConfig(a.max_batchsize, a.max_latency)
         if logger_config is None and a.log_url:
@@ -243,12 +241,7 @@ class ModelServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self._loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_asyncio_workers or default_thread_count(),
-                thread_name_prefix="model",
-            )
-        )
+        executor.configure(self.max_asyncio_workers)
         self._install_signal_handlers(self._loop)
         if self.payload_logger is not None:
             await self.payload_logger.start()

@@ -11,13 +11,22 @@ from typing import Any
 import uvicorn
 
 
-def default_thread_count() -> int:
-    """KServe's default executor size: min(32, cpus + 4), counting only the cpus we may use."""
+def usable_cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(32, cpus + 4)
+        return os.cpu_count() or 1
+
+
+def default_thread_count() -> int:
+    """Threads for sync model code: one per usable cpu.
+
+    Model code is CPU-bound. Pure-Python models hold the GIL, so more threads than cpus only
+    add GIL hand-offs and serve requests out of order (a longer latency tail); models that
+    release the GIL (xgboost, lightgbm, onnxruntime, numpy) still get every core. KServe's
+    ``min(32, cpus + 4)`` is sized for I/O; ``--max_asyncio_workers`` sets it explicitly.
+    """
+    return usable_cpus()
 
 
 class _Server(uvicorn.Server):

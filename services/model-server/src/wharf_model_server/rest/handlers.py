@@ -6,7 +6,6 @@ Both the raw ASGI fast path and the FastAPI routes call these, so the two never 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
 from wharf_model_server.model import InferenceVerb
+from wharf_model_server.utils import generate_uuid
 from wharf_protocol.errors import InvalidInput, WharfError
 from wharf_protocol.infer_types import InferResponse
 from wharf_protocol.rest import (
@@ -90,8 +90,26 @@ def parse_v1_body(body: bytes) -> Any:
     return payload
 
 
+def _is_json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def v1_payload(body: bytes, content_type: str | None) -> Any:
+    """JSON is parsed; a body of another content type that is not JSON (an image, text)
+    reaches the model as bytes, as in KServe's V1 data plane."""
+    if _is_json_type(content_type):
+        return parse_v1_body(body)
+    try:
+        return parse_v1_body(body)
+    except InvalidInput:
+        return body
+
+
 def _event_id(headers: dict[str, str]) -> str:
-    return headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
+    return headers.get("ce-id") or headers.get("x-request-id") or generate_uuid()
 
 
 async def _run(
@@ -113,7 +131,7 @@ async def _run(
         if protocol == "v2":
             payload: Any = decode_infer_request(body, model_name, _header_length(headers))
         else:
-            payload = parse_v1_body(body)
+            payload = v1_payload(body, headers.get("content-type"))
         plog = dataplane.payload_logger
         event_id = _event_id(headers) if plog is not None else ""
         if plog is not None:
