@@ -271,6 +271,19 @@ def verdict(
         cell = d.get(key)
         return None if cell is None else float(cell[metric])
 
+    def paired(key: str) -> float | None:
+        """Median over rounds of the round's own ratio (the two measured minutes apart)."""
+        if key not in w or key not in k:
+            return None
+        rounds = zip(w[key]["rps_rounds"], k[key]["rps_rounds"], strict=True)
+        ratios = [a / b for a, b in rounds if a and b]
+        return statistics.median(ratios) if ratios else None
+
+    def capacity(key: str) -> float | None:
+        """Baseline's server CPU per request over the candidate's: the req/s ratio each would
+        reach with the core to itself; less moved by the neighbours' load than req/s."""
+        return ratio(get(k, key, "server_cpu_us_per_req"), get(w, key, "server_cpu_us_per_req"))
+
     v2_rps = ratio(get(w, "v2/c32", "rps"), get(k, "v2/c32", "rps"))
     v2_p99 = ratio(get(w, "v2/c32", "p99_ms"), get(k, "v2/c32", "p99_ms"))
     grpc_rps = ratio(get(w, "grpc/c32", "rps"), get(k, "grpc/c32", "rps"))
@@ -281,6 +294,10 @@ def verdict(
         "v2_rest_c32_p99_met": v2_p99 is not None and v2_p99 <= 0.5,
         "grpc_c32_rps_ratio": grpc_rps,
         "grpc_c32_rps_met": grpc_rps is not None and grpc_rps >= 3,
+        "v2_rest_c32_rps_ratio_paired": paired("v2/c32"),
+        "grpc_c32_rps_ratio_paired": paired("grpc/c32"),
+        "v2_rest_c32_cpu_capacity_ratio": capacity("v2/c32"),
+        "grpc_c32_cpu_capacity_ratio": capacity("grpc/c32"),
     }
 
 
@@ -859,7 +876,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" p99 {fmt(v['v2_rest_c32_p99_ratio'], '.2f')}x"
                 f" (<= 0.5x {'met' if v['v2_rest_c32_p99_met'] else 'NOT met'});"
                 f" gRPC c=32 req/s {fmt(v['grpc_c32_rps_ratio'], '.2f')}x"
-                f" (>= 3x {'met' if v['grpc_c32_rps_met'] else 'NOT met'})"
+                f" (>= 3x {'met' if v['grpc_c32_rps_met'] else 'NOT met'});"
+                f" paired per round: V2 {fmt(v['v2_rest_c32_rps_ratio_paired'], '.2f')}x,"
+                f" gRPC {fmt(v['grpc_c32_rps_ratio_paired'], '.2f')}x;"
+                f" CPU capacity: V2 {fmt(v['v2_rest_c32_cpu_capacity_ratio'], '.2f')}x,"
+                f" gRPC {fmt(v['grpc_c32_cpu_capacity_ratio'], '.2f')}x"
             )
         print(
             "load average (1, 5, 15 min) at start "
