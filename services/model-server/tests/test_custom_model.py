@@ -171,3 +171,36 @@ def test_kserve_module_names_exist() -> None:
     assert str(ModelMissingError("/m")) == "no model file found in /m"
     assert len(generate_uuid()) == 36
     assert get_predict_input({"instances": [[1, 2]]}).shape == (1, 2)
+
+
+def test_v1_cloudevents_in_both_modes() -> None:
+    with ThreadServer([AsyncModel("ce")]) as server:
+        binary = httpx.post(
+            f"{server.url}/v1/models/ce:predict",
+            json={"instances": [1, 2]},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "1",
+                "ce-source": "test",
+                "ce-type": "org.example.request",
+            },
+        )
+        structured = httpx.post(
+            f"{server.url}/v1/models/ce:predict",
+            json={
+                "specversion": "1.0",
+                "id": "2",
+                "source": "test",
+                "type": "org.example.request",
+                "time": "2026-11-23T00:00:00Z",
+                "data": {"instances": [3, 4]},
+            },
+            headers={"content-type": "application/cloudevents+json"},
+        )
+    assert binary.json() == {"predictions": [2, 1]}
+    assert binary.headers["ce-type"] == "io.kserve.inference.response"
+    assert binary.headers["ce-source"] == "io.kserve.inference.ce"
+    assert structured.headers["content-type"] == "application/cloudevents+json"
+    envelope = structured.json()
+    assert envelope["data"] == {"predictions": [4, 3]}
+    assert envelope["specversion"] == "1.0"

@@ -55,3 +55,13 @@ def test_two_candidates_are_an_error_naming_them() -> None:
 def test_unknown_format_is_named() -> None:
     with pytest.raises(ValueError, match="'tensorflow' is not one of"):
         _choose(["model.joblib"], "tensorflow")
+
+
+def test_cgroup_cpu_limit() -> None:
+    from wharf_model_server.server_runtime import cgroup_cpu_limit
+
+    assert cgroup_cpu_limit("max 100000") is None
+    assert cgroup_cpu_limit("200000 100000\n") == 2
+    assert cgroup_cpu_limit("50000 100000") == 1
+    assert cgroup_cpu_limit("150000 100000") == 2
+    assert cgroup_cpu_limit("garbage") is None

@@ -122,3 +122,23 @@ def test_grpc_errors_map_to_status_codes(multi_server: ServerProcess) -> None:
             stub.ModelInfer(bad)
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert stub.ServerLive(pb.ServerLiveRequest()).live
+
+
+def test_sklearn_rejects_nan_with_400(multi_server: ServerProcess) -> None:
+    for body in (
+        b'{"instances": [[NaN, 1, 2, 3]]}',
+        b'{"instances": [[1e999, 1, 2, 3]]}',
+    ):
+        response = _post(multi_server, "/v1/models/sklearn-iris:predict", content=body)
+        assert response.status_code == 400, response.text
+    binary_nan = {"name": "x", "shape": [1, 4], "datatype": "FP64", "parameters": {}}
+    header = orjson.dumps({"inputs": [{**binary_nan, "parameters": {"binary_data_size": 32}}]})
+    raw = b"\x00" * 24 + b"\x00\x00\x00\x00\x00\x00\xf8\x7f"  # 0, 0, 0, NaN
+    response = _post(
+        multi_server,
+        "/v2/models/sklearn-iris/infer",
+        content=header + raw,
+        headers={"inference-header-content-length": str(len(header))},
+    )
+    assert response.status_code == 400, response.text
+    assert "NaN" in response.json()["error"]

@@ -97,3 +97,24 @@ def test_predictor_errors_keep_their_status() -> None:
             )
     assert response.status_code == 404
     assert "missing" in response.json()["error"]
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2", "grpc-v2"])
+def test_predictor_health_check_gates_readiness(protocol: str) -> None:
+    with ThreadServer([Predictor()]) as upstream:
+        host = upstream.grpc_host if protocol == "grpc-v2" else upstream.http_host
+
+        def transformer(name: str) -> Transformer:
+            config = PredictorConfig(
+                predictor_host=host, predictor_protocol=protocol, predictor_health_check=True
+            )
+            model = Transformer(name, config)
+            model.ready = True
+            return model
+
+        with ThreadServer([transformer("pipeline")]) as front:
+            assert httpx.get(f"{front.url}/v2/health/ready").json() == {"ready": True}
+        with ThreadServer([transformer("orphan")]) as front:
+            ready = httpx.get(f"{front.url}/v2/health/ready")
+            assert ready.status_code == 503
+            assert httpx.get(f"{front.url}/v2/models/orphan/ready").json()["ready"] is False

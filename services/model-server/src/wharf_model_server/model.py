@@ -131,6 +131,14 @@ class Model(InferenceModel):
         self._pipelines: dict[InferenceVerb, tuple[_Group, ...]] = {}
         self._predictor_client: PredictorClient | None = None
 
+    async def healthy(self) -> bool:
+        """Ready, and with ``predictor_health_check`` also the predictor's model is ready."""
+        if not self.ready:
+            return False
+        if self.predictor_config.predictor_health_check and self.predictor_host:
+            return await self._client().model_ready(self.name)
+        return True
+
     # -- handlers users override -------------------------------------------------------------
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
@@ -184,6 +192,7 @@ class Model(InferenceModel):
                 predictor_use_ssl=self.use_ssl,
                 predictor_request_timeout_seconds=self.timeout,
                 predictor_request_retries=self.retries,
+                predictor_health_check=self.predictor_config.predictor_health_check,
             )
             self._predictor_client = PredictorClient(config)
         return self._predictor_client

@@ -22,7 +22,7 @@ from wharf_protocol.errors import (
     Unsupported,
     WharfError,
 )
-from wharf_protocol.grpc import pb_grpc
+from wharf_protocol.grpc import pb, pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
 from wharf_protocol.infer_types import InferRequest, InferResponse
 from wharf_protocol.rest import (
@@ -151,6 +151,25 @@ class PredictorClient:
         except grpc.aio.AioRpcError as exc:
             raise InferenceError(f"predictor answered {exc.code().name}: {exc.details()}") from exc
         return response_from_grpc(reply)
+
+    async def model_ready(self, model_name: str) -> bool:
+        """Whether the predictor serves ``model_name``; any failure counts as not ready."""
+        protocol = str(self.config.predictor_protocol)
+        try:
+            if protocol == PredictorProtocol.GRPC_V2:
+                reply = await self._grpc_stub().ModelReady(
+                    pb.ModelReadyRequest(name=model_name), timeout=5
+                )
+                return bool(reply.ready)
+            path = (
+                f"/v1/models/{model_name}"
+                if protocol == PredictorProtocol.REST_V1
+                else f"/v2/models/{model_name}/ready"
+            )
+            response = await self._http_client().get(path, timeout=5)
+            return response.status_code == 200
+        except (grpc.aio.AioRpcError, httpx.HTTPError):
+            return False
 
     async def explain(
         self, explainer_host: str, model_name: str, payload: Any, headers: dict[str, str]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Generator
 from typing import Any
@@ -11,11 +12,30 @@ from typing import Any
 import uvicorn
 
 
-def usable_cpus() -> int:
+def cgroup_cpu_limit(cpu_max: str) -> int | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"200000 100000"`` -> 2), None if unlimited."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
     try:
-        return len(os.sched_getaffinity(0))
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, math.ceil(quota / period)) if period > 0 else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a container's cgroup CPU limit."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            limit = cgroup_cpu_limit(fh.read())
+    except OSError:
+        limit = None
+    return min(cpus, limit) if limit else cpus
 
 
 def default_thread_count() -> int:

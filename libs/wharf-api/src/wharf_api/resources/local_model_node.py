@@ -20,7 +20,10 @@ class LocalModelNodeSpec(KServeModel):
 
 
 class LocalModelNodeStatus(KServeModel):
+    # model name -> ModelDownloadPending | ModelDownloading | ModelDownloaded | ModelDownloadError
     model_status: dict[str, str] | None = None
+    # Wharf's addition: model name -> the one-line reason of its ModelDownloadError.
+    model_errors: dict[str, str] | None = None
 
 
 class LocalModelNode(Resource):

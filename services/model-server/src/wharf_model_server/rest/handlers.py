@@ -14,6 +14,7 @@ import orjson
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
 from wharf_model_server.model import InferenceVerb
+from wharf_model_server.rest import cloudevents_io
 from wharf_model_server.utils import generate_uuid
 from wharf_protocol.errors import InvalidInput, WharfError
 from wharf_protocol.infer_types import InferResponse
@@ -128,10 +129,12 @@ async def _run(
     try:
         model = dataplane.get_ready_model(model_name, version)
         observed = True
+        structured = False
         if protocol == "v2":
             payload: Any = decode_infer_request(body, model_name, _header_length(headers))
         else:
             payload = v1_payload(body, headers.get("content-type"))
+            structured, payload = cloudevents_io.structured_data(payload)
         plog = dataplane.payload_logger
         event_id = _event_id(headers) if plog is not None else ""
         if plog is not None:
@@ -140,6 +143,12 @@ async def _run(
             )
         response, response_headers = await dataplane.infer(model, payload, headers, verb)
         result = encode_result(response, response_headers)
+        if protocol == "v1" and result.content_type == JSON:
+            if structured:
+                result.body = cloudevents_io.structured_response(model_name, result.body)
+                result.content_type = "application/cloudevents+json"
+            elif cloudevents_io.is_binary(headers):
+                result.headers.update(cloudevents_io.binary_response_headers(model_name))
         if plog is not None:
             plog.log_response(event_id, model_name, endpoint, result.body, result.content_type)
     except WharfError as exc:
