@@ -82,6 +82,8 @@ class RestServer:
             lifespan="on",
             access_log=False,
             server_header=False,
+            # The client address is not used; parsing X-Forwarded-For costs every request.
+            proxy_headers=False,
             log_config=None,
             timeout_keep_alive=timeout_keep_alive,
             timeout_graceful_shutdown=int(graceful_timeout) if graceful_timeout else None,
