@@ -1,9 +1,7 @@
 """Adaptive batching: concurrent requests for one model are merged into one model call.
 
-Adaptive: while the model is idle a request is sent at once, alone; while a batch is running,
-requests queue up and are sent together as soon as it finishes, or earlier when they fill
-``max_batch_size`` rows or the first of them has waited ``max_latency_ms``. Batches grow with the
-load, and a lone request never waits for company. V1 bodies are merged by concatenating ``instances``;
+A batch is sent when it holds ``max_batch_size`` rows or when its first request has waited
+``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``;
 V2/gRPC requests by concatenating each input along the first axis, when their inputs agree in
 names, datatypes and trailing shapes. Results are split back by row counts, in order.
 """
@@ -136,12 +134,6 @@ class Batcher:
         self._run = run
         self._pending: dict[Hashable, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._running = 0
-
-    @property
-    def pending_rows(self) -> int:
-        """Rows waiting for the next batch."""
-        return sum(p.rows for p in self._pending.values())
 
     async def submit(self, payload: Any, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
         described = batch_key(payload)
@@ -160,7 +152,7 @@ class Batcher:
         item = _Item(payload, headers, rows, loop.create_future())
         pending.items.append(item)
         pending.rows += rows
-        if pending.rows >= self.config.max_batch_size or self._running == 0:
+        if pending.rows >= self.config.max_batch_size:
             self._flush(key)
         return await item.future
 
@@ -170,24 +162,11 @@ class Batcher:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        # Counted here, not in the task, so requests arriving before it starts see a busy model.
-        self._running += 1
         task = asyncio.get_running_loop().create_task(self._execute(pending.items))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self) -> None:
-        self._running -= 1
-        if self._running == 0 and self._pending:
-            self._flush(next(iter(self._pending)))  # the oldest waiting batch
-
     async def _execute(self, items: list[_Item]) -> None:
-        try:
-            await self._execute_batch(items)
-        finally:
-            self._finished()
-
-    async def _execute_batch(self, items: list[_Item]) -> None:
         try:
             if len(items) == 1:
                 results: list[Any] = [await self._run(items[0].payload, items[0].headers)]
