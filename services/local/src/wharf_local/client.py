@@ -88,7 +88,8 @@ class Daemon:
         if self.alive():
             with contextlib.suppress(httpx.HTTPError):
                 self.call("POST", "/shutdown")
-        elif pid is None or not _running(pid):
+        elif pid is None or not _running(pid) or not _is_daemon(pid):
+            # No daemon: a stale pid file may name a process that reused the number.
             return False
         elif pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -100,6 +101,15 @@ class Daemon:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return True
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether the process is a wharf daemon (its command line names `wharf_local.daemon`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"wharf_local.daemon" in f.read()
+    except OSError:
+        return False
 
 
 def _running(pid: int) -> bool:
