@@ -22,6 +22,7 @@ from wharf_protocol.rest import (
     INFERENCE_HEADER_CONTENT_LENGTH,
     decode_infer_request,
     encode_infer_response,
+    parse_header_length,
 )
 
 JSON = "application/json"
@@ -61,21 +62,6 @@ def encode_result(response: Any, response_headers: dict[str, str]) -> HttpResult
     except TypeError as exc:
         raise TypeError(f"the model returned a value that is not JSON: {exc}") from exc
     return HttpResult(200, body, JSON, response_headers)
-
-
-def _header_length(headers: dict[str, str]) -> int | None:
-    value = headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
-    if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        raise InvalidInput(
-            f"{INFERENCE_HEADER_CONTENT_LENGTH} {value!r} is not an integer"
-        ) from None
-    if length < 0:
-        raise InvalidInput(f"{INFERENCE_HEADER_CONTENT_LENGTH} {value!r} is negative")
-    return length
 
 
 def parse_v1_body(body: bytes) -> Any:
@@ -131,7 +117,9 @@ async def _run(
         observed = True
         structured = False
         if protocol == "v2":
-            payload: Any = decode_infer_request(body, model_name, _header_length(headers))
+            payload: Any = decode_infer_request(
+                body, model_name, parse_header_length(headers.get(INFERENCE_HEADER_CONTENT_LENGTH))
+            )
         else:
             payload = v1_payload(body, headers.get("content-type"))
             structured, payload = cloudevents_io.structured_data(payload)
