@@ -353,6 +353,29 @@ class LocalRuntime:
         await self._stop_service(svc)
         return True
 
+    async def delete_object(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete an applied object of any kind the runtime accepts; False when unknown.
+
+        `kind` is the manifest's kind (`InferenceService`, `ServingRuntime`,
+        `ClusterServingRuntime`, ...); `namespace` is ignored for cluster-scoped kinds.
+        """
+        if kind == "InferenceService":
+            return await self.delete(namespace or "default", name)
+        if kind == "ClusterServingRuntime":
+            if self.applied.pop(f"ClusterServingRuntime//{name}", None) is None:
+                return False
+            builtin = {rt.name: rt for rt in builtin_runtimes()}
+            if name in builtin:
+                self.cluster_runtimes[name] = builtin[name]
+            else:
+                self.cluster_runtimes.pop(name, None)
+            return True
+        if kind == "ServingRuntime":
+            ns = namespace or "default"
+            self.serving_runtimes.pop((ns, name), None)
+            return self.applied.pop(f"ServingRuntime/{ns}/{name}", None) is not None
+        return self.applied.pop(f"{kind}/{namespace or ''}/{name}", None) is not None
+
     def _refresh_hosts(self) -> None:
         self.hosts = host_table(
             [(s.namespace, s.name, list(s.components)) for s in self.services.values()],

@@ -1,0 +1,30 @@
+import pytest
+
+from wharf_protocol.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES_ENV,
+    grpc_size_options,
+    max_message_bytes,
+)
+
+
+def test_default_when_unset_or_blank() -> None:
+    assert max_message_bytes({}) == DEFAULT_MAX_MESSAGE_BYTES
+    assert max_message_bytes({MAX_MESSAGE_BYTES_ENV: " "}) == DEFAULT_MAX_MESSAGE_BYTES
+
+
+def test_environment_overrides() -> None:
+    assert max_message_bytes({MAX_MESSAGE_BYTES_ENV: "1024"}) == 1024
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5"])
+def test_bad_values_name_the_variable(raw: str) -> None:
+    with pytest.raises(ValueError, match=MAX_MESSAGE_BYTES_ENV):
+        max_message_bytes({MAX_MESSAGE_BYTES_ENV: raw})
+
+
+def test_grpc_options_cover_both_directions() -> None:
+    assert dict(grpc_size_options(7)) == {
+        "grpc.max_send_message_length": 7,
+        "grpc.max_receive_message_length": 7,
+    }
