@@ -54,9 +54,7 @@ def test_paths_and_urls() -> None:
     assert local_url("http://127.0.0.1:8080/", "team", "iris-predictor") == (
         "http://127.0.0.1:8080/serving/team/iris-predictor"
     )
-    assert cluster_url("iris-predictor", "team") == (
-        "http://iris-predictor.team.svc.cluster.local"
-    )
+    assert cluster_url("iris-predictor", "team") == ("http://iris-predictor.team.svc.cluster.local")
     assert cluster_url("iris-predictor", "team", port=8081) == (
         "http://iris-predictor.team.svc.cluster.local:8081"
     )

@@ -172,9 +172,7 @@ def test_batcher_and_logger_become_model_server_flags() -> None:
 
 def test_other_containers_get_no_in_process_flags() -> None:
     pred = {"model": MODEL, "batcher": {"maxBatchSize": 16}}
-    comp = plan_inference_service(
-        isvc(pred), cluster_runtimes=[runtime("my-server")]
-    ).components[0]
+    comp = plan_inference_service(isvc(pred), cluster_runtimes=[runtime("my-server")]).components[0]
     assert arg_value(comp.container.args, "--enable_batcher") is None
     # the controller adds KServe's agent from this
     assert comp.batcher is not None

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from wharf_api.plan import ScalingPlan
 from wharf_api.traffic import RolloutState, TrafficTarget
-
 from wharf_local.autoscaler import Observation
 from wharf_local.reconcile import (
     ComponentView,

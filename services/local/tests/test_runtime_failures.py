@@ -125,7 +125,7 @@ async def test_services_sharing_a_uri_wait_for_one_download(
 async def test_failed_download_retries_on_reapply_and_by_itself(
     runtime: LocalRuntime, files: tuple[str, list[str], threading.Event]
 ) -> None:
-    uri, gets, fail = files
+    uri, _, fail = files
     fail.set()
     results = runtime.apply([standin_runtime(), isvc("m", uri)])
     svc = runtime.services[("default", "m")]
