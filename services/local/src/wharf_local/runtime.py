@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from wharf_api import NoSupportingRuntimeError
+from wharf_api.names import component_service_name, local_url
 from wharf_api.plan import PlanError, ServicePlan, plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
 from wharf_api.status import COMMAND_NOT_FOUND, MODEL_DOWNLOAD_FAILED, ServiceStatus
@@ -156,6 +157,7 @@ class LocalRuntime:
                 self.catalog.runtimes_in(namespace),
                 list(self.cluster_runtimes.values()),
                 domain=self.settings.domain,
+                config=self.settings.config,
             )
         except (NoSupportingRuntimeError, PlanError) as exc:
             return ApplyResult(obj.kind, obj.name, namespace, "invalid", error=str(exc))
@@ -294,6 +296,7 @@ class LocalRuntime:
         self.hosts = host_table(
             [(s.namespace, s.name, list(s.components)) for s in self.services.values()],
             self.settings.domain,
+            self.settings.config.ingress.domain_template,
         )
 
     def _event(self, svc: Service, type_: EventType, reason: str, message: str, obj: str) -> None:
@@ -453,10 +456,8 @@ class LocalRuntime:
         predictor's path, so the predictor keeps its traffic split, autoscaling and activator."""
         host = self.settings.ingress_host
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return (
-            f"http://{host}:{self.settings.ingress_port}/serving/{svc.namespace}/"
-            f"{svc.name}-predictor"
-        )
+        predictor = component_service_name(svc.name, "predictor")
+        return local_url(f"http://{host}:{self.settings.ingress_port}", svc.namespace, predictor)
 
     async def _stop_component(self, comp: Component) -> None:
         await stop_all([r for rev in comp.revisions.values() for r in rev.replicas])
