@@ -151,3 +151,50 @@ def selector_labels(name: str, component: ComponentName) -> dict[str, str]:
 
 def graph_labels(name: str) -> dict[str, str]:
     return {GRAPH_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+
+
+# ---- Kubernetes name rules (apimachinery's validation) ---------------------------------------
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_MAX = 63
+SUBDOMAIN_MAX = 253
+
+
+def dns1123_label_error(value: str) -> str | None:
+    """Why `value` is not a DNS-1123 label (namespaces), or None."""
+    if len(value) > LABEL_MAX:
+        return f"{value[:20]!r}... must be no more than {LABEL_MAX} characters"
+    if not _DNS1123_LABEL.match(value):
+        return (
+            f"{value!r} must be a DNS-1123 label: lower case alphanumeric characters or '-', "
+            "starting and ending with an alphanumeric character"
+        )
+    return None
+
+
+def dns1123_subdomain_error(value: str) -> str | None:
+    """Why `value` is not a DNS-1123 subdomain (most object names), or None."""
+    if len(value) > SUBDOMAIN_MAX:
+        return f"{value[:20]!r}... must be no more than {SUBDOMAIN_MAX} characters"
+    if not _DNS1123_SUBDOMAIN.match(value):
+        return (
+            f"{value!r} must be a DNS-1123 subdomain: lower case alphanumeric characters, "
+            "'-' or '.', starting and ending with an alphanumeric character"
+        )
+    return None
+
+
+def dns1035_label_error(value: str) -> str | None:
+    """Why `value` is not a DNS-1035 label (names that become Service names), or None."""
+    if len(value) > LABEL_MAX:
+        return f"{value[:20]!r}... must be no more than {LABEL_MAX} characters"
+    if not _DNS1035_LABEL.match(value):
+        return (
+            f"{value!r} must be a DNS-1035 label: lower case alphanumeric characters or '-', "
+            "starting with a letter and ending with an alphanumeric character"
+        )
+    return None
