@@ -6,7 +6,7 @@ kubeconfig, and stops every process by PID.
 
 Authentication is a static token (``--token-auth-file``) for user ``admin`` in group
 ``system:masters``. The apiserver's serving certificate is signed by a CA generated here,
-with the ``cryptography`` package when it is importable, else with the ``openssl`` CLI.
+with the ``cryptography`` package (a dependency of this member).
 
 Usage::
 
@@ -139,80 +139,10 @@ def _write_pki_cryptography(pki: Path) -> None:
     )
 
 
-def _write_pki_openssl(pki: Path) -> None:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=wharf-e2e-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-    )
-    run(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "apiserver.key",
-        "-out",
-        "apiserver.csr",
-        "-subj",
-        "/CN=kube-apiserver",
-    )
-    (pki / "ext.cnf").write_text(
-        "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "apiserver.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "apiserver.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    )
-    run("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key")
-    run("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
-
-
 def write_pki(pki: Path) -> None:
     """Write ca.crt, apiserver.{crt,key} and sa.{key,pub} into ``pki``."""
     pki.mkdir(parents=True, exist_ok=True)
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        _write_pki_openssl(pki)
-    else:
-        _write_pki_cryptography(pki)
+    _write_pki_cryptography(pki)
 
 
 def kubeconfig_text(server: str, ca_file: Path, token: str) -> str:

@@ -12,7 +12,6 @@ from wharf_api.plan import (
     PlanError,
     arg_value,
     plan_inference_service,
-    rebind_args,
     service_host,
     substitute_placeholders,
 )
@@ -191,7 +190,7 @@ def test_transformer_is_wired_to_the_predictor_service() -> None:
 def test_scaling_defaults_and_bounds() -> None:
     plain = plan_inference_service(isvc(SKLEARN), cluster_runtimes=builtin_runtimes()).entry
     assert plain.scaling.min_replicas == 1
-    assert plain.scaling.max_replicas == 1
+    assert plain.scaling.max_replicas == 0  # unbounded: each control plane caps it
     assert (plain.scaling.metric, plain.scaling.target) == ("concurrency", 100)
     scaled = {**SKLEARN, "minReplicas": 0, "maxReplicas": 3, "scaleMetric": "rps", "scaleTarget": 5}
     s = plan_inference_service(isvc(scaled), cluster_runtimes=builtin_runtimes()).entry.scaling
@@ -209,33 +208,6 @@ def test_revision_key_ignores_scaling_and_canary_but_not_the_model() -> None:
     assert rescaled.revision_key() == base.revision_key()
     assert rescaled.canary_traffic_percent == 10
     assert changed.revision_key() != base.revision_key()
-
-
-def test_rebind_args_moves_ports_and_mounts() -> None:
-    args = (
-        "--model_name=iris",
-        "--model_dir=/mnt/models",
-        "--http_port=8080",
-        "--grpc_port",
-        "8081",
-        "/mnt/models/sub",
-        "--predictor_host=iris-predictor.default",
-    )
-    assert rebind_args(
-        args,
-        http_port=40001,
-        grpc_port=40002,
-        model_dirs={"/mnt/models": "/cache/abc"},
-        predictor_host="127.0.0.1:40003",
-    ) == (
-        "--model_name=iris",
-        "--model_dir=/cache/abc",
-        "--http_port=40001",
-        "--grpc_port",
-        "40002",
-        "/cache/abc/sub",
-        "--predictor_host=127.0.0.1:40003",
-    )
 
 
 def test_service_host_follows_kserve_domain_template() -> None:

@@ -6,13 +6,13 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
+from wharf_api.status import ComponentReadiness, conditions
 from wharf_local.autoscaler import Bounds, Observation, recommend
 from wharf_local.backoff import crashes_in_a_row, restart_delay
 from wharf_local.balancer import least_loaded, swrr_pick
 from wharf_local.manifests import resolve_local_paths
 from wharf_local.render import traffic_columns
 from wharf_local.routing import host_table, route
-from wharf_local.status import ComponentReadiness, conditions
 
 
 def test_restart_delay_doubles_up_to_the_cap() -> None:

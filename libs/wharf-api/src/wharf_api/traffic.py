@@ -13,6 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from wharf_api.names import revision_name
+
+__all__ = [
+    "RolloutState",
+    "TrafficTarget",
+    "after_traffic",
+    "revision_name",
+    "revisions_in_use",
+    "traffic_targets",
+]
+
 Tag = Literal["latest", "prev"]
 
 
@@ -74,8 +85,3 @@ def revisions_in_use(state: RolloutState, targets: tuple[TrafficTarget, ...]) ->
     if not keep and state.latest_ready is not None:
         keep.add(state.latest_ready)
     return frozenset(keep)
-
-
-def revision_name(service_name: str, number: int) -> str:
-    """Knative's revision names: `{isvc}-predictor-00001`."""
-    return f"{service_name}-{number:05d}"

@@ -11,6 +11,7 @@ from wharf_api.defaulting import (
     normalize_deployment_mode,
 )
 from wharf_api.errors import WharfValidationError
+from wharf_api.names import dns1035_label_error, dns1123_label_error, dns1123_subdomain_error
 from wharf_api.resources import (
     ClusterServingRuntime,
     InferenceGraph,
@@ -28,7 +29,6 @@ from wharf_api.resources.inference_service import (
 )
 from wharf_api.resources.llm_inference_service import WorkloadSpec
 
-ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MODE_PATH = f"metadata.annotations[{DEPLOYMENT_MODE_ANNOTATION}]"
 
 
@@ -88,9 +88,27 @@ def _predictor(c: _Collector, pred: PredictorSpec, path: str) -> None:
                 c.add(f"{path}.workerSpec.{camel}", f"must be >= 1, got {size}")
 
 
+def _metadata(c: _Collector, obj: Resource) -> None:
+    """Names and namespaces as the API server checks them: nothing else may use them as a
+    folder, a host or a label before this passes."""
+    meta = obj.metadata
+    if not meta.name and not meta.generate_name:
+        c.add("metadata.name", "a name is required")
+    elif meta.name:
+        # InferenceService names become Service and host names: KServe asks DNS-1035
+        check = (
+            dns1035_label_error if isinstance(obj, InferenceService) else dns1123_subdomain_error
+        )
+        why = check(meta.name)
+        if why is not None:
+            c.add("metadata.name", why)
+    if meta.namespace is not None:
+        why = dns1123_label_error(meta.namespace)
+        if why is not None:
+            c.add("metadata.namespace", why)
+
+
 def _isvc(c: _Collector, isvc: InferenceService) -> None:
-    if isvc.metadata.name and not ISVC_NAME.match(isvc.metadata.name):
-        c.add("metadata.name", f"{isvc.metadata.name!r} must be a DNS-1035 label")
     mode = (isvc.metadata.annotations or {}).get(DEPLOYMENT_MODE_ANNOTATION)
     allowed = (*DEPLOYMENT_MODES, *LEGACY_DEPLOYMENT_MODES)
     if mode is not None and mode not in allowed:
@@ -177,6 +195,7 @@ def _llm(c: _Collector, obj: LLMInferenceService | LLMInferenceServiceConfig) ->
 def validation_errors(obj: Resource) -> list[WharfValidationError]:
     """Every reason KServe would reject `obj` (an empty list when it is accepted)."""
     c = _Collector(obj)
+    _metadata(c, obj)
     if isinstance(obj, InferenceService):
         _isvc(c, obj)
     elif isinstance(obj, InferenceGraph):

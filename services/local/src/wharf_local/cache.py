@@ -2,7 +2,8 @@
 
 `wharf_storage.download` makes the folder appear only when complete and returns at once for a
 complete one, so a second `wharf up` of the same URI downloads nothing; local sources (file://,
-plain paths) are linked, not copied.
+plain paths) are linked, not copied. Downloads of one URI are single-flight: services that
+need the same model at the same time wait for one download.
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ def _download(uri: str, dest: Path) -> DownloadResult:
     return download(uri, dest)
 
 
-async def fetch(models_root: Path, uri: str) -> DownloadResult:
-    """Download the model at `uri` into its cache folder (a no-op when it is there)."""
-    return await asyncio.to_thread(_download, uri, cache_dir(models_root, uri))
+class ModelCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._inflight: dict[Path, asyncio.Future[DownloadResult]] = {}
+
+    async def fetch(self, uri: str) -> DownloadResult:
+        """Download the model at `uri` into its cache folder (a no-op when it is there); a
+        caller that asks while the same URI downloads waits for that download."""
+        dest = cache_dir(self.root, uri)
+        pending = self._inflight.get(dest)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(_download, uri, dest))
+            self._inflight[dest] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(dest, None))
+        # one waiter cancelled (its service deleted) must not cancel the others' download
+        return await asyncio.shield(pending)
+
+    def downloading(self) -> int:
+        return len(self._inflight)

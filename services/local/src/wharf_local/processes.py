@@ -106,3 +106,47 @@ async def probe_ready(client: httpx.AsyncClient, port: int) -> bool:
     except httpx.HTTPError:
         return False
     return resp.status_code == 200 or resp.status_code == 404
+
+
+_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
+
+
+def listening_ports(pid: int | None) -> list[int]:
+    """TCP ports that a process (and its children) listens on, from /proc; [] elsewhere.
+
+    Used to tell a user which port their server listens on when it is not the one it was given.
+    """
+    if pid is None:
+        return []
+    inodes: set[str] = set()
+    for proc_dir in _process_tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in (proc_dir / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == _LISTEN and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def _process_tree(pid: int) -> list[Path]:
+    """/proc folders of `pid` and of the processes in its session (its children)."""
+    out = [Path(f"/proc/{pid}")]
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == pid:
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                # fields after the command name: state ppid pgrp session ...
+                rest = stat[stat.rindex(")") + 2 :].split()
+                if int(rest[3]) == pid:
+                    out.append(entry)
+    return out

@@ -1,13 +1,16 @@
 """Which service a request is for: by Host header or by `/serving/{namespace}/{name}/` path. Pure.
 
-Hosts follow KServe's domain template `{name}-{namespace}.{domain}`; the component hosts
-`{name}-predictor-{namespace}.{domain}` (and transformer, explainer) reach one component.
+Hosts come from `wharf_api.names` (KServe's domain template `{name}-{namespace}.{domain}`); the
+component hosts `{name}-predictor-{namespace}.{domain}` (and transformer, explainer) reach one
+component, as the controller's HTTPRoutes do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, component_host, service_host
 
 PATH_PREFIX = "/serving/"
 
@@ -20,14 +23,14 @@ class Target:
     path: str
 
 
-def component_host(name: str, component: str, namespace: str, domain: str) -> str:
-    return f"{name}-{component}-{namespace}.{domain}"
-
-
 Entry = tuple[str, str, str | None]
 
 
-def host_table(services: list[tuple[str, str, list[str]]], domain: str) -> dict[str, Entry]:
+def host_table(
+    services: list[tuple[str, str, list[str]]],
+    domain: str,
+    template: str = DEFAULT_DOMAIN_TEMPLATE,
+) -> dict[str, Entry]:
     """Host -> (namespace, name, component or None) for (namespace, name, components) triples.
 
     Path routing uses the same table under the keys `/{namespace}/{name}` and
@@ -35,10 +38,11 @@ def host_table(services: list[tuple[str, str, list[str]]], domain: str) -> dict[
     """
     table: dict[str, Entry] = {}
     for namespace, name, components in services:
-        table[f"{name}-{namespace}.{domain}"] = (namespace, name, None)
+        table[service_host(name, namespace, domain, template)] = (namespace, name, None)
         table[f"/{namespace}/{name}"] = (namespace, name, None)
         for component in components:
-            table[component_host(name, component, namespace, domain)] = (namespace, name, component)
+            host = component_host(name, component, namespace, domain, template)
+            table[host] = (namespace, name, component)
             table[f"/{namespace}/{name}-{component}"] = (namespace, name, component)
     return table
 

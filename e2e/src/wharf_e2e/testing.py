@@ -1,0 +1,53 @@
+"""Helpers every test suite shares: a free port, and waiting on a condition instead of a clock.
+
+Tests wait for what they need to see (`wait_until`, `until`), bounded by a timeout that only
+turns a hang into a clear failure; they never sleep a fixed time and count what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], object], what: str, timeout_s: float = 60.0, every_s: float = 0.05
+) -> object:
+    """Call `check` until it returns something truthy, and return that; AssertionError naming
+    `what` after `timeout_s`. An exception from `check` counts as "not yet"."""
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while True:
+        try:
+            value = check()
+        except Exception as exc:  # the thing waited for may raise until it is there
+            last, value = exc, None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last!r})" if last is not None else ""
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
+        time.sleep(every_s)
+
+
+async def until(
+    check: Callable[[], object], what: str, timeout_s: float = 60.0, every_s: float = 0.05
+) -> object:
+    """`wait_until` for async tests: yields to the event loop between checks."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(every_s)

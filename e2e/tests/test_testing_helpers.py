@@ -1,0 +1,39 @@
+"""The shared test helpers wait on conditions and fail with what they waited for."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from wharf_e2e.testing import free_port, until, wait_until
+
+
+def test_free_port_can_be_bound() -> None:
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_wait_until_returns_the_value_and_retries_errors() -> None:
+    calls = iter([ValueError("not yet"), 0, 42])
+
+    def check() -> object:
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    assert wait_until(check, "the answer", every_s=0) == 42
+
+
+def test_wait_until_names_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match="the moon"):
+        wait_until(lambda: False, "the moon", timeout_s=0.05, every_s=0.01)
+
+
+async def test_until_is_async() -> None:
+    seen = iter([False, True])
+    assert await until(lambda: next(seen), "second call", every_s=0) is True
+    with pytest.raises(AssertionError, match="never"):
+        await until(lambda: False, "never", timeout_s=0.05)

@@ -1,0 +1,216 @@
+"""The local runtime when things go wrong: shared downloads, failed downloads retried, a
+runtime without a command, a server on the wrong port. Real processes, no ingress."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wharf_local.home import Home
+from wharf_local.runtime import LocalRuntime, Service
+from wharf_local.settings import Settings
+
+STANDIN = Path(__file__).with_name("standin_server.py")
+
+
+def standin_runtime(name: str = "standin", command: list[str] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": "none",
+        "args": [str(STANDIN), "--model_name={{.Name}}", "--model_dir=/mnt/models",
+                 "--http_port=8080", "--grpc_port=8081"],
+    }  # fmt: skip
+    container["command"] = [sys.executable] if command is None else command
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": name},
+        "spec": {
+            "supportedModelFormats": [{"name": "standin", "autoSelect": True}],
+            "containers": [container],
+        },
+    }
+
+
+def isvc(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "standin"}, "storageUri": uri}}},
+    }
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+    rt = LocalRuntime(Home(tmp_path / "home"), Settings(activation_timeout_s=30))
+    rt.start()
+    yield rt
+    await rt.close()
+
+
+class SlowFiles(SimpleHTTPRequestHandler):
+    """Serves a folder; counts GETs; can be told to fail with 404 until `fail` is cleared."""
+
+    gets: list[str]
+    fail: threading.Event
+    delay_s = 0.5
+
+    def do_GET(self) -> None:
+        self.gets.append(self.path)
+        if self.fail.is_set():
+            self.send_error(404)
+            return
+        time.sleep(self.delay_s)  # long enough for concurrent services to overlap
+        super().do_GET()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[tuple[str, list[str], threading.Event]]:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    (folder / "version.txt").write_text("v1")
+    gets: list[str] = []
+    fail = threading.Event()
+    handler = type("H", (SlowFiles,), {"gets": gets, "fail": fail})
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/version.txt", gets, fail
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+async def until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def condition(svc: Service, type_: str = "Ready") -> tuple[str, str | None]:
+    cond = next((c for c in svc.conditions if c.type == type_), None)
+    return (cond.status, cond.reason) if cond else ("Unknown", None)
+
+
+async def test_services_sharing_a_uri_wait_for_one_download(
+    runtime: LocalRuntime, files: tuple[str, list[str], threading.Event]
+) -> None:
+    uri, gets, _ = files
+    results = runtime.apply([standin_runtime(), *(isvc(f"m{i}", uri) for i in range(3))])
+    assert [r.action for r in results] == ["created"] * 4
+    services = [runtime.services[("default", f"m{i}")] for i in range(3)]
+    for svc in services:
+        await until(lambda svc=svc: condition(svc) == ("True", None), f"{svc.name} ready")
+    assert gets == ["/version.txt"]  # one download for the three
+    assert not any(e.reason == "ModelDownloadFailed" for s in services for e in s.events)
+
+
+async def test_failed_download_retries_on_reapply_and_by_itself(
+    runtime: LocalRuntime, files: tuple[str, list[str], threading.Event]
+) -> None:
+    uri, _, fail = files
+    fail.set()
+    results = runtime.apply([standin_runtime(), isvc("m", uri)])
+    svc = runtime.services[("default", "m")]
+    assert results[1].generation == 1
+    await until(lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
+    assert svc.observed_generation == 1
+    event = next(e for e in svc.events if e.reason == "ModelDownloadFailed")
+    assert "attempt 1" in event.message and "retrying in" in event.message
+    fail.clear()
+    # the same manifest again: not "unchanged" while it is failing, it retries at once
+    again = runtime.apply([standin_runtime(), isvc("m", uri)])
+    assert again[1].action == "retried"
+    await until(lambda: condition(svc) == ("True", None), "ready after the retry")
+
+
+async def test_failed_download_retries_with_backoff_without_reapply(
+    runtime: LocalRuntime, files: tuple[str, list[str], threading.Event]
+) -> None:
+    uri, gets, fail = files
+    fail.set()
+    runtime.apply([standin_runtime(), isvc("m", uri)])
+    svc = runtime.services[("default", "m")]
+    await until(lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
+    fail.clear()
+    await until(lambda: condition(svc) == ("True", None), "ready after the backoff retry")
+    assert len(gets) >= 2
+
+
+async def test_a_runtime_without_a_command_is_named_in_the_error(runtime: LocalRuntime) -> None:
+    runtime.apply([standin_runtime("team-standin", command=[]), isvc("m", str(STANDIN.parent))])
+    svc = runtime.services[("default", "m")]
+    await until(lambda: condition(svc)[1] == "CommandNotFound", "CommandNotFound")
+    message = next(c.message for c in svc.conditions if c.type == "Ready") or ""
+    assert "ServingRuntime team-standin" in message
+    assert "wharf delete servingruntime team-standin" in message
+
+
+PORT_8080_SERVER = """
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))   # "the port it always uses", not the one it was given
+s.listen()
+print("listening on", s.getsockname()[1], "PORT was", os.environ["PORT"], flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_server_on_another_port_is_reported_with_the_fix(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    script = tmp_path / "my_model.py"
+    script.write_text(PORT_8080_SERVER)
+    custom = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "custom"},
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {"name": "kserve-container", "command": [sys.executable, str(script)]}
+                ]
+            }
+        },
+    }
+    runtime.apply([custom])
+    svc = runtime.services[("default", "custom")]
+    await until(lambda: condition(svc)[1] == "PortMismatch", "PortMismatch", within_s=60)
+    message = next(c.message for c in svc.conditions if c.type == "Ready") or ""
+    assert "listens on :" in message and "$PORT" in message
+
+
+def tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+async def test_a_namespace_cannot_escape_the_home(runtime: LocalRuntime, tmp_path: Path) -> None:
+    doc = isvc("m", str(STANDIN.parent))
+    doc["metadata"]["namespace"] = "../../../elsewhere/escape"
+    before = tree(tmp_path)
+    results = runtime.apply([standin_runtime(), doc])
+    result = next(r for r in results if r.kind == "InferenceService")
+    assert result.action == "invalid"
+    assert result.error is not None and "metadata.namespace" in result.error
+    assert runtime.services == {}
+    await asyncio.sleep(0.5)  # a few ticks: nothing is started for it
+    written = tree(tmp_path) - before
+    assert not [p for p in written if "elsewhere" in str(p) or "escape" in str(p)]
