@@ -155,6 +155,26 @@ def test_signed_url_query_stays_out_of_stderr(www: str, tmp_path: Path) -> None:
     assert "cli-signature-value" not in proc.stderr
 
 
+@pytest.mark.parametrize("dest", ["file", "file/below"])
+def test_destination_that_is_a_file_exits_with_one_line(
+    www: str, tmp_path: Path, dest: str
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    proc = run(f"{www}/broken.zip", str(tmp_path / dest))
+    assert proc.returncode == EXIT_CODES["DestinationUnusable"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("wharf-storage-initializer: DestinationUnusable: destination ")
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_unresolvable_host_exits_with_the_network_code_at_once(tmp_path: Path) -> None:
+    proc = run("http://no-such-host.invalid/m.bin", str(tmp_path / "out"))
+    assert proc.returncode == EXIT_CODES["TransferFailed"], proc.stderr
+    assert "does not resolve" in proc.stderr.strip().splitlines()[-1]
+    assert "retrying" not in proc.stderr
+
+
 @pytest.mark.parametrize("args", [(), ("only-one",), ("a", "b", "c")])
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
     assert run(*args).returncode == 2
