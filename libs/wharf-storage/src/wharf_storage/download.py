@@ -66,12 +66,6 @@ def download(
     parsed = parse_uri(uri)
     environ: Mapping[str, str] = os.environ if env is None else env
     dest_path = Path(dest).absolute()
-    if parsed.scheme == "oci":
-        raise UnsupportedUri(
-            f"{parsed.redacted}: oci:// model images are not supported by the storage "
-            "initializer (no well-kept Python library pulls OCI artifacts); use a modelcar "
-            "image or another URI"
-        )
     if staging.is_complete(dest_path):
         files, nbytes = staging.tally(dest_path)
         log.info("%s: %s is already complete (%d files)", parsed.redacted, dest_path, files)
@@ -125,7 +119,7 @@ def store_endpoint(uri: StorageUri, env: Mapping[str, str]) -> tuple[str, int] |
             return None
         url = env.get("HF_ENDPOINT") or "https://huggingface.co"
     elif uri.scheme == "oci":
-        url = f"https://{uri.host}"
+        url = f"https://{uri.host}"  # only the host and port matter here
     else:
         return None
     try:
@@ -198,6 +192,10 @@ def _fetch(
         from wharf_storage.backends.http import HttpDownload
 
         return HttpDownload(uri, env, attempts=attempts, progress=progress).run(partial)
+    if uri.scheme == "oci":
+        from wharf_storage.backends.oci import OciDownload
+
+        return OciDownload(uri, env, attempts=attempts, progress=progress).run(partial)
     if uri.scheme == "hf":
         from wharf_storage.backends.hf import download_hf
 
