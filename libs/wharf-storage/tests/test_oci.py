@@ -272,17 +272,21 @@ def test_interrupted_pull_resumes_per_blob(push: Pusher, tmp_path: Path) -> None
         [("a.bin", one, "application/octet-stream", {}), ("b.bin", two, "x/y", {})],
     )
 
+    kept: list[int] = []
+
     def stop_after_first_file(p: Progress) -> None:
         if p.files_done == 1:
+            kept.append(p.done_bytes)
             raise KeyboardInterrupt
 
     uri = f"oci://{push.host}/{repo}:v1"
     with pytest.raises(KeyboardInterrupt):
-        download(uri, tmp_path / "out", progress=stop_after_first_file)
+        download(uri, tmp_path / "out", progress=stop_after_first_file, workers=1)
     assert not (tmp_path / "out").exists()
+    assert kept[0] in (len(one), len(two))
     result = download(uri, tmp_path / "out")
     assert tree(tmp_path / "out") == {"a.bin": one, "b.bin": two}
-    assert result.fetched_bytes == len(two)
+    assert result.fetched_bytes == len(one) + len(two) - kept[0]
 
 
 @pytest.mark.parametrize(

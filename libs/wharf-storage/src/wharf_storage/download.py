@@ -195,7 +195,8 @@ def _fetch(
     if uri.scheme == "oci":
         from wharf_storage.backends.oci import OciDownload
 
-        return OciDownload(uri, env, attempts=attempts, progress=progress).run(partial)
+        oci = OciDownload(uri, env, attempts=attempts, progress=progress, workers=workers)
+        return oci.run(partial)
     if uri.scheme == "hf":
         from wharf_storage.backends.hf import download_hf
 

@@ -33,8 +33,10 @@ import re
 import shutil
 import stat
 import tarfile
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -169,6 +171,10 @@ def registry_credentials(env: Mapping[str, str], host: str) -> tuple[str, str] |
     return None
 
 
+class _Cancelled(Exception):
+    """Stops a blob transfer when another one failed."""
+
+
 class _Retry(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -269,6 +275,7 @@ class OciDownload:
         *,
         attempts: int,
         progress: ProgressCallback | None,
+        workers: int = 4,
     ) -> None:
         assert uri.revision is not None
         self.uri = uri
@@ -279,7 +286,8 @@ class OciDownload:
         self.platform = env.get("WHARF_OCI_PLATFORM", "linux/amd64")
         self.registry = Registry(uri, env)
         self.tracker: Tracker | None = None
-        self.fetched = 0
+        self.workers = max(1, workers)
+        self.cancel = threading.Event()
 
     # --- retries ------------------------------------------------------------------------
 
@@ -427,8 +435,9 @@ class OciDownload:
                     counted += have
                 with open(tmp, "ab" if resumed else "wb") as f:
                     for chunk in response.iter_bytes():
+                        if self.cancel.is_set():
+                            raise _Cancelled()
                         f.write(chunk)
-                        self.fetched += len(chunk)
                         counted += len(chunk)
                         tracker.add_bytes(len(chunk))
                         if f.tell() > layer.size:
@@ -485,8 +494,7 @@ class OciDownload:
                         f"{self.what}: layer media type {layer.media_type!r} is not a tar or "
                         "gzip tar layer"
                     )
-            for layer in layers:
-                self._fetch_blob(layer, blobs / layer.hex)
+            self._fetch_all([(layer, blobs / layer.hex) for layer in layers])
             tree = work / "tree"
             if tree.exists():
                 shutil.rmtree(tree)
@@ -500,7 +508,33 @@ class OciDownload:
             self._pull_artifact(named, partial, blobs)
         shutil.rmtree(work, ignore_errors=True)
         self.tracker.finish()
-        return self.fetched
+        return self.tracker.fetched_bytes
+
+    def _fetch_all(self, jobs: list[tuple[Layer, Path]]) -> None:
+        """Fetch blobs in parallel (largest first); the first failure stops the others."""
+        unique = list({path: (layer, path) for layer, path in jobs}.values())
+        unique.sort(key=lambda job: -job[0].size)
+        if self.workers == 1 or len(unique) <= 1:
+            for layer, path in unique:
+                self._fetch_blob(layer, path)
+            return
+        workers = min(self.workers, len(unique))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wharf-oci") as pool:
+            futures = [pool.submit(self._fetch_blob, layer, path) for layer, path in unique]
+            done, not_done = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in done):
+                self.cancel.set()
+                for f in not_done:
+                    f.cancel()
+                wait(not_done)
+                errors = [
+                    f.exception()
+                    for f in futures
+                    if not f.cancelled() and f.exception() is not None
+                ]
+                first = next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+                assert first is not None
+                raise first
 
     def _named(self, layers: list[Layer]) -> list[tuple[Layer, PurePosixPath]]:
         named = []
@@ -525,20 +559,22 @@ class OciDownload:
     def _pull_artifact(
         self, named: list[tuple[Layer, PurePosixPath]], partial: Path, blobs: Path
     ) -> None:
+        jobs = []
+        folders = []
         for layer, rel in named:
-            unpack_dir = env_flag(layer.annotations, UNPACK, False)
-            if unpack_dir:
-                blob = blobs / layer.hex
-                self._fetch_blob(layer, blob)
-                target = join_inside(partial, rel, what="artifact folder")
-                if target.exists():
-                    shutil.rmtree(target)
-                target.mkdir(parents=True)
-                kind = "tar.gz" if layer.compression == "gz" else "tar"
-                unpack(blob, kind, target, name=f"{self.what}: {rel}")
+            if env_flag(layer.annotations, UNPACK, False):
+                jobs.append((layer, blobs / layer.hex))
+                folders.append((layer, rel))
             else:
-                target = join_inside(partial, rel, what="artifact file name")
-                self._fetch_blob(layer, target)
+                jobs.append((layer, join_inside(partial, rel, what="artifact file name")))
+        self._fetch_all(jobs)
+        for layer, rel in folders:
+            target = join_inside(partial, rel, what="artifact folder")
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            kind = "tar.gz" if layer.compression == "gz" else "tar"
+            unpack(blobs / layer.hex, kind, target, name=f"{self.what}: {rel}")
 
 
 def _sha256(path: Path) -> str:
