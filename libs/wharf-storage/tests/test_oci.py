@@ -51,6 +51,7 @@ class Entry:
     dir: bool = False
     link: str | None = None
     hard: bool = False
+    fifo: bool = False
 
 
 def tar_bytes(members: dict[str, Entry | bytes], *, gz: bool) -> bytes:
@@ -59,7 +60,10 @@ def tar_bytes(members: dict[str, Entry | bytes], *, gz: bool) -> bytes:
         for name, value in members.items():
             entry = value if isinstance(value, Entry) else Entry(value)
             info = tarfile.TarInfo(name)
-            if entry.dir:
+            if entry.fifo:
+                info.type = tarfile.FIFOTYPE
+                tf.addfile(info)
+            elif entry.dir:
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 tf.addfile(info)
@@ -299,6 +303,8 @@ def test_interrupted_pull_resumes_per_blob(push: Pusher, tmp_path: Path) -> None
         {"models/link": Entry(link="../../escape.txt")},
         {"models/hard": Entry(link="etc/passwd", hard=True)},
         {"models/up": Entry(link=".."), "models/up/escape.txt": b"evil"},
+        {"models/.wh..": b""},
+        {"models/pipe": Entry(fifo=True)},
     ],
     ids=[
         "dotdot-in-models",
@@ -308,6 +314,8 @@ def test_interrupted_pull_resumes_per_blob(push: Pusher, tmp_path: Path) -> None
         "rel-symlink",
         "hard",
         "via",
+        "whiteout-of-parent",
+        "fifo",
     ],
 )
 def test_escaping_layers_are_refused_and_nothing_is_written(

@@ -95,12 +95,14 @@ class Layer:
     @property
     def compression(self) -> str | None:
         """`gz` or `` (plain tar) for tar layers, None for other media types."""
+        # OCI: ...layer.v1.tar, ...tar+gzip, ...tar+zstd (also "nondistributable");
+        # Docker: ...rootfs.diff.tar.gzip (also "foreign").
         mt = self.media_type
-        if mt.endswith(("tar+gzip", ".tar.gzip", "tar.gzip")) or mt.endswith("+gzip"):
+        if mt.endswith(("tar+gzip", "tar.gzip")):
             return "gz"
-        if mt.endswith(("+zstd", ".zstd")):
+        if mt.endswith(("tar+zstd", "tar.zstd")):
             return "zstd"
-        if mt.endswith((".tar", "tar", ".rootfs.diff.tar")):
+        if mt.endswith(".tar"):
             return ""
         return None
 
@@ -643,7 +645,11 @@ def _plan_layer(
                     _remove(child)
             continue
         if base.startswith(_WHITEOUT):
-            _remove(join_inside(tree, rel.parent / base[len(_WHITEOUT) :], what="layer member"))
+            hidden = base[len(_WHITEOUT) :]
+            if hidden in ("", ".", ".."):
+                raise UnsafePath(f"{what}: whiteout {member.name!r} names no entry")
+            gone = safe_relpath(str(rel.parent / hidden), what=f"{what}: whiteout")
+            _remove(join_inside(tree, gone, what="layer member"))
             continue
         if member.issym() or member.islnk():
             _check_link(member, rel, what)
