@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from wharf_storage import staging
 from wharf_storage.envs import env_flag, env_int, s3_endpoint
 from wharf_storage.errors import StorageError, UnsafePath, UnsupportedUri
-from wharf_storage.network import resolve
+from wharf_storage.network import behind_proxy, resolve
 from wharf_storage.objects import ObjectSource, download_objects
 from wharf_storage.progress import Progress, ProgressCallback, Retry
 from wharf_storage.redaction import guard_library_loggers
@@ -79,7 +79,7 @@ def download(
     attempts = env_int(environ, "WHARF_STORAGE_ATTEMPTS", 5)
     staging.check_dest(dest_path)
     endpoint = store_endpoint(parsed, environ)
-    if endpoint is not None:
+    if endpoint is not None and not behind_proxy(endpoint[0], endpoint[2], environ):
         # A host name that does not exist fails here, before anything is written.
         _preflight(parsed, endpoint, attempts, progress)
     stage = staging.prepare(dest_path)
@@ -97,8 +97,8 @@ def download(
     return DownloadResult(parsed.redacted, dest_path, files, nbytes, fetched)
 
 
-def store_endpoint(uri: StorageUri, env: Mapping[str, str]) -> tuple[str, int] | None:
-    """The (host, port) a download of `uri` talks to first, for the DNS check (pure)."""
+def store_endpoint(uri: StorageUri, env: Mapping[str, str]) -> tuple[str, int, str] | None:
+    """The (host, port, scheme) a download of `uri` talks to first, for the DNS check (pure)."""
     url: str | None
     if uri.scheme in ("http", "https"):
         url = uri.raw
@@ -128,7 +128,7 @@ def store_endpoint(uri: StorageUri, env: Mapping[str, str]) -> tuple[str, int] |
         port = parts.port or (80 if parts.scheme == "http" else 443)
     except ValueError:
         return None
-    return (host, port) if host else None
+    return (host, port, parts.scheme or "https") if host else None
 
 
 def _connection_string_endpoint(uri: StorageUri, env: Mapping[str, str]) -> str | None:
@@ -145,7 +145,10 @@ def _connection_string_endpoint(uri: StorageUri, env: Mapping[str, str]) -> str 
 
 
 def _preflight(
-    uri: StorageUri, endpoint: tuple[str, int], attempts: int, progress: ProgressCallback | None
+    uri: StorageUri,
+    endpoint: tuple[str, int, str],
+    attempts: int,
+    progress: ProgressCallback | None,
 ) -> None:
     retries = 0
 

@@ -8,10 +8,11 @@ credentials or a missing source (each backend maps those).
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from wharf_storage.errors import TransferFailed
 from wharf_storage.progress import Retry
@@ -62,6 +63,30 @@ def no_such_host(exc: BaseException) -> bool:
         if "Name or service not known" in text or "nodename nor servname" in text:
             return True
     return False
+
+
+def behind_proxy(host: str, scheme: str, env: Mapping[str, str]) -> bool:
+    """Whether the clients reach `host` through a proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+    `ALL_PROXY`, any case, from `env` or the process environment, minus `NO_PROXY`): the
+    proxy resolves the name then, and this machine may not be able to."""
+    proxies: dict[str, str] = {}
+    for source in (os.environ, env):
+        for key, value in source.items():
+            name = key.lower()
+            if name.endswith("_proxy") and value:
+                proxies[name[: -len("_proxy")]] = value
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    host = host.lower().strip("[]")
+    for entry in proxies.get("no", "").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return False
+        entry = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        entry = entry.lstrip(".").strip("[]")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return False
+    return True
 
 
 def resolve(
