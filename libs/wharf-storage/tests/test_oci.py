@@ -28,6 +28,7 @@ from wharf_storage import (
     UnsafePath,
     download,
 )
+from wharf_storage.backends.oci import registry_base, registry_credentials
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -482,3 +483,39 @@ def test_private_registry_needs_credentials(auth_push: Pusher, tmp_path: Path) -
     kserve_env = {"KSERVE_OCI_DOCKER_CONFIG": str(config_dir / "config.json")}
     download(uri, tmp_path / "kserve", env=kserve_env)
     assert tree(tmp_path / "kserve") == {"model.bin": b"private"}
+
+
+@pytest.mark.parametrize(
+    ("host", "repo", "env", "base"),
+    [
+        ("127.0.0.1:5000", "m", {}, "http://127.0.0.1:5000/v2/m"),
+        ("localhost:5000", "a/b", {}, "http://localhost:5000/v2/a/b"),
+        ("[::1]:5000", "m", {}, "http://[::1]:5000/v2/m"),
+        ("ghcr.io", "org/m", {}, "https://ghcr.io/v2/org/m"),
+        ("reg.lan:5000", "m", {"WHARF_OCI_PLAIN_HTTP": "reg.lan:5000"}, "http://reg.lan:5000/v2/m"),
+        ("reg.lan", "m", {"KSERVE_OCI_INSECURE_REGISTRY": "true"}, "http://reg.lan/v2/m"),
+        ("docker.io", "m", {}, "https://registry-1.docker.io/v2/library/m"),
+        ("docker.io", "org/m", {}, "https://registry-1.docker.io/v2/org/m"),
+    ],
+)
+def test_registry_base(host: str, repo: str, env: dict[str, str], base: str) -> None:
+    assert registry_base(host, repo, env) == base
+
+
+def test_registry_credentials_shapes() -> None:
+    auth = base64.b64encode(b"u:p").decode()
+    doc = {
+        "auths": {
+            "https://index.docker.io/v1/": {"auth": auth},
+            "reg:5000": {"username": "a", "password": "b"},
+            "tok.example": {"identitytoken": "t0k"},
+        }
+    }
+    env = {"WHARF_OCI_AUTH": json.dumps(doc)}
+    assert registry_credentials(env, "docker.io") == ("u", "p")
+    assert registry_credentials(env, "reg:5000") == ("a", "b")
+    assert registry_credentials(env, "tok.example") == ("<token>", "t0k")
+    assert registry_credentials(env, "other") is None
+    assert registry_credentials({}, "reg:5000") is None
+    with pytest.raises(AccessDenied):
+        registry_credentials({"WHARF_OCI_AUTH": "{"}, "reg:5000")

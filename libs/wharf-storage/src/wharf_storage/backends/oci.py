@@ -115,6 +115,16 @@ def plain_http(host: str, env: Mapping[str, str]) -> bool:
     return name in LOOPBACK or host in extra or name in extra
 
 
+def registry_base(host: str, repo: str, env: Mapping[str, str]) -> str:
+    """`<scheme>://<api host>/v2/<repository>`; Docker Hub's names as Docker expands them."""
+    if host.lower() in ("docker.io", "index.docker.io"):
+        host = "registry-1.docker.io"
+        if "/" not in repo:
+            repo = f"library/{repo}"
+    scheme = "http" if plain_http(host, env) else "https"
+    return f"{scheme}://{host}/v2/{repo}"
+
+
 def _auth_file(env: Mapping[str, str]) -> dict[str, Any] | None:
     raw = env.get("WHARF_OCI_AUTH")
     if not raw:
@@ -189,8 +199,7 @@ class Registry:
     def __init__(self, uri: StorageUri, env: Mapping[str, str]) -> None:
         self.uri = uri
         self.what = uri.redacted
-        scheme = "http" if plain_http(uri.host, env) else "https"
-        self.base = f"{scheme}://{uri.host}/v2/{uri.repo}"
+        self.base = registry_base(uri.host, uri.repo, env)
         self.credentials = registry_credentials(env, uri.host)
         verify = env_flag(env, "WHARF_OCI_VERIFY_SSL", True)
         self.client = httpx.Client(timeout=60.0, follow_redirects=True, verify=verify)
