@@ -266,7 +266,7 @@ class Registry:
 
     def check(self, response: httpx.Response, what: str) -> None:
         status = response.status_code
-        if status < 300 or status == 206:
+        if status < 300:
             return
         response.close()
         if status == 403:
