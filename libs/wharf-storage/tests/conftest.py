@@ -1,5 +1,6 @@
 """Real servers on loopback for the storage tests: moto's S3 server, an HTTP file server,
-Azurite and fake-gcs-server (installed by scripts/install-test-tools into ~/.cache/wharf).
+Azurite, fake-gcs-server and the CNCF distribution registry (installed by
+scripts/install-test-tools into ~/.cache/wharf).
 
 Tests that need a tool that is not installed are skipped with the reason, unless
 WHARF_STORAGE_REQUIRED=1 (CI), where they fail instead.
@@ -418,3 +419,69 @@ def hf_hub() -> Iterator[FakeHub]:
     yield hub
     httpd.shutdown()
     httpd.server_close()
+
+
+# --- OCI registry (CNCF distribution) -------------------------------------------------------
+
+# bcrypt (cost 4) of the password test_oci.py pushes and pulls with: a test fixture, not a secret.
+OCI_HTPASSWD = "wharf:$2b$04$j1QMXNyWdZEGzFFh20WQ8OB8RBYbnUXdES7LBQOaz0r6ieZxgPile"
+
+
+def _registry_bin() -> str | None:
+    explicit = os.environ.get("WHARF_OCI_REGISTRY")
+    if explicit:
+        return explicit
+    cached = CACHE / "go" / "bin" / "registry"
+    if cached.exists():
+        return str(cached)
+    return shutil.which("registry")
+
+
+def _start_registry(workdir: Path, *, htpasswd: bool) -> tuple[subprocess.Popen[bytes], str]:
+    binary = _registry_bin()
+    if binary is None:
+        missing_tool("the OCI registry (distribution) is not installed")
+    assert binary is not None
+    port = free_port()
+    auth = ""
+    if htpasswd:
+        (workdir / "htpasswd").write_text(OCI_HTPASSWD + "\n")
+        auth = f"auth:\n  htpasswd:\n    realm: wharf\n    path: {workdir / 'htpasswd'}\n"
+    (workdir / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+    )
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+    proc = subprocess.Popen(
+        [binary, "serve", str(workdir / "config.yml")],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc, "registry")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, base = _start_registry(tmp_path_factory.mktemp("registry"), htpasswd=False)
+    try:
+        yield base
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def oci_auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, base = _start_registry(tmp_path_factory.mktemp("registry-auth"), htpasswd=True)
+    try:
+        yield base
+    finally:
+        stop(proc)

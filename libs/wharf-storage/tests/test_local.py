@@ -1,4 +1,4 @@
-"""file://, plain paths and pvc:// (linked by default, copied on request), and oci://."""
+"""file://, plain paths and pvc:// (linked by default, copied on request)."""
 
 from __future__ import annotations
 
@@ -61,9 +61,9 @@ def test_missing_source(tmp_path: Path) -> None:
     assert not (tmp_path / ".out.wharf-partial").exists()
 
 
-def test_oci_is_unsupported_with_a_reason(tmp_path: Path) -> None:
+def test_malformed_oci_reference_is_unsupported_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedUri, match="oci://"):
-        download("oci://registry.example/org/model:1", tmp_path / "out")
+        download("oci://registry.example/Org/Model:1", tmp_path / "out")
 
 
 def test_remove_deletes_destination_and_partial(model: Path, tmp_path: Path) -> None:

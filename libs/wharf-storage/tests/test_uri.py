@@ -31,7 +31,19 @@ from wharf_storage.redaction import scrub, secret_values
         ),
         ("https://host:8443/m.tgz", {"scheme": "https", "host": "host:8443", "key": "/m.tgz"}),
         ("http://h/m.zip", {"scheme": "http", "host": "h", "key": "/m.zip"}),
-        ("oci://reg.io/org/model:1", {"scheme": "oci", "host": "reg.io", "repo": "org/model"}),
+        (
+            "oci://reg.io/org/model:1",
+            {"scheme": "oci", "host": "reg.io", "repo": "org/model", "revision": "1"},
+        ),
+        (
+            "oci://127.0.0.1:5000/org/model",
+            {"host": "127.0.0.1:5000", "repo": "org/model", "revision": "latest"},
+        ),
+        (
+            "oci://localhost:5000/m:v1.2@sha256:" + "a" * 64,
+            {"host": "localhost:5000", "repo": "m", "revision": "sha256:" + "a" * 64},
+        ),
+        ("oci://localhost:5000/a/b@sha256:" + "b" * 64, {"repo": "a/b"}),
     ],
 )
 def test_parse(uri: str, expected: dict[str, object]) -> None:
@@ -60,6 +72,11 @@ def test_sas_is_kept_for_use_but_hidden_from_repr() -> None:
         "ftp://host/file",
         "https://acct.file.core.windows.net/share/dir",
         "https://acct.blob.core.windows.net/",
+        "oci://reg.io",
+        "oci://reg.io/Upper/case",
+        "oci://reg.io/m:bad/tag",
+        "oci://reg.io/m@sha256:short",
+        "oci://reg.io/../m",
     ],
 )
 def test_unsupported(uri: str) -> None:

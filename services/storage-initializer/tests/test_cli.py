@@ -27,6 +27,18 @@ from wharf_storage.errors import EXIT_CODES
 SECRET = "cli-test-secret-Xy7Qp2Lm9Rt4"
 
 
+def needs_nxdomain(host: str) -> None:
+    """Skip unless this machine's resolver answers "no such name" for `host` (RFC 6761's
+    .invalid): without a name server the answer is "try again", which is retried instead."""
+    try:
+        socket.getaddrinfo(host, 80)
+    except socket.gaierror as exc:
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return
+        pytest.skip(f"the resolver answers {exc.errno} for {host}, not 'no such name'")
+    pytest.skip(f"{host} resolves on this machine")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,6 +165,27 @@ def test_signed_url_query_stays_out_of_stderr(www: str, tmp_path: Path) -> None:
     proc = run(f"{www}/absent.bin?X-Amz-Signature=cli-signature-value", str(tmp_path / "o"))
     assert proc.returncode == EXIT_CODES["SourceNotFound"]
     assert "cli-signature-value" not in proc.stderr
+
+
+@pytest.mark.parametrize("dest", ["file", "file/below"])
+def test_destination_that_is_a_file_exits_with_one_line(
+    www: str, tmp_path: Path, dest: str
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    proc = run(f"{www}/broken.zip", str(tmp_path / dest))
+    assert proc.returncode == EXIT_CODES["DestinationUnusable"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("wharf-storage-initializer: DestinationUnusable: destination ")
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_unresolvable_host_exits_with_the_network_code_at_once(tmp_path: Path) -> None:
+    needs_nxdomain("no-such-host.invalid")
+    proc = run("http://no-such-host.invalid/m.bin", str(tmp_path / "out"))
+    assert proc.returncode == EXIT_CODES["TransferFailed"], proc.stderr
+    assert "does not resolve" in proc.stderr.strip().splitlines()[-1]
+    assert "retrying" not in proc.stderr
 
 
 @pytest.mark.parametrize("args", [(), ("only-one",), ("a", "b", "c")])

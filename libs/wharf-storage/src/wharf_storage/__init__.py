@@ -4,6 +4,7 @@ from wharf_storage.download import DownloadResult, download, remove
 from wharf_storage.errors import (
     AccessDenied,
     ChecksumMismatch,
+    DestinationUnusable,
     InvalidArchive,
     SourceNotFound,
     StorageError,
@@ -11,15 +12,17 @@ from wharf_storage.errors import (
     UnsafePath,
     UnsupportedUri,
 )
-from wharf_storage.progress import Progress
+from wharf_storage.progress import Progress, Retry
 from wharf_storage.uri import StorageUri, parse_uri, redact_uri
 
 __all__ = [
     "AccessDenied",
     "ChecksumMismatch",
+    "DestinationUnusable",
     "DownloadResult",
     "InvalidArchive",
     "Progress",
+    "Retry",
     "SourceNotFound",
     "StorageError",
     "StorageUri",

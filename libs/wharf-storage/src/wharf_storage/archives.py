@@ -18,7 +18,7 @@ from wharf_storage.errors import InvalidArchive, UnsafePath
 from wharf_storage.paths import safe_relpath
 
 
-def _link_target_inside(member: PurePosixPath, target: str, *, hard: bool) -> bool:
+def link_target_inside(member: PurePosixPath, target: str, *, hard: bool) -> bool:
     if target.startswith("/") or "\\" in target:
         return False
     # A symlink is relative to its own folder; a hard link to the archive root.
@@ -27,17 +27,17 @@ def _link_target_inside(member: PurePosixPath, target: str, *, hard: bool) -> bo
     return joined != ".." and not joined.startswith("../") and not joined.startswith("/")
 
 
-def _is_root(name: str) -> bool:
+def is_root(name: str) -> bool:
     return all(part in ("", ".") for part in name.split("/"))
 
 
 def check_tar(tar: tarfile.TarFile, name: str) -> None:
     for member in tar.getmembers():
-        if member.isdir() and _is_root(member.name):
+        if member.isdir() and is_root(member.name):
             continue  # `./`, as `tar -C dir .` writes
         rel = safe_relpath(member.name, what=f"{name}: member")
         if member.issym() or member.islnk():
-            if not _link_target_inside(rel, member.linkname, hard=member.islnk()):
+            if not link_target_inside(rel, member.linkname, hard=member.islnk()):
                 raise UnsafePath(
                     f"{name}: link member {member.name!r} points outside the destination "
                     f"({member.linkname!r})"
@@ -48,13 +48,13 @@ def check_tar(tar: tarfile.TarFile, name: str) -> None:
 
 def check_zip(archive: zipfile.ZipFile, name: str) -> None:
     for info in archive.infolist():
-        if info.is_dir() and _is_root(info.filename):
+        if info.is_dir() and is_root(info.filename):
             continue
         rel = safe_relpath(info.filename, what=f"{name}: member")
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             target = archive.read(info).decode("utf-8", "replace")
-            if not _link_target_inside(rel, target, hard=False):
+            if not link_target_inside(rel, target, hard=False):
                 raise UnsafePath(
                     f"{name}: link member {info.filename!r} points outside the destination "
                     f"({target!r})"

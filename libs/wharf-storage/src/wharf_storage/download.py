@@ -8,12 +8,14 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from wharf_storage import staging
-from wharf_storage.envs import env_int
+from wharf_storage.envs import env_flag, env_int, s3_endpoint
 from wharf_storage.errors import StorageError, UnsafePath, UnsupportedUri
+from wharf_storage.network import behind_proxy, resolve
 from wharf_storage.objects import ObjectSource, download_objects
-from wharf_storage.progress import ProgressCallback
+from wharf_storage.progress import Progress, ProgressCallback, Retry
 from wharf_storage.redaction import guard_library_loggers
 from wharf_storage.uri import StorageUri, parse_uri
 
@@ -64,12 +66,6 @@ def download(
     parsed = parse_uri(uri)
     environ: Mapping[str, str] = os.environ if env is None else env
     dest_path = Path(dest).absolute()
-    if parsed.scheme == "oci":
-        raise UnsupportedUri(
-            f"{parsed.redacted}: oci:// model images are not supported by the storage "
-            "initializer (no well-kept Python library pulls OCI artifacts); use a modelcar "
-            "image or another URI"
-        )
     if staging.is_complete(dest_path):
         files, nbytes = staging.tally(dest_path)
         log.info("%s: %s is already complete (%d files)", parsed.redacted, dest_path, files)
@@ -81,6 +77,11 @@ def download(
             return DownloadResult(parsed.redacted, dest_path, files, nbytes, 0)
     n_workers = workers or env_int(environ, "WHARF_STORAGE_CONCURRENCY", 16)
     attempts = env_int(environ, "WHARF_STORAGE_ATTEMPTS", 5)
+    staging.check_dest(dest_path)
+    endpoint = store_endpoint(parsed, environ)
+    if endpoint is not None and not behind_proxy(endpoint[0], endpoint[2], environ):
+        # A host name that does not exist fails here, before anything is written.
+        _preflight(parsed, endpoint, attempts, progress)
     stage = staging.prepare(dest_path)
     try:
         fetched = _fetch(parsed, stage.partial, environ, progress, copy, n_workers, attempts)
@@ -94,6 +95,79 @@ def download(
     files, nbytes = staging.tally(dest_path)
     log.info("%s: downloaded to %s (%d files)", parsed.redacted, dest_path, files)
     return DownloadResult(parsed.redacted, dest_path, files, nbytes, fetched)
+
+
+def store_endpoint(uri: StorageUri, env: Mapping[str, str]) -> tuple[str, int, str] | None:
+    """The (host, port, scheme) a download of `uri` talks to first, for the DNS check (pure)."""
+    url: str | None
+    if uri.scheme in ("http", "https"):
+        url = uri.raw
+    elif uri.scheme == "s3":
+        region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1"
+        url = s3_endpoint(env) or f"https://s3.{region}.amazonaws.com"
+    elif uri.scheme == "gs":
+        emulator = env.get("STORAGE_EMULATOR_HOST")
+        url = emulator if emulator and "://" in emulator else None
+        if emulator and url is None:
+            url = f"http://{emulator}"
+        url = url or "https://storage.googleapis.com"
+    elif uri.scheme == "azure":
+        url = env.get("WHARF_AZURE_BLOB_ENDPOINT") or _connection_string_endpoint(uri, env)
+        url = url or f"https://{uri.host}"
+    elif uri.scheme == "hf":
+        if env_flag(env, "HF_HUB_OFFLINE", False):
+            return None
+        url = env.get("HF_ENDPOINT") or "https://huggingface.co"
+    elif uri.scheme == "oci":
+        url = f"https://{uri.host}"  # only the host and port matter here
+    else:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+    except ValueError:
+        return None
+    return (host, port, parts.scheme or "https") if host else None
+
+
+def _connection_string_endpoint(uri: StorageUri, env: Mapping[str, str]) -> str | None:
+    conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    if not conn or uri.query:
+        return None
+    fields = dict(part.split("=", 1) for part in conn.split(";") if "=" in part)
+    if fields.get("BlobEndpoint"):
+        return fields["BlobEndpoint"]
+    if fields.get("AccountName"):
+        suffix = fields.get("EndpointSuffix") or "core.windows.net"
+        return f"https://{fields['AccountName']}.blob.{suffix}"
+    return None
+
+
+def _preflight(
+    uri: StorageUri,
+    endpoint: tuple[str, int, str],
+    attempts: int,
+    progress: ProgressCallback | None,
+) -> None:
+    retries = 0
+
+    def on_retry(retry: Retry) -> None:
+        nonlocal retries
+        retries += 1
+        log.warning(
+            "%s: %s: attempt %d of %d failed (%s), retrying in %.1fs",
+            uri.redacted,
+            retry.what,
+            retry.attempt,
+            retry.attempts,
+            retry.reason,
+            retry.delay,
+        )
+        if progress is not None:
+            progress(Progress(0, None, 0, None, retries, retry))
+
+    resolve(endpoint[0], endpoint[1], what=uri.redacted, attempts=attempts, on_retry=on_retry)
 
 
 def _drop_if_empty(path: Path) -> None:
@@ -121,6 +195,11 @@ def _fetch(
         from wharf_storage.backends.http import HttpDownload
 
         return HttpDownload(uri, env, attempts=attempts, progress=progress).run(partial)
+    if uri.scheme == "oci":
+        from wharf_storage.backends.oci import OciDownload
+
+        oci = OciDownload(uri, env, attempts=attempts, progress=progress, workers=workers)
+        return oci.run(partial)
     if uri.scheme == "hf":
         from wharf_storage.backends.hf import download_hf
 

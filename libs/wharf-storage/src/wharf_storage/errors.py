@@ -62,6 +62,12 @@ class InvalidArchive(StorageError):
     exit_code = 9
 
 
+class DestinationUnusable(StorageError):
+    """DEST_DIR cannot hold the model: it is a file, lies under a file, or cannot be created."""
+
+    exit_code = 10
+
+
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
     "unexpected error": 1,
@@ -76,6 +82,7 @@ EXIT_CODES: dict[str, int] = {
             ChecksumMismatch,
             TransferFailed,
             InvalidArchive,
+            DestinationUnusable,
         )
     },
 }

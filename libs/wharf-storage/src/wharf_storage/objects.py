@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,8 +24,9 @@ from wharf_storage.errors import (
     TransferFailed,
     UnsafePath,
 )
+from wharf_storage.network import backoff, no_such_host
 from wharf_storage.paths import join_inside, safe_relpath
-from wharf_storage.progress import ProgressCallback, Tracker
+from wharf_storage.progress import ProgressCallback, Retry, Tracker
 
 log = logging.getLogger("wharf_storage")
 
@@ -230,19 +230,18 @@ class _Fetcher:
                 error = self.source.classify(exc)
                 if error is not None:
                     raise error from None
+                if no_such_host(exc):
+                    raise TransferFailed(
+                        f"{self.source.what}: {obj.key}: the store's host does not resolve"
+                    ) from None
                 if attempt == self.attempts:
                     raise TransferFailed(
                         f"{self.source.what}: {obj.key}: failed after {attempt} attempts: "
                         f"{type(exc).__name__}"
                     ) from None
-                delay = min(10.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning(
-                    "%s: %s: attempt %d failed (%s), retrying in %.1fs",
-                    self.source.what,
-                    obj.key,
-                    attempt,
-                    type(exc).__name__,
-                    delay,
+                delay = backoff(attempt)
+                self.tracker.retry(
+                    Retry(obj.key, attempt, self.attempts, type(exc).__name__, delay)
                 )
                 time.sleep(delay)
         self._verify(obj, tmp)

@@ -12,11 +12,24 @@ log = logging.getLogger("wharf_storage")
 
 
 @dataclass(frozen=True)
+class Retry:
+    """One failed attempt that will be tried again (what a caller shows as a retry event)."""
+
+    what: str  # the object key, file name, blob digest or host that failed
+    attempt: int  # the attempt that failed, from 1
+    attempts: int  # the most attempts that will be made
+    reason: str  # safe to show: an error class or HTTP status, never a library message
+    delay: float  # seconds until the next attempt
+
+
+@dataclass(frozen=True)
 class Progress:
     done_bytes: int
     total_bytes: int | None
     files_done: int
     files_total: int | None
+    retries: int = 0  # failed attempts retried so far in this download
+    retry: Retry | None = None  # set on the call made for a retry, None on byte/file updates
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -74,9 +87,34 @@ class Tracker:
         self.done_bytes = 0
         self.fetched_bytes = 0
         self.files_done = 0
+        self.retries = 0
 
-    def snapshot(self) -> Progress:
-        return Progress(self.done_bytes, self.total_bytes, self.files_done, self.files_total)
+    def snapshot(self, retry: Retry | None = None) -> Progress:
+        return Progress(
+            self.done_bytes,
+            self.total_bytes,
+            self.files_done,
+            self.files_total,
+            self.retries,
+            retry,
+        )
+
+    def retry(self, retry: Retry) -> None:
+        """Count a retry, log it and always pass it to the callback (callers show it)."""
+        with self._lock:
+            self.retries += 1
+            snap = self.snapshot(retry)
+        log.warning(
+            "%s: %s: attempt %d of %d failed (%s), retrying in %.1fs",
+            self.what,
+            retry.what,
+            retry.attempt,
+            retry.attempts,
+            retry.reason,
+            retry.delay,
+        )
+        if self._callback is not None:
+            self._callback(snap)
 
     def add_bytes(self, n: int, *, fetched: bool = True) -> None:
         with self._lock:

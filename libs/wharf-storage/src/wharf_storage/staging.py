@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from wharf_storage.errors import TransferFailed
+from wharf_storage.errors import DestinationUnusable
 
 INNER_PARTIAL = ".wharf-partial"
 
@@ -40,17 +40,34 @@ def is_complete(dest: Path) -> bool:
     return bool(names) and INNER_PARTIAL not in names
 
 
+def check_dest(dest: Path) -> None:
+    """DestinationUnusable when `dest` or a folder above it is an existing non-folder."""
+    if (dest.exists() or dest.is_symlink()) and not dest.is_dir():
+        raise DestinationUnusable(f"destination {dest} exists and is not a folder")
+    for parent in dest.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise DestinationUnusable(f"destination {dest}: {parent} is not a folder")
+            return
+
+
 def prepare(dest: Path) -> Staging:
     """Pick (and create) the partial folder for an incomplete `dest`."""
-    if dest.exists() and not dest.is_dir():
-        raise TransferFailed(f"destination {dest} exists and is not a folder")
-    if dest.is_dir():
-        partial = dest / INNER_PARTIAL
+    check_dest(dest)
+    try:
+        if dest.is_dir():
+            partial = dest / INNER_PARTIAL
+            partial.mkdir(exist_ok=True)
+            return Staging(dest, partial, in_place=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = sibling_partial(dest)
         partial.mkdir(exist_ok=True)
-        return Staging(dest, partial, in_place=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = sibling_partial(dest)
-    partial.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise DestinationUnusable(
+            f"destination {dest}: cannot create {exc.filename or dest}: {exc.strerror}"
+        ) from None
+    if not partial.is_dir():
+        raise DestinationUnusable(f"destination {dest}: {partial} exists and is not a folder")
     return Staging(dest, partial, in_place=False)
 
 

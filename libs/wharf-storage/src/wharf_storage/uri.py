@@ -118,11 +118,37 @@ def parse_uri(uri: str) -> StorageUri:
     if scheme in ("http", "https"):
         return _parse_http(uri, scheme)
     if scheme == "oci":
-        repo, _, tag = rest.partition(":") if "@" not in rest else rest.partition("@")
-        host, _, repo_path = repo.partition("/")
-        return StorageUri(scheme="oci", raw=uri, host=host, repo=repo_path, revision=tag or None)
+        return _parse_oci(uri, rest)
     reason = _UNSUPPORTED.get(scheme, f"unsupported URI scheme {scheme!r}")
     raise UnsupportedUri(f"{redact_uri(uri)}: {reason}")
+
+
+_OCI_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_OCI_REPO = re.compile(rf"^{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*$")
+_OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_OCI_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
+
+
+def _parse_oci(uri: str, rest: str) -> StorageUri:
+    """`oci://<registry>[:port]/<repository>[:<tag>|@<digest>]` (default tag `latest`)."""
+    shape = "expected oci://<registry>/<repository>[:<tag>|@<digest>]"
+    host, _, path = rest.partition("/")
+    if not host or not path:
+        raise UnsupportedUri(f"{redact_uri(uri)}: {shape}")
+    if "@" in path:
+        repo, _, ref = path.partition("@")
+        if ":" in repo.rsplit("/", 1)[-1]:
+            repo = repo.rsplit(":", 1)[0]  # name:tag@digest: the digest wins, as in Docker
+        if not _OCI_DIGEST.match(ref):
+            raise UnsupportedUri(f"{redact_uri(uri)}: {ref!r} is not a sha256/sha512 digest")
+    else:
+        last = path.rsplit("/", 1)[-1]
+        repo, ref = path.rsplit(":", 1) if ":" in last else (path, "latest")
+        if not _OCI_TAG.match(ref):
+            raise UnsupportedUri(f"{redact_uri(uri)}: {ref!r} is not a valid tag")
+    if not _OCI_REPO.match(repo):
+        raise UnsupportedUri(f"{redact_uri(uri)}: {repo!r} is not a valid repository name; {shape}")
+    return StorageUri(scheme="oci", raw=uri, host=host, repo=repo, revision=ref)
 
 
 def _parse_hf(uri: str, rest: str) -> StorageUri:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -20,8 +19,9 @@ from wharf_storage.errors import (
     TransferFailed,
     UnsupportedUri,
 )
+from wharf_storage.network import backoff, no_such_host
 from wharf_storage.paths import safe_relpath
-from wharf_storage.progress import ProgressCallback, Tracker
+from wharf_storage.progress import ProgressCallback, Retry, Tracker
 from wharf_storage.uri import StorageUri
 
 log = logging.getLogger("wharf_storage")
@@ -70,7 +70,11 @@ class HttpDownload:
             raise UnsupportedUri(f"{self.what}: the URL path names no file")
         self.name = str(safe_relpath(name, what="file name"))
         # Ask for the bytes as stored, so sizes match and Range offsets mean file offsets.
-        self.headers = {"Accept-Encoding": "identity", **host_headers(env, uri.host)}
+        self.headers = {"Accept-Encoding": "identity"}
+        # Secret per-host headers go to the origin the user named and nowhere else: not to
+        # another host, port or scheme that a redirect points to.
+        self.secret_headers = host_headers(env, uri.host)
+        self.origin = httpx.URL(uri.raw)
         self.attempts = max(1, attempts)
         self.progress = progress
         self.fetched = 0
@@ -93,12 +97,21 @@ class HttpDownload:
         tracker = Tracker(
             f"download {self.what}", total_bytes=None, files_total=1, callback=self.progress
         )
-        with httpx.Client(headers=self.headers, follow_redirects=True, timeout=60.0) as client:
+        with httpx.Client(
+            headers=self.headers,
+            follow_redirects=True,
+            timeout=60.0,
+            event_hooks={"request": [self._origin_headers]},
+        ) as client:
             for attempt in range(1, self.attempts + 1):
                 try:
                     self._attempt(client, tmp, tracker)
                     break
                 except httpx.TransportError as exc:
+                    if no_such_host(exc):
+                        raise TransferFailed(
+                            f"{self.what}: a host on the way does not resolve (no such name)"
+                        ) from None
                     if attempt == self.attempts:
                         raise TransferFailed(
                             f"{self.what}: failed after {attempt} attempts: {type(exc).__name__}"
@@ -110,18 +123,25 @@ class HttpDownload:
                             f"{self.what}: failed after {attempt} attempts: HTTP {exc.status}"
                         ) from None
                     reason = f"HTTP {exc.status}"
-                delay = min(10.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning(
-                    "%s: attempt %d failed (%s), retrying in %.1fs",
-                    self.what,
-                    attempt,
-                    reason,
-                    delay,
-                )
+                delay = backoff(attempt)
+                tracker.retry(Retry(self.name, attempt, self.attempts, reason, delay))
                 time.sleep(delay)
         tmp.replace(final)
         tracker.file_done()
         tracker.finish()
+
+    def _origin_headers(self, request: httpx.Request) -> None:
+        """Called by httpx for the first request and for every redirect it follows."""
+        same_origin = (
+            request.url.scheme == self.origin.scheme
+            and request.url.host == self.origin.host
+            and request.url.port == self.origin.port
+        )
+        for name, value in self.secret_headers.items():
+            if same_origin:
+                request.headers[name] = value
+            elif name in request.headers:
+                del request.headers[name]
 
     def _attempt(self, client: httpx.Client, tmp: Path, tracker: Tracker) -> None:
         have = tmp.stat().st_size if tmp.exists() else 0
