@@ -12,6 +12,7 @@ from typing import Any
 
 from wharf_api import WharfValidationError, default, parse_object
 from wharf_api import validate as validate_resource
+from wharf_api.names import dns1123_label_error, dns1123_subdomain_error
 from wharf_api.resources import ClusterServingRuntime, ServingRuntime
 from wharf_local.runtimes import builtin_runtimes
 from wharf_local.state import ApplyAction, ApplyResult
@@ -43,6 +44,17 @@ class Catalog:
         rejected: list[ApplyResult] = []
         for doc in documents:
             meta = doc.get("metadata") or {}
+            if is_core(doc):
+                why = _core_error(doc)
+                if why is None:
+                    parsed.append((doc, CORE))
+                else:
+                    rejected.append(why)
+                continue
+            skipped = _skipped(doc)
+            if skipped is not None:
+                rejected.append(skipped)
+                continue
             try:
                 obj = default(parse_object(doc))
                 validate_resource(obj)
@@ -51,10 +63,24 @@ class Catalog:
                 rejected.append(ApplyResult(kind, name, None, "invalid", error=str(exc)))
                 continue
             parsed.append((doc, obj))
+        # Secrets and runtimes before the services that use them
         parsed.sort(
-            key=lambda p: 0 if isinstance(p[1], ServingRuntime | ClusterServingRuntime) else 1
+            key=lambda p: (
+                0 if p[1] is CORE or isinstance(p[1], ServingRuntime | ClusterServingRuntime) else 1
+            )
         )
         return parsed, rejected
+
+    def apply_core(self, doc: dict[str, Any]) -> ApplyResult:
+        """A Secret or ServiceAccount (core/v1): kept for the storage credentials of the
+        services in its namespace. Its data is never shown in results or events."""
+        meta = doc.get("metadata") or {}
+        kind, name = str(doc["kind"]), str(meta["name"])
+        namespace = str(meta.get("namespace") or "default")
+        key = applied_key(kind, namespace, name)
+        action = _action(self.applied.get(key), doc)
+        self.applied[key] = doc
+        return ApplyResult(kind, name, namespace, action)
 
     def apply_runtime(
         self, doc: dict[str, Any], obj: ServingRuntime | ClusterServingRuntime
@@ -89,3 +115,44 @@ class Catalog:
         if kind == "ServingRuntime":
             self.serving_runtimes.pop((ns, name), None)
         return self.applied.pop(applied_key(kind, ns, name), None) is not None
+
+
+CORE_KINDS = frozenset({"Secret", "ServiceAccount"})
+# the parsed form of a Secret or ServiceAccount: kept as the manifest itself
+CORE = object()
+
+
+def is_core(doc: dict[str, Any]) -> bool:
+    """A Secret or ServiceAccount of the core API group, which `wharf up` keeps for storage
+    credentials (how KServe users pass them)."""
+    return doc.get("apiVersion") == "v1" and doc.get("kind") in CORE_KINDS
+
+
+def _core_error(doc: dict[str, Any]) -> ApplyResult | None:
+    """A Secret's or ServiceAccount's name and namespace, checked as the API server does."""
+    meta = doc.get("metadata") or {}
+    kind, name, namespace = str(doc.get("kind")), str(meta.get("name") or ""), meta.get("namespace")
+    why = dns1123_subdomain_error(name) if name else "a name is required"
+    where = "metadata.name"
+    if why is None and namespace is not None:
+        why, where = dns1123_label_error(str(namespace)), "metadata.namespace"
+    if why is None:
+        return None
+    return ApplyResult(kind, name, None, "invalid", error=f"{kind} {name}: {where}: {why}")
+
+
+def _skipped(doc: dict[str, Any]) -> ApplyResult | None:
+    """Kinds of other API groups (a Deployment, a ConfigMap beside the manifests) are skipped
+    with a note, as they would be applied by kubectl and not by Wharf."""
+    api_version = str(doc.get("apiVersion") or "")
+    if not api_version or api_version.startswith("serving.kserve.io/"):
+        return None
+    meta = doc.get("metadata") or {}
+    kind = str(doc.get("kind"))
+    return ApplyResult(
+        kind,
+        str(meta.get("name") or ""),
+        meta.get("namespace"),
+        "skipped",
+        note=f"{api_version} {kind} is not a kind wharf runs; skipped",
+    )

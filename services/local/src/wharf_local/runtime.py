@@ -31,7 +31,8 @@ from wharf_local import backoff, reconcile
 from wharf_local.activator import ActivationTimeout, LocalActivator
 from wharf_local.autoscaler import Observation
 from wharf_local.cache import ModelCache
-from wharf_local.catalog import Catalog, applied_key
+from wharf_local.catalog import CORE, Catalog, applied_key
+from wharf_local.credentials import download_env
 from wharf_local.describe import describe as describe_service
 from wharf_local.describe import shown_uri
 from wharf_local.home import Home
@@ -50,13 +51,16 @@ from wharf_local.state import (
     Service,
 )
 from wharf_local.supervisor import Supervisor, stop_all
-from wharf_storage import redact_uri
+from wharf_storage import Progress, redact_uri
+from wharf_storage.progress import progress_line
 
 __all__ = ["ActivationTimeout", "ApplyResult", "Component", "LocalRuntime", "Service"]
 
 log = logging.getLogger("wharf.local")
 
 TICK_S = 0.2
+# a download in progress shows an event this often
+PROGRESS_EVERY_S = 2.0
 
 
 def now_iso() -> str:
@@ -139,6 +143,8 @@ class LocalRuntime:
         return results
 
     def _apply_one(self, doc: dict[str, Any], obj: Any) -> ApplyResult:
+        if obj is CORE:
+            return self.catalog.apply_core(doc)
         namespace = obj.metadata.namespace or "default"
         if isinstance(obj, ServingRuntime | ClusterServingRuntime):
             return self.catalog.apply_runtime(doc, obj)
@@ -235,7 +241,10 @@ class LocalRuntime:
             for mount in rev.plan.storage:
                 started = time.monotonic()
                 try:
-                    result = await self.models.fetch(mount.uri)
+                    env = self._download_env(svc, rev, mount.uri)
+                    result = await self.models.fetch(
+                        mount.uri, env=env, on_progress=self._progress_reporter(svc, rev)
+                    )
                 except Exception as exc:
                     rev.attempts += 1
                     delay = backoff.restart_delay(rev.attempts)
@@ -270,6 +279,46 @@ class LocalRuntime:
             rev.notify()
         finally:
             rev.fetching = False
+
+    def _download_env(self, svc: Service, rev: Revision, uri: str) -> dict[str, str] | None:
+        """Credentials from the ServiceAccount and Secrets applied in the service's namespace."""
+        meta = svc.manifest.get("metadata") or {}
+        env, notes = download_env(
+            uri,
+            rev.plan,
+            svc.namespace,
+            meta.get("annotations"),
+            self.applied,
+            self.settings.config,
+            self.home.root / "secrets",
+        )
+        for note in notes:
+            self._event(svc, "Normal", "Credentials", note, rev.name)
+        return env
+
+    def _progress_reporter(self, svc: Service, rev: Revision) -> Callable[[Progress], None]:
+        """Download progress and retries as events: every retry, progress every few seconds."""
+        started = time.monotonic()
+        last = [started]
+
+        def report(p: Progress) -> None:
+            now = time.monotonic()
+            if p.retry is not None:
+                r = p.retry
+                self._event(
+                    svc,
+                    "Warning",
+                    "DownloadRetry",
+                    f"{r.what}: {r.reason}; attempt {r.attempt} of {r.attempts}, "
+                    f"next in {r.delay:.0f}s",
+                    rev.name,
+                )
+            elif now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                line = progress_line(p, now - started, "downloading")
+                self._event(svc, "Normal", "Downloading", line, rev.name)
+
+        return report
 
     async def delete(self, namespace: str, name: str) -> bool:
         svc = self.services.pop((namespace, name), None)

@@ -118,7 +118,9 @@ class Service:
     observed_generation: int = 0
 
 
-ApplyAction = Literal["created", "configured", "unchanged", "retried", "invalid", "unsupported"]
+ApplyAction = Literal[
+    "created", "configured", "unchanged", "retried", "invalid", "unsupported", "skipped"
+]
 
 
 @dataclass
@@ -132,3 +134,5 @@ class ApplyResult:
     # the generation this apply made (InferenceServices): its status is final once
     # status.observedGeneration reaches it
     generation: int | None = None
+    # why an object was skipped (a kind wharf does not run), shown as a note
+    note: str | None = None
