@@ -97,10 +97,10 @@ class InferenceFastPath:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         kind, name, version = route
         if kind == "v2":
-            result = await v2.infer(self.dataplane, name, version, body, headers)
+            inference = v2.infer(self.dataplane, name, version, body, headers)
         elif kind == "v1:predict":
-            result = await v1.predict(self.dataplane, name, body, headers)
+            inference = v1.predict(self.dataplane, name, body, headers)
         else:
-            result = await v1.explain(self.dataplane, name, body, headers)
-        del body
-        await send_result(send, result)
+            inference = v1.explain(self.dataplane, name, body, headers)
+        del body  # run_inference drops it once decoded
+        await send_result(send, await inference)

@@ -7,6 +7,7 @@ path does not take).
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -87,19 +88,23 @@ def _encoder(model_name: str) -> Any:
     return encode
 
 
-async def predict(
+# predict and explain hand back run_inference's coroutine rather than awaiting it, so no frame
+# but run_inference's holds the body while the model runs (it lets go of it once decoded).
+
+
+def predict(
     dataplane: DataPlane, model_name: str, body: bytes | bytearray, headers: dict[str, str]
-) -> HttpResult:
-    return await run_inference(
+) -> Coroutine[Any, Any, HttpResult]:
+    return run_inference(
         dataplane, PROTOCOL, model_name, None, body, headers, decode,
         InferenceVerb.PREDICT, _encoder(model_name),
     )  # fmt: skip
 
 
-async def explain(
+def explain(
     dataplane: DataPlane, model_name: str, body: bytes | bytearray, headers: dict[str, str]
-) -> HttpResult:
-    return await run_inference(
+) -> Coroutine[Any, Any, HttpResult]:
+    return run_inference(
         dataplane, PROTOCOL, model_name, None, body, headers, decode,
         InferenceVerb.EXPLAIN, _encoder(model_name),
     )  # fmt: skip
@@ -118,10 +123,14 @@ def attach(app: FastAPI, dp: DataPlane, max_body_bytes: int) -> None:
 
     @app.post("/v1/models/{model_name}:predict", tags=["V1"], responses=ERROR_RESPONSES)
     async def v1_predict(model_name: str, request: Request) -> Response:
-        body = await read_limited(request, max_body_bytes)
-        return response(await predict(dp, model_name, body, request_headers(request)))
+        headers = request_headers(request)
+        return response(
+            await predict(dp, model_name, await read_limited(request, max_body_bytes), headers)
+        )
 
     @app.post("/v1/models/{model_name}:explain", tags=["V1"], responses=ERROR_RESPONSES)
     async def v1_explain(model_name: str, request: Request) -> Response:
-        body = await read_limited(request, max_body_bytes)
-        return response(await explain(dp, model_name, body, request_headers(request)))
+        headers = request_headers(request)
+        return response(
+            await explain(dp, model_name, await read_limited(request, max_body_bytes), headers)
+        )

@@ -7,6 +7,7 @@ app, the inference routes included (for ``/docs`` and the OpenAPI schema).
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,14 +41,15 @@ def _decoder(model_name: str) -> Any:
     return decode
 
 
-async def infer(
+def infer(
     dataplane: DataPlane,
     model_name: str,
     version: str | None,
     body: bytes | bytearray,
     headers: dict[str, str],
-) -> HttpResult:
-    return await run_inference(
+) -> Coroutine[Any, Any, HttpResult]:
+    """run_inference's coroutine, not awaited here: only its frame holds the body."""
+    return run_inference(
         dataplane, PROTOCOL, model_name, version, body, headers, _decoder(model_name)
     )
 
@@ -104,8 +106,9 @@ def attach(app: FastAPI, dp: DataPlane, max_body_bytes: int) -> None:
         return json_response({"name": model_name, "ready": is_ready}, 200 if is_ready else 503)
 
     async def infer_route(model_name: str, version: str | None, request: Request) -> Response:
-        body = await read_limited(request, max_body_bytes)
-        return response(await infer(dp, model_name, version, body, request_headers(request)))
+        headers = request_headers(request)
+        body = read_limited(request, max_body_bytes)
+        return response(await infer(dp, model_name, version, await body, headers))
 
     @app.get("/v2/models/{model_name}", **_META_KW)
     async def model_metadata(model_name: str) -> Response:
