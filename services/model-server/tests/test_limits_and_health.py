@@ -3,6 +3,7 @@ that keep answering while a large body decodes or a model runs."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import socket
 import threading
@@ -17,6 +18,7 @@ from ms_testkit import ThreadServer
 
 from wharf_model_server import InferInput, InferRequest, Model
 from wharf_model_server.model_server import ModelServer, parse_args
+from wharf_model_server.rest import handlers
 from wharf_model_server.rest import v1 as rest_v1
 from wharf_protocol.grpc import pb, pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc
@@ -186,11 +188,13 @@ def test_health_answers_while_a_large_body_decodes(monkeypatch: pytest.MonkeyPat
             httpx.post, f"{server.url}/v1/models/echo:predict", json={"instances": rows},
             timeout=120,
         )  # fmt: skip
-        assert decoding.wait(120)
-        # The decode is held: if it ran on the event loop, nothing below could be answered.
-        _health_answers(server.url)
-        assert not big.done()
-        release.set()
+        try:
+            assert decoding.wait(120)
+            # The decode is held: if it ran on the event loop, nothing below could be answered.
+            _health_answers(server.url)
+            assert not big.done()
+        finally:
+            release.set()
         reply = big.result(120)
     assert reply.status_code == 200, reply.text
     assert reply.json() == {"predictions": [8000]}
@@ -204,8 +208,47 @@ def test_health_answers_while_inference_runs() -> None:
             httpx.post, f"{server.url}/v1/models/echo:predict", json={"instances": [[1]]},
             timeout=120,
         )  # fmt: skip
-        assert model.entered.wait(120)
-        _health_answers(server.url)
-        assert not busy.done()
-        model.gate.set()
+        try:
+            assert model.entered.wait(120)
+            _health_answers(server.url)
+            assert not busy.done()
+        finally:
+            model.gate.set()
         assert busy.result(120).status_code == 200
+
+
+def test_large_bodies_are_processed_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second large body waits (holding only its bytes) until the first is done; the
+    health routes answer meanwhile."""
+    entered: list[int] = []
+    first_in, release = threading.Event(), threading.Event()
+    parse = rest_v1.parse_v1_body
+
+    def held_parse(body: Any) -> Any:
+        entered.append(len(body))
+        first_in.set()
+        assert release.wait(120)
+        return parse(body)
+
+    monkeypatch.setattr(rest_v1, "parse_v1_body", held_parse)
+    monkeypatch.setattr(handlers, "LARGE_BYTES", 1024 * 1024)
+    with ThreadServer([Echo()]) as server, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slots = asyncio.Semaphore(1)
+        server.server.dataplane.large_payloads = slots
+        rows = [[0.25] * 64] * 8000  # about 4 MB of JSON
+        url = f"{server.url}/v1/models/echo:predict"
+        try:
+            first = pool.submit(httpx.post, url, json={"instances": rows}, timeout=120)
+            assert first_in.wait(120)
+            second = pool.submit(httpx.post, url, json={"instances": rows[:6000]}, timeout=120)
+            # until the second request is either decoding beside the first or waiting for a slot
+            while len(entered) < 2 and not slots._waiters:
+                assert not second.done(), second.result().text
+                threading.Event().wait(0.01)
+            assert len(entered) == 1
+            _health_answers(server.url)
+        finally:
+            release.set()
+        replies = [first.result(120), second.result(120)]
+    assert [r.json() for r in replies] == [{"predictions": [8000]}, {"predictions": [6000]}]
+    assert len(entered) == 2

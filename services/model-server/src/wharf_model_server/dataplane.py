@@ -59,6 +59,9 @@ class DataPlane:
         self.payload_logger = payload_logger
         self._batchers: dict[str, tuple[BaseKServeModel, Batcher]] = {}
         self.live = True
+        # How many requests with a large payload are in process at once (see rest.handlers):
+        # more than the threads that run models only adds memory.
+        self.large_payloads = asyncio.Semaphore(max(2, executor.default_thread_count()))
 
     # -- health and metadata -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,10 @@ _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # the event loop keeps answering health checks and small requests meanwhile. Below it, the hop
 # to a thread costs more than the decode.
 OFFLOAD_BYTES = 256 * 1024
+# Requests with bodies at least this large are processed (decoded, run, encoded) a few at a
+# time (DataPlane.large_payloads): decoded, a JSON body costs several times its size, so the
+# others wait holding only their bytes. Smaller requests never wait for this.
+LARGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -84,7 +88,7 @@ def _default_encode(
     return encode_result(response, response_headers)
 
 
-async def run_inference(
+def run_inference(
     dataplane: DataPlane,
     protocol: str,
     model_name: str,
@@ -94,8 +98,30 @@ async def run_inference(
     decode: Decode,
     verb: InferenceVerb = InferenceVerb.PREDICT,
     encode: Encode = _default_encode,
+) -> Coroutine[Any, Any, HttpResult]:
+    """The request's processing, as a coroutine that alone holds the body (and lets go of it
+    once decoded): callers pass it on without awaiting it in a frame of their own."""
+    slots = dataplane.large_payloads if len(body) >= LARGE_BYTES else None
+    return _process(
+        dataplane, protocol, model_name, version, body, headers, decode, verb, encode, slots
+    )
+
+
+async def _process(
+    dataplane: DataPlane,
+    protocol: str,
+    model_name: str,
+    version: str | None,
+    body: bytes | bytearray,
+    headers: dict[str, str],
+    decode: Decode,
+    verb: InferenceVerb,
+    encode: Encode,
+    slots: asyncio.Semaphore | None,
 ) -> HttpResult:
     start = time.perf_counter()
+    if slots is not None:
+        await slots.acquire()
     observed = False
     result: HttpResult
     offload = len(body) >= OFFLOAD_BYTES
@@ -128,6 +154,9 @@ async def run_inference(
         result = error_result(exc)
     except Exception as exc:
         result = error_result(as_wharf_error(exc))
+    finally:
+        if slots is not None:
+            slots.release()
     if observed:
         metrics.observe_inference(model_name, protocol, result.status, time.perf_counter() - start)
     return result
