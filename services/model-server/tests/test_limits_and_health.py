@@ -252,3 +252,36 @@ def test_large_bodies_are_processed_a_few_at_a_time(monkeypatch: pytest.MonkeyPa
         replies = [first.result(120), second.result(120)]
     assert [r.json() for r in replies] == [{"predictions": [8000]}, {"predictions": [6000]}]
     assert len(entered) == 2
+
+
+def test_fastapi_routes_answer_as_the_fast_path_does() -> None:
+    """The inference routes declared on the FastAPI app (for /docs) call the same protocol
+    modules and the same body limit as the fast path in front of them."""
+    from wharf_model_server import ModelRepository
+    from wharf_model_server.dataplane import DataPlane
+    from wharf_model_server.rest.app import build_fastapi_app
+
+    repository = ModelRepository()
+    repository.update(Echo())
+    app = build_fastapi_app(DataPlane(repository), max_body_bytes=LIMIT)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            tensor = {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}
+
+            async def chunked() -> Any:
+                for _ in range(3):
+                    yield b" " * 2000  # no Content-Length: the limit applies as it streams
+
+            return [
+                await client.post("/v1/models/echo:predict", json={"instances": [[1], [2]]}),
+                await client.post("/v2/models/echo/infer", json={"inputs": [tensor]}),
+                await client.post("/v1/models/echo:predict", content=chunked()),
+            ]
+
+    v1, v2, too_big = asyncio.run(run())
+    assert (v1.status_code, v1.json()) == (200, {"predictions": [2]})
+    assert v2.status_code == 200, v2.text
+    assert too_big.status_code == 413
+    assert str(LIMIT) in too_big.json()["error"]
