@@ -4,13 +4,14 @@ back its own rows."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
-from ms_testkit import ThreadServer
+from ms_testkit import ThreadServer, iris
 
 from wharf_model_server import (
     BatchConfig,
@@ -20,8 +21,11 @@ from wharf_model_server import (
     InferResponse,
     Model,
 )
+from wharf_model_server.batching import Batcher
+from wharf_model_server.runtimes.sklearn import SKLearnModel
 from wharf_protocol.grpc import pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
+from wharf_protocol.rest import INFERENCE_HEADER_CONTENT_LENGTH, encode_infer_request
 
 BATCH = 4
 
@@ -136,3 +140,130 @@ def test_batching_is_off_by_default() -> None:
 
         asyncio.run(run())
     assert model.batch_sizes == [1, 1, 1]
+
+
+# -- one bad request does not fail its batch ------------------------------------------------------
+
+GOOD = 6
+
+
+class CountingIris(SKLearnModel):
+    """The built-in sklearn runtime on an iris model, recording the rows of each call."""
+
+    def __init__(self, model_file: str) -> None:
+        super().__init__("iris", model_file)
+        self.calls: list[int] = []
+        self.load()
+
+    def predict(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Any:
+        if isinstance(payload, InferRequest):
+            self.calls.append(payload.inputs[0].shape[0])
+        else:
+            self.calls.append(len(payload["instances"]))
+        return super().predict(payload, headers)
+
+
+@pytest.fixture
+def iris_batching(model_repository: Path) -> Any:
+    model = CountingIris(str(model_repository / "sklearn-iris" / "model.joblib"))
+    # The good requests fill a batch; a bad one left alone is sent after max_latency.
+    with ThreadServer([model], batch_config=BatchConfig(GOOD, 200)) as server:
+        yield server, model
+
+
+def _rows(bad: str) -> tuple[list[list[Any]], list[Any]]:
+    x, _ = iris()
+    good = [x[i : i + 1].tolist() for i in range(GOOD)]
+    if bad == "width":
+        return good, [[5.1, 3.5, 1.4]]
+    return good, [[float("nan"), 3.5, 1.4, 0.2]]
+
+
+async def _post_v1(client: httpx.AsyncClient, url: str, rows: list[Any]) -> httpx.Response:
+    return await client.post(f"{url}/v1/models/iris:predict", json={"instances": rows})
+
+
+async def _post_v2(client: httpx.AsyncClient, url: str, rows: list[Any]) -> httpx.Response:
+    array = np.asarray(rows, dtype=np.float32)
+    tensor = InferInput("x", list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array, binary_data=True)  # binary: NaN has no JSON spelling
+    body, json_length = encode_infer_request(InferRequest("iris", [tensor]), binary=True)
+    headers = {} if json_length is None else {INFERENCE_HEADER_CONTENT_LENGTH: str(json_length)}
+    return await client.post(f"{url}/v2/models/iris/infer", content=body, headers=headers)
+
+
+@pytest.mark.parametrize("bad", ["width", "nan"])
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_a_bad_rest_request_fails_alone(iris_batching: Any, protocol: str, bad: str) -> None:
+    server, model = iris_batching
+    good, wrong = _rows(bad)
+    if protocol == "v1" and bad == "nan":
+        wrong = [["a", 3.5, 1.4, 0.2]]  # JSON has no NaN: a string among numbers instead
+    post = _post_v1 if protocol == "v1" else _post_v2
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(post(client, server.url, rows) for rows in [*good[:3], wrong, *good[3:]])
+            )
+
+    replies = asyncio.run(run())
+    statuses = [r.status_code for r in replies]
+    assert statuses == [200, 200, 200, 400, 200, 200, 200], [r.text for r in replies]
+    assert "error" in replies[3].json()
+    assert GOOD in model.calls, model.calls  # the good ones did share a batch
+
+
+@pytest.mark.parametrize("bad", ["width", "nan"])
+def test_a_bad_grpc_request_fails_alone(iris_batching: Any, bad: str) -> None:
+    server, model = iris_batching
+    good, wrong = _rows(bad)
+
+    async def one(stub: Any, rows: list[Any]) -> grpc.StatusCode:
+        tensor = InferInput("x", [1, len(rows[0])], "FP32")
+        tensor.set_data_from_numpy(np.asarray(rows, dtype=np.float32))
+        try:
+            await stub.ModelInfer(request_to_grpc(InferRequest("iris", [tensor])))
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    async def run() -> list[grpc.StatusCode]:
+        async with grpc.aio.insecure_channel(server.grpc_host) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            return await asyncio.gather(*(one(stub, r) for r in [*good[:3], wrong, *good[3:]]))
+
+    codes = asyncio.run(run())
+    ok, invalid = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT
+    assert codes == [ok, ok, ok, invalid, ok, ok, ok]
+    assert GOOD in model.calls, model.calls  # the good ones did share a batch
+
+
+def test_a_failed_batch_reruns_its_members_alone() -> None:
+    """The split on failure, below the transports: only the member the model rejects fails."""
+    calls: list[list[Any]] = []
+
+    async def run_model(payload: Any, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
+        calls.append(payload["instances"])
+        if any(row == ["bad"] for row in payload["instances"]):
+            raise ValueError("rejected")
+        return {"predictions": payload["instances"]}, {}
+
+    async def run() -> list[Any]:
+        batcher = Batcher(BatchConfig(3, 60_000), run_model)
+        return await asyncio.gather(
+            *(batcher.submit({"instances": [row]}, {}) for row in (["a"], ["bad"], ["c"])),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(run())
+    assert results[0] == ({"predictions": [["a"]]}, {})
+    assert isinstance(results[1], ValueError)
+    assert results[2] == ({"predictions": [["c"]]}, {})
+    assert calls[0] == [["a"], ["bad"], ["c"]]  # merged first
+    assert sorted(map(str, calls[1:])) == sorted(map(str, [[["a"]], [["bad"]], [["c"]]]))

@@ -58,7 +58,7 @@ def test_unknown_format_is_named() -> None:
 
 
 def test_cgroup_cpu_limit() -> None:
-    from wharf_model_server.server_runtime import cgroup_cpu_limit
+    from wharf_model_server.executor import cgroup_cpu_limit
 
     assert cgroup_cpu_limit("max 100000") is None
     assert cgroup_cpu_limit("200000 100000\n") == 2

@@ -139,3 +139,47 @@ def test_bind_host_keeps_a_local_replica_on_loopback(
                 s.connect((address, port))
     finally:
         _stop(server)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_model_dir_that_is_not_a_directory_fails_to_start(tmp_path: Path, kind: str) -> None:
+    model_dir = tmp_path / "no-such-models"
+    if kind == "file":
+        model_dir.write_text("not a directory")
+    proc = subprocess.run(
+        [sys.executable, "-m", "wharf_model_server", "--model_dir", str(model_dir),
+         "--http_port", str(free_port()), "--grpc_port", str(free_port())],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert str(model_dir) in proc.stderr
+    assert ("does not exist" if kind == "missing" else "is not a directory") in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_shows_every_default() -> None:
+    from wharf_model_server.__main__ import build_arg_parser
+
+    exe = shutil.which("wharf-model-server", path=os.path.dirname(sys.executable))
+    assert exe is not None
+    text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120).stdout
+    # one block per option: from its "  --flag" line to the next one
+    blocks: dict[str, str] = {}
+    current = ""
+    for line in text.split("options:", 1)[1].splitlines():
+        stripped = line.strip()
+        if line.startswith("  -"):
+            current = stripped.split()[0].rstrip(",")
+            blocks[current] = ""
+        if current:
+            blocks[current] += " " + stripped
+    flags = [
+        action.option_strings[0]
+        for action in build_arg_parser()._actions
+        if action.option_strings and action.dest != "help"
+    ]
+    assert len(flags) > 30
+    for flag in flags:
+        assert "(default:" in " ".join(blocks[flag].split()), (flag, blocks.get(flag))
+    assert "(default: 8080)" in blocks["--http_port"]
+    assert "64 MiB" in " ".join(blocks["--grpc_max_receive_message_length"].split())

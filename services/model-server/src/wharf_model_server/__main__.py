@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from wharf_model_server.errors import ModelMissingError
 from wharf_model_server.model import Model
-from wharf_model_server.model_server import ModelServer, parser
+from wharf_model_server.model_server import HelpFormatter, ModelServer, parser
 from wharf_model_server.predictor_config import PredictorConfig
 from wharf_model_server.runtimes.factory import RuntimeModelRepository, load_model_dir
 
@@ -20,9 +21,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wharf-model-server",
         parents=[parser],
+        formatter_class=HelpFormatter,
         description="Serve models over KServe's V1 and V2 (Open Inference Protocol) REST and gRPC.",
     )
-    p.add_argument("--model_dir", default=None, help="a model directory, or one per subdirectory")
+    p.add_argument(
+        "--model_dir", default=None, help="a model directory, or one model per subdirectory"
+    )
     p.add_argument(
         "--model_format", "--model-format", "--framework", dest="model_format", default=None,
         help="sklearn, xgboost, lightgbm or onnx (default: decided by the files found)",
@@ -49,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # KServe's servers ignore those too.
         logging.getLogger("wharf.server").warning("ignoring unknown arguments: %s", unknown)
     if args.model_dir:
+        if not os.path.isdir(args.model_dir):
+            # KServe's servers stop here too: a server with nothing to serve must not look ready.
+            what = "is not a directory" if os.path.exists(args.model_dir) else "does not exist"
+            sys.exit(f"wharf-model-server: --model_dir {args.model_dir} {what}")
         try:
             model = load_model_dir(args.model_name, args.model_dir, args.model_format, args.nthread)
         except ValueError as exc:

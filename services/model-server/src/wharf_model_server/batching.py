@@ -1,9 +1,15 @@
 """Adaptive batching: concurrent requests for one model are merged into one model call.
 
 A batch is sent when it holds ``max_batch_size`` rows or when its first request has waited
-``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``;
-V2/gRPC requests by concatenating each input along the first axis, when their inputs agree in
-names, datatypes and trailing shapes. Results are split back by row counts, in order.
+``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``
+when their rows have the same width (or keys); V2/gRPC requests by concatenating each input
+along the first axis, when their inputs agree in names, datatypes and trailing shapes. Results
+are split back by row counts, in order.
+
+One bad request must not fail the requests batched with it. Requests whose rows cannot stack
+with the others never share a batch (the merge key above), and when a merged batch fails
+anyway (a value the model rejects, a NaN, a string among numbers), each member is run again
+alone, so only the bad ones get the error.
 """
 
 from __future__ import annotations
@@ -42,13 +48,25 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
 
 
+def _row_shape(row: Any) -> Hashable:
+    if isinstance(row, list):
+        return len(row)
+    if isinstance(row, dict):
+        return tuple(row)
+    return type(row).__name__
+
+
 def batch_key(payload: Any) -> tuple[Hashable, int] | None:
     """The merge key and row count of a request, or None when it cannot be batched."""
     if isinstance(payload, dict):
         instances = payload.get("instances")
         if set(payload) != {"instances"} or not isinstance(instances, list) or not instances:
             return None
-        return ("v1",), len(instances)
+        shape = _row_shape(instances[0])
+        for row in instances:
+            if _row_shape(row) != shape:
+                return None  # ragged on its own: the model answers it alone
+        return ("v1", shape), len(instances)
     if isinstance(payload, InferRequest):
         if not payload.inputs:
             return None
@@ -167,21 +185,35 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, items: list[_Item]) -> None:
+        if len(items) == 1:
+            await self._run_alone(items[0])
+            return
         try:
-            if len(items) == 1:
-                results: list[Any] = [await self._run(items[0].payload, items[0].headers)]
-            else:
-                payloads = [item.payload for item in items]
-                response, response_headers = await self._run(merge(payloads), items[0].headers)
-                parts = split(response, payloads, [item.rows for item in items])
-                results = [(part, dict(response_headers)) for part in parts]
+            payloads = [item.payload for item in items]
+            response, response_headers = await self._run(merge(payloads), items[0].headers)
+            parts = split(response, payloads, [item.rows for item in items])
+            results = [(part, dict(response_headers)) for part in parts]
+        except Exception:
+            # Which member broke the batch is unknown: each runs alone and gets its own answer.
+            await asyncio.gather(*(self._run_alone(item) for item in items))
+            return
         except BaseException as exc:
             for item in items:
                 if not item.future.done():
                     item.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            raise
         for item, result in zip(items, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
+
+    async def _run_alone(self, item: _Item) -> None:
+        try:
+            result = await self._run(item.payload, item.headers)
+        except BaseException as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if not item.future.done():
+            item.future.set_result(result)

@@ -59,12 +59,22 @@ class DataPlane:
         self.payload_logger = payload_logger
         self._batchers: dict[str, tuple[BaseKServeModel, Batcher]] = {}
         self.live = True
+        # How many requests with a large payload are in process at once (see rest.handlers):
+        # more than the threads that run models only adds memory.
+        self.large_payloads = asyncio.Semaphore(max(2, executor.default_thread_count()))
 
     # -- health and metadata -----------------------------------------------------------------
 
     async def ready(self) -> bool:
-        """Ready when every registered model is ready (KServe answers true unconditionally)."""
-        for model in list(self.repository.get_models().values()):
+        """Ready when the server holds at least one model and every model it holds is ready.
+
+        KServe answers true unconditionally; here readiness follows the models, so a server
+        whose only model was unloaded (or that has none yet) takes no traffic until one is
+        loaded."""
+        models = list(self.repository.get_models().values())
+        if not models:
+            return False
+        for model in models:
             if not await model.healthy():
                 return False
         return True

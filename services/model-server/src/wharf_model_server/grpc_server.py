@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
 import numpy as np
 import orjson
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
 from wharf_model_server.utils import generate_uuid, get_predict_response
-from wharf_protocol.errors import InferenceError, WharfError
-from wharf_protocol.grpc import pb, pb_grpc
+from wharf_protocol.errors import InferenceError, InvalidInput, WharfError
+from wharf_protocol.grpc import SERVICE_NAME, pb, pb_grpc
 from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
 from wharf_protocol.infer_types import InferRequest, InferResponse
 from wharf_protocol.rest import decode_infer_response
@@ -138,6 +140,42 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
 
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+def _parsing(method: Handler, request_type: Any) -> Handler:
+    """``method`` called with the message parsed from raw bytes. grpc answers UNKNOWN when its
+    own deserializer fails; a request that is not the rpc's message is INVALID_ARGUMENT."""
+
+    async def handle(raw: bytes, context: Any) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            await _abort(
+                context, InvalidInput(f"the request is not a {request_type.DESCRIPTOR.name}: {exc}")
+            )
+        return await method(request, context)
+
+    return handle
+
+
+def add_servicer(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Registers every rpc of ``inference.GRPCInferenceService`` (what the generated
+    ``add_GRPCInferenceServiceServicer_to_server`` does, with requests parsed by us)."""
+    service = pb.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _parsing(getattr(servicer, method.name), request_type),
+            request_deserializer=None,
+            response_serializer=response_type.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 def build_grpc_server(
     dataplane: DataPlane,
     port: int,
@@ -154,6 +192,6 @@ def build_grpc_server(
         ]
     )
     servicer = InferenceServicer(dataplane)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    add_servicer(servicer, server)
     server.add_insecure_port(f"{host}:{port}")
     return server

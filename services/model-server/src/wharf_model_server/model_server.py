@@ -25,12 +25,17 @@ from wharf_model_server.model import BaseKServeModel, Model
 from wharf_model_server.model_repository import ModelRepository
 from wharf_model_server.payload_logger import LoggerConfig, LogMode, PayloadLogger
 from wharf_model_server.server_runtime import RestServer
+from wharf_protocol.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES_ENV,
+    max_message_bytes,
+)
 
 logger = logging.getLogger("wharf.server")
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
-MAX_GRPC_MESSAGE_LENGTH = 8 * 1024 * 1024
+_LIMIT_DEFAULT = f"${MAX_MESSAGE_BYTES_ENV}, else {DEFAULT_MAX_MESSAGE_BYTES} (64 MiB)"
 
 
 def _bool(value: str | bool) -> bool:
@@ -44,13 +49,27 @@ def _bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text:
+            return text
+        return super()._get_help_string(action) or ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=HelpFormatter)
     # -- KServe's model server flags, same names and defaults --------------------------------
     p.add_argument("--http_port", default=DEFAULT_HTTP_PORT, type=int, help="REST port")
     p.add_argument("--grpc_port", default=DEFAULT_GRPC_PORT, type=int, help="gRPC port")
-    p.add_argument("--workers", default=1, type=int, help="REST worker processes")
-    p.add_argument("--max_threads", default=4, type=int, help="gRPC thread pool size")
+    p.add_argument(
+        "--workers", default=1, type=int, help="REST worker processes (one is run; see docs)"
+    )
+    p.add_argument(
+        "--max_threads", default=4, type=int, help="KServe's gRPC thread pool size (accepted)"
+    )
     p.add_argument(
         "--max_asyncio_workers",
         default=None,
@@ -62,32 +81,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--enable_latency_logging", default=False, type=_bool, help="one latency line per request"
     )
-    p.add_argument("--configure_logging", default=True, type=_bool)
-    p.add_argument("--log_config_file", default=None, type=str)
-    p.add_argument("--access_log_format", default=None, type=str)
     p.add_argument(
-        "--event-loop",
-        "--event_loop",
-        dest="event_loop",
-        default="auto",
-        choices=["auto", "asyncio", "uvloop"],
+        "--configure_logging", default=True, type=_bool, help="set up the server's log handlers"
     )
     p.add_argument(
+        "--log_config_file", default=None, type=str, help="a logging config file (yaml or json)"
+    )
+    p.add_argument(
+        "--access_log_format", default=None, type=str, help="KServe's access log format (accepted)"
+    )
+    p.add_argument(
+        "--event-loop", "--event_loop", dest="event_loop", default="auto",
+        choices=["auto", "asyncio", "uvloop"], help="the asyncio event loop (auto: uvloop if installed)",
+    )  # fmt: skip
+    p.add_argument(
         "--timeout-keep-alive", "--timeout_keep_alive", dest="timeout_keep_alive", default=65,
-        type=int,
+        type=int, help="seconds an idle HTTP connection stays open",
     )  # fmt: skip
     p.add_argument("--model_name", default="model", type=str, help="name in the URL paths")
-    p.add_argument("--predictor_host", default=None, type=str)
+    p.add_argument(
+        "--predictor_host", default=None, type=str,
+        help="transformer/explainer: the predictor to forward to (host:port)",
+    )  # fmt: skip
     p.add_argument(
         "--predictor_protocol", "--protocol", dest="predictor_protocol", default="v1",
-        choices=["v1", "v2", "grpc-v2"],
+        choices=["v1", "v2", "grpc-v2"], help="the protocol spoken to the predictor",
     )  # fmt: skip
-    p.add_argument("--predictor_use_ssl", default=False, type=_bool)
-    p.add_argument("--predictor_request_timeout_seconds", default=600, type=float)
-    p.add_argument("--predictor_request_retries", default=0, type=int)
-    p.add_argument("--enable_predictor_health_check", action="store_true", default=False)
-    p.add_argument("--grpc_max_send_message_length", default=MAX_GRPC_MESSAGE_LENGTH, type=int)
-    p.add_argument("--grpc_max_receive_message_length", default=MAX_GRPC_MESSAGE_LENGTH, type=int)
+    p.add_argument(
+        "--predictor_use_ssl", default=False, type=_bool, help="https/TLS to the predictor"
+    )
+    p.add_argument(
+        "--predictor_request_timeout_seconds", default=600, type=float,
+        help="timeout of a request to the predictor",
+    )  # fmt: skip
+    p.add_argument(
+        "--predictor_request_retries", default=0, type=int, help="retries of a predictor request"
+    )
+    p.add_argument(
+        "--enable_predictor_health_check", action="store_true", default=False,
+        help="ready only while the predictor serves the model",
+    )  # fmt: skip
+    p.add_argument(
+        "--grpc_max_send_message_length", default=None, type=int,
+        help=f"largest gRPC message sent, bytes (default: {_LIMIT_DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--grpc_max_receive_message_length", default=None, type=int,
+        help=f"largest gRPC message received, bytes (default: {_LIMIT_DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max_request_body_bytes", "--max-request-body-bytes", dest="max_request_body_bytes",
+        default=None, type=int,
+        help=f"largest REST request body, bytes; 413 above it (default: {_LIMIT_DEFAULT})",
+    )  # fmt: skip
     # -- batching (KServe's agent flags, in-process here) ------------------------------------
     p.add_argument(
         "--enable_batcher", "--enable-batcher", dest="enable_batcher", default=False, type=_bool,
@@ -95,26 +141,46 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--max_batchsize", "--max-batchsize", "--max_batch_size", dest="max_batchsize",
-        default=32, type=int,
+        default=32, type=int, help="rows per batch",
     )  # fmt: skip
     p.add_argument(
         "--max_latency", "--max-latency", dest="max_latency", default=5000.0, type=float,
         help="milliseconds the first request of a batch may wait",
     )  # fmt: skip
     # -- payload logging (KServe's agent flags, in-process here) -----------------------------
-    p.add_argument("--log_url", "--log-url", dest="log_url", default=None, type=str)
+    p.add_argument(
+        "--log_url", "--log-url", dest="log_url", default=None, type=str,
+        help="where request/response CloudEvents are sent (off when unset)",
+    )  # fmt: skip
     p.add_argument(
         "--log_mode", "--log-mode", dest="log_mode", default="all",
-        choices=[m.value for m in LogMode],
+        choices=[m.value for m in LogMode], help="which payloads are logged",
     )  # fmt: skip
-    p.add_argument("--log_queue_size", dest="log_queue_size", default=100, type=int)
-    p.add_argument("--log_workers", dest="log_workers", default=2, type=int)
-    p.add_argument("--source_uri", "--source-uri", dest="source_uri", default=None, type=str)
-    p.add_argument("--inference_service", "--inference-service", dest="inference_service",
-                   default=os.environ.get("INFERENCE_SERVICE_NAME", ""))  # fmt: skip
-    p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", ""))
-    p.add_argument("--component", default="predictor")
-    p.add_argument("--graceful_shutdown_timeout", default=30.0, type=float)
+    p.add_argument(
+        "--log_queue_size", dest="log_queue_size", default=100, type=int,
+        help="payload events held before new ones are dropped",
+    )  # fmt: skip
+    p.add_argument(
+        "--log_workers", dest="log_workers", default=2, type=int, help="payload log senders"
+    )
+    p.add_argument(
+        "--source_uri", "--source-uri", dest="source_uri", default=None, type=str,
+        help="CloudEvent source (default: this server's URL)",
+    )  # fmt: skip
+    p.add_argument(
+        "--inference_service", "--inference-service", dest="inference_service",
+        default=os.environ.get("INFERENCE_SERVICE_NAME", ""),
+        help="CloudEvent inferenceservicename ($INFERENCE_SERVICE_NAME)",
+    )  # fmt: skip
+    p.add_argument(
+        "--namespace", default=os.environ.get("POD_NAMESPACE", ""),
+        help="CloudEvent namespace ($POD_NAMESPACE)",
+    )  # fmt: skip
+    p.add_argument("--component", default="predictor", help="CloudEvent component")
+    p.add_argument(
+        "--graceful_shutdown_timeout", default=30.0, type=float,
+        help="seconds to finish in-flight requests after SIGTERM",
+    )  # fmt: skip
     return p
 
 
@@ -143,6 +209,7 @@ class ModelServer:
         logger_config: LoggerConfig | None = None,
         args: argparse.Namespace | None = None,
         host: str | None = None,
+        max_request_body_bytes: int | None = None,
     ) -> None:
         self.args = args if args is not None else parse_args(sys.argv[1:])
         a = self.args
@@ -177,6 +244,14 @@ class ModelServer:
         # All interfaces, as a pod needs; `wharf up` sets WHARF_BIND_HOST=127.0.0.1 so a model
         # on a laptop is reachable only through the local ingress.
         self.host = host or os.environ.get("WHARF_BIND_HOST", "0.0.0.0")
+        # One limit for REST bodies and gRPC messages (every hop reads the same variable);
+        # KServe's gRPC flags and ours still set each one.
+        limit = max_message_bytes()
+        self.max_request_body_bytes: int = (
+            max_request_body_bytes or a.max_request_body_bytes or limit
+        )
+        self.grpc_max_send_message_length: int = a.grpc_max_send_message_length or limit
+        self.grpc_max_receive_message_length: int = a.grpc_max_receive_message_length or limit
         self.registered_models = registered_models or ModelRepository()
         self.payload_logger = PayloadLogger(logger_config) if logger_config else None
         self.dataplane = DataPlane(self.registered_models, batch_config, self.payload_logger)
@@ -254,7 +329,9 @@ class ModelServer:
 
         from wharf_model_server.rest.app import build_rest_app
 
-        asgi_app, self.fastapi_app = build_rest_app(self.dataplane, self.enable_docs_url)
+        asgi_app, self.fastapi_app = build_rest_app(
+            self.dataplane, self.enable_docs_url, self.max_request_body_bytes
+        )
         self._rest = RestServer(
             asgi_app,
             host=self.host,
@@ -268,8 +345,8 @@ class ModelServer:
             self._grpc = build_grpc_server(
                 self.dataplane,
                 self.grpc_port,
-                self.args.grpc_max_send_message_length,
-                self.args.grpc_max_receive_message_length,
+                self.grpc_max_send_message_length,
+                self.grpc_max_receive_message_length,
                 host="[::]" if self.host == "0.0.0.0" else self.host,
             )
             await self._grpc.start()

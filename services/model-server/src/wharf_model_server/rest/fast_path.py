@@ -3,7 +3,10 @@
 ``POST .../infer``, ``:predict`` and ``:explain`` are the hot path. Serving them straight from
 the ASGI scope skips FastAPI's routing, dependency solving and response classes (measured in
 docs/model-server.md); FastAPI still serves every other route, ``/docs`` and the OpenAPI schema,
-where the same inference routes are declared and call the same handlers.
+where the same inference routes are declared and call the same protocol modules.
+
+Every request passes the body size limit here first: a ``Content-Length`` above it is answered
+413 before its body is read, whatever the route.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from wharf_model_server.dataplane import DataPlane
-from wharf_model_server.rest import handlers
+from wharf_model_server.errors import RequestTooLarge, WharfError
+from wharf_model_server.rest import body as request_body
+from wharf_model_server.rest import v1, v2
+from wharf_model_server.rest.handlers import HttpResult, error_result
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,28 +45,14 @@ def match_inference_route(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-async def read_body(receive: Receive) -> bytes | None:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        return None
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def send_result(send: Send, result: handlers.HttpResult) -> None:
+async def send_result(send: Send, result: HttpResult, close: bool = False) -> None:
     headers = [
         (b"content-type", result.content_type.encode("latin-1")),
         (b"content-length", str(len(result.body)).encode("latin-1")),
     ]
+    if close:
+        # The rest of the body is not read: the connection cannot carry another request.
+        headers.append((b"connection", b"close"))
     for key, value in result.headers.items():
         headers.append((key.lower().encode("latin-1"), str(value).encode("latin-1")))
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
@@ -68,30 +60,47 @@ async def send_result(send: Send, result: handlers.HttpResult) -> None:
 
 
 class InferenceFastPath:
-    def __init__(self, dataplane: DataPlane, fallback: ASGIApp) -> None:
+    def __init__(self, dataplane: DataPlane, fallback: ASGIApp, max_body_bytes: int) -> None:
         self.dataplane = dataplane
         self.fallback = fallback
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            route = match_inference_route(scope["path"])
-            if route is not None:
-                await self._serve(route, scope, receive, send)
+        if scope["type"] == "http":
+            length = request_body.declared_length(scope["headers"])
+            if length is not None and length > self.max_body_bytes:
+                error = RequestTooLarge(self.max_body_bytes, length)
+                await send_result(send, error_result(error), close=True)
                 return
+            if scope["method"] == "POST":
+                route = match_inference_route(scope["path"])
+                if route is not None:
+                    await self._serve(route, length, scope, receive, send)
+                    return
         await self.fallback(scope, receive, send)
 
     async def _serve(
-        self, route: tuple[str, str, str | None], scope: Scope, receive: Receive, send: Send
+        self,
+        route: tuple[str, str, str | None],
+        length: int | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
-        body = await read_body(receive)
-        if body is None:
+        try:
+            body = await request_body.read_body(receive, length, self.max_body_bytes)
+        except request_body.ClientDisconnected:
+            return
+        except WharfError as exc:
+            await send_result(send, error_result(exc), close=True)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         kind, name, version = route
         if kind == "v2":
-            result = await handlers.v2_infer(self.dataplane, name, version, body, headers)
+            inference = v2.infer(self.dataplane, name, version, body, headers)
         elif kind == "v1:predict":
-            result = await handlers.v1_predict(self.dataplane, name, body, headers)
+            inference = v1.predict(self.dataplane, name, body, headers)
         else:
-            result = await handlers.v1_explain(self.dataplane, name, body, headers)
-        await send_result(send, result)
+            inference = v1.explain(self.dataplane, name, body, headers)
+        del body  # run_inference drops it once decoded
+        await send_result(send, await inference)

@@ -1,11 +1,16 @@
-"""REST inference handlers over the data plane: bytes in, (status, headers, bytes) out.
+"""What every REST inference route shares: bytes in, (status, headers, bytes) out.
 
-Both the raw ASGI fast path and the FastAPI routes call these, so the two never disagree.
+``rest/v1.py`` and ``rest/v2.py`` say how their protocol decodes a body and encodes an answer;
+:func:`run_inference` does the rest (the model lookup, the payload log, the data plane call,
+metrics and errors). Both the raw ASGI fast path and the FastAPI routes call the protocol
+modules, so the two never disagree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,20 +19,23 @@ import orjson
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane, as_wharf_error
 from wharf_model_server.model import InferenceVerb
-from wharf_model_server.rest import cloudevents_io
 from wharf_model_server.utils import generate_uuid
-from wharf_protocol.errors import InvalidInput, WharfError
+from wharf_protocol.errors import WharfError
 from wharf_protocol.infer_types import InferResponse
-from wharf_protocol.rest import (
-    INFERENCE_HEADER_CONTENT_LENGTH,
-    decode_infer_request,
-    encode_infer_response,
-    parse_header_length,
-)
+from wharf_protocol.rest import INFERENCE_HEADER_CONTENT_LENGTH, encode_infer_response
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+# Bodies at least this large are decoded (and their answers encoded) in a worker thread, so
+# the event loop keeps answering health checks and small requests meanwhile. Below it, the hop
+# to a thread costs more than the decode.
+OFFLOAD_BYTES = 256 * 1024
+# Requests with bodies at least this large are processed (decoded, run, encoded) a few at a
+# time (DataPlane.large_payloads): decoded, a JSON body costs several times its size, so the
+# others wait holding only their bytes. Smaller requests never wait for this.
+LARGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -64,109 +72,91 @@ def encode_result(response: Any, response_headers: dict[str, str]) -> HttpResult
     return HttpResult(200, body, JSON, response_headers)
 
 
-def parse_v1_body(body: bytes) -> Any:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidInput("request body must be a JSON object")
-    for key in ("instances", "inputs"):
-        if key in payload and not isinstance(payload[key], list):
-            raise InvalidInput(f'"{key}" must be a list')
-    return payload
-
-
-def _is_json_type(content_type: str | None) -> bool:
-    if not content_type:
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
-
-
-def v1_payload(body: bytes, content_type: str | None) -> Any:
-    """JSON is parsed; a body of another content type that is not JSON (an image, text)
-    reaches the model as bytes, as in KServe's V1 data plane."""
-    if _is_json_type(content_type):
-        return parse_v1_body(body)
-    try:
-        return parse_v1_body(body)
-    except InvalidInput:
-        return body
-
-
 def _event_id(headers: dict[str, str]) -> str:
     return headers.get("ce-id") or headers.get("x-request-id") or generate_uuid()
 
 
-async def _run(
+# (body, headers) -> (payload for the model, what the encoder needs to know about the request)
+Decode = Callable[[bytes | bytearray, dict[str, str]], tuple[Any, Any]]
+# (response, response headers, the decoder's context, request headers) -> the answer
+Encode = Callable[[Any, dict[str, str], Any, dict[str, str]], HttpResult]
+
+
+def _default_encode(
+    response: Any, response_headers: dict[str, str], _context: Any, _headers: dict[str, str]
+) -> HttpResult:
+    return encode_result(response, response_headers)
+
+
+def run_inference(
     dataplane: DataPlane,
     protocol: str,
     model_name: str,
     version: str | None,
-    body: bytes,
+    body: bytes | bytearray,
     headers: dict[str, str],
-    endpoint: str,
+    decode: Decode,
+    verb: InferenceVerb = InferenceVerb.PREDICT,
+    encode: Encode = _default_encode,
+) -> Coroutine[Any, Any, HttpResult]:
+    """The request's processing, as a coroutine that alone holds the body (and lets go of it
+    once decoded): callers pass it on without awaiting it in a frame of their own."""
+    slots = dataplane.large_payloads if len(body) >= LARGE_BYTES else None
+    return _process(
+        dataplane, protocol, model_name, version, body, headers, decode, verb, encode, slots
+    )
+
+
+async def _process(
+    dataplane: DataPlane,
+    protocol: str,
+    model_name: str,
+    version: str | None,
+    body: bytes | bytearray,
+    headers: dict[str, str],
+    decode: Decode,
     verb: InferenceVerb,
+    encode: Encode,
+    slots: asyncio.Semaphore | None,
 ) -> HttpResult:
     start = time.perf_counter()
+    if slots is not None:
+        await slots.acquire()
     observed = False
     result: HttpResult
+    offload = len(body) >= OFFLOAD_BYTES
     try:
         model = dataplane.get_ready_model(model_name, version)
         observed = True
-        structured = False
-        if protocol == "v2":
-            payload: Any = decode_infer_request(
-                body, model_name, parse_header_length(headers.get(INFERENCE_HEADER_CONTENT_LENGTH))
-            )
+        loop = asyncio.get_running_loop()
+        if offload:
+            payload, context = await loop.run_in_executor(None, decode, body, headers)
         else:
-            payload = v1_payload(body, headers.get("content-type"))
-            structured, payload = cloudevents_io.structured_data(payload)
+            payload, context = decode(body, headers)
         plog = dataplane.payload_logger
         event_id = _event_id(headers) if plog is not None else ""
         if plog is not None:
             plog.log_request(
-                event_id, model_name, endpoint, body, headers.get("content-type", JSON)
+                event_id, model_name, protocol, bytes(body), headers.get("content-type", JSON)
             )
+        del body  # the decoded payload is all the model needs; let a large body go
         response, response_headers = await dataplane.infer(model, payload, headers, verb)
-        result = encode_result(response, response_headers)
-        if protocol == "v1" and result.content_type == JSON:
-            if structured:
-                result.body = cloudevents_io.structured_response(model_name, result.body)
-                result.content_type = "application/cloudevents+json"
-            elif cloudevents_io.is_binary(headers):
-                result.headers.update(cloudevents_io.binary_response_headers(model_name))
+        del payload
+        if offload:
+            result = await loop.run_in_executor(
+                None, encode, response, response_headers, context, headers
+            )
+        else:
+            result = encode(response, response_headers, context, headers)
         if plog is not None:
-            plog.log_response(event_id, model_name, endpoint, result.body, result.content_type)
+            plog.log_response(event_id, model_name, protocol, result.body, result.content_type)
     except WharfError as exc:
         result = error_result(exc)
     except Exception as exc:
         result = error_result(as_wharf_error(exc))
+    finally:
+        if slots is not None:
+            slots.release()
     if observed:
         metrics.observe_inference(model_name, protocol, result.status, time.perf_counter() - start)
     return result
-
-
-async def v2_infer(
-    dataplane: DataPlane,
-    model_name: str,
-    version: str | None,
-    body: bytes,
-    headers: dict[str, str],
-) -> HttpResult:
-    return await _run(
-        dataplane, "v2", model_name, version, body, headers, "v2", InferenceVerb.PREDICT
-    )
-
-
-async def v1_predict(
-    dataplane: DataPlane, model_name: str, body: bytes, headers: dict[str, str]
-) -> HttpResult:
-    return await _run(dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.PREDICT)
-
-
-async def v1_explain(
-    dataplane: DataPlane, model_name: str, body: bytes, headers: dict[str, str]
-) -> HttpResult:
-    return await _run(dataplane, "v1", model_name, None, body, headers, "v1", InferenceVerb.EXPLAIN)
