@@ -3,12 +3,15 @@ names, Kubernetes quantities written as YAML numbers, older spellings KServe sti
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from wharf_api import parse_object
+from wharf_api import WharfValidationError, default, load_documents, parse_object
+from wharf_api.quantity import QUANTITY_PATTERN, canonical_quantity
 
 CRDS = Path(__file__).parents[3] / "deploy" / "base" / "crds"
 
@@ -53,3 +56,167 @@ def test_parallelism_crd_schema_keeps_data_rpc_port() -> None:
         properties = _crd_properties(file, "spec", "parallelism")
         assert properties["dataRPCPort"] == {"type": "integer"}, file
         assert "dataRpcPort" not in properties, file
+
+
+# --- quantities written as YAML numbers ---------------------------------------------------------
+
+# (written, as Kubernetes prints it): k8s.io/apimachinery resource.Quantity's canonical form.
+CANONICAL = [
+    (0.1, "100m"),
+    (0.5, "500m"),
+    (1e9, "1G"),
+    (1000000000, "1G"),
+    (2, "2"),
+    (1.5, "1500m"),
+    ("1.5", "1500m"),
+    ("100m", "100m"),
+    ("0.1m", "100u"),
+    ("1500", "1500"),
+    ("1500000", "1500k"),
+    ("1e9", "1e9"),  # a string keeps the exponent format
+    ("12e6", "12e6"),
+    ("1e-3", "1e-3"),
+    ("1.5Gi", "1536Mi"),
+    ("0.5Gi", "512Mi"),
+    ("1024Mi", "1Gi"),
+    ("1000Ki", "1000Ki"),
+    ("1.5Ki", "1536"),
+    ("512", "512"),
+    ("1E", "1E"),
+    ("+1k", "1k"),
+    (".5", "500m"),
+    ("-0.5", "-500m"),
+    ("0Gi", "0"),
+    ("0.0000000001", "1n"),  # rounded up to nano precision
+    (1e-7, "100e-9"),
+]
+
+
+@pytest.mark.parametrize(("written", "printed"), CANONICAL, ids=[repr(w) for w, _ in CANONICAL])
+def test_quantity_is_printed_as_kubernetes_prints_it(written: str | float, printed: str) -> None:
+    assert canonical_quantity(written) == printed
+    assert canonical_quantity(printed) == printed  # canonical form is a fixed point
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.2.3", "12 GB", "1Gb", "", True, None, float("inf")])
+def test_not_a_quantity_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        canonical_quantity(bad)  # type: ignore[arg-type]
+
+
+def test_quantity_pattern_agrees_with_the_parser() -> None:
+    pattern = re.compile(QUANTITY_PATTERN)
+    for written, printed in CANONICAL:
+        assert pattern.match(printed), printed
+        if isinstance(written, str):
+            assert pattern.match(written), written
+    for bad in ("abc", "1.2.3", "12 GB", "1Gb"):
+        assert not pattern.match(bad)
+
+
+ISVC_YAML = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: iris}
+spec:
+  predictor:
+    model:
+      modelFormat: {name: sklearn}
+      storageUri: gs://kfserving-examples/models/sklearn/1.0/model
+      resources:
+        requests: {cpu: 0.1, memory: 1e9}
+        limits: {cpu: 1, memory: 2Gi, nvidia.com/gpu: 1}
+"""
+
+
+def test_isvc_resources_written_as_yaml_numbers_are_kept_as_kubernetes_prints_them() -> None:
+    (doc,) = load_documents(ISVC_YAML)
+    assert doc["spec"]["predictor"]["model"]["resources"]["requests"] == {
+        "cpu": 0.1,
+        "memory": 1e9,  # a number, as kubectl reads YAML, not the string "1e9"
+    }
+    out = default(parse_object(doc)).to_dict()
+    resources = out["spec"]["predictor"]["model"]["resources"]
+    assert resources == {
+        "requests": {"cpu": "100m", "memory": "1G"},
+        "limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"},
+    }
+    # Printed again, read again: the same.
+    assert parse_object(out).to_dict()["spec"]["predictor"]["model"]["resources"] == resources
+
+
+def test_quantity_that_is_not_one_is_refused_naming_the_field() -> None:
+    (doc,) = load_documents(ISVC_YAML.replace("cpu: 0.1", "cpu: lots"))
+    with pytest.raises(WharfValidationError) as caught:
+        parse_object(doc)
+    assert "spec.predictor.model.resources.requests.cpu" in str(caught.value)
+    assert "not a Kubernetes quantity" in str(caught.value)
+
+
+def test_runtime_template_in_a_quantity_is_kept() -> None:
+    doc = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
+        "metadata": {"name": "vllm"},
+        "spec": {
+            "supportedModelFormats": [{"name": "vllm"}],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "vllm",
+                    "resources": {"requests": {"cpu": 4, "nvidia.com/gpu": "{{.GPUs}}"}},
+                }
+            ],
+        },
+    }
+    resources = parse_object(doc).to_dict()["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "4", "nvidia.com/gpu": "{{.GPUs}}"}}
+
+
+def test_kserve_quantity_fields_read_numbers() -> None:
+    (cache, group, trained) = load_documents(
+        """
+apiVersion: serving.kserve.io/v1alpha1
+kind: LocalModelCache
+metadata: {name: llama}
+spec:
+  sourceModelUri: hf://meta-llama/Llama-3.2-1B
+  modelSize: 1.5e+10
+  nodeGroups: [gpu]
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: LocalModelNodeGroup
+metadata: {name: gpu}
+spec:
+  storageLimit: 1e12
+  persistentVolumeSpec: {accessModes: [ReadWriteOnce]}
+  persistentVolumeClaimSpec: {accessModes: [ReadWriteOnce]}
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: TrainedModel
+metadata: {name: tm}
+spec:
+  inferenceService: mms
+  model: {storageUri: "gs://m", framework: sklearn, memory: 268435456}
+"""
+    )
+    assert parse_object(cache).to_dict()["spec"]["modelSize"] == "15G"
+    assert parse_object(group).to_dict()["spec"]["storageLimit"] == "1T"
+    assert parse_object(trained).to_dict()["spec"]["model"]["memory"] == "268435456"
+
+
+def test_kserve_quantity_fields_have_the_quantity_schema_in_the_crds() -> None:
+    schema = {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": True,
+    }
+    assert _crd_properties("serving.kserve.io_localmodelcaches.yaml", "spec")["modelSize"] == (
+        schema
+    )
+    group = _crd_properties("serving.kserve.io_localmodelnodegroups.yaml", "spec")
+    assert group["storageLimit"] == schema
+    status = _crd_properties("serving.kserve.io_localmodelnodegroups.yaml", "status")
+    assert status["used"] == status["available"] == schema
+    model = _crd_properties("serving.kserve.io_trainedmodels.yaml", "spec", "model")
+    assert model["memory"] == schema

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from wharf_api.quantity import Quantity
 from wharf_api.resources._base import KServeModel, Resource
 
 
@@ -14,7 +15,7 @@ class LocalModelStorage(KServeModel):
 
 class LocalModelCacheSpec(KServeModel):
     source_model_uri: str
-    model_size: int | str | None = None
+    model_size: Quantity | None = None
     node_groups: list[str] = Field(min_length=1)
     service_account_name: str | None = None
     storage: LocalModelStorage | None = None
