@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
-from wharf_api import WharfValidationError, default, load_documents, parse_object
+from wharf_api import (
+    WharfValidationError,
+    default,
+    load_documents,
+    parse_object,
+    validate,
+    validate_update,
+)
 from wharf_api.quantity import QUANTITY_PATTERN, canonical_quantity
+from wharf_api.registry import find
+from wharf_api.resources import LocalModelNamespaceCache
 
 CRDS = Path(__file__).parents[3] / "deploy" / "base" / "crds"
 
@@ -220,3 +229,100 @@ def test_kserve_quantity_fields_have_the_quantity_schema_in_the_crds() -> None:
     assert status["used"] == status["available"] == schema
     model = _crd_properties("serving.kserve.io_trainedmodels.yaml", "spec", "model")
     assert model["memory"] == schema
+
+
+# --- LocalModelCache's older singular nodeGroup -------------------------------------------------
+
+
+def _cache(spec: dict[str, Any], kind: str = "LocalModelCache") -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "llama"}
+    if kind == "LocalModelNamespaceCache":
+        metadata["namespace"] = "team-a"
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": {"sourceModelUri": "hf://meta-llama/Llama-3.2-1B", "modelSize": "3Gi", **spec},
+    }
+
+
+def test_singular_node_group_is_normalised_to_node_groups() -> None:
+    cache = parse_object(_cache({"nodeGroup": "workers"}))
+    validate(cache)
+    spec = cache.to_dict()["spec"]
+    assert spec["nodeGroups"] == ["workers"]
+    assert "nodeGroup" not in spec
+    assert parse_object(cache.to_dict()).to_dict() == cache.to_dict()
+
+
+def test_singular_and_plural_node_groups_are_merged() -> None:
+    both = parse_object(_cache({"nodeGroup": "a100", "nodeGroups": ["h100"]})).to_dict()
+    assert both["spec"]["nodeGroups"] == ["a100", "h100"]
+    same = parse_object(_cache({"nodeGroup": "h100", "nodeGroups": ["h100"]})).to_dict()
+    assert same["spec"]["nodeGroups"] == ["h100"]
+
+
+def test_cache_without_any_node_group_is_refused_naming_the_field() -> None:
+    for spec in ({}, {"nodeGroups": []}, {"nodeGroup": ""}):
+        with pytest.raises(WharfValidationError) as caught:
+            parse_object(_cache(spec))
+        assert caught.value.field_path == "spec.nodeGroups", spec
+
+
+def test_crd_keeps_the_singular_node_group_for_the_model_layer() -> None:
+    for file in (
+        "serving.kserve.io_localmodelcaches.yaml",
+        "serving.kserve.io_localmodelnamespacecaches.yaml",
+    ):
+        crd = yaml.safe_load((CRDS / file).read_text())
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert spec["properties"]["nodeGroup"] == {"type": "string"}, file
+        assert spec["properties"]["nodeGroups"]["minItems"] == 1, file
+        assert spec["required"] == ["sourceModelUri"], file
+
+
+# --- LocalModelNamespaceCache -------------------------------------------------------------------
+
+
+def test_namespace_cache_is_a_namespaced_kind_with_the_cache_spec() -> None:
+    doc = _cache(
+        {"nodeGroups": ["workers"], "serviceAccountName": "hf-reader", "modelSize": 1.5e10},
+        kind="LocalModelNamespaceCache",
+    )
+    cache = parse_object(doc)
+    assert isinstance(cache, LocalModelNamespaceCache)
+    validate(default(cache))
+    out = cache.to_dict()
+    assert out["metadata"]["namespace"] == "team-a"
+    assert out["spec"] == {
+        "sourceModelUri": "hf://meta-llama/Llama-3.2-1B",
+        "modelSize": "15G",
+        "nodeGroups": ["workers"],
+        "serviceAccountName": "hf-reader",
+    }
+    info = find("localmodelnamespacecaches")
+    assert info is not None
+    assert (info.kind, info.scope) == ("LocalModelNamespaceCache", "Namespaced")
+
+
+def test_namespace_cache_source_uri_is_immutable() -> None:
+    old = parse_object(_cache({"nodeGroups": ["w"]}, kind="LocalModelNamespaceCache"))
+    new_doc = _cache({"nodeGroups": ["w"]}, kind="LocalModelNamespaceCache")
+    new_doc["spec"]["sourceModelUri"] = "hf://other/model"
+    with pytest.raises(WharfValidationError) as caught:
+        validate_update(old, parse_object(new_doc))
+    assert caught.value.field_path == "spec.sourceModelUri"
+
+
+def test_namespace_cache_crd_is_namespaced_with_a_status_subresource() -> None:
+    crd = yaml.safe_load((CRDS / "serving.kserve.io_localmodelnamespacecaches.yaml").read_text())
+    assert crd["metadata"]["name"] == "localmodelnamespacecaches.serving.kserve.io"
+    assert crd["spec"]["scope"] == "Namespaced"
+    assert crd["spec"]["names"]["kind"] == "LocalModelNamespaceCache"
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["storage"]) == ("v1alpha1", True)
+    assert version["subresources"] == {"status": {}}
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert {"nodeStatus", "copies", "inferenceServices"} <= set(status)
+    kustomization = yaml.safe_load((CRDS / "kustomization.yaml").read_text())
+    assert "serving.kserve.io_localmodelnamespacecaches.yaml" in kustomization["resources"]
