@@ -30,11 +30,13 @@ from wharf_protocol.openai import (
     SSEDecoder,
     TextPart,
     Usage,
+    decode_body,
     encode_event,
     error_body,
     iter_events,
     parse_data,
     parse_error,
+    prefill_body,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"
@@ -292,3 +294,37 @@ def test_sse_decoder_line_endings_comments_and_fields() -> None:
         events += decoder.feed(bytes([byte]))
     assert events == ['{"a":\n1}', '{"b":2}']
     assert decoder.close() == [DONE]
+
+
+# --- prefill/decode hand-off ------------------------------------------------------------------
+
+
+def test_prefill_and_decode_bodies() -> None:
+    request = load("chat-request-vllm.json")
+    request.pop("kv_transfer_params")
+    original = json.loads(json.dumps(request))
+    prefill = prefill_body(request)
+    assert request == original  # the client's request is not touched
+    assert prefill["stream"] is False
+    assert "stream_options" not in prefill
+    assert prefill["max_tokens"] == 1
+    assert prefill["max_completion_tokens"] == 1
+    assert prefill["kv_transfer_params"] == KVTransferParams.for_prefill().wire()
+    assert prefill["top_k"] == 20  # engine fields go along
+    assert ChatCompletionRequest.model_validate(prefill).messages == (
+        ChatCompletionRequest.model_validate(request).messages
+    )
+    answer = ChatCompletionResponse.model_validate(load("chat-response-prefill.json"))
+    decode = decode_body(request, answer.kv_transfer_params)
+    assert decode == {**request, "kv_transfer_params": answer.wire()["kv_transfer_params"]}
+    assert decode_body(prefill, None) == {
+        k: v for k, v in prefill.items() if k != "kv_transfer_params"
+    }
+    completion = prefill_body({"model": "m", "prompt": "hi", "stream": True})
+    assert completion == {
+        "model": "m",
+        "prompt": "hi",
+        "stream": False,
+        "max_tokens": 1,
+        "kv_transfer_params": KVTransferParams.for_prefill().wire(),
+    }

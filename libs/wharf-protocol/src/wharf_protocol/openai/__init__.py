@@ -44,6 +44,7 @@ from wharf_protocol.openai.completions import (
     CompletionRequest,
     CompletionResponse,
 )
+from wharf_protocol.openai.disagg import decode_body, prefill_body
 from wharf_protocol.openai.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse
 from wharf_protocol.openai.errors import ErrorInfo, ErrorResponse, error_body, parse_error
 from wharf_protocol.openai.models import ModelCard, ModelList
@@ -102,9 +103,11 @@ __all__ = [
     "TopLogprob",
     "Usage",
     "aiter_events",
+    "decode_body",
     "encode_event",
     "error_body",
     "iter_events",
     "parse_data",
     "parse_error",
+    "prefill_body",
 ]
