@@ -17,6 +17,7 @@ EXPECTED = {
     "InferenceGraph": ("inferencegraphs", ("ig",), "Namespaced", ("v1alpha1",)),
     "ClusterStorageContainer": ("clusterstoragecontainers", (), "Cluster", ("v1alpha1",)),
     "LocalModelCache": ("localmodelcaches", (), "Cluster", ("v1alpha1",)),
+    "LocalModelNamespaceCache": ("localmodelnamespacecaches", (), "Namespaced", ("v1alpha1",)),
     "LocalModelNode": ("localmodelnodes", (), "Cluster", ("v1alpha1",)),
     "LocalModelNodeGroup": ("localmodelnodegroups", (), "Cluster", ("v1alpha1",)),
     "TrainedModel": ("trainedmodels", ("tm",), "Namespaced", ("v1alpha1",)),

@@ -24,8 +24,9 @@ import yaml
 from kubernetes_asyncio import client as k8s
 from moto.server import ThreadedMotoServer
 
+from wharf_api import parse_object
 from wharf_e2e.cluster import ControlPlane, free_port
-from wharf_e2e.kube import Kube, wait_for
+from wharf_e2e.kube import Kube, KubeError, wait_for
 from wharf_model_agent import status
 from wharf_model_agent.agent import Agent
 from wharf_model_agent.config import AgentConfig
@@ -33,7 +34,12 @@ from wharf_model_agent.kube import LocalModelApi, connect
 
 REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "deploy" / "base" / "crds"
-LOCAL_MODEL_CRDS = ("localmodelnodes", "localmodelnodegroups", "localmodelcaches")
+LOCAL_MODEL_CRDS = (
+    "localmodelnodes",
+    "localmodelnodegroups",
+    "localmodelcaches",
+    "localmodelnamespacecaches",
+)
 API_VERSION = "serving.kserve.io/v1alpha1"
 SLOW_PATH = "/slow/model.bin"
 
@@ -184,12 +190,19 @@ pytestmark = [
 ]
 
 
-def local_model_node(name: str, models: dict[str, str], group: str | None = None) -> dict[str, Any]:
+def local_model_node(
+    name: str,
+    models: dict[str, str],
+    group: str | None = None,
+    namespaces: dict[str, str] | None = None,
+) -> dict[str, Any]:
     entries = []
     for model, uri in models.items():
         entry = {"modelName": model, "sourceModelUri": uri}
         if group is not None:
             entry["nodeGroup"] = group
+        if namespaces and model in namespaces:
+            entry["namespace"] = namespaces[model]
         entries.append(entry)
     return {
         "apiVersion": API_VERSION,
@@ -500,3 +513,94 @@ async def _exists(path: Path) -> bool:
 
 async def _empty(folder: Path) -> bool:
     return not await asyncio.to_thread(lambda: any(folder.iterdir()))
+
+
+async def test_a_namespace_cache_is_served_with_its_own_declared_size(
+    kube: Kube,
+    kube_namespace: str,
+    node_name: str,
+    model_store: ModelStore,
+    start_agent: AgentFactory,
+    cluster_objects: list[tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    group = f"{node_name}-ns-workers"
+    await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "LocalModelNodeGroup",
+            "metadata": {"name": group},
+            "spec": {
+                "storageLimit": 10000,  # a number, as a YAML manifest may write it
+                "persistentVolumeSpec": {"capacity": {"storage": "10k"}, "local": {"path": "/m"}},
+                "persistentVolumeClaimSpec": {"resources": {"requests": {"storage": "10k"}}},
+            },
+        }
+    )
+    cluster_objects.append(("LocalModelNodeGroup", group))
+    small = model_store.add("ns-small/model.bin", 3000)
+    large = model_store.add("ns-large/model.bin", 3000)
+    # Two LocalModelNamespaceCaches in the test's namespace; a cluster-wide LocalModelCache of
+    # the same name as the second declares a small size, which must not be the one read.
+    for name, uri, size in (("small", small, "3k"), ("large", large, "20k")):
+        await kube.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "LocalModelNamespaceCache",
+                "metadata": {"name": name, "namespace": kube_namespace},
+                "spec": {"sourceModelUri": uri, "modelSize": size, "nodeGroups": [group]},
+            },
+            namespace=kube_namespace,
+        )
+    await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "LocalModelCache",
+            "metadata": {"name": "large"},
+            "spec": {"sourceModelUri": large, "modelSize": "1k", "nodeGroup": group},
+        }
+    )
+    cluster_objects.append(("LocalModelCache", "large"))
+    namespaces = {"small": kube_namespace, "large": kube_namespace}
+    await kube.apply(
+        local_model_node(node_name, {"small": small, "large": large}, group, namespaces)
+    )
+    cluster_objects.append(("LocalModelNode", node_name))
+    await start_agent()
+    reported = await wait_status(
+        kube, node_name, {"small": status.DOWNLOADED, "large": status.ERROR}
+    )
+    assert "needs 20000 bytes" in reported["modelErrors"]["large"]
+    assert model_store.requests["/ns-large/model.bin"] == 0
+    assert (tmp_path / "cache" / "models" / "small" / "model.bin").stat().st_size == 3000
+
+
+async def test_kserve_cache_shapes_pass_the_api_server_and_read_back(
+    kube: Kube, kube_namespace: str, node_name: str, cluster_objects: list[tuple[str, str]]
+) -> None:
+    name = f"{node_name}-singular"
+    stored = await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "LocalModelCache",
+            "metadata": {"name": name},
+            "spec": {"sourceModelUri": "hf://a/b", "modelSize": 1000000000, "nodeGroup": "gpu"},
+        }
+    )
+    cluster_objects.append(("LocalModelCache", name))
+    assert stored["spec"]["nodeGroup"] == "gpu"  # kept by the CRD for the model layer
+    spec = parse_object(stored).to_dict()["spec"]
+    assert spec["nodeGroups"] == ["gpu"]
+    assert spec["modelSize"] == "1G"
+    with pytest.raises(KubeError) as refused:
+        await kube.create(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "LocalModelNamespaceCache",
+                "metadata": {"name": "bad-size", "namespace": kube_namespace},
+                "spec": {"sourceModelUri": "hf://a/b", "modelSize": "12 GB", "nodeGroups": ["g"]},
+            },
+            namespace=kube_namespace,
+        )
+    assert refused.value.code == 422
+    assert "spec.modelSize" in refused.value.message

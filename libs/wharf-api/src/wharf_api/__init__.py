@@ -10,6 +10,7 @@ import yaml
 
 from wharf_api.defaulting import default
 from wharf_api.errors import NoSupportingRuntimeError, WharfValidationError
+from wharf_api.manifest_yaml import KubeYamlLoader
 from wharf_api.registry import ResourceInfo, iter_resources, parse_object
 from wharf_api.resources import Resource
 from wharf_api.runtime_selection import select_runtime
@@ -20,7 +21,8 @@ def load_documents(source: str | Path) -> list[dict[str, Any]]:
     """The non-empty mappings of a multi-document YAML text, or of a file.
 
     A Path is always read; a str is read as a file when it is one line naming an existing
-    `.yaml`/`.yml` file, and parsed as YAML text otherwise.
+    `.yaml`/`.yml` file, and parsed as YAML text otherwise. Numbers are read as kubectl reads
+    them (`1e9` is a number).
     """
     if isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml")):
         candidate = Path(source)
@@ -28,7 +30,7 @@ def load_documents(source: str | Path) -> list[dict[str, Any]]:
             source = candidate
     text = source.read_text() if isinstance(source, Path) else source
     docs: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(text):
+    for doc in yaml.load_all(text, Loader=KubeYamlLoader):  # numbers as kubectl reads them
         if doc is None:
             continue
         if not isinstance(doc, Mapping):

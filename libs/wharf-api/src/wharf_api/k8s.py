@@ -15,6 +15,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from wharf_api.quantity import Quantity
+
 # The JSON-schema key that tells CRD generation which Kubernetes definition replaces a model.
 K8S_DEFINITION_KEY = "x-wharf-k8s-definition"
 
@@ -53,8 +55,9 @@ class ContainerPort(K8sObject):
 
 class ResourceRequirements(K8sObject):
     k8s_definition = "io.k8s.api.core.v1.ResourceRequirements"
-    limits: dict[str, int | str] | None = None
-    requests: dict[str, int | str] | None = None
+    # Quantities in canonical form: `cpu: 0.1` reads back as "100m", as the API server prints it.
+    limits: dict[str, Quantity] | None = None
+    requests: dict[str, Quantity] | None = None
 
 
 class VolumeMount(K8sObject):

@@ -19,6 +19,7 @@ from wharf_api.resources import (
     LLMInferenceService,
     LLMInferenceServiceConfig,
     LocalModelCache,
+    LocalModelNamespaceCache,
     Resource,
     ServingRuntime,
 )
@@ -231,9 +232,10 @@ def validate_update(old: Resource, new: Resource) -> None:
         after = normalize_deployment_mode(raw) if raw is not None else None
         if before is not None and after != before:
             c.add(MODE_PATH, f"the deployment mode is immutable: {before!r} -> {after!r}")
+    caches = (LocalModelCache, LocalModelNamespaceCache)
     if (
-        isinstance(old, LocalModelCache)
-        and isinstance(new, LocalModelCache)
+        isinstance(old, caches)
+        and isinstance(new, caches)
         and old.spec.source_model_uri != new.spec.source_model_uri
     ):
         c.add("spec.sourceModelUri", "is immutable")

@@ -1,5 +1,6 @@
-"""wharf_protocol: Open Inference Protocol (REST + gRPC), V1 bodies, tensor codecs and the
-data plane's error types. Imports nothing internal and no web framework or engine."""
+"""wharf_protocol: Open Inference Protocol (REST + gRPC), V1 bodies, tensor codecs, the data
+plane's error types, and the OpenAI API's wire models (`wharf_protocol.openai`). Imports nothing
+internal and no web framework or engine."""
 
 from wharf_protocol.datatypes import Datatype, from_numpy_dtype, to_numpy_dtype
 from wharf_protocol.errors import (

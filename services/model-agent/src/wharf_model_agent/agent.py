@@ -43,7 +43,7 @@ class NodeApi(Protocol):
     def watch_node(self, name: str) -> AsyncIterator[dict[str, Any] | None]: ...
     async def patch_status(self, name: str, patch: dict[str, Any]) -> None: ...
     async def storage_limit(self, node_group: str) -> int | None: ...
-    async def declared_size(self, model: str) -> int | None: ...
+    async def declared_size(self, model: str, namespace: str | None = None) -> int | None: ...
     async def record_event(
         self, node: dict[str, Any], reason: str, message: str, *, warning: bool = False
     ) -> None: ...
@@ -132,7 +132,12 @@ class Agent:
             log.error("LocalModelNode %s is malformed: %s", self.config.node_name, exc)
             return None
         return [
-            WantedModel(name=m.model_name, uri=m.source_model_uri, node_group=m.node_group)
+            WantedModel(
+                name=m.model_name,
+                uri=m.source_model_uri,
+                node_group=m.node_group,
+                namespace=m.namespace,
+            )
             for m in parsed.spec.local_models
         ]
 
@@ -163,7 +168,8 @@ class Agent:
                 held = cache.get(model.name)
                 if held is not None and model.key in held.markers:
                     continue
-                if (size := await self.api.declared_size(model.name)) is not None:
+                size = await self.api.declared_size(model.name, model.namespace)
+                if size is not None:
                     sizes[model.name] = size
         running = {name: d.key for name, d in self._downloads.items()}
         plan = decisions.plan(

@@ -20,11 +20,13 @@ RETRY_CAP_S = 600.0
 
 @dataclass(frozen=True)
 class WantedModel:
-    """One `spec.localModels[]` entry."""
+    """One `spec.localModels[]` entry. `namespace` is set for a model of a
+    LocalModelNamespaceCache (the cache `namespace/name`), unset for a LocalModelCache."""
 
     name: str
     uri: str
     node_group: str | None = None
+    namespace: str | None = None
 
     @property
     def key(self) -> str:

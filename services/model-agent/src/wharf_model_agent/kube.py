@@ -1,5 +1,6 @@
 """The API server, through kubernetes-asyncio: the node's LocalModelNode (list+watch, status),
-node groups' storage limits, caches' declared sizes, and Events."""
+node groups' storage limits, caches' declared sizes (LocalModelCache, or LocalModelNamespaceCache
+for a model listed with a namespace), and Events."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ VERSION = "v1alpha1"
 NODES = "localmodelnodes"
 NODE_GROUPS = "localmodelnodegroups"
 CACHES = "localmodelcaches"
+NAMESPACE_CACHES = "localmodelnamespacecaches"
 # Events about cluster-scoped objects go to the `default` namespace, as kubectl looks for them.
 EVENT_NAMESPACE = "default"
 COMPONENT = "wharf-model-agent"
@@ -125,11 +127,18 @@ class LocalModelApi:
             GROUP, VERSION, NODES, name, patch, _content_type="application/merge-patch+json"
         )
 
-    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+    async def _get(
+        self, plural: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = await self.custom.get_cluster_custom_object(
-                GROUP, VERSION, plural, name
-            )
+            if namespace is None:
+                obj: dict[str, Any] = await self.custom.get_cluster_custom_object(
+                    GROUP, VERSION, plural, name
+                )
+            else:
+                obj = await self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -148,9 +157,13 @@ class LocalModelApi:
             log.warning("LocalModelNodeGroup %s: spec.storageLimit %s", node_group, exc)
             return None
 
-    async def declared_size(self, model: str) -> int | None:
-        """The LocalModelCache's `spec.modelSize` in bytes, when it has one."""
-        cache = await self._get(CACHES, model)
+    async def declared_size(self, model: str, namespace: str | None = None) -> int | None:
+        """The cache's `spec.modelSize` in bytes, when it has one: the LocalModelCache `model`,
+        or with a namespace the LocalModelNamespaceCache `namespace/model`."""
+        if namespace is None:
+            cache = await self._get(CACHES, model)
+        else:
+            cache = await self._get(NAMESPACE_CACHES, model, namespace)
         value = ((cache or {}).get("spec") or {}).get("modelSize")
         if value is None:
             return None

@@ -54,6 +54,11 @@ OPAQUE_K8S_DEFINITIONS = frozenset(
     }
 )
 _INT_OR_STRING = {"x-kubernetes-int-or-string": True}
+# Quantities: Wharf's own quantity fields (`wharf_api.quantity.Quantity`) carry the int-or-string
+# schema with the quantity pattern that Kubernetes' code generators write, kept by
+# `_int_or_string`. Quantities inside embedded Kubernetes types (a container's resources) stay
+# plain int-or-string: runtimes put Go templates there (`nvidia.com/gpu: '{{.GPUs}}'`, as KServe's
+# own vLLM runtime does), which the model layer keeps and the pattern would refuse.
 
 
 class _Converter:
@@ -62,6 +67,8 @@ class _Converter:
         self._k8s_defs = k8s_defs
 
     def convert(self, node: Mapping[str, Any], stack: tuple[str, ...] = ()) -> dict[str, Any]:
+        if node.get("x-kubernetes-int-or-string") is True:
+            return _int_or_string(node)
         if K8S_DEFINITION_KEY in node:
             return self._k8s(str(node[K8S_DEFINITION_KEY]), stack)
         if "$ref" in node:
@@ -146,6 +153,16 @@ class _Converter:
         if out["type"] == "number" and "format" in out and out["format"] not in ("double", "float"):
             del out["format"]
         return out
+
+
+def _int_or_string(node: Mapping[str, Any]) -> dict[str, Any]:
+    """An int-or-string node: the only anyOf a structural schema allows, and its pattern."""
+    out: dict[str, Any] = {}
+    if "pattern" in node:
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        out["pattern"] = node["pattern"]
+    out["x-kubernetes-int-or-string"] = True
+    return out
 
 
 def _single_type(value: Any) -> str | None:

@@ -15,6 +15,7 @@ from wharf_api.resources.inference_service import InferenceService, ModelSpec, P
 from wharf_api.resources.llm_inference_service import LLMInferenceService
 from wharf_api.resources.llm_inference_service_config import LLMInferenceServiceConfig
 from wharf_api.resources.local_model_cache import LocalModelCache
+from wharf_api.resources.local_model_namespace_cache import LocalModelNamespaceCache
 from wharf_api.resources.local_model_node import LocalModelNode
 from wharf_api.resources.local_model_node_group import LocalModelNodeGroup
 from wharf_api.resources.serving_runtime import ServingRuntime, ServingRuntimeSpec
@@ -27,6 +28,7 @@ ALL_RESOURCES: tuple[type[Resource], ...] = (
     InferenceGraph,
     ClusterStorageContainer,
     LocalModelCache,
+    LocalModelNamespaceCache,
     LocalModelNode,
     LocalModelNodeGroup,
     TrainedModel,
@@ -47,6 +49,7 @@ __all__ = [
     "LLMInferenceService",
     "LLMInferenceServiceConfig",
     "LocalModelCache",
+    "LocalModelNamespaceCache",
     "LocalModelNode",
     "LocalModelNodeGroup",
     "ModelSpec",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import AliasChoices, Field
+
 from wharf_api.k8s import LocalObjectReference, PodSpec
 from wharf_api.resources._base import Addressable, Condition, KServeModel, Resource
 
@@ -33,7 +35,13 @@ class ParallelismSpec(KServeModel):
     pipeline: int | None = None
     data: int | None = None
     data_local: int | None = None
-    data_rpc_port: int | None = None
+    # KServe's JSON name is `dataRPCPort` (the camel-case generator would write `dataRpcPort`);
+    # the old spelling is still read so manifests written for earlier Wharf versions keep it.
+    data_rpc_port: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("dataRPCPort", "dataRpcPort", "data_rpc_port"),
+        serialization_alias="dataRPCPort",
+    )
     expert: bool | None = None
 
 

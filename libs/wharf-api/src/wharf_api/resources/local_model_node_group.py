@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from wharf_api.k8s import PersistentVolumeClaimSpec, PersistentVolumeSpec
+from wharf_api.quantity import Quantity
 from wharf_api.resources._base import KServeModel, Resource
 
 
 class LocalModelNodeGroupSpec(KServeModel):
-    storage_limit: int | str
+    storage_limit: Quantity
     persistent_volume_spec: PersistentVolumeSpec
     persistent_volume_claim_spec: PersistentVolumeClaimSpec
 
 
 class LocalModelNodeGroupStatus(KServeModel):
-    used: int | str | None = None
-    available: int | str | None = None
+    used: Quantity | None = None
+    available: Quantity | None = None
 
 
 class LocalModelNodeGroup(Resource):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from wharf_api.quantity import Quantity
 from wharf_api.resources._base import Addressable, Condition, KServeModel, Resource
 
 
 class TrainedModelModel(KServeModel):
     storage_uri: str
     framework: str
-    memory: int | str
+    memory: Quantity
 
 
 class TrainedModelSpec(KServeModel):
