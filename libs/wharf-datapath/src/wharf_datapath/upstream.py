@@ -1,8 +1,16 @@
-"""A lean HTTP/1.1 client for the ingress: pooled keep-alive connections to local replicas.
+"""A lean HTTP/1.1 client for the proxy: pooled keep-alive connections to replicas.
 
-The ingress adds one hop to every request, so this path is kept short: requests are written as
+The proxy adds one hop to every request, so this path is kept short: requests are written as
 raw bytes on an idle connection, responses parsed by httptools (the parser uvicorn uses). A
 general client (httpx) costs several times more CPU per request on this path.
+
+A request body is either `bytes` (buffered: it can be sent again) or a `StreamedBody` (read
+from the client while it is written upstream, on a fresh connection, so that a stale pooled
+connection cannot swallow it). Failures before any response byte are told apart, so the proxy
+can decide whether to try another replica (`retry`):
+
+- `UpstreamConnectError`: the connection was refused, nothing was sent;
+- `UpstreamClosedError`: the connection closed or was reset before any response byte.
 """
 
 from __future__ import annotations
@@ -15,10 +23,32 @@ from dataclasses import dataclass, field
 import httptools
 
 MAX_IDLE_PER_PORT = 64
+Address = tuple[str, int]
 
 
 class UpstreamConnectError(ConnectionError):
     """The replica refused the connection: nothing was sent, another replica may be tried."""
+
+
+class UpstreamClosedError(ConnectionError):
+    """The replica closed or reset the connection before any byte of a response."""
+
+
+@dataclass(slots=True)
+class StreamedBody:
+    """A request body passed on while it arrives: what was read so far, then the rest.
+
+    `length` is the client's Content-Length (None: sent upstream chunked). `started` turns True
+    once the first byte is written upstream: from then on the body cannot be sent again.
+    """
+
+    prefix: bytes
+    rest: AsyncIterator[bytes]
+    length: int | None
+    started: bool = False
+
+
+Body = bytes | StreamedBody
 
 
 @dataclass
@@ -67,51 +97,115 @@ class _Conn:
             self.writer.close()
 
 
+def _head(
+    method: str, target: str, headers: list[tuple[bytes, bytes]], framing: bytes
+) -> list[bytes]:
+    head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    for name, value in headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(framing)
+    return head
+
+
 class UpstreamPool:
     def __init__(self) -> None:
-        self._idle: dict[int, list[_Conn]] = {}
+        self._idle: dict[Address, list[_Conn]] = {}
 
-    async def _connect(self, port: int) -> _Conn:
+    async def _connect(self, address: Address) -> _Conn:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection(*address)
         except OSError as exc:
-            raise UpstreamConnectError(f"127.0.0.1:{port}: {exc}") from exc
+            raise UpstreamConnectError(f"{address[0]}:{address[1]}: {exc}") from exc
         return _Conn(reader, writer)
 
     async def request(
         self,
-        port: int,
+        address: Address,
         method: str,
         target: str,
         headers: list[tuple[bytes, bytes]],
-        body: bytes,
+        body: Body,
     ) -> Response:
-        head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
-        for name, value in headers:
-            head += [name, b": ", value, b"\r\n"]
-        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        """Send one request to `address` (host, port) and read the response's head.
+
+        `headers` must not carry hop-by-hop fields nor Content-Length: the framing is added here.
+        """
+        if isinstance(body, StreamedBody):
+            return await self._request_streamed(address, method, target, headers, body)
+        head = _head(method, target, headers, b"content-length: %d\r\n\r\n" % len(body))
         raw = b"".join(head) + body
-        idle = self._idle.setdefault(port, [])
+        idle = self._idle.setdefault(address, [])
         while idle:
             conn = idle.pop()
             try:
-                return await self._exchange(port, conn, raw, method)
+                return await self._exchange(address, conn, raw, method)
             except _StaleConnection:
                 # the server closed an idle keep-alive connection before reading: resend
                 continue
         try:
-            return await self._exchange(port, await self._connect(port), raw, method)
+            return await self._exchange(address, await self._connect(address), raw, method)
         except _StaleConnection as exc:
-            raise ConnectionError(
-                f"127.0.0.1:{port} closed the connection without answering"
+            raise UpstreamClosedError(
+                f"{address[0]}:{address[1]} closed the connection without answering"
             ) from exc
 
-    async def _exchange(self, port: int, conn: _Conn, raw: bytes, method: str) -> Response:
+    async def _request_streamed(
+        self,
+        address: Address,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: StreamedBody,
+    ) -> Response:
+        conn = await self._connect(address)
+        chunked = body.length is None
+        framing = (
+            b"content-length: %d\r\n\r\n" % body.length
+            if body.length is not None
+            else b"transfer-encoding: chunked\r\n\r\n"
+        )
+        writer = conn.writer
+        body.started = True
+        try:
+            writer.write(b"".join(_head(method, target, headers, framing)))
+            self._write_chunk(writer, body.prefix, chunked)
+            async for chunk in body.rest:
+                self._write_chunk(writer, chunk, chunked)
+                await writer.drain()
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            # the replica stopped reading: it may have answered already (413, an error)
+            pass
+        except BaseException:
+            conn.close()  # the client's body failed (too large, gone): this request is over
+            raise
+        try:
+            return await self._exchange(address, conn, b"", method)
+        except _StaleConnection as exc:
+            raise UpstreamClosedError(
+                f"{address[0]}:{address[1]} closed the connection without answering"
+            ) from exc
+
+    @staticmethod
+    def _write_chunk(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
+        if not data:
+            return
+        if chunked:
+            writer.write(b"%x\r\n" % len(data))
+            writer.write(data)
+            writer.write(b"\r\n")
+        else:
+            writer.write(data)
+
+    async def _exchange(self, address: Address, conn: _Conn, raw: bytes, method: str) -> Response:
         resp = Response()
         parser = resp.parser = httptools.HttpResponseParser(resp)
         got_bytes = False
         try:
-            conn.writer.write(raw)
+            if raw:
+                conn.writer.write(raw)
             while not resp.complete:
                 if (
                     resp.streamed
@@ -119,7 +213,7 @@ class UpstreamPool:
                     and parser.get_status_code() not in (204, 304)
                 ):
                     resp.status = parser.get_status_code()
-                    resp.stream = self._stream(port, conn, resp, parser)
+                    resp.stream = self._stream(address, conn, resp, parser)
                     return resp
                 data = await conn.reader.read(65536)
                 if not data:
@@ -142,19 +236,23 @@ class UpstreamPool:
             conn.close()
             raise
         resp.status = parser.get_status_code()
-        self._done(port, conn, resp)
+        self._done(address, conn, resp)
         return resp
 
-    def _done(self, port: int, conn: _Conn, resp: Response) -> None:
+    def _done(self, address: Address, conn: _Conn, resp: Response) -> None:
         resp.parser = None
-        idle = self._idle.setdefault(port, [])
+        idle = self._idle.setdefault(address, [])
         if resp.keep_alive and len(idle) < MAX_IDLE_PER_PORT:
             idle.append(conn)
         else:
             conn.close()
 
     async def _stream(
-        self, port: int, conn: _Conn, resp: Response, parser: httptools.HttpResponseParser
+        self,
+        address: Address,
+        conn: _Conn,
+        resp: Response,
+        parser: httptools.HttpResponseParser,
     ) -> AsyncIterator[bytes]:
         finished = False
         try:
@@ -175,12 +273,13 @@ class UpstreamPool:
             finished = True
         finally:
             if finished:
-                self._done(port, conn, resp)
+                self._done(address, conn, resp)
             else:  # the client went away mid-stream: this connection's state is unknown
                 conn.close()
 
-    def forget(self, port: int) -> None:
-        for conn in self._idle.pop(port, []):
+    def forget(self, host: str, port: int) -> None:
+        """Close the idle connections to a replica that is gone."""
+        for conn in self._idle.pop((host, port), []):
             conn.close()
 
     async def aclose(self) -> None:

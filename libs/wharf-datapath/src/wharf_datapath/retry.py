@@ -1,0 +1,34 @@
+"""When a request may be sent again to another replica. Pure.
+
+Only failures before any response byte are retried, and only when the request body is still
+at hand (buffered, or not yet read from the client):
+
+- the connection was refused: nothing reached the replica, any method may be resent;
+- the connection closed (or reset) without an answer: the replica may have started on the
+  request, so only idempotent methods are resent. (A stale keep-alive connection that the
+  replica had closed while idle is a third case, retried inside the upstream pool: it is the
+  usual keep-alive race, not a request the replica saw.)
+
+A request that made a replica die is not sent to the next one unless its method says that is
+safe: a request that crashes servers would otherwise crash them all.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# tries of one request, the first included
+MAX_ATTEMPTS = 3
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class Failure(Enum):
+    REFUSED = "refused"  # nothing was sent
+    UNANSWERED = "unanswered"  # sent, closed or reset before any response byte
+
+
+def may_resend(method: str, failure: Failure, *, replayable: bool, attempt: int) -> bool:
+    """Whether try number `attempt` (1-based) that failed so may be followed by another."""
+    if attempt >= MAX_ATTEMPTS or not replayable:
+        return False
+    return failure is Failure.REFUSED or method in IDEMPOTENT_METHODS
