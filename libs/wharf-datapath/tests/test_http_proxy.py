@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +37,15 @@ async def send_json(send: Any, payload: Any, status: int = 200, extra: Any = ())
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
     await send({"type": "http.response.body", "body": body})
+
+
+def accept_queue(port: int) -> int:
+    """Connections waiting in the accept queue of a loopback listener (Linux's /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 class Echo:
@@ -228,7 +239,9 @@ async def test_unanswered_requests_are_resent_only_when_idempotent(
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # reads the request, then closes without a byte of answer (a replica that died on it)
         nonlocal seen
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
         seen += 1
         writer.close()
 
@@ -287,3 +300,24 @@ async def test_a_gone_replica_loses_its_pooled_connections(serve: Serve, proxied
         for callback in backends.gone:
             callback("127.0.0.1", port)
         assert ("127.0.0.1", port) not in proxy.upstream._idle
+
+
+async def test_a_request_reset_unread_is_resent_whatever_its_method(
+    serve: Serve, proxied: Any
+) -> None:
+    # a replica killed with the request in its accept queue: the kernel resets the connection
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    doomed = listener.getsockname()[1]
+    echo = Echo()
+    async with serve(echo) as port:
+        client, _, _ = await proxied([doomed, port])
+        request = asyncio.create_task(client.post("/v1/models/m:predict", content=b"{}"))
+        while accept_queue(doomed) == 0:  # the proxy's connection waits to be accepted
+            assert not request.done(), "answered before the replica was killed"
+            await asyncio.sleep(0.01)
+        listener.close()
+        resp = await request
+        assert resp.status_code == 200 and resp.headers[LABEL.decode()] == "replica-1"
+        assert echo.requests == 1

@@ -10,6 +10,10 @@ def test_refused_connections_are_resent_for_any_method() -> None:
         assert may_resend(method, Failure.REFUSED, replayable=True, attempt=1)
 
 
+def test_reset_connections_are_resent_for_any_method() -> None:
+    assert may_resend("POST", Failure.RESET, replayable=True, attempt=1)
+
+
 def test_unanswered_requests_are_resent_only_when_idempotent() -> None:
     assert may_resend("GET", Failure.UNANSWERED, replayable=True, attempt=1)
     assert may_resend("PUT", Failure.UNANSWERED, replayable=True, attempt=1)

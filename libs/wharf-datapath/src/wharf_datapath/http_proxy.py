@@ -28,6 +28,7 @@ from wharf_datapath.upstream import (
     UpstreamClosedError,
     UpstreamConnectError,
     UpstreamPool,
+    UpstreamResetError,
 )
 
 log = logging.getLogger("wharf.datapath")
@@ -154,6 +155,8 @@ class HttpProxy:
                     # the replica went away before the request was sent: try another
                     self.backends.mark_unreachable(lease)
                     failure, error = retry.Failure.REFUSED, exc
+                except UpstreamResetError as exc:
+                    failure, error = retry.Failure.RESET, exc
                 except UpstreamClosedError as exc:
                     failure, error = retry.Failure.UNANSWERED, exc
                 except BodyTooLarge:

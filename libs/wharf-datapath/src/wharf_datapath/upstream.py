@@ -10,7 +10,11 @@ connection cannot swallow it). Failures before any response byte are told apart,
 can decide whether to try another replica (`retry`):
 
 - `UpstreamConnectError`: the connection was refused, nothing was sent;
-- `UpstreamClosedError`: the connection closed or was reset before any response byte.
+- `UpstreamResetError`: the connection was reset before any response byte: the replica's
+  socket was closed with the request unread (a process killed with the request still in its
+  accept queue or receive buffer);
+- `UpstreamClosedError`: the connection was closed before any response byte: the replica may
+  have read the request (and died on it).
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ class UpstreamConnectError(ConnectionError):
 
 
 class UpstreamClosedError(ConnectionError):
-    """The replica closed or reset the connection before any byte of a response."""
+    """The replica closed the connection before any byte of a response."""
+
+
+class UpstreamResetError(UpstreamClosedError):
+    """The replica reset the connection before any byte of a response: it did not read all of
+    the request (the kernel resets a socket closed with unread data)."""
 
 
 @dataclass(slots=True)
@@ -145,9 +154,7 @@ class UpstreamPool:
         try:
             return await self._exchange(address, await self._connect(address), raw, method)
         except _StaleConnection as exc:
-            raise UpstreamClosedError(
-                f"{address[0]}:{address[1]} closed the connection without answering"
-            ) from exc
+            raise _unanswered(address, exc) from exc
 
     async def _request_streamed(
         self,
@@ -184,9 +191,7 @@ class UpstreamPool:
         try:
             return await self._exchange(address, conn, b"", method)
         except _StaleConnection as exc:
-            raise UpstreamClosedError(
-                f"{address[0]}:{address[1]} closed the connection without answering"
-            ) from exc
+            raise _unanswered(address, exc) from exc
 
     @staticmethod
     def _write_chunk(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
@@ -230,7 +235,7 @@ class UpstreamPool:
         except (ConnectionResetError, BrokenPipeError) as exc:
             conn.close()
             if not got_bytes:
-                raise _StaleConnection from exc
+                raise _StaleConnection(reset=True) from exc
             raise
         except BaseException:
             conn.close()
@@ -292,4 +297,12 @@ class UpstreamPool:
 
 
 class _StaleConnection(Exception):
-    pass
+    def __init__(self, reset: bool = False) -> None:
+        self.reset = reset
+
+
+def _unanswered(address: Address, stale: _StaleConnection) -> UpstreamClosedError:
+    where = f"{address[0]}:{address[1]}"
+    if stale.reset:
+        return UpstreamResetError(f"{where} reset the connection without answering")
+    return UpstreamClosedError(f"{where} closed the connection without answering")
