@@ -24,7 +24,7 @@ class Unavailable(Exception):
     """No replica can take the request (none became ready in time): answered 503."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
     """Where a request goes, as the backends resolved it.
 
@@ -38,7 +38,7 @@ class Route:
     key: Hashable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lease:
     """One replica, held for one request.
 
