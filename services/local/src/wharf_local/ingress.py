@@ -11,7 +11,6 @@ served it.
 from __future__ import annotations
 
 from wharf_datapath.backends import LOOPBACK, GoneCallback, Lease, Route, Unavailable
-from wharf_datapath.grpc_proxy import ROUTE_KEYS
 from wharf_datapath.grpc_proxy import GrpcRouter as _GrpcRouter
 from wharf_datapath.http_proxy import HttpProxy
 from wharf_local.routing import route
@@ -19,7 +18,6 @@ from wharf_local.runtime import ActivationTimeout, LocalRuntime
 from wharf_protocol.limits import max_message_bytes
 
 REVISION_HEADER = b"x-wharf-revision"
-GRPC_ROUTE_KEYS = ROUTE_KEYS
 
 
 class LocalBackends:
