@@ -119,7 +119,15 @@ class HttpProxy:
             await self._too_large(send)
             return
         try:
-            body = await self._read_body(receive, size)
+            message = await receive()
+            body: Body
+            if message["type"] == "http.request" and not message.get("more_body"):
+                whole: bytes = message.get("body", b"")  # the usual case: one message
+                if len(whole) > self.max_body_bytes:
+                    raise BodyTooLarge
+                body = whole
+            else:
+                body = await self._read_body(message, receive, size)
         except BodyTooLarge:
             await self._too_large(send)
             return
@@ -198,16 +206,13 @@ class HttpProxy:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _read_body(self, receive: Receive, size: int | None) -> Body:
-        """The whole body when it fits the buffer, else what was read and a stream of the rest."""
-        message = await receive()
+    async def _read_body(self, message: Message, receive: Receive, size: int | None) -> Body:
+        """The whole body when it fits the buffer, else what was read and a stream of the rest.
+
+        `message` is the first one received, with more to come (or a disconnect)."""
         if message["type"] == "http.disconnect":
             raise ClientGone
         first: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            if len(first) > self.max_body_bytes:
-                raise BodyTooLarge
-            return first
         chunks = [first]
         read = len(first)
         limit = self.buffer_bytes
