@@ -19,7 +19,7 @@ format: ## format and autofix
 lint: ## ruff, mypy (strict on libs), import-linter, CRD and gRPC code freshness
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy libs/wharf-api/src libs/wharf-protocol/src libs/wharf-storage/src services/*/src e2e/src bench
+	$(UV) run mypy libs/wharf-api/src libs/wharf-datapath/src libs/wharf-protocol/src libs/wharf-storage/src services/*/src e2e/src bench
 	$(UV) run lint-imports
 	$(UV) run python -m wharf_api.crdgen deploy/base/crds --check
 	$(UV) run python -m wharf_protocol.codegen --check

@@ -1,15 +1,12 @@
-"""The local runtime's pure decisions: backoff, autoscaling, traffic split, routing, status."""
+"""The local runtime's pure decisions: backoff, autoscaling, routing, status."""
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter
 from pathlib import Path
 
 from wharf_api.status import ComponentReadiness, conditions
 from wharf_local.autoscaler import Bounds, Observation, recommend
 from wharf_local.backoff import crashes_in_a_row, restart_delay
-from wharf_local.balancer import least_loaded, swrr_pick
 from wharf_local.manifests import resolve_local_paths
 from wharf_local.render import traffic_columns
 from wharf_local.routing import host_table, route
@@ -60,31 +57,6 @@ def test_a_held_request_wakes_a_revision_at_zero() -> None:
 def test_min_replicas_is_a_floor() -> None:
     bounds = Bounds(2, 5, "concurrency", 10)
     assert recommend(bounds, obs(idle=1000), 2, scale_to_zero_after_s=1) == 2
-
-
-def test_weighted_round_robin_gives_exact_shares_evenly_spread() -> None:
-    state: dict[str, int] = {}
-    picks = []
-    for _ in range(100):
-        chosen, state = swrr_pick({"latest": 20, "prev": 80}, state)
-        assert chosen is not None
-        picks.append(chosen)
-    assert Counter(picks) == {"latest": 20, "prev": 80}
-    # never two canary requests in a row at 20%
-    assert all(not (a == b == "latest") for a, b in itertools.pairwise(picks))
-
-
-def test_zero_weights_are_never_picked() -> None:
-    state: dict[str, int] = {}
-    for _ in range(10):
-        chosen, state = swrr_pick({"latest": 0, "prev": 100}, state)
-        assert chosen == "prev"
-    assert swrr_pick({}, {}) == (None, {})
-
-
-def test_least_loaded_replica() -> None:
-    assert least_loaded([3, 1, 1]) == 1
-    assert least_loaded([]) is None
 
 
 HOSTS = host_table([("default", "iris", ["predictor", "transformer"])], "example.com")

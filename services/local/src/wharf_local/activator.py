@@ -13,7 +13,7 @@ import contextlib
 import time
 from typing import Protocol
 
-from wharf_local.balancer import least_loaded
+from wharf_datapath.balancer import least_loaded
 from wharf_local.state import Component, Replica, Revision
 
 TICK_S = 0.2

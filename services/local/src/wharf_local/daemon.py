@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wharf_datapath.sniffing import H2Sniffer, protocol_for
 from wharf_local import __version__
 from wharf_local.home import Home
 from wharf_local.ingress import GrpcRouter, HttpIngress
 from wharf_local.runtime import LocalRuntime
 from wharf_local.settings import Settings
-from wharf_local.sniffing import H2Sniffer, protocol_for
 
 log = logging.getLogger("wharf.daemon")
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from wharf_api.plan import ComponentPlan, ServicePlan
 from wharf_api.status import Condition
 from wharf_api.traffic import RolloutState, TrafficTarget
-from wharf_local.balancer import swrr_pick
+from wharf_datapath.balancer import swrr_pick
 from wharf_local.processes import ManagedProcess
 
 # starting: process started, not ready yet; ready: answers its readiness probe;

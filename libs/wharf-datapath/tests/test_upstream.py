@@ -1,10 +1,10 @@
-"""The ingress's upstream pool reuses keep-alive connections and resends on a stale one."""
+"""The upstream pool reuses keep-alive connections and resends on a stale one."""
 
 from __future__ import annotations
 
 import asyncio
 
-from wharf_local.upstream import UpstreamConnectError, UpstreamPool
+from wharf_datapath.upstream import UpstreamConnectError, UpstreamPool
 
 
 async def test_keep_alive_connections_are_reused_and_stale_ones_replaced() -> None:
@@ -34,7 +34,9 @@ async def test_keep_alive_connections_are_reused_and_stale_ones_replaced() -> No
     pool = UpstreamPool()
     try:
         for i in range(5):
-            resp = await pool.request(port, "POST", "/x", [(b"host", b"h")], b"hello %d" % i)
+            resp = await pool.request(
+                ("127.0.0.1", port), "POST", "/x", [(b"host", b"h")], b"hello %d" % i
+            )
             assert (resp.status, bytes(resp.body)) == (200, b"hello %d" % i)
             await asyncio.sleep(0.01)
     finally:
@@ -52,7 +54,7 @@ async def test_a_refused_connection_says_so() -> None:
     await server.wait_closed()
     pool = UpstreamPool()
     try:
-        await pool.request(port, "GET", "/", [], b"")
+        await pool.request(("127.0.0.1", port), "GET", "/", [], b"")
     except UpstreamConnectError as exc:
         assert f"127.0.0.1:{port}" in str(exc)
     else:
@@ -87,14 +89,16 @@ async def test_a_body_without_length_streams_chunk_by_chunk() -> None:
     try:
         for _ in range(2):
             second.clear()
-            resp = await pool.request(port, "GET", "/events", [(b"host", b"h")], b"")
+            resp = await pool.request(("127.0.0.1", port), "GET", "/events", [(b"host", b"h")], b"")
             assert resp.status == 200 and resp.stream is not None
             chunks = []
             async for chunk in resp.stream:
                 chunks.append(chunk)
                 second.set()  # only now may the server send the rest
             assert chunks == [b"data: one\n\n", b"data: two\n\n"]
-        assert len(pool._idle[port]) == 1  # the connection went back to the pool, twice
+        assert (
+            len(pool._idle[("127.0.0.1", port)]) == 1
+        )  # the connection went back to the pool, twice
     finally:
         await pool.aclose()
         await asyncio.sleep(0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hpack
 import pytest
 
-from wharf_local.sniffing import H2_PREFACE, NotYet, scan_h2_start
+from wharf_datapath.sniffing import H2_PREFACE, NotYet, scan_h2_start
 
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"

@@ -1,0 +1,308 @@
+"""A lean HTTP/1.1 client for the proxy: pooled keep-alive connections to replicas.
+
+The proxy adds one hop to every request, so this path is kept short: requests are written as
+raw bytes on an idle connection, responses parsed by httptools (the parser uvicorn uses). A
+general client (httpx) costs several times more CPU per request on this path.
+
+A request body is either `bytes` (buffered: it can be sent again) or a `StreamedBody` (read
+from the client while it is written upstream, on a fresh connection, so that a stale pooled
+connection cannot swallow it). Failures before any response byte are told apart, so the proxy
+can decide whether to try another replica (`retry`):
+
+- `UpstreamConnectError`: the connection was refused, nothing was sent;
+- `UpstreamResetError`: the connection was reset before any response byte: the replica's
+  socket was closed with the request unread (a process killed with the request still in its
+  accept queue or receive buffer);
+- `UpstreamClosedError`: the connection was closed before any response byte: the replica may
+  have read the request (and died on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httptools
+
+MAX_IDLE_PER_PORT = 64
+Address = tuple[str, int]
+
+
+class UpstreamConnectError(ConnectionError):
+    """The replica refused the connection: nothing was sent, another replica may be tried."""
+
+
+class UpstreamClosedError(ConnectionError):
+    """The replica closed the connection before any byte of a response."""
+
+
+class UpstreamResetError(UpstreamClosedError):
+    """The replica reset the connection before any byte of a response: it did not read all of
+    the request (the kernel resets a socket closed with unread data)."""
+
+
+@dataclass(slots=True)
+class StreamedBody:
+    """A request body passed on while it arrives: what was read so far, then the rest.
+
+    `length` is the client's Content-Length (None: sent upstream chunked). `started` turns True
+    once the first byte is written upstream: from then on the body cannot be sent again.
+    """
+
+    prefix: bytes
+    rest: AsyncIterator[bytes]
+    length: int | None
+    started: bool = False
+
+
+Body = bytes | StreamedBody
+
+
+@dataclass
+class Response:
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+    keep_alive: bool = True
+    parser: httptools.HttpResponseParser | None = None
+    # set for a body without a length (chunked, SSE): its chunks as they arrive
+    stream: AsyncIterator[bytes] | None = None
+    headers_done: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        """No content-length: chunked or read to the end (server-sent events, token streams)."""
+        return self.headers_done and not any(
+            k.lower() == b"content-length" for k, _ in self.headers
+        )
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        # llhttp answers should_keep_alive() only until the message completes
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+def _head(
+    method: str, target: str, headers: list[tuple[bytes, bytes]], framing: bytes
+) -> list[bytes]:
+    head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    for name, value in headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(framing)
+    return head
+
+
+class UpstreamPool:
+    def __init__(self) -> None:
+        self._idle: dict[Address, list[_Conn]] = {}
+
+    async def _connect(self, address: Address) -> _Conn:
+        try:
+            reader, writer = await asyncio.open_connection(*address)
+        except OSError as exc:
+            raise UpstreamConnectError(f"{address[0]}:{address[1]}: {exc}") from exc
+        return _Conn(reader, writer)
+
+    async def request(
+        self,
+        address: Address,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+    ) -> Response:
+        """Send one request to `address` (host, port) and read the response's head.
+
+        `headers` must not carry hop-by-hop fields nor Content-Length: the framing is added here.
+        """
+        if isinstance(body, StreamedBody):
+            return await self._request_streamed(address, method, target, headers, body)
+        head = _head(method, target, headers, b"content-length: %d\r\n\r\n" % len(body))
+        raw = b"".join(head) + body
+        idle = self._idle.setdefault(address, [])
+        while idle:
+            conn = idle.pop()
+            try:
+                return await self._exchange(address, conn, raw, method)
+            except _StaleConnection:
+                # the server closed an idle keep-alive connection before reading: resend
+                continue
+        try:
+            return await self._exchange(address, await self._connect(address), raw, method)
+        except _StaleConnection as exc:
+            raise _unanswered(address, exc) from exc
+
+    async def _request_streamed(
+        self,
+        address: Address,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: StreamedBody,
+    ) -> Response:
+        conn = await self._connect(address)
+        chunked = body.length is None
+        framing = (
+            b"content-length: %d\r\n\r\n" % body.length
+            if body.length is not None
+            else b"transfer-encoding: chunked\r\n\r\n"
+        )
+        writer = conn.writer
+        body.started = True
+        try:
+            writer.write(b"".join(_head(method, target, headers, framing)))
+            self._write_chunk(writer, body.prefix, chunked)
+            async for chunk in body.rest:
+                self._write_chunk(writer, chunk, chunked)
+                await writer.drain()
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            # the replica stopped reading: it may have answered already (413, an error)
+            pass
+        except BaseException:
+            conn.close()  # the client's body failed (too large, gone): this request is over
+            raise
+        try:
+            return await self._exchange(address, conn, b"", method)
+        except _StaleConnection as exc:
+            raise _unanswered(address, exc) from exc
+
+    @staticmethod
+    def _write_chunk(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
+        if not data:
+            return
+        if chunked:
+            writer.write(b"%x\r\n" % len(data))
+            writer.write(data)
+            writer.write(b"\r\n")
+        else:
+            writer.write(data)
+
+    async def _exchange(self, address: Address, conn: _Conn, raw: bytes, method: str) -> Response:
+        resp = Response()
+        parser = resp.parser = httptools.HttpResponseParser(resp)
+        got_bytes = False
+        try:
+            if raw:
+                conn.writer.write(raw)
+            while not resp.complete:
+                if (
+                    resp.streamed
+                    and method != "HEAD"
+                    and parser.get_status_code() not in (204, 304)
+                ):
+                    resp.status = parser.get_status_code()
+                    resp.stream = self._stream(address, conn, resp, parser)
+                    return resp
+                data = await conn.reader.read(65536)
+                if not data:
+                    if method == "HEAD" or parser.get_status_code() in (204, 304):
+                        break
+                    if not got_bytes:
+                        raise _StaleConnection
+                    parser.feed_data(b"")  # a body delimited by the end of the connection
+                    resp.complete = True
+                    resp.keep_alive = False
+                    break
+                got_bytes = True
+                parser.feed_data(data)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            conn.close()
+            if not got_bytes:
+                raise _StaleConnection(reset=True) from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        resp.status = parser.get_status_code()
+        self._done(address, conn, resp)
+        return resp
+
+    def _done(self, address: Address, conn: _Conn, resp: Response) -> None:
+        resp.parser = None
+        idle = self._idle.setdefault(address, [])
+        if resp.keep_alive and len(idle) < MAX_IDLE_PER_PORT:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    async def _stream(
+        self,
+        address: Address,
+        conn: _Conn,
+        resp: Response,
+        parser: httptools.HttpResponseParser,
+    ) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            while True:
+                if resp.body:
+                    chunk = bytes(resp.body)
+                    resp.body.clear()
+                    yield chunk
+                if resp.complete:
+                    break
+                data = await conn.reader.read(65536)
+                if not data:
+                    parser.feed_data(b"")
+                    resp.keep_alive = False
+                    resp.complete = True
+                    continue
+                parser.feed_data(data)
+            finished = True
+        finally:
+            if finished:
+                self._done(address, conn, resp)
+            else:  # the client went away mid-stream: this connection's state is unknown
+                conn.close()
+
+    def forget(self, host: str, port: int) -> None:
+        """Close the idle connections to a replica that is gone."""
+        for conn in self._idle.pop((host, port), []):
+            conn.close()
+
+    async def aclose(self) -> None:
+        conns = [c for idle in self._idle.values() for c in idle]
+        self._idle.clear()
+        for conn in conns:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.writer.wait_closed()
+
+
+class _StaleConnection(Exception):
+    def __init__(self, reset: bool = False) -> None:
+        self.reset = reset
+
+
+def _unanswered(address: Address, stale: _StaleConnection) -> UpstreamClosedError:
+    where = f"{address[0]}:{address[1]}"
+    if stale.reset:
+        return UpstreamResetError(f"{where} reset the connection without answering")
+    return UpstreamClosedError(f"{where} closed the connection without answering")
