@@ -214,3 +214,22 @@ async def test_a_namespace_cannot_escape_the_home(runtime: LocalRuntime, tmp_pat
     await asyncio.sleep(0.5)  # a few ticks: nothing is started for it
     written = tree(tmp_path) - before
     assert not [p for p in written if "elsewhere" in str(p) or "escape" in str(p)]
+
+
+async def test_a_replica_marked_unreachable_is_probed_back_into_service(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "version.txt").write_text("v1")
+    runtime.apply([standin_runtime(), isvc("m", f"file://{folder}")])
+    svc = runtime.services[("default", "m")]
+    await until(lambda: condition(svc) == ("True", None), "ready")
+    comp = svc.components["predictor"]
+    rev, replica = await runtime.acquire(svc, comp)
+    runtime.release(rev, replica)
+    runtime.mark_unreachable(rev, replica)
+    assert replica.state == "starting"
+    # its process is alive and answers: it comes back without a restart
+    await until(lambda: replica.state == "ready", "the replica ready again")
+    assert replica.crashes == 0

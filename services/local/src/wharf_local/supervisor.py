@@ -24,6 +24,8 @@ from wharf_local.state import EventType, Replica, Revision
 log = logging.getLogger("wharf.local")
 
 PROBE_INTERVAL_S = 0.1
+# how often a ready replica is checked for having been marked unreachable
+REPROBE_INTERVAL_S = 0.5
 # how long an unready replica may take before its listening ports are checked
 PORT_CHECK_AFTER_S = 5.0
 
@@ -68,6 +70,12 @@ class Supervisor:
         exited.add_done_callback(lambda _: self._on_exit(replica.http_port))
         try:
             await self._until_ready(rev, replica, proc, exited, emit)
+            while not exited.done():
+                # the ingress marks a replica that refused a connection as starting again:
+                # probe it back into service if its process is still there
+                await asyncio.wait({exited}, timeout=REPROBE_INTERVAL_S)
+                if replica.state == "starting" and not exited.done():
+                    await self._until_ready(rev, replica, proc, exited, emit)
             code = await exited
         except asyncio.CancelledError:
             # scaled down or deleted: stop the process, then leave
