@@ -183,8 +183,12 @@ def test_every_kind_up_accepts_is_listed_described_and_deleted(wharf: Wharf) -> 
         assert rows[1].split()[:3] == ["team-sklearn", "false", "sklearn"]
     described = wharf.run("describe", "sr", "team-sklearn").stdout
     assert "Kind:         ServingRuntime" in described and "--model_dir=/mnt/models" in described
-    deleted = wharf.run("delete", "-f", example)
+    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\n---\n"
+    both = wharf.root / "runtime-and-secret.yaml"
+    both.write_text(secret + Path(example).read_text())
+    deleted = wharf.run("delete", "-f", str(both))
     assert 'servingruntime "team-sklearn" deleted' in deleted.stdout
+    assert "skipped Secret/creds: not a kind wharf runs" in deleted.stdout
     assert "No resources found" in wharf.run("get", "sr").stdout
     again = wharf.run("delete", "sr", "team-sklearn", check=False)
     assert again.returncode == 1 and 'servingruntime "team-sklearn" not found' in again.stderr

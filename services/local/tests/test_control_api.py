@@ -91,7 +91,7 @@ async def test_cluster_runtimes_include_the_builtins_which_cannot_be_deleted(
     assert builtin["kserve-sklearnserver"] is True
     assert builtin["mine"] is False
     refused = await api.delete("/objects/ClusterServingRuntime/kserve-sklearnserver")
-    assert refused.status_code == 404
+    assert refused.status_code == 409
     assert "built in" in refused.json()["error"]
     assert (await api.delete("/objects/ClusterServingRuntime/mine")).status_code == 200
     names = [

@@ -403,10 +403,17 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
     daemon = _running_daemon()
     targets: list[tuple[Any, str, str]] = []
     if paths:
+        from wharf_local.kinds import resolve_kind
+
         for doc in _documents(paths):
-            info = _kind(str(doc.get("kind") or ""))
             meta = doc.get("metadata") or {}
-            targets.append((info, str(meta.get("name")), meta.get("namespace") or namespace))
+            found = resolve_kind(str(doc.get("kind") or ""))
+            if found is None or (
+                found.api_versions and doc.get("apiVersion") not in found.api_versions
+            ):
+                click.echo(f"skipped {doc.get('kind')}/{meta.get('name')}: not a kind wharf runs")
+                continue
+            targets.append((found, str(meta.get("name")), meta.get("namespace") or namespace))
     else:
         info, names = _target(args)
         if not names:

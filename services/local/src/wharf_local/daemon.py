@@ -80,10 +80,9 @@ def control_app(runtime: LocalRuntime, stop: asyncio.Event, home: Home) -> Starl
         kind, name = request.path_params["kind"], request.path_params["name"]
         namespace = request.query_params.get("namespace") or "default"
         item = get_object(runtime, kind, namespace, name)
-        if item is None or (request.method == "DELETE" and item.get("local", {}).get("builtin")):
-            where = "" if item is not None else f" in namespace {namespace}"
-            what = "is built in and cannot be deleted" if item is not None else "not found"
-            return JSONResponse({"error": f"{kind} {name!r} {what}{where}"}, 404)
+        refused = _refusal(item, request.method, f"{kind} {name!r}", namespace)
+        if refused is not None or item is None:
+            return refused or JSONResponse({}, 404)
         if request.method == "DELETE":
             await runtime.delete_object(kind, namespace, name)
             save()
@@ -122,6 +121,17 @@ def control_app(runtime: LocalRuntime, stop: asyncio.Event, home: Home) -> Starl
             Route("/shutdown", shutdown, methods=["POST"]),
         ]
     )
+
+
+def _refusal(
+    item: dict[str, Any] | None, method: str, what: str, namespace: str
+) -> Response | None:
+    """The answer when an object cannot be read or deleted: 404 unknown, 409 built in."""
+    if item is None:
+        return JSONResponse({"error": f"{what} not found in {namespace}"}, 404)
+    if method == "DELETE" and item.get("local", {}).get("builtin"):
+        return JSONResponse({"error": f"{what} is built in: it cannot be deleted"}, 409)
+    return None
 
 
 def _documents_problem(body: Any) -> str | None:
