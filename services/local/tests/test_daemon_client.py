@@ -51,6 +51,20 @@ def test_a_killed_daemon_is_reported_and_its_leftovers_removed(tmp_path: Path) -
     assert not home.socket.exists() and not home.pid_file.exists()
 
 
+def test_down_after_a_kill_says_so_and_removes_the_leftovers(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.root.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    home.pid_file.write_text(str(gone.pid))
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(home.socket))
+    result = CliRunner().invoke(main, ["down"], env={"WHARF_HOME": str(home.root)})
+    assert result.exit_code == 0
+    assert "wharf was not running" in result.output
+    assert not home.socket.exists() and not home.pid_file.exists()
+
+
 @pytest.mark.parametrize("busy", ["WHARF_INGRESS_PORT", "WHARF_INGRESS_GRPC_PORT"])
 def test_a_busy_ingress_port_is_named_with_its_variable_and_nothing_is_left(
     tmp_path: Path, busy: str, monkeypatch: pytest.MonkeyPatch

@@ -142,6 +142,7 @@ class Daemon:
                 self.call("POST", "/shutdown")
         elif pid is None or not _running(pid) or not _is_daemon(pid):
             # No daemon: a stale pid file may name a process that reused the number.
+            self.clean_stale()
             return False
         elif pid is not None:
             with contextlib.suppress(ProcessLookupError):
