@@ -146,7 +146,9 @@ def test_yaml_shows_the_defaulted_spec_and_json_lists_are_a_list(wharf: Wharf) -
 
 
 def test_describe_and_logs_take_kind_and_name(wharf: Wharf) -> None:
-    assert "Name:        iris" in wharf.run("describe", "isvc", "iris").stdout
+    described = wharf.run("describe", "isvc", "iris").stdout
+    assert "Name:        iris" in described
+    assert "Runtime:           kserve-sklearnserver (ClusterServingRuntime" in described
     assert "Name:        iris" in wharf.run("describe", "iris").stdout
     assert "==> iris-predictor-00001-0.log <==" in wharf.run("logs", "isvc", "iris").stdout
 

@@ -170,3 +170,30 @@ def test_wide_and_all_namespaces_columns() -> None:
         "m-predictor-00002",
         "5s",
     ]
+
+
+def test_describe_names_the_runtime_each_component_was_given() -> None:
+    from wharf_local.render import describe_lines
+
+    item = {
+        "metadata": {"name": "m", "namespace": "default", "generation": 1},
+        "status": {"conditions": [], "components": {"predictor": {}}},
+        "local": {
+            "revisions": {"predictor": []},
+            "events": [],
+            "runtimes": {
+                "predictor": {
+                    "runtime": "team-sklearn",
+                    "kind": "ServingRuntime",
+                    "modelFormat": "sklearn",
+                    "protocol": "v1",
+                    "command": ["my-server", "--model_name=m"],
+                }
+            },
+        },
+    }
+    lines = describe_lines(item)
+    assert (
+        "  Runtime:           team-sklearn (ServingRuntime, format sklearn, protocol v1)" in lines
+    )
+    assert "  Command:           my-server --model_name=m" in lines

@@ -24,7 +24,19 @@ def defaulted(manifest: dict[str, Any]) -> dict[str, Any]:
 def service_view(runtime: LocalRuntime, svc: Service) -> dict[str, Any]:
     item = runtime.describe(svc)
     shown = defaulted(svc.manifest)
-    return {**item, "spec": shown.get("spec", item.get("spec", {}))}
+    local = dict(item.get("local") or {})
+    # which runtime each component was given, and what it runs (issue: name the runtime)
+    local["runtimes"] = {
+        c.component: {
+            "runtime": c.runtime,
+            "kind": c.runtime_kind,
+            "modelFormat": c.model_format,
+            "protocol": c.protocol,
+            "command": [*c.container.command, *c.container.args],
+        }
+        for c in svc.plan.components
+    }
+    return {**item, "spec": shown.get("spec", item.get("spec", {})), "local": local}
 
 
 def _with_meta(manifest: dict[str, Any], namespace: str | None, **local: Any) -> dict[str, Any]:

@@ -190,6 +190,13 @@ def describe_lines(item: dict[str, Any]) -> list[str]:
         lines.append(f"  {c['type']:<18} {c['status']:<6} {c.get('lastTransitionTime', '')}{why}")
     for name, comp in st.get("components", {}).items():
         lines.append(f"Component {name}:")
+        chosen = item.get("local", {}).get("runtimes", {}).get(name)
+        if chosen and chosen.get("runtime"):
+            lines.append(
+                f"  Runtime:           {chosen['runtime']} ({chosen.get('kind')}, format "
+                f"{chosen.get('modelFormat')}, protocol {chosen.get('protocol')})"
+            )
+            lines.append(f"  Command:           {' '.join(chosen.get('command') or []) or '-'}")
         lines.append(f"  Latest created:    {comp.get('latestCreatedRevision')}")
         lines.append(f"  Latest ready:      {comp.get('latestReadyRevision')}")
         lines.append(f"  Latest rolled out: {comp.get('latestRolledoutRevision')}")
