@@ -197,3 +197,24 @@ def test_describe_names_the_runtime_each_component_was_given() -> None:
         "  Runtime:           team-sklearn (ServingRuntime, format sklearn, protocol v1)" in lines
     )
     assert "  Command:           my-server --model_name=m" in lines
+
+
+def test_an_object_named_in_several_files_is_reported_with_the_one_that_wins() -> None:
+    from wharf_local.manifests import repeated_objects
+
+    def doc(name: str, namespace: str | None = None) -> dict[str, Any]:
+        meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+        return {"kind": "InferenceService", "metadata": meta}
+
+    warnings = repeated_objects(
+        [
+            ("a.yaml", doc("iris")),
+            ("b.yaml", doc("iris", "default")),
+            ("c.yaml", doc("other")),
+            ("d.yaml", doc("iris", "team")),
+        ]
+    )
+    assert warnings == [
+        "inferenceservice/iris is named 2 times (a.yaml, b.yaml): each is applied in turn "
+        "and the last one (b.yaml) wins"
+    ]

@@ -15,7 +15,7 @@ from rich.console import Console
 from wharf_local import __version__
 from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
-from wharf_local.manifests import resolve_local_paths
+from wharf_local.manifests import repeated_objects, resolve_local_paths
 from wharf_local.render import (
     condition,
     curl_lines,
@@ -100,18 +100,24 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def _documents(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
+    return [doc for _, doc in _named_documents(paths)]
+
+
+def _named_documents(paths: tuple[Path, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """Each document with the file it came from (`<stdin>` for `-f -`)."""
     from wharf_api import WharfValidationError, load_documents
 
-    docs: list[dict[str, Any]] = []
+    docs: list[tuple[str, dict[str, Any]]] = []
     for path in _files(paths):
+        source = "<stdin>" if path == STDIN else str(path)
         try:
             if path == STDIN:
                 loaded, base = load_documents(_stdin() + "\n"), Path.cwd()
             else:
                 loaded, base = load_documents(path), path.resolve().parent
         except (OSError, yaml.YAMLError, ValueError, WharfValidationError) as exc:
-            raise click.ClickException(f"{'<stdin>' if path == STDIN else path}: {exc}") from exc
-        docs.extend(resolve_local_paths(doc, base) for doc in loaded)
+            raise click.ClickException(f"{source}: {exc}") from exc
+        docs.extend((source, resolve_local_paths(doc, base)) for doc in loaded)
     return docs
 
 
@@ -185,7 +191,10 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
     The result is the state of what this apply asked for: `up` waits until the status reflects
     the applied generation before it judges Ready or failure.
     """
-    docs = _documents(paths)
+    named = _named_documents(paths)
+    for warning in repeated_objects(named):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    docs = [doc for _, doc in named]
     daemon = _daemon()
     try:
         daemon.ensure()
