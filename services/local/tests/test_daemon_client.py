@@ -1,12 +1,17 @@
-"""`wharf down` with a stale pid file never signals a process that is not a wharf daemon."""
+"""The CLI's side of the daemon: stale pid files and sockets, a daemon that cannot start."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from wharf_local.client import Daemon
+import pytest
+from click.testing import CliRunner
+
+from wharf_local.cli import main
+from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
 
 
@@ -22,3 +27,61 @@ def test_stale_pid_file_naming_another_process_is_left_alone(tmp_path: Path) -> 
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_a_killed_daemon_is_reported_and_its_leftovers_removed(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.root.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    home.pid_file.write_text(str(gone.pid))
+    with socket.socket(socket.AF_UNIX) as dead:  # what a SIGKILLed daemon leaves behind
+        dead.bind(str(home.socket))
+    result = CliRunner().invoke(main, ["get"], env={"WHARF_HOME": str(home.root)})
+    assert result.exit_code == 1
+    assert "the wharf daemon is not running" in result.output
+    assert "removed the stale wharf.sock and wharfd.pid" in result.output
+    assert not home.socket.exists() and not home.pid_file.exists()
+
+
+def test_down_after_a_kill_says_so_and_removes_the_leftovers(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.root.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    home.pid_file.write_text(str(gone.pid))
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(home.socket))
+    result = CliRunner().invoke(main, ["down"], env={"WHARF_HOME": str(home.root)})
+    assert result.exit_code == 0
+    assert "wharf was not running" in result.output
+    assert not home.socket.exists() and not home.pid_file.exists()
+
+
+@pytest.mark.parametrize("busy", ["WHARF_INGRESS_PORT", "WHARF_INGRESS_GRPC_PORT"])
+def test_a_busy_ingress_port_is_named_with_its_variable_and_nothing_is_left(
+    tmp_path: Path, busy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"WHARF_INGRESS_PORT": _free_port(), "WHARF_INGRESS_GRPC_PORT": _free_port()}
+        ports[busy] = port
+        for variable, value in ports.items():
+            monkeypatch.setenv(variable, str(value))
+        with pytest.raises(DaemonError) as failed:
+            Daemon(home).ensure()
+    message = str(failed.value)
+    assert f"port {port} on 127.0.0.1 is in use" in message
+    assert f"set {busy} to a free port" in message
+    assert not home.socket.exists()
+    assert not home.pid_file.exists()

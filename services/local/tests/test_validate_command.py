@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 
 
-def _run(*args: str) -> tuple[int, list[str]]:
-    result = CliRunner().invoke(main, list(args))
+def _run(*args: str, stdin: str | None = None) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(main, list(args), input=stdin)
     return result.exit_code, result.output.strip().splitlines()
 
 
@@ -22,8 +22,8 @@ def test_every_example_is_valid() -> None:
     assert code == 0, lines
     ok = [line for line in lines if line.startswith("OK ")]
     assert len(ok) == len(list(EXAMPLES.rglob("*.yaml")))
-    assert "OK InferenceService/sklearn-iris" in lines
-    assert "OK LLMInferenceService/qwen-small" in lines
+    assert f"OK InferenceService/sklearn-iris ({EXAMPLES / 'sklearn-iris.yaml'})" in lines
+    assert f"OK LLMInferenceService/qwen-small ({EXAMPLES / 'llm-inference-service.yaml'})" in lines
     assert lines[-1] == f"{len(ok)} valid, 0 invalid"
 
 
@@ -56,8 +56,8 @@ spec:
     )
     code, lines = _run("validate", "-f", str(manifest))
     assert code == 1
-    assert lines[0] == "OK InferenceService/good"
-    assert lines[1].startswith("INVALID InferenceService/too-few")
+    assert lines[0] == f"OK InferenceService/good ({manifest})"
+    assert lines[1].startswith(f"INVALID InferenceService/too-few ({manifest})")
     assert "spec.predictor" in lines[1] and "minReplicas" in lines[1]
     assert lines[-1] == "1 valid, 1 invalid"
 
@@ -108,3 +108,10 @@ def test_a_document_that_is_not_a_mapping_is_reported(tmp_path: Path) -> None:
     assert code == 1
     assert lines[0].startswith(f"ERROR {manifest}:")
     assert "mapping" in lines[0]
+
+
+def test_stdin_is_read_with_a_dash() -> None:
+    text = (EXAMPLES / "sklearn-iris.yaml").read_text()
+    code, lines = _run("validate", "-f", "-", stdin=text)
+    assert code == 0, lines
+    assert lines[0] == "OK InferenceService/sklearn-iris (<stdin>)"

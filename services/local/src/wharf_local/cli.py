@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -14,11 +15,18 @@ from rich.console import Console
 from wharf_local import __version__
 from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
-from wharf_local.manifests import resolve_local_paths
-from wharf_local.render import condition, describe_lines, get_table
+from wharf_local.manifests import repeated_objects, resolve_local_paths
+from wharf_local.render import (
+    condition,
+    curl_lines,
+    describe_lines,
+    get_table,
+    object_lines,
+    object_table,
+)
 
 TERMINAL_REASONS = frozenset({"ModelDownloadFailed", "CommandNotFound", "CrashLoopBackOff"})
-ISVC_KINDS = frozenset({"inferenceservice", "inferenceservices", "isvc"})
+STDIN = Path("-")
 
 _files_option = click.option(
     "-f",
@@ -26,8 +34,8 @@ _files_option = click.option(
     "paths",
     multiple=True,
     required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A manifest file or a folder of them (repeatable).",
+    type=click.Path(exists=True, allow_dash=True, path_type=Path),
+    help="A manifest file, a folder of them, or - for stdin (repeatable).",
 )
 _namespace_option = click.option("-n", "--namespace", default="default", show_default=True)
 
@@ -48,15 +56,16 @@ def version() -> None:
 def validate_command(paths: tuple[Path, ...]) -> None:
     """Apply KServe's defaulting and validation to every object; exit 1 if any is invalid.
 
-    Prints `OK kind/name` per accepted object and one `INVALID` line per reason (with the field
-    path) for each rejected one; objects of other API groups are rejected as unknown kinds.
+    Prints `OK kind/name (file)` per accepted object and one `INVALID` line per reason (with
+    the field path and the file) for each rejected one; objects of other API groups are
+    rejected as unknown kinds.
     """
-    from wharf_local.validate import check_file  # the API models load only when needed
+    from wharf_local.validate import check_file, check_text  # the API models load only when needed
 
-    files = _files(paths)
     valid = invalid = 0
-    for path in files:
-        for result in check_file(path):
+    for path in _files(paths):
+        results = check_text(_stdin(), "<stdin>") if path == STDIN else check_file(path)
+        for result in results:
             if result.ok:
                 valid += 1
             else:
@@ -68,10 +77,21 @@ def validate_command(paths: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
+def _stdin() -> str:
+    """Standard input, read once per command (`-f -` may be named more than once)."""
+    meta = click.get_current_context().meta
+    if "wharf.stdin" not in meta:
+        meta["wharf.stdin"] = sys.stdin.read()
+    text: str = meta["wharf.stdin"]
+    return text
+
+
 def _files(paths: tuple[Path, ...]) -> list[Path]:
     from wharf_local.validate import manifest_files
 
-    files = manifest_files(paths)
+    files: list[Path] = []
+    for path in paths:
+        files.extend([STDIN] if path == STDIN else manifest_files([path]))
     if not files:
         raise click.UsageError(
             f"no manifests (*.yaml, *.yml, *.json) under {', '.join(map(str, paths))}"
@@ -80,15 +100,24 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def _documents(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
-    from wharf_api import load_documents
+    return [doc for _, doc in _named_documents(paths)]
 
-    docs: list[dict[str, Any]] = []
+
+def _named_documents(paths: tuple[Path, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """Each document with the file it came from (`<stdin>` for `-f -`)."""
+    from wharf_api import WharfValidationError, load_documents
+
+    docs: list[tuple[str, dict[str, Any]]] = []
     for path in _files(paths):
+        source = "<stdin>" if path == STDIN else str(path)
         try:
-            loaded = load_documents(path)
-        except (OSError, yaml.YAMLError, ValueError) as exc:
-            raise click.ClickException(f"{path}: {exc}") from exc
-        docs.extend(resolve_local_paths(doc, path.resolve().parent) for doc in loaded)
+            if path == STDIN:
+                loaded, base = load_documents(_stdin() + "\n"), Path.cwd()
+            else:
+                loaded, base = load_documents(path), path.resolve().parent
+        except (OSError, yaml.YAMLError, ValueError, WharfValidationError) as exc:
+            raise click.ClickException(f"{source}: {exc}") from exc
+        docs.extend((source, resolve_local_paths(doc, base)) for doc in loaded)
     return docs
 
 
@@ -96,8 +125,59 @@ def _daemon() -> Daemon:
     return Daemon(Home.from_env())
 
 
+def _running_daemon() -> Daemon:
+    daemon = _daemon()
+    if not daemon.alive():
+        raise click.ClickException(daemon.not_running())
+    return daemon
+
+
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
+
+
+# ---- kinds and names, as kubectl takes them ---------------------------------------------------
+
+
+def _kind(name: str) -> Any:
+    from wharf_local.kinds import known_kinds, resolve_kind
+
+    info = resolve_kind(name)
+    if info is None:
+        raise click.UsageError(f"unknown kind {name!r}; kinds: {known_kinds()}")
+    return info
+
+
+def _target(args: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """(kind, names) from `[KIND] [NAME...]`, `KIND/NAME` or `NAME` (an InferenceService)."""
+    from wharf_local.kinds import resolve_kind
+
+    if not args:
+        return _kind("InferenceService"), []
+    first, rest = args[0], list(args[1:])
+    if "/" in first:
+        kind, name = first.split("/", 1)
+        return _kind(kind), [name, *rest]
+    if rest:
+        return _kind(first), rest
+    info = resolve_kind(first)
+    return (info, []) if info is not None else (_kind("InferenceService"), [first])
+
+
+def _object_path(info: Any, name: str) -> str:
+    return f"/objects/{info.kind}/{name}"
+
+
+def _ns_params(info: Any, namespace: str) -> str:
+    return "" if info.scope == "Cluster" else f"?namespace={namespace}"
+
+
+def _not_found(info: Any, name: str, namespace: str) -> str:
+    where = "" if info.scope == "Cluster" else f" in namespace {namespace}"
+    return f'{info.singular} "{name}" not found{where}'
+
+
+# ---- up --------------------------------------------------------------------------------------
 
 
 @main.command()
@@ -108,8 +188,13 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
     """Apply manifests to the local runtime (started on first use) and print each URL.
 
     Re-applying a changed InferenceService rolls out a new revision without dropping requests.
+    The result is the state of what this apply asked for: `up` waits until the status reflects
+    the applied generation before it judges Ready or failure.
     """
-    docs = _documents(paths)
+    named = _named_documents(paths)
+    for warning in repeated_objects(named):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    docs = [doc for _, doc in named]
     daemon = _daemon()
     try:
         daemon.ensure()
@@ -118,7 +203,7 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         _fail(exc)
         return
     failed = False
-    waiting: list[tuple[str, str]] = []
+    waiting: dict[tuple[str, str], int] = {}
     for r in results:
         label = f"{r['kind'].lower()}/{r['name']}"
         if r["error"]:
@@ -127,124 +212,241 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         else:
             click.echo(f"{label} {r['action']}")
             if r["kind"] == "InferenceService":
-                waiting.append((r["namespace"], r["name"]))
+                key = (r["namespace"], r["name"])
+                waiting[key] = r.get("generation") or _generation(daemon, *key)
     if wait:
         failed |= not _wait_ready(daemon, waiting, timeout)
     else:
         for namespace, name in waiting:
-            item = daemon.call("GET", f"/services/{namespace}/{name}")
+            item = _service(daemon, namespace, name)
             click.echo(f"{name}: {item['status']['url']}")
     if failed:
         raise SystemExit(1)
 
 
-def _predict_path(item: dict[str, Any]) -> str:
-    name = item["metadata"]["name"]
-    model = (item.get("spec", {}).get("predictor") or {}).get("model") or {}
-    if str(model.get("protocolVersion", "v1")).endswith("v2"):
-        return f"/v2/models/{name}/infer"
-    return f"/v1/models/{name}:predict"
+def _service(daemon: Daemon, namespace: str, name: str) -> dict[str, Any]:
+    item: dict[str, Any] = daemon.call(
+        "GET", f"/objects/InferenceService/{name}?namespace={namespace}"
+    )
+    return item
 
 
-def _wait_ready(daemon: Daemon, keys: list[tuple[str, str]], timeout: float) -> bool:
+def _generation(daemon: Daemon, namespace: str, name: str) -> int:
+    generation: int = _service(daemon, namespace, name)["metadata"]["generation"]
+    return generation
+
+
+def _latest_failure(item: dict[str, Any]) -> tuple[str, str] | None:
+    """A failure of a component's latest created revision (made by this apply or the same spec)."""
+    components = item["status"].get("components", {})
+    for component, revisions in item.get("local", {}).get("revisions", {}).items():
+        latest = components.get(component, {}).get("latestCreatedRevision")
+        for rev in revisions:
+            if rev["name"] == latest and rev.get("failure"):
+                reason, message = rev["failure"]
+                return str(reason), f"{latest}: {message}"
+    return None
+
+
+def _verdict(item: dict[str, Any], generation: int) -> tuple[bool | None, str]:
+    """(True ready, False failed, None pending) for the applied generation, and a reason."""
+    ready = condition(item, "Ready") or {}
+    fresh = (item["status"].get("observedGeneration") or 0) >= generation
+    if fresh and ready.get("status") == "True":
+        return True, ""
+    if fresh and ready.get("reason") in TERMINAL_REASONS:
+        return False, f"{ready['reason']}: {ready.get('message')}"
+    failure = _latest_failure(item)
+    if failure is not None and failure[0] in TERMINAL_REASONS:
+        return False, f"{failure[0]}: {failure[1]}"
+    return None, f"{ready.get('reason')}: {ready.get('message')}"
+
+
+def _wait_ready(daemon: Daemon, keys: dict[tuple[str, str], int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     ingress = daemon.call("GET", "/healthz")["ingress"]
-    pending = list(keys)
+    pending = dict(keys)
     ok = True
     while pending:
-        for namespace, name in list(pending):
-            item = daemon.call("GET", f"/services/{namespace}/{name}")
-            ready = condition(item, "Ready")
-            generation = item["metadata"]["generation"]
-            if (
-                ready
-                and ready["status"] == "True"
-                and item["status"]["observedGeneration"] == generation
-            ):
-                url = item["status"]["url"]
-                host = url.removeprefix("http://")
-                click.echo(f"{name} is ready: {url}")
-                click.echo(
-                    f"  curl -H 'Host: {host}' {ingress}/v1/models/{name}:predict -d @input.json"
-                )
-                click.echo(
-                    f"  curl {ingress}/serving/{namespace}/{name}/v1/models/{name}:predict -d @input.json"
-                )
-                pending.remove((namespace, name))
-            elif ready and ready.get("reason") in TERMINAL_REASONS:
-                click.secho(
-                    f"{name} failed: {ready['reason']}: {ready.get('message')}", fg="red", err=True
-                )
-                pending.remove((namespace, name))
+        for (namespace, name), generation in list(pending.items()):
+            item = _service(daemon, namespace, name)
+            verdict, why = _verdict(item, generation)
+            if verdict is None:
+                continue
+            del pending[(namespace, name)]
+            if verdict:
+                click.echo(f"{name} is ready: {item['status']['url']}")
+                for line in curl_lines(item, ingress, _model_inputs(ingress, item)):
+                    click.echo(f"  {line}")
+            else:
+                click.secho(f"{name} failed: {why}", fg="red", err=True)
                 ok = False
         if pending and time.monotonic() > deadline:
-            for namespace, name in pending:
-                item = daemon.call("GET", f"/services/{namespace}/{name}")
-                ready = condition(item, "Ready") or {}
-                click.secho(
-                    f"{name} not ready after {timeout:.0f}s: {ready.get('reason')}: {ready.get('message')}",
-                    fg="red",
-                    err=True,
-                )
+            for (namespace, name), generation in pending.items():
+                _, why = _verdict(_service(daemon, namespace, name), generation)
+                click.secho(f"{name} not ready after {timeout:.0f}s: {why}", fg="red", err=True)
             return False
         if pending:
             time.sleep(0.1)
     return ok
 
 
-@main.command()
-@click.argument("kind", required=False)
-@click.argument("name", required=False)
-@_namespace_option
-@click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table")
-def get(kind: str | None, name: str | None, namespace: str, output: str) -> None:
-    """List InferenceServices: NAME, URL, READY, PREV/LATEST traffic, AGE."""
-    if kind is not None and kind.lower() not in ISVC_KINDS:
-        if name is None:
-            kind, name = None, kind
-        else:
-            raise click.UsageError(
-                f"unknown kind {kind!r}; the local runtime serves inferenceservices"
-            )
-    daemon = _daemon()
-    if not daemon.alive():
-        click.echo("No resources found (the local runtime is not running).")
-        return
-    items = daemon.call("GET", "/services")["items"]
-    items = [i for i in items if i["metadata"]["namespace"] == namespace]
-    if name is not None:
-        items = [i for i in items if i["metadata"]["name"] == name]
-        if not items:
-            raise click.ClickException(
-                f'inferenceservice "{name}" not found in namespace {namespace}'
-            )
-    if output == "json":
-        import json
+def _model_inputs(ingress: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's V2 input metadata through the ingress (empty when the server has none)."""
+    import httpx
 
-        click.echo(json.dumps(items if name is None else items[0], indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(items if name is None else items[0], sort_keys=False))
-    elif not items:
-        click.echo(f"No resources found in {namespace} namespace.")
-    else:
-        Console(width=200).print(get_table(items))
-
-
-@main.command()
-@click.argument("name")
-@_namespace_option
-def describe(name: str, namespace: str) -> None:
-    """Status conditions, revisions, replicas and recent events of an InferenceService."""
+    meta = item["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
     try:
-        item = _daemon().call("GET", f"/services/{namespace}/{name}")
+        resp = httpx.get(f"{ingress}/serving/{namespace}/{name}/v2/models/{name}", timeout=5)
+        inputs = resp.json().get("inputs") if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return []
+    return inputs if isinstance(inputs, list) else []
+
+
+# ---- get / describe / delete / logs ----------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1)
+@_namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across every namespace.")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "wide", "yaml", "json", "name"]), default="table"
+)
+def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, output: str) -> None:
+    """List objects as kubectl does: `get`, `get isvc NAME`, `get servingruntimes`, `get csr`.
+
+    KIND is a kind, plural, singular or short name (isvc, ig, llmisvc, sr, csr); a lone NAME
+    is an InferenceService. `-o yaml|json` shows the defaulted spec and the status.
+    """
+    info, names = _target(args)
+    daemon = _running_daemon()
+    every = all_namespaces or info.scope == "Cluster"
+    query = f"?kind={info.kind}" + ("" if every else f"&namespace={namespace}")
+    try:
+        items: list[dict[str, Any]] = daemon.call("GET", f"/objects{query}")["items"]
     except DaemonError as exc:
         _fail(exc)
         return
-    click.echo("\n".join(describe_lines(item)))
+    if names:
+        by_name = {i["metadata"]["name"]: i for i in items}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise click.ClickException(_not_found(info, missing[0], namespace))
+        items = [by_name[n] for n in names]
+    single = len(names) == 1
+    if output in ("json", "yaml"):
+        shown: Any = (
+            items[0]
+            if single
+            else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}
+        )
+        if output == "json":
+            click.echo(json.dumps(shown, indent=2))
+        else:
+            click.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
+    elif output == "name":
+        for item in items:
+            click.echo(f"{info.singular}/{item['metadata']['name']}")
+    elif not items:
+        where = "" if every else f" in {namespace} namespace"
+        click.echo(f"No resources found{where}.")
+    else:
+        wide, namespaces = output == "wide", all_namespaces and info.scope != "Cluster"
+        table = (
+            get_table(items, wide=wide, namespaces=namespaces)
+            if info.kind == "InferenceService"
+            else object_table(info.kind, items, wide=wide, namespaces=namespaces)
+        )
+        Console(width=250).print(table)
+
+
+def _one(daemon: Daemon, info: Any, name: str, namespace: str) -> dict[str, Any]:
+    try:
+        item: dict[str, Any] = daemon.call(
+            "GET", _object_path(info, name) + _ns_params(info, namespace)
+        )
+    except DaemonError as exc:
+        if "not found" in str(exc):
+            raise click.ClickException(_not_found(info, name, namespace)) from exc
+        raise click.ClickException(str(exc)) from exc
+    return item
 
 
 @main.command()
-@click.argument("name")
+@click.argument("args", nargs=-1, required=True)
+@_namespace_option
+def describe(args: tuple[str, ...], namespace: str) -> None:
+    """Conditions, revisions, replicas and events (`describe NAME`, `describe isvc NAME`);
+    any other kind (`describe sr NAME`, `describe csr NAME`) shows its defaulted spec."""
+    info, names = _target(args)
+    if not names:
+        raise click.UsageError("name the object: describe [KIND] NAME")
+    daemon = _running_daemon()
+    for i, name in enumerate(names):
+        item = _one(daemon, info, name, namespace)
+        if i:
+            click.echo("")
+        lines = describe_lines(item) if info.kind == "InferenceService" else object_lines(item)
+        click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("args", nargs=-1)
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, allow_dash=True, path_type=Path),
+    help="Delete the objects named in these manifests (a file, a folder, or - for stdin).",
+)
+@_namespace_option
+def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> None:
+    """Delete objects: `delete -f FILE|DIR`, `delete NAME`, `delete KIND NAME` (any kind `up`
+    accepts: isvc, sr, csr, ...). An InferenceService's processes stop."""
+    if bool(args) == bool(paths):
+        raise click.UsageError("give either -f FILE or [KIND] NAME")
+    daemon = _running_daemon()
+    targets: list[tuple[Any, str, str]] = []
+    if paths:
+        from wharf_local.kinds import resolve_kind
+
+        for doc in _documents(paths):
+            meta = doc.get("metadata") or {}
+            found = resolve_kind(str(doc.get("kind") or ""))
+            if found is None or (
+                found.api_versions and doc.get("apiVersion") not in found.api_versions
+            ):
+                click.echo(f"skipped {doc.get('kind')}/{meta.get('name')}: not a kind wharf runs")
+                continue
+            targets.append((found, str(meta.get("name")), meta.get("namespace") or namespace))
+    else:
+        info, names = _target(args)
+        if not names:
+            raise click.UsageError("name the object: delete [KIND] NAME")
+        targets = [(info, name, namespace) for name in names]
+    missing = False
+    for info, name, ns in targets:
+        try:
+            daemon.call("DELETE", _object_path(info, name) + _ns_params(info, ns))
+            click.echo(f'{info.singular} "{name}" deleted')
+        except DaemonError as exc:
+            missing = True
+            reason = str(exc)
+            click.secho(
+                _not_found(info, name, ns) if "not found" in reason else reason,
+                fg="red",
+                err=True,
+            )
+    if missing:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
 @_namespace_option
 @click.option(
     "--component",
@@ -253,51 +455,67 @@ def describe(name: str, namespace: str) -> None:
     show_default=True,
 )
 @click.option("--tail", default=200, show_default=True, help="Lines per process log.")
-def logs(name: str, namespace: str, component: str, tail: int) -> None:
-    """Print the logs of a component's processes (its current revisions)."""
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the processes write.")
+def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follow: bool) -> None:
+    """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows)."""
+    info, names = _target(args)
+    if info.kind != "InferenceService" or len(names) != 1:
+        raise click.UsageError("logs takes one InferenceService: logs [isvc] NAME")
+    name = names[0]
     home = Home.from_env()
     folder = home.log_dir(namespace, name, component)
     daemon = _daemon()
-    paths: list[Path] = []
-    if daemon.alive():
-        try:
-            item = daemon.call("GET", f"/services/{namespace}/{name}")
-        except DaemonError as exc:
-            _fail(exc)
-            return
-        for rev in item["local"]["revisions"].get(component, []):
-            paths += [Path(r["log"]) for r in rev["replicas"] if r.get("log")]
-    if not paths:
-        paths = sorted(folder.glob("*.log"))
+
+    def current() -> list[Path]:
+        paths: list[Path] = []
+        if daemon.alive():
+            item = _one(daemon, info, name, namespace)
+            for rev in item["local"]["revisions"].get(component, []):
+                paths += [Path(r["log"]) for r in rev["replicas"] if r.get("log")]
+        return paths or sorted(folder.glob("*.log"))
+
+    paths = current()
     if not paths:
         raise click.ClickException(f"no logs for {component} of {namespace}/{name} under {folder}")
+    offsets: dict[Path, int] = {}
     for path in paths:
         click.secho(f"==> {path.name} <==", bold=True)
-        lines = path.read_text(errors="replace").splitlines()[-tail:]
+        data = path.read_bytes()
+        offsets[path] = len(data)
+        lines = data.decode(errors="replace").splitlines()[-tail:]
         click.echo("\n".join(lines))
+    if follow:
+        _follow(offsets, current)
 
 
-@main.command()
-@_files_option
-def delete(paths: tuple[Path, ...]) -> None:
-    """Delete the InferenceServices named in the manifests (their processes stop)."""
-    daemon = _daemon()
-    if not daemon.alive():
-        raise click.ClickException("the local runtime is not running")
-    missing = False
-    for doc in _documents(paths):
-        if doc.get("kind") != "InferenceService":
-            continue
-        meta = doc.get("metadata") or {}
-        ns, name = meta.get("namespace") or "default", meta.get("name")
-        try:
-            daemon.call("DELETE", f"/services/{ns}/{name}")
-            click.echo(f'inferenceservice "{name}" deleted')
-        except DaemonError as exc:
-            missing = True
-            click.secho(str(exc), fg="red", err=True)
-    if missing:
-        raise SystemExit(1)
+def _follow(offsets: dict[Path, int], current: Any) -> None:
+    """Print what is appended to each log (and new replicas' logs) until interrupted."""
+    last = ""
+    checked = time.monotonic()
+    try:
+        while True:
+            if time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                for path in current():
+                    offsets.setdefault(path, 0)
+            for path, offset in list(offsets.items()):
+                try:
+                    with path.open("rb") as f:
+                        f.seek(offset)
+                        chunk = f.read()
+                except OSError:
+                    continue
+                if not chunk:
+                    continue
+                offsets[path] = offset + len(chunk)
+                if len(offsets) > 1 and last != path.name:
+                    click.secho(f"==> {path.name} <==", bold=True)
+                    last = path.name
+                click.echo(chunk.decode(errors="replace"), nl=False)
+                sys.stdout.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return
 
 
 @main.command()

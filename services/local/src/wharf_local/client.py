@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from wharf_local.home import Home
+from wharf_local.security import private_dir
 
 START_TIMEOUT_S = 30.0
 
@@ -33,8 +35,12 @@ class Daemon:
         )
 
     def alive(self) -> bool:
-        if not self.home.socket.exists():
-            return False
+        # a plain connect first: nothing listening (a killed daemon's socket) is not an error
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.home.socket))
+            except OSError:
+                return False
         try:
             with self._client() as c:
                 return c.get("/healthz").status_code == 200
@@ -47,12 +53,38 @@ class Daemon:
         except (OSError, ValueError):
             return None
 
+    def clean_stale(self) -> list[str]:
+        """Remove the socket and pid file of a daemon that is gone; the names removed.
+
+        Nothing is removed while the pid file names a live wharf daemon (it may be starting).
+        """
+        pid = self.pid()
+        if pid is not None and _running(pid) and _is_daemon(pid):
+            return []
+        removed = []
+        for path in (self.home.socket, self.home.pid_file):
+            if path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    def not_running(self) -> str:
+        """Why no daemon answers, after removing what a killed one left behind."""
+        removed = self.clean_stale()
+        left = f" (removed the stale {' and '.join(removed)})" if removed else ""
+        return (
+            f"the wharf daemon is not running under {self.home.root}{left}; "
+            "`wharf up -f FILE` starts it"
+        )
+
     def ensure(self) -> None:
         """Start the daemon in the background unless it answers already."""
         if self.alive():
             return
-        self.home.root.mkdir(parents=True, exist_ok=True)
+        self.clean_stale()
+        private_dir(self.home.root)
         self.home.daemon_log.parent.mkdir(parents=True, exist_ok=True)
+        start = self.home.daemon_log.stat().st_size if self.home.daemon_log.exists() else 0
         with self.home.daemon_log.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "wharf_local.daemon"],
@@ -65,9 +97,8 @@ class Daemon:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise DaemonError(
-                    f"the wharf daemon exited with code {proc.returncode}; see {self.home.daemon_log}"
-                )
+                self.clean_stale()
+                raise DaemonError(self._exit_reason(proc.returncode, start))
             if self.alive():
                 return
             time.sleep(0.05)
@@ -75,11 +106,32 @@ class Daemon:
             f"the wharf daemon did not start in {START_TIMEOUT_S:.0f}s; see {self.home.daemon_log}"
         )
 
+    def _exit_reason(self, code: int, start: int) -> str:
+        """The daemon's own error lines from this start, or where to look."""
+        try:
+            with self.home.daemon_log.open("rb") as f:
+                f.seek(start)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        errors = [line.split(": ", 1)[-1] for line in text.splitlines() if " ERROR " in f" {line} "]
+        if errors:
+            return f"the wharf daemon did not start: {'; '.join(errors)}"
+        return f"the wharf daemon exited with code {code}; see {self.home.daemon_log}"
+
     def call(self, method: str, path: str, json: Any = None) -> Any:
-        with self._client() as c:
-            resp = c.request(method, path, json=json)
+        try:
+            with self._client() as c:
+                resp = c.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            if not self.alive():
+                raise DaemonError(self.not_running()) from exc
+            raise DaemonError(f"the wharf daemon did not answer: {exc}") from exc
         if resp.status_code >= 400:
-            raise DaemonError(resp.json().get("error", resp.text))
+            try:
+                raise DaemonError(resp.json().get("error", resp.text))
+            except ValueError:
+                raise DaemonError(f"{resp.status_code}: {resp.text}") from None
         return resp.json()
 
     def stop(self, timeout_s: float = 30.0) -> bool:
@@ -90,6 +142,7 @@ class Daemon:
                 self.call("POST", "/shutdown")
         elif pid is None or not _running(pid) or not _is_daemon(pid):
             # No daemon: a stale pid file may name a process that reused the number.
+            self.clean_stale()
             return False
         elif pid is not None:
             with contextlib.suppress(ProcessLookupError):

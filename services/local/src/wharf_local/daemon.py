@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 from typing import Any
 
 import uvicorn
@@ -25,7 +27,9 @@ from wharf_datapath.sniffing import H2Sniffer, protocol_for
 from wharf_local import __version__
 from wharf_local.home import Home
 from wharf_local.ingress import GrpcRouter, HttpIngress
+from wharf_local.objects import get_object, list_objects
 from wharf_local.runtime import LocalRuntime
+from wharf_local.security import OwnerOnlyProtocol, bind_private_socket, private_dir
 from wharf_local.settings import Settings
 
 log = logging.getLogger("wharf.daemon")
@@ -56,10 +60,34 @@ def control_app(runtime: LocalRuntime, stop: asyncio.Event, home: Home) -> Starl
         )
 
     async def apply(request: Request) -> Response:
-        body = await request.json()
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"error": f"the body is not JSON: {exc}"}, 400)
+        problem = _documents_problem(body)
+        if problem:
+            return JSONResponse({"error": problem}, 400)
         results = runtime.apply(body["documents"])
         save()
         return JSONResponse({"results": [r.__dict__ for r in results]})
+
+    async def objects(request: Request) -> Response:
+        kind = request.query_params.get("kind", "InferenceService")
+        namespace = request.query_params.get("namespace") or None
+        return JSONResponse({"items": list_objects(runtime, kind, namespace)})
+
+    async def one_object(request: Request) -> Response:
+        kind, name = request.path_params["kind"], request.path_params["name"]
+        namespace = request.query_params.get("namespace") or "default"
+        item = get_object(runtime, kind, namespace, name)
+        refused = _refusal(item, request.method, f"{kind} {name!r}", namespace)
+        if refused is not None or item is None:
+            return refused or JSONResponse({}, 404)
+        if request.method == "DELETE":
+            await runtime.delete_object(kind, namespace, name)
+            save()
+            return JSONResponse({"deleted": item["metadata"]})
+        return JSONResponse(item)
 
     async def services(_: Request) -> Response:
         return JSONResponse({"items": [runtime.describe(s) for s in runtime.services.values()]})
@@ -88,13 +116,70 @@ def control_app(runtime: LocalRuntime, stop: asyncio.Event, home: Home) -> Starl
             Route("/apply", apply, methods=["POST"]),
             Route("/services", services),
             Route("/services/{namespace}/{name}", service, methods=["GET", "DELETE"]),
+            Route("/objects", objects),
+            Route("/objects/{kind}/{name}", one_object, methods=["GET", "DELETE"]),
             Route("/shutdown", shutdown, methods=["POST"]),
         ]
     )
 
 
+def _refusal(
+    item: dict[str, Any] | None, method: str, what: str, namespace: str
+) -> Response | None:
+    """The answer when an object cannot be read or deleted: 404 unknown, 409 built in."""
+    if item is None:
+        return JSONResponse({"error": f"{what} not found in {namespace}"}, 404)
+    if method == "DELETE" and item.get("local", {}).get("builtin"):
+        return JSONResponse({"error": f"{what} is built in: it cannot be deleted"}, 409)
+    return None
+
+
+def _documents_problem(body: Any) -> str | None:
+    """Why a body posted to /apply is malformed, or None."""
+    if not isinstance(body, dict) or "documents" not in body:
+        return 'the body must be a JSON object with "documents": [manifest, ...]'
+    documents = body["documents"]
+    if not isinstance(documents, list):
+        return f'"documents" must be a list of manifests, not {type(documents).__name__}'
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            return f"documents[{i}] must be a mapping (a manifest), not {type(doc).__name__}"
+        metadata = doc.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            return f"documents[{i}].metadata must be a mapping, not {type(metadata).__name__}"
+    return None
+
+
+PORT_IN_USE = 3
+
+
+def _bind_ingress(host: str, port: int, variable: str) -> socket.socket:
+    """A listening TCP socket, or exit with a line naming the port and the variable that moves it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        log.error("port %s on %s %s: set %s to a free port", port, host, why, variable)
+        raise SystemExit(PORT_IN_USE) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(home: Home, settings: Settings) -> None:
-    home.root.mkdir(parents=True, exist_ok=True)
+    private_dir(home.root)
+    # the ports first: a daemon that cannot listen leaves nothing behind
+    http_sock = _bind_ingress(settings.ingress_host, settings.ingress_port, "WHARF_INGRESS_PORT")
+    try:
+        grpc_sock = _bind_ingress(
+            settings.ingress_host, settings.ingress_grpc_port, "WHARF_INGRESS_GRPC_PORT"
+        )
+    except SystemExit:
+        http_sock.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,9 +196,7 @@ async def serve(home: Home, settings: Settings) -> None:
     ingress = HttpIngress(runtime)
     router = GrpcRouter(runtime)
     # the gRPC port: h2c connections, routed by :authority (or host metadata)
-    grpc_listener = await loop.create_server(
-        lambda: H2Sniffer(router.port_for), settings.ingress_host, settings.ingress_grpc_port
-    )
+    grpc_listener = await loop.create_server(lambda: H2Sniffer(router.port_for), sock=grpc_sock)
     http = _Server(
         uvicorn.Config(
             ingress,
@@ -131,18 +214,21 @@ async def serve(home: Home, settings: Settings) -> None:
             date_header=False,
         )
     )
-    home.socket.unlink(missing_ok=True)
+    control_sock = bind_private_socket(home.socket)
     control = _Server(
         uvicorn.Config(
             control_app(runtime, stop, home),
-            uds=str(home.socket),
+            http=OwnerOnlyProtocol,
             loop="none",
             lifespan="off",
             access_log=False,
             log_level="warning",
         )
     )
-    tasks = [asyncio.create_task(http.serve()), asyncio.create_task(control.serve())]
+    tasks = [
+        asyncio.create_task(http.serve(sockets=[http_sock])),
+        asyncio.create_task(control.serve(sockets=[control_sock])),
+    ]
     home.pid_file.write_text(str(os.getpid()))
     log.info(
         "wharf daemon %s: ingress %s:%s", __version__, settings.ingress_host, settings.ingress_port

@@ -38,3 +38,20 @@ def resolve_local_paths(doc: Any, base: Path) -> Any:
         else:
             out[key] = resolve_local_paths(value, base)
     return out
+
+
+def repeated_objects(named: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """A warning per object that several documents name (`(source, document)` pairs, in apply
+    order): each is applied in turn, so the last one wins, as with `kubectl apply`."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for source, doc in named:
+        raw = doc.get("metadata")
+        meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        key = (str(doc.get("kind")), str(meta.get("namespace") or "default"), str(meta.get("name")))
+        seen.setdefault(key, []).append(source)
+    return [
+        f"{kind.lower()}/{name} is named {len(sources)} times ({', '.join(sources)}): "
+        f"each is applied in turn and the last one ({sources[-1]}) wins"
+        for (kind, _, name), sources in seen.items()
+        if len(sources) > 1
+    ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import yaml
 from rich.table import Table
 
 
@@ -35,22 +37,142 @@ def traffic_columns(item: dict[str, Any]) -> tuple[str, str]:
     return prev, latest
 
 
-def get_table(items: list[dict[str, Any]]) -> Table:
+def _table(columns: list[str]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("NAME", "URL", "READY", "PREV", "LATEST", "AGE"):
+    for col in columns:
         table.add_column(col)
+    return table
+
+
+def get_table(
+    items: list[dict[str, Any]], *, wide: bool = False, namespaces: bool = False
+) -> Table:
+    """KServe's InferenceService printer columns; `wide` adds the priority-1 ones."""
+    columns = ["NAME", "URL", "READY", "PREV", "LATEST"]
+    if wide:
+        columns += ["PREVROLLEDOUTREVISION", "LATESTREADYREVISION"]
+    table = _table(["NAMESPACE"] * namespaces + [*columns, "AGE"])
     for item in items:
         ready = condition(item, "Ready")
         prev, latest = traffic_columns(item)
-        table.add_row(
+        predictor = item["status"].get("components", {}).get("predictor", {})
+        row = [
             item["metadata"]["name"],
             item["status"].get("url", ""),
             ready["status"] if ready else "Unknown",
             prev,
             latest,
-            _age(item["local"]["ageSeconds"]),
-        )
+        ]
+        if wide:
+            row += [
+                predictor.get("previousRolledoutRevision") or "",
+                predictor.get("latestReadyRevision") or "",
+            ]
+        ns = [item["metadata"].get("namespace", "default")] * namespaces
+        table.add_row(*ns, *row, _age(item["local"]["ageSeconds"]))
     return table
+
+
+def _runtime_row(item: dict[str, Any], wide: bool) -> list[str]:
+    spec = item.get("spec") or {}
+    formats = [f.get("name", "") for f in spec.get("supportedModelFormats") or []]
+    containers = [c.get("name", "") for c in spec.get("containers") or []]
+    row = [
+        str(bool(spec.get("disabled", False))).lower(),
+        ",".join(formats),
+        ",".join(containers),
+    ]
+    if wide:
+        protocols = spec.get("protocolVersions") or []
+        row += [",".join(protocols), "built-in" if item.get("local", {}).get("builtin") else ""]
+    return row
+
+
+def object_table(
+    kind: str, items: list[dict[str, Any]], *, wide: bool = False, namespaces: bool = False
+) -> Table:
+    """A table for any kind but InferenceService (runtimes get KServe's printer columns)."""
+    runtime = kind in ("ServingRuntime", "ClusterServingRuntime")
+    columns = ["NAME"]
+    if runtime:
+        columns += ["DISABLED", "MODELTYPE", "CONTAINERS"]
+        if wide:
+            columns += ["PROTOCOLS", "SOURCE"]
+    table = _table(["NAMESPACE"] * namespaces + columns)
+    for item in items:
+        meta = item.get("metadata") or {}
+        ns = [meta.get("namespace", "")] * namespaces
+        row = [meta.get("name", "")] + (_runtime_row(item, wide) if runtime else [])
+        table.add_row(*ns, *row)
+    return table
+
+
+def object_lines(item: dict[str, Any]) -> list[str]:
+    """`describe` for a kind other than InferenceService: identity, then the defaulted spec."""
+    meta = item.get("metadata") or {}
+    lines = [
+        f"Name:         {meta.get('name')}",
+        *([f"Namespace:    {meta['namespace']}"] if meta.get("namespace") else []),
+        f"Kind:         {item.get('kind')}",
+        f"API Version:  {item.get('apiVersion')}",
+    ]
+    if item.get("local", {}).get("builtin"):
+        lines.append("Source:       built in (deploy/base/runtimes), cannot be deleted")
+    for key in ("labels", "annotations"):
+        if meta.get(key):
+            lines.append(f"{key.capitalize()}:")
+            lines += [f"  {k}={v}" for k, v in meta[key].items()]
+    lines.append("Spec:")
+    spec = yaml.safe_dump(item.get("spec") or {}, sort_keys=False).rstrip("\n")
+    lines += [f"  {line}" for line in spec.splitlines()]
+    return lines
+
+
+SAMPLE_ROW = [6.8, 2.8, 4.8, 1.4]  # one iris row, the examples' model
+
+
+def _sample(inputs: list[dict[str, Any]]) -> tuple[str, list[int], str, Any] | None:
+    """(name, shape, datatype, data) for the model's first input when its metadata says."""
+    if not inputs or not isinstance(inputs[0], dict):
+        return None
+    first = inputs[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.get("shape") or []]
+    if not shape or not first.get("name") or not first.get("datatype"):
+        return None
+    size = 1
+    for d in shape:
+        size *= d
+    return str(first["name"]), shape, str(first["datatype"]), [0] * size
+
+
+def curl_lines(item: dict[str, Any], ingress: str, inputs: list[dict[str, Any]]) -> list[str]:
+    """Two curls (by Host, by path) in the service's protocol, with an inline body.
+
+    V2 services get `/v2/models/{name}/infer` and a V2 body; V1 services `:predict` and
+    `instances`. The body follows the model's input metadata when the server reports it, else
+    it is one iris row (the examples' model).
+    """
+    meta = item["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
+    predictor = (item.get("spec") or {}).get("predictor") or {}
+    protocol = str((predictor.get("model") or {}).get("protocolVersion") or "v1")
+    sample = _sample(inputs)
+    if protocol.endswith("v2"):
+        path = f"/v2/models/{name}/infer"
+        tensor_name, shape, datatype, data = sample or ("input-0", [1, 4], "FP32", [SAMPLE_ROW])
+        body: dict[str, Any] = {
+            "inputs": [{"name": tensor_name, "shape": shape, "datatype": datatype, "data": data}]
+        }
+    else:
+        path = f"/v1/models/{name}:predict"
+        body = {"instances": [SAMPLE_ROW] if sample is None else [sample[3]]}
+    host = str(item["status"].get("url", "")).removeprefix("http://").removeprefix("https://")
+    data = json.dumps(body)
+    return [
+        f"curl -H 'Host: {host}' -H 'Content-Type: application/json' {ingress}{path} -d '{data}'",
+        f"curl -H 'Content-Type: application/json' {ingress}/serving/{namespace}/{name}{path}"
+        f" -d '{data}'",
+    ]
 
 
 def describe_lines(item: dict[str, Any]) -> list[str]:
@@ -68,6 +190,13 @@ def describe_lines(item: dict[str, Any]) -> list[str]:
         lines.append(f"  {c['type']:<18} {c['status']:<6} {c.get('lastTransitionTime', '')}{why}")
     for name, comp in st.get("components", {}).items():
         lines.append(f"Component {name}:")
+        chosen = item.get("local", {}).get("runtimes", {}).get(name)
+        if chosen and chosen.get("runtime"):
+            lines.append(
+                f"  Runtime:           {chosen['runtime']} ({chosen.get('kind')}, format "
+                f"{chosen.get('modelFormat')}, protocol {chosen.get('protocol')})"
+            )
+            lines.append(f"  Command:           {' '.join(chosen.get('command') or []) or '-'}")
         lines.append(f"  Latest created:    {comp.get('latestCreatedRevision')}")
         lines.append(f"  Latest ready:      {comp.get('latestReadyRevision')}")
         lines.append(f"  Latest rolled out: {comp.get('latestRolledoutRevision')}")

@@ -45,19 +45,27 @@ def _label(document: dict[str, Any]) -> str:
 
 def check_file(path: Path) -> Iterator[Result]:
     try:
-        documents = load_documents(path.read_text())
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         yield Result(path, False, (f"ERROR {path}: cannot read: {exc}",))
         return
+    yield from check_text(text, str(path))
+
+
+def check_text(text: str, source: str) -> Iterator[Result]:
+    """The results for a manifest text; `source` (a file name, `<stdin>`) names it in each line."""
+    path = Path(source)
+    try:
+        documents = load_documents(text + "\n")
     except yaml.YAMLError as exc:
-        yield Result(path, False, (f"ERROR {path}: not valid YAML: {exc}".replace("\n", " "),))
+        yield Result(path, False, (f"ERROR {source}: not valid YAML: {exc}".replace("\n", " "),))
         return
     except WharfValidationError as exc:
-        yield Result(path, False, (f"ERROR {path}: {exc}",))
+        yield Result(path, False, (f"ERROR {source}: {exc}",))
         return
     for document in documents:
         if not isinstance(document, dict):
-            yield Result(path, False, (f"ERROR {path}: a document is not a mapping",))
+            yield Result(path, False, (f"ERROR {source}: a document is not a mapping",))
             continue
         label = _label(document)
         try:
@@ -68,7 +76,7 @@ def check_file(path: Path) -> Iterator[Result]:
             yield Result(
                 path,
                 False,
-                tuple(f"INVALID {label} ({path}): {e.field_path}: {e.message}" for e in errors),
+                tuple(f"INVALID {label} ({source}): {e.field_path}: {e.message}" for e in errors),
             )
         else:
-            yield Result(path, True, (f"OK {label}",))
+            yield Result(path, True, (f"OK {label} ({source})",))
