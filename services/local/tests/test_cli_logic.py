@@ -218,3 +218,10 @@ def test_an_object_named_in_several_files_is_reported_with_the_one_that_wins() -
         "inferenceservice/iris is named 2 times (a.yaml, b.yaml): each is applied in turn "
         "and the last one (b.yaml) wins"
     ]
+
+
+def test_the_cli_stops_waiting_on_the_same_reasons_as_the_status() -> None:
+    from wharf_api.status import TERMINAL_REASONS as API_REASONS
+    from wharf_local.cli import TERMINAL_REASONS
+
+    assert TERMINAL_REASONS == API_REASONS

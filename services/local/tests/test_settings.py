@@ -53,3 +53,22 @@ def test_a_broken_config_names_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("WHARF_CONFIG", str(path))
     with pytest.raises(ConfigError, match=r"broken\.yaml"):
         Settings.from_env()
+
+
+def test_the_daemon_refuses_a_broken_config_and_says_which_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("ingress: [not, a, mapping]\n")
+    env = {**os.environ, "WHARF_HOME": str(tmp_path / "home"), "WHARF_CONFIG": str(path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "wharf_local.daemon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "ERROR" in proc.stderr and "broken.yaml" in proc.stderr

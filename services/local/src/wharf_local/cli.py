@@ -25,7 +25,11 @@ from wharf_local.render import (
     object_table,
 )
 
-TERMINAL_REASONS = frozenset({"ModelDownloadFailed", "CommandNotFound", "CrashLoopBackOff"})
+# wharf_api.status.TERMINAL_REASONS, spelled out so the CLI starts without loading the API
+# models (a test keeps the two equal)
+TERMINAL_REASONS = frozenset(
+    {"ModelDownloadFailed", "CommandNotFound", "CrashLoopBackOff", "PortMismatch"}
+)
 STDIN = Path("-")
 
 _files_option = click.option(
@@ -209,6 +213,8 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         if r["error"]:
             failed = True
             click.secho(f"{label} {r['action']}: {r['error']}", fg="red", err=True)
+        elif r.get("note"):
+            click.echo(f"{label} {r['action']} ({r['note']})")
         else:
             click.echo(f"{label} {r['action']}")
             if r["kind"] == "InferenceService":

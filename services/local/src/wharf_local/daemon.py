@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wharf_api.config import ConfigError
 from wharf_datapath.sniffing import H2Sniffer, protocol_for
 from wharf_local import __version__
 from wharf_local.home import Home
@@ -255,7 +256,12 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     home = Home.from_env()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        # the CLI shows ERROR lines of a daemon that did not start
+        log.error("WHARF_CONFIG: %s", exc)
+        raise SystemExit(2) from None
     try:
         import uvloop
     except ImportError:  # uvloop is an optional speed-up
