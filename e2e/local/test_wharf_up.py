@@ -208,6 +208,7 @@ def test_new_model_version_rolls_out_without_a_failed_request(wharf: Wharf) -> N
     for t in threads:
         t.start()
     try:
+        wait_for(lambda: revisions["iris-predictor-00001"] >= 5, "traffic on the first revision")
         manifest = wharf.manifest("iris-v2.yaml", isvc("iris", wharf.root / "iris-v2"))
         result = wharf.run("up", "-f", str(manifest))
         assert "inferenceservice/iris configured" in result.stdout
@@ -215,7 +216,11 @@ def test_new_model_version_rolls_out_without_a_failed_request(wharf: Wharf) -> N
             lambda: len(wharf.item("iris")["local"]["revisions"]["predictor"]) == 1,
             "the old revision to drain",
         )
-        time.sleep(0.5)
+        after_drain = revisions["iris-predictor-00002"]
+        wait_for(
+            lambda: revisions["iris-predictor-00002"] >= after_drain + 10,
+            "requests served after the drain",
+        )
     finally:
         stop.set()
         for t in threads:

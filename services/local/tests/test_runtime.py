@@ -155,11 +155,12 @@ async def test_changed_model_rolls_out_without_failed_requests(
             served[resp.json().get("predictions", ["?"])[0]] += 1
 
     loops = [asyncio.create_task(loop()) for _ in range(4)]
-    await asyncio.sleep(0.3)
+    await until(lambda: served["v1"] >= 10, "traffic on v1")
     runtime.apply([standin_runtime(), standin_isvc("m", model_dir(tmp_path, "v2"))])
     await until(lambda: ready(svc), "v2 rolled out")
     await until(lambda: len(svc.components["predictor"].revisions) == 1, "v1 drained")
-    await asyncio.sleep(0.3)
+    after_drain = served["v2"]
+    await until(lambda: served["v2"] >= after_drain + 10, "traffic on v2 after the drain")
     stop.set()
     await asyncio.gather(*loops)
     assert set(statuses) == {200}, statuses
