@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from wharf_e2e.testing import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,13 +23,6 @@ DOC = REPO / "docs" / "local.md"
 BLOCK = re.compile(
     r"(?:<!-- docs-test: skip \((?P<skip>[^)]*)\) -->\n)?```bash\n(?P<code>.*?)```", re.S
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def blocks() -> list[tuple[str, str | None]]:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from wharf_e2e.testing import free_port, wait_until
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,20 +31,6 @@ WHARF = Path(sys.executable).with_name("wharf")
 INSTANCES = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
 # the model server's own gRPC default is 8 MiB; the ingress must not be lower
 LIMIT = 8 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(check: Callable[[], bool], what: str, within_s: float = 120) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 class Daemon:
@@ -156,7 +142,7 @@ def test_the_next_request_after_a_replica_is_killed_waits_for_its_restart(
 
 def test_the_next_requests_after_a_replica_is_killed_go_to_another(daemon: Daemon) -> None:
     daemon.up("pair", minReplicas=2, maxReplicas=2)
-    wait_for(
+    wait_until(
         lambda: sum(r["state"] == "ready" for r in daemon.replicas("pair")) == 2,
         "two ready replicas",
     )

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +22,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from wharf_e2e.testing import free_port, wait_until
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 WHARF = Path(sys.executable).with_name("wharf")
 INSTANCES = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
 HOST = "iris-default.example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def isvc(name: str, model: Path, **predictor: Any) -> str:
@@ -120,13 +113,6 @@ def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wharf]:
         w.http.close()
 
 
-def wait_for(check: Callable[[], bool], what: str, within_s: float = 90) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def test_up_waits_for_ready_and_prints_the_url(wharf: Wharf) -> None:
     result = wharf.run(
         "up", "-f", str(wharf.manifest("iris.yaml", isvc("iris", wharf.root / "iris-v1")))
@@ -208,16 +194,16 @@ def test_new_model_version_rolls_out_without_a_failed_request(wharf: Wharf) -> N
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: revisions["iris-predictor-00001"] >= 5, "traffic on the first revision")
+        wait_until(lambda: revisions["iris-predictor-00001"] >= 5, "traffic on the first revision")
         manifest = wharf.manifest("iris-v2.yaml", isvc("iris", wharf.root / "iris-v2"))
         result = wharf.run("up", "-f", str(manifest))
         assert "inferenceservice/iris configured" in result.stdout
-        wait_for(
+        wait_until(
             lambda: len(wharf.item("iris")["local"]["revisions"]["predictor"]) == 1,
             "the old revision to drain",
         )
         after_drain = revisions["iris-predictor-00002"]
-        wait_for(
+        wait_until(
             lambda: revisions["iris-predictor-00002"] >= after_drain + 10,
             "requests served after the drain",
         )
@@ -257,7 +243,7 @@ def test_scale_to_zero_and_the_next_request_succeeds(wharf: Wharf) -> None:
         revs = wharf.item("iris-zero")["local"]["revisions"]["predictor"]
         return sum(len(r["replicas"]) for r in revs)
 
-    wait_for(lambda: replicas() == 0, "scale to zero")
+    wait_until(lambda: replicas() == 0, "scale to zero")
     assert wharf.item("iris-zero")["status"]["conditions"][-1]["status"] == "True"
     resp = wharf.predict("iris-zero")
     assert resp.status_code == 200, resp.text

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from wharf_e2e.testing import free_port
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 ADMIN_TOKEN = "wharf-e2e-admin-token"
@@ -44,13 +45,6 @@ class ControlPlaneError(RuntimeError):
 def missing_binaries(bin_dir: Path) -> list[str]:
     """Names of required binaries absent (or not executable) in ``bin_dir``."""
     return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_pki_cryptography(pki: Path) -> None:

@@ -20,7 +20,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until(
-    check: Callable[[], object], what: str, timeout_s: float = 60.0, every_s: float = 0.05
+    check: Callable[[], object], what: str, timeout_s: float = 120.0, every_s: float = 0.05
 ) -> object:
     """Call `check` until it returns something truthy, and return that; AssertionError naming
     `what` after `timeout_s`. An exception from `check` counts as "not yet"."""
@@ -40,7 +40,7 @@ def wait_until(
 
 
 async def until(
-    check: Callable[[], object], what: str, timeout_s: float = 60.0, every_s: float = 0.05
+    check: Callable[[], object], what: str, timeout_s: float = 120.0, every_s: float = 0.05
 ) -> object:
     """`wait_until` for async tests: yields to the event loop between checks."""
     deadline = time.monotonic() + timeout_s

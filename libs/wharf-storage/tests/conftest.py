@@ -29,6 +29,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from wharf_e2e.testing import free_port
+
 CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
 REQUIRED = os.environ.get("WHARF_STORAGE_REQUIRED") == "1"
 # Azurite's documented development account.
@@ -44,12 +46,6 @@ def missing_tool(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"{reason} (WHARF_STORAGE_REQUIRED=1; run scripts/install-test-tools)")
     pytest.skip(f"{reason}; run scripts/install-test-tools")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:

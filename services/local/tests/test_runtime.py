@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from wharf_e2e.testing import until
 from wharf_local.home import Home
 from wharf_local.ingress import HttpIngress
 from wharf_local.runtime import LocalRuntime, Service
@@ -89,14 +89,6 @@ async def client(runtime: LocalRuntime) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
         yield c
     await ingress.aclose()
-
-
-async def until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def ready(svc: Service) -> bool:

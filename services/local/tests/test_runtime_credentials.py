@@ -4,12 +4,10 @@ retries show as events. A real S3 server (moto) and a real HTTP server on loopba
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from wharf_e2e.testing import free_port
+from wharf_e2e.testing import free_port, until
 from wharf_local.home import Home
 from wharf_local.runtime import LocalRuntime, Service
 from wharf_local.settings import Settings
@@ -94,14 +92,6 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     client.put_object(Bucket="models", Key="iris/version.txt", Body=b"from-s3")
     yield f"{host}:{port}"
     server.stop()
-
-
-async def until(check: Callable[[], bool], what: str, within_s: float = 60.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def ready_reason(svc: Service) -> tuple[str, str | None]:

@@ -8,13 +8,14 @@ import functools
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wharf_e2e.testing import until
 from wharf_local.home import Home
 from wharf_local.runtime import LocalRuntime, Service
 from wharf_local.settings import Settings
@@ -94,14 +95,6 @@ def files(tmp_path: Path) -> Iterator[tuple[str, list[str], threading.Event]]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-async def until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def condition(svc: Service, type_: str = "Ready") -> tuple[str, str | None]:
@@ -193,7 +186,7 @@ async def test_a_server_on_another_port_is_reported_with_the_fix(
     }
     runtime.apply([custom])
     svc = runtime.services[("default", "custom")]
-    await until(lambda: condition(svc)[1] == "PortMismatch", "PortMismatch", within_s=60)
+    await until(lambda: condition(svc)[1] == "PortMismatch", "PortMismatch", timeout_s=60)
     message = next(c.message for c in svc.conditions if c.type == "Ready") or ""
     assert "listens on :" in message and "$PORT" in message
 

@@ -25,8 +25,9 @@ from kubernetes_asyncio import client as k8s
 from moto.server import ThreadedMotoServer
 
 from wharf_api import parse_object
-from wharf_e2e.cluster import ControlPlane, free_port
+from wharf_e2e.cluster import ControlPlane
 from wharf_e2e.kube import Kube, KubeError, wait_for
+from wharf_e2e.testing import free_port
 from wharf_model_agent import status
 from wharf_model_agent.agent import Agent
 from wharf_model_agent.config import AgentConfig

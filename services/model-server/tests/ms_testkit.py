@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import threading
 import time
@@ -15,17 +14,12 @@ from typing import Any
 import httpx
 import numpy as np
 
+from wharf_e2e.testing import free_port
 from wharf_model_server import ModelServer
 from wharf_model_server.model import BaseKServeModel
 from wharf_model_server.model_server import parse_args
 
 STARTUP_SECONDS = 120  # imports of sklearn/xgboost/lightgbm/onnxruntime on a busy 2-core box
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

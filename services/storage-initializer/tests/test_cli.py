@@ -22,6 +22,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from wharf_e2e.testing import free_port
 from wharf_storage.errors import EXIT_CODES
 
 SECRET = "cli-test-secret-Xy7Qp2Lm9Rt4"
@@ -37,12 +38,6 @@ def needs_nxdomain(host: str) -> None:
             return
         pytest.skip(f"the resolver answers {exc.errno} for {host}, not 'no such name'")
     pytest.skip(f"{host} resolves on this machine")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,15 +17,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from wharf_api.credentials import storage_credentials
+from wharf_e2e.testing import free_port
 
 KEY_ID = "AKIAWHARFCREDSTEST01"
 SECRET = "creds-test-secret-Vb8nQ1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
