@@ -180,11 +180,16 @@ def test_every_kind_up_accepts_is_listed_described_and_deleted(wharf: Wharf) -> 
     described = wharf.run("describe", "sr", "team-sklearn").stdout
     assert "Kind:         ServingRuntime" in described and "--model_dir=/mnt/models" in described
     secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\n---\n"
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n---\n"
     both = wharf.root / "runtime-and-secret.yaml"
-    both.write_text(secret + Path(example).read_text())
+    both.write_text(secret + other + Path(example).read_text())
+    applied = wharf.run("up", "-f", str(both)).stdout
+    assert "secret/creds created" in applied
+    assert "configmap/settings skipped" in applied and "not a kind wharf runs" in applied
     deleted = wharf.run("delete", "-f", str(both))
     assert 'servingruntime "team-sklearn" deleted' in deleted.stdout
-    assert "skipped Secret/creds: not a kind wharf runs" in deleted.stdout
+    assert 'secret "creds" deleted' in deleted.stdout
+    assert "skipped ConfigMap/settings: not a kind wharf runs" in deleted.stdout
     assert "No resources found" in wharf.run("get", "sr").stdout
     again = wharf.run("delete", "sr", "team-sklearn", check=False)
     assert again.returncode == 1 and 'servingruntime "team-sklearn" not found' in again.stderr
@@ -230,3 +235,23 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_runtime_written_for_kserves_image_serves_locally(wharf: Wharf) -> None:
+    """examples/serving-runtime.yaml names `kserve/sklearnserver` and no command, as KServe's
+    docs do: locally it runs Wharf's model server for the same format."""
+    example = str(REPO / "examples" / "serving-runtime.yaml")
+    wharf.run("up", "-f", example)
+    try:
+        doc = isvc("team-iris", (wharf.root / "iris").as_uri())
+        out = wharf.run("up", "-f", str(wharf.manifest("team-iris.yaml", doc))).stdout
+        assert "team-iris is ready" in out
+        described = wharf.run("describe", "isvc", "team-iris").stdout
+        assert "team-sklearn (ServingRuntime" in described
+        curl = next(line.strip() for line in out.splitlines() if line.strip().startswith("curl "))
+        answer = subprocess.run(["bash", "-c", curl + " -s --fail"], capture_output=True, text=True)
+        assert answer.returncode == 0, answer.stderr
+        assert "predictions" in json.loads(answer.stdout)
+    finally:
+        wharf.run("delete", "isvc", "team-iris", check=False)
+        wharf.run("delete", "sr", "team-sklearn", check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,25 @@ def _target(args: tuple[str, ...]) -> tuple[Any, list[str]]:
         return _kind(first), rest
     info = resolve_kind(first)
     return (info, []) if info is not None else (_kind("InferenceService"), [first])
+
+
+@dataclass(frozen=True)
+class _CoreKind:
+    """A Secret or ServiceAccount, which `up` keeps for storage credentials."""
+
+    kind: str
+    api_versions: tuple[str, ...] = ("v1",)
+    scope: str = "Namespaced"
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+
+def _core_kind(doc: dict[str, Any]) -> _CoreKind | None:
+    if doc.get("apiVersion") == "v1" and doc.get("kind") in ("Secret", "ServiceAccount"):
+        return _CoreKind(str(doc["kind"]))
+    return None
 
 
 def _object_path(info: Any, name: str) -> str:
@@ -422,7 +442,7 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
 
         for doc in _documents(paths):
             meta = doc.get("metadata") or {}
-            found = resolve_kind(str(doc.get("kind") or ""))
+            found = resolve_kind(str(doc.get("kind") or "")) or _core_kind(doc)
             if found is None or (
                 found.api_versions and doc.get("apiVersion") not in found.api_versions
             ):

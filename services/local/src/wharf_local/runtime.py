@@ -36,6 +36,7 @@ from wharf_local.credentials import download_env
 from wharf_local.describe import describe as describe_service
 from wharf_local.describe import shown_uri
 from wharf_local.home import Home
+from wharf_local.images import local_command
 from wharf_local.processes import resolve_command
 from wharf_local.rebind import rebind_args
 from wharf_local.routing import host_table
@@ -481,8 +482,9 @@ class LocalRuntime:
             # Replicas answer on loopback only: the ingress is the one way in.
             "WHARF_BIND_HOST": "127.0.0.1",
         }
+        command = plan.container.command or local_command(plan.container.image) or ()
         try:
-            argv = resolve_command(plan.container.command) + list(args)
+            argv = resolve_command(command) + list(args)
         except (ValueError, FileNotFoundError) as exc:
             message = f"{exc}{_runtime_note(plan)}"
             rev.failure = (COMMAND_NOT_FOUND, message)
