@@ -21,26 +21,23 @@ from typing import Any
 import httpx
 
 from wharf_api import NoSupportingRuntimeError
-from wharf_api.names import component_service_name, local_url
 from wharf_api.plan import PlanError, ServicePlan, plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
-from wharf_api.status import COMMAND_NOT_FOUND, MODEL_DOWNLOAD_FAILED, ServiceStatus
+from wharf_api.status import COMMAND_NOT_FOUND, ServiceStatus
 from wharf_api.status import service_status as compute_status
-from wharf_api.traffic import RolloutState, revision_name
-from wharf_local import backoff, reconcile
+from wharf_local import reconcile
 from wharf_local.activator import ActivationTimeout, LocalActivator
-from wharf_local.autoscaler import Observation
 from wharf_local.cache import ModelCache
 from wharf_local.catalog import CORE, Catalog, applied_key
-from wharf_local.credentials import download_env
 from wharf_local.describe import describe as describe_service
 from wharf_local.describe import shown_uri
+from wharf_local.fetcher import ModelFetcher
 from wharf_local.home import Home
-from wharf_local.images import local_command
-from wharf_local.processes import resolve_command
-from wharf_local.rebind import rebind_args
+from wharf_local.launch import CommandError, predictor_url, replica_process
+from wharf_local.revisions import apply_plan
 from wharf_local.routing import host_table
 from wharf_local.settings import Settings
+from wharf_local.snapshot import component_view
 from wharf_local.state import (
     ApplyAction,
     ApplyResult,
@@ -52,16 +49,12 @@ from wharf_local.state import (
     Service,
 )
 from wharf_local.supervisor import Supervisor, stop_all
-from wharf_storage import Progress, redact_uri
-from wharf_storage.progress import progress_line
 
 __all__ = ["ActivationTimeout", "ApplyResult", "Component", "LocalRuntime", "Service"]
 
 log = logging.getLogger("wharf.local")
 
 TICK_S = 0.2
-# a download in progress shows an event this often
-PROGRESS_EVERY_S = 2.0
 
 
 def now_iso() -> str:
@@ -87,6 +80,14 @@ class LocalRuntime:
         self.on_replica_exit: list[Callable[[int], None]] = []
         self.activator = LocalActivator(settings.activation_timeout_s)
         self.models = ModelCache(home.models)
+        self.fetcher = ModelFetcher(
+            self.models,
+            settings.config,
+            home.root / "secrets",
+            lambda: self.catalog.applied,
+            self._event,
+            self._spawn,
+        )
         self._status: dict[tuple[str, str], ServiceStatus] = {}
         self._policy = reconcile.Policy(settings.autoscale_window_s, settings.scale_to_zero_after_s)
         self._probe_client = httpx.AsyncClient()
@@ -178,148 +179,22 @@ class LocalRuntime:
     def _apply_service(
         self, namespace: str, name: str, doc: dict[str, Any], plan: ServicePlan
     ) -> ApplyAction:
-        key = (namespace, name)
-        svc = self.services.get(key)
+        svc = self.services.get((namespace, name))
+        created = svc is None
         if svc is None:
             svc = Service(namespace, name, doc, plan, 1, now_iso(), time.monotonic())
-            self.services[key] = svc
-            action: ApplyAction = "created"
-        elif svc.plan == plan and svc.manifest == doc:
-            return "retried" if self._retry_failed(svc) else "unchanged"
-        else:
-            svc.generation += 1
-            svc.manifest, svc.plan = doc, plan
-            action = "configured"
-        for cplan in plan.components:
-            comp = svc.components.get(cplan.component)
-            if comp is None:
-                comp = svc.components[cplan.component] = Component(cplan)
-            comp.plan = cplan
-            latest = comp.latest
-            if latest is None or latest.plan.revision_key() != cplan.revision_key():
-                self._new_revision(svc, comp)
-            else:
-                latest.plan = cplan
-        for gone in set(svc.components) - {c.component for c in plan.components}:
-            self._spawn(self._stop_component(svc.components.pop(gone)))
+            self.services[(namespace, name)] = svc
+        change = apply_plan(svc, doc, plan, created)
+        if change.action == "unchanged":
+            return "retried" if self.fetcher.retry_failed(svc) else "unchanged"
+        for rev in change.new_revisions:
+            message = f"model {shown_uri(rev.plan.storage_uri)}"
+            self._event(svc, "Normal", "RevisionCreated", message, rev.name)
+            self.fetcher.start(svc, rev)
+        for comp in change.removed:
+            self._spawn(self._stop_component(comp))
         self._refresh_hosts()
-        return action
-
-    def _retry_failed(self, svc: Service) -> bool:
-        """Applying a manifest again retries its failed downloads at once."""
-        retried = False
-        for comp in svc.components.values():
-            rev = comp.latest
-            if rev is not None and rev.failure is not None and not rev.fetching:
-                rev.failure, rev.retry_at = None, None
-                self._start_fetch(svc, rev)
-                retried = True
-        return retried
-
-    def _new_revision(self, svc: Service, comp: Component) -> None:
-        name = revision_name(comp.plan.service_name, comp.next_number)
-        rev = Revision(name, comp.next_number, comp.plan)
-        comp.next_number += 1
-        comp.revisions[name] = rev
-        comp.rollout = RolloutState(
-            latest_created=name,
-            latest_ready=comp.rollout.latest_ready,
-            latest_rolledout=comp.rollout.latest_rolledout,
-            previous_rolledout=comp.rollout.previous_rolledout,
-        )
-        self._event(
-            svc, "Normal", "RevisionCreated", f"model {shown_uri(rev.plan.storage_uri)}", name
-        )
-        self._start_fetch(svc, rev)
-
-    def _start_fetch(self, svc: Service, rev: Revision) -> None:
-        rev.fetching = True
-        self._spawn(self._fetch_models(svc, rev))
-
-    async def _fetch_models(self, svc: Service, rev: Revision) -> None:
-        dirs: dict[str, str] = {}
-        try:
-            for mount in rev.plan.storage:
-                started = time.monotonic()
-                try:
-                    env = self._download_env(svc, rev, mount.uri)
-                    result = await self.models.fetch(
-                        mount.uri, env=env, on_progress=self._progress_reporter(svc, rev)
-                    )
-                except Exception as exc:
-                    rev.attempts += 1
-                    delay = backoff.restart_delay(rev.attempts)
-                    rev.failure = (MODEL_DOWNLOAD_FAILED, f"storageUri: {exc}")
-                    rev.retry_at = time.monotonic() + delay
-                    self._event(
-                        svc,
-                        "Warning",
-                        MODEL_DOWNLOAD_FAILED,
-                        f"{rev.failure[1]} (attempt {rev.attempts}; retrying in {delay:.0f}s, "
-                        "or at once when the manifest is applied again)",
-                        rev.name,
-                    )
-                    rev.notify()
-                    return
-                dirs[mount.mount_path] = str(result.path)
-                how = (
-                    f"downloaded {result.fetched_bytes} bytes"
-                    if result.fetched_bytes
-                    else "cached or linked, nothing downloaded"
-                )
-                self._event(
-                    svc,
-                    "Normal",
-                    "ModelReady",
-                    f"{redact_uri(result.uri)} -> {result.path} "
-                    f"({how}, {time.monotonic() - started:.2f}s)",
-                    rev.name,
-                )
-            rev.model_dirs = dirs
-            rev.failure, rev.retry_at = None, None
-            rev.notify()
-        finally:
-            rev.fetching = False
-
-    def _download_env(self, svc: Service, rev: Revision, uri: str) -> dict[str, str] | None:
-        """Credentials from the ServiceAccount and Secrets applied in the service's namespace."""
-        meta = svc.manifest.get("metadata") or {}
-        env, notes = download_env(
-            uri,
-            rev.plan,
-            svc.namespace,
-            meta.get("annotations"),
-            self.applied,
-            self.settings.config,
-            self.home.root / "secrets",
-        )
-        for note in notes:
-            self._event(svc, "Normal", "Credentials", note, rev.name)
-        return env
-
-    def _progress_reporter(self, svc: Service, rev: Revision) -> Callable[[Progress], None]:
-        """Download progress and retries as events: every retry, progress every few seconds."""
-        started = time.monotonic()
-        last = [started]
-
-        def report(p: Progress) -> None:
-            now = time.monotonic()
-            if p.retry is not None:
-                r = p.retry
-                self._event(
-                    svc,
-                    "Warning",
-                    "DownloadRetry",
-                    f"{r.what}: {r.reason}; attempt {r.attempt} of {r.attempts}, "
-                    f"next in {r.delay:.0f}s",
-                    rev.name,
-                )
-            elif now - last[0] >= PROGRESS_EVERY_S:
-                last[0] = now
-                line = progress_line(p, now - started, "downloading")
-                self._event(svc, "Normal", "Downloading", line, rev.name)
-
-        return report
+        return change.action
 
     async def delete(self, namespace: str, name: str) -> bool:
         svc = self.services.pop((namespace, name), None)
@@ -360,7 +235,7 @@ class LocalRuntime:
         for svc in list(self.services.values()):
             observations = []
             for comp in svc.components.values():
-                view = self._view(comp, now)
+                view = component_view(comp, now, self.settings.autoscale_window_s)
                 step = reconcile.reconcile_component(view, self._policy, now)
                 if step.traffic != comp.traffic:
                     comp.swrr = {}
@@ -369,55 +244,6 @@ class LocalRuntime:
                     self._carry_out(svc, comp, action)
                 observations.append(step.observation(view))
             self._update_status(svc, observations)
-
-    def _view(self, comp: Component, now: float) -> reconcile.ComponentView:
-        return reconcile.ComponentView(
-            name=comp.plan.component,
-            service_name=comp.plan.service_name,
-            canary_traffic_percent=comp.plan.canary_traffic_percent,
-            rollout=comp.rollout,
-            traffic=comp.traffic,
-            revisions=tuple(self._revision_view(comp, rev, now) for rev in comp.revisions.values()),
-        )
-
-    def _revision_view(self, comp: Component, rev: Revision, now: float) -> reconcile.RevisionView:
-        window = self.settings.autoscale_window_s
-        rev.samples.append((now, rev.inflight + rev.waiting))
-        while rev.samples and rev.samples[0][0] < now - window:
-            rev.samples.popleft()
-        while rev.requests and rev.requests[0] < now - window:
-            rev.requests.popleft()
-        concurrency = sum(v for _, v in rev.samples) / len(rev.samples) if rev.samples else 0.0
-        # scaling settings do not make a new revision: the latest one follows the live plan
-        plan = comp.plan if rev.name == comp.rollout.latest_created else rev.plan
-        return reconcile.RevisionView(
-            name=rev.name,
-            number=rev.number,
-            scaling=plan.scaling,
-            replicas=tuple(
-                reconcile.ReplicaView(
-                    r.index,
-                    r.state,
-                    r.inflight,
-                    r.restart_at,
-                    r.task is not None and not r.task.done(),
-                )
-                for r in rev.replicas
-            ),
-            ready_once=rev.ready_once,
-            failure=rev.failure,
-            last_crash=rev.last_crash,
-            stuck=rev.stuck,
-            models_ready=rev.model_dirs is not None,
-            fetching=rev.fetching,
-            retry_at=rev.retry_at,
-            demand=Observation(
-                concurrency=concurrency,
-                rps=len(rev.requests) / window,
-                idle_s=now - rev.last_request,
-                waiting=rev.waiting,
-            ),
-        )
 
     def _carry_out(self, svc: Service, comp: Component, action: reconcile.Action) -> None:
         if isinstance(action, reconcile.Note):
@@ -451,7 +277,7 @@ class LocalRuntime:
             rev.replicas.remove(replica)
         elif isinstance(action, reconcile.RetryDownload):
             rev.retry_at = None
-            self._start_fetch(svc, rev)
+            self.fetcher.start(svc, rev)
         elif isinstance(action, reconcile.RetireRevision):
             comp.revisions.pop(rev.name, None)
 
@@ -463,35 +289,26 @@ class LocalRuntime:
         replica.task = self._spawn(self._run_replica(svc, rev, replica))
 
     async def _run_replica(self, svc: Service, rev: Revision, replica: Replica) -> None:
-        plan = rev.plan
-        args = rebind_args(
-            plan.container.args,
-            http_port=replica.http_port,
-            grpc_port=replica.grpc_port,
-            model_dirs=rev.model_dirs,
-            predictor_host=self._predictor_url(svc) if plan.component != "predictor" else None,
-        )
-        log_path = self.home.log_dir(svc.namespace, svc.name, plan.component) / (
-            f"{rev.name}-{replica.index}.log"
-        )
-        env = dict(plan.container.env)
-        env |= {
-            "PYTHONUNBUFFERED": "1",
-            # KServe's contract for custom containers: the port to listen on
-            "PORT": str(replica.http_port),
-            # Replicas answer on loopback only: the ingress is the one way in.
-            "WHARF_BIND_HOST": "127.0.0.1",
-        }
-        command = plan.container.command or local_command(plan.container.image) or ()
+        settings = self.settings
         try:
-            argv = resolve_command(command) + list(args)
-        except (ValueError, FileNotFoundError) as exc:
-            message = f"{exc}{_runtime_note(plan)}"
-            rev.failure = (COMMAND_NOT_FOUND, message)
-            self._event(svc, "Warning", COMMAND_NOT_FOUND, message, rev.name)
+            argv, env = replica_process(
+                rev.plan,
+                http_port=replica.http_port,
+                grpc_port=replica.grpc_port,
+                model_dirs=rev.model_dirs,
+                predictor=predictor_url(
+                    settings.ingress_host, settings.ingress_port, svc.namespace, svc.name
+                ),
+            )
+        except CommandError as exc:
+            rev.failure = (COMMAND_NOT_FOUND, str(exc))
+            self._event(svc, "Warning", COMMAND_NOT_FOUND, str(exc), rev.name)
             replica.state = "stopped"
             rev.notify()
             return
+        log_path = self.home.log_dir(svc.namespace, svc.name, rev.plan.component) / (
+            f"{rev.name}-{replica.index}.log"
+        )
 
         def emit(type_: EventType, reason: str, message: str, obj: str) -> None:
             self._event(svc, type_, reason, message, obj)
@@ -501,14 +318,6 @@ class LocalRuntime:
     def _replica_exited(self, port: int) -> None:
         for hook in self.on_replica_exit:
             hook(port)
-
-    def _predictor_url(self, svc: Service) -> str:
-        """Where a transformer or explainer reaches its predictor: through the ingress, by the
-        predictor's path, so the predictor keeps its traffic split, autoscaling and activator."""
-        host = self.settings.ingress_host
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        predictor = component_service_name(svc.name, "predictor")
-        return local_url(f"http://{host}:{self.settings.ingress_port}", svc.namespace, predictor)
 
     async def _stop_component(self, comp: Component) -> None:
         await stop_all([r for rev in comp.revisions.values() for r in rev.replicas])
@@ -549,13 +358,3 @@ class LocalRuntime:
 
     def mark_unreachable(self, rev: Revision, replica: Replica) -> None:
         self.activator.mark_unreachable(rev, replica)
-
-
-def _runtime_note(plan: Any) -> str:
-    if not plan.runtime:
-        return ""
-    return (
-        f" (container {plan.container.name!r} of {plan.runtime_kind} {plan.runtime}, selected "
-        f"for model format {plan.model_format!r}; give it a command, or remove it with "
-        f"`wharf delete {plan.runtime_kind.lower()} {plan.runtime}`)"
-    )
