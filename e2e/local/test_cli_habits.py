@@ -255,3 +255,38 @@ def test_a_runtime_written_for_kserves_image_serves_locally(wharf: Wharf) -> Non
     finally:
         wharf.run("delete", "isvc", "team-iris", check=False)
         wharf.run("delete", "sr", "team-sklearn", check=False)
+
+
+def test_up_shows_download_retries_on_the_terminal(wharf: Wharf) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    failures = [503]
+
+    class Flaky(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if failures:
+                self.send_error(failures.pop())
+                return
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Flaky, directory=str(wharf.root / "iris"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/model.joblib"
+        doc = isvc("flaky-iris", uri)
+        result = wharf.run("up", "-f", str(wharf.manifest("flaky.yaml", doc)))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        wharf.run("delete", "isvc", "flaky-iris", check=False)
+    assert "flaky-iris is ready" in result.stdout
+    assert "DownloadRetry: " in result.stderr and "attempt 1" in result.stderr
+    assert "ModelReady: " in result.stderr

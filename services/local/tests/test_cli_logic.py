@@ -225,3 +225,26 @@ def test_the_cli_stops_waiting_on_the_same_reasons_as_the_status() -> None:
     from wharf_local.cli import TERMINAL_REASONS
 
     assert TERMINAL_REASONS == API_REASONS
+
+
+def test_up_shows_new_download_events_once() -> None:
+    from wharf_local.cli import _new_events
+
+    events = [
+        {"time": "2026-01-01T00:00:00Z", "reason": "Downloading", "message": "old", "object": "r"},
+        {
+            "time": "2026-01-01T00:00:05Z",
+            "reason": "DownloadRetry",
+            "message": "503",
+            "object": "r",
+        },
+        {"time": "2026-01-01T00:00:06Z", "reason": "Scaled", "message": "0 -> 1", "object": "r"},
+        {"time": "2026-01-01T00:00:07Z", "reason": "Downloading", "message": "50%", "object": "r"},
+    ]
+    item = {"local": {"events": events}}
+    seen: set[tuple[str, ...]] = set()
+    assert _new_events(item, "2026-01-01T00:00:01Z", seen) == [
+        "  r: DownloadRetry: 503",
+        "  r: Downloading: 50%",
+    ]
+    assert _new_events(item, "2026-01-01T00:00:01Z", seen) == []

@@ -25,3 +25,20 @@ def test_other_images_have_no_local_command() -> None:
     assert local_command("my-registry:5000/team/custom-model:1") is None
     assert local_command(None) is None
     assert repository("my-registry:5000/team/custom-model:1") == "custom-model"
+
+
+def test_the_model_server_without_a_grpc_port_serves_no_grpc() -> None:
+    from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan
+    from wharf_local.launch import replica_process
+
+    container = ContainerPlan(
+        "kserve-container", "kserve/sklearnserver:latest", (), ("--http_port=8080",)
+    )
+    plan = ComponentPlan(
+        "predictor", "m-predictor", container, "v1", ScalingPlan(1, 1, "concurrency", 1),
+        grpc_port=None,
+    )  # fmt: skip
+    argv, env = replica_process(plan, http_port=4000, grpc_port=None, model_dirs={}, predictor=None)
+    assert argv[0].endswith("wharf-model-server")
+    assert "--model-format=sklearn" in argv and "--enable_grpc=false" in argv
+    assert "--http_port=4000" in argv and env["PORT"] == "4000"

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,7 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     docs = [doc for _, doc in named]
     daemon = _daemon()
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         daemon.ensure()
         results = daemon.call("POST", "/apply", {"documents": docs})["results"]
@@ -241,7 +243,7 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
                 key = (r["namespace"], r["name"])
                 waiting[key] = r.get("generation") or _generation(daemon, *key)
     if wait:
-        failed |= not _wait_ready(daemon, waiting, timeout)
+        failed |= not _wait_ready(daemon, waiting, timeout, since=started)
     else:
         for namespace, name in waiting:
             item = _service(daemon, namespace, name)
@@ -288,14 +290,37 @@ def _verdict(item: dict[str, Any], generation: int) -> tuple[bool | None, str]:
     return None, f"{ready.get('reason')}: {ready.get('message')}"
 
 
-def _wait_ready(daemon: Daemon, keys: dict[tuple[str, str], int], timeout: float) -> bool:
+# events worth a line on the terminal while `up` waits: downloads and what goes wrong
+PROGRESS_REASONS = frozenset(
+    {"Downloading", "DownloadRetry", "ModelReady", "ModelDownloadFailed", "BackOff", "PortMismatch"}
+)
+
+
+def _new_events(item: dict[str, Any], since: str, seen: set[tuple[str, ...]]) -> list[str]:
+    """Progress lines for events at or after `since` (ISO time) not shown yet. Pure."""
+    lines = []
+    for event in item.get("local", {}).get("events", []):
+        key = (event["time"], event["reason"], event["message"], event["object"])
+        if event["time"] < since or key in seen or event["reason"] not in PROGRESS_REASONS:
+            continue
+        seen.add(key)
+        lines.append(f"  {event['object']}: {event['reason']}: {event['message']}")
+    return lines
+
+
+def _wait_ready(
+    daemon: Daemon, keys: dict[tuple[str, str], int], timeout: float, since: str = ""
+) -> bool:
     deadline = time.monotonic() + timeout
     ingress = daemon.call("GET", "/healthz")["ingress"]
     pending = dict(keys)
     ok = True
+    seen: set[tuple[str, ...]] = set()
     while pending:
         for (namespace, name), generation in list(pending.items()):
             item = _service(daemon, namespace, name)
+            for line in _new_events(item, since, seen):
+                click.echo(line, err=True)
             verdict, why = _verdict(item, generation)
             if verdict is None:
                 continue

@@ -8,10 +8,11 @@ without a command runs Wharf's model server when its image is one of KServe's (`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePosixPath as Path
 
 from wharf_api.names import component_service_name, local_url
 from wharf_api.plan import ComponentPlan
-from wharf_local.images import local_command
+from wharf_local.images import MODEL_SERVER, local_command
 from wharf_local.processes import resolve_command
 from wharf_local.rebind import rebind_args
 
@@ -53,6 +54,10 @@ def replica_process(
         "WHARF_BIND_HOST": "127.0.0.1",
     }
     command = plan.container.command or local_command(plan.container.image) or ()
+    if command and Path(command[0]).name == MODEL_SERVER and grpc_port is None:
+        # the runtime declares no gRPC port: the model server's default (8081) would be shared
+        # by every replica on this machine
+        args = (*args, "--enable_grpc=false")
     try:
         argv = resolve_command(command) + list(args)
     except (ValueError, FileNotFoundError) as exc:

@@ -121,8 +121,11 @@ class Supervisor:
                 rev.notify()
                 return
             if not reported and time.monotonic() - started > PORT_CHECK_AFTER_S:
-                elsewhere = [p for p in listening_ports(proc.pid) if p not in _own_ports(replica)]
-                if elsewhere:
+                listening = listening_ports(proc.pid)
+                elsewhere = [p for p in listening if p not in _own_ports(replica)]
+                # only when its HTTP port is not among them: a server may listen on more
+                # ports (metrics) and simply be slow to answer its readiness probe
+                if elsewhere and replica.http_port not in listening:
                     reported = True
                     message = port_mismatch_message(replica.index, elsewhere, replica.http_port)
                     rev.stuck = (PORT_MISMATCH, message)
