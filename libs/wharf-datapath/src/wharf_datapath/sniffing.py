@@ -3,8 +3,9 @@
 A connection that opens with the HTTP/2 preface (gRPC over h2c) is read until its first HEADERS
 frame; the `:authority` there picks the service (a gRPC channel has one authority), and the
 connection is piped to a gRPC proxy bound to that service. Any other connection is HTTP/1.1 for
-uvicorn's httptools protocol, with no extra hop. The frame parsing is pure (`scan_h2_start`);
-Python's gRPC server does not show `:authority` to handlers, hence this.
+uvicorn's httptools protocol, with no extra hop, and with a bound on the request head
+(`http_head`). The frame parsing is pure (`scan_h2_start`); Python's gRPC server does not show
+`:authority` to handlers, hence this.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import hpack
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from wharf_datapath.http_head import HeadLimitedHttpProtocol
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADERS, _CONTINUATION = 0x1, 0x9
@@ -169,7 +171,7 @@ class H2Sniffer(asyncio.Protocol):
         self.decided = True
 
 
-class SniffingHttpProtocol(HttpToolsProtocol):
+class SniffingHttpProtocol(HeadLimitedHttpProtocol):
     port_for: ClassVar[PortFor]
     _decided = False
 

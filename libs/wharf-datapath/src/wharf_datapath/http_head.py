@@ -1,0 +1,104 @@
+"""uvicorn's httptools protocol with a bound on the request head (request line and headers).
+
+httptools (llhttp) has no limit of its own: a request whose headers never end, or one header
+of many megabytes, is buffered whole, in memory, before anything can refuse it. This protocol
+counts the bytes that arrive while a request head is being read and answers
+`431 {"error": ...}` and closes the connection once they pass `max_head_bytes`.
+
+Two counts: the bytes of the request target and headers as the parser hands them over (a
+whole head that arrived in one read), and the bytes of reads that fall wholly inside a head
+that has not ended yet (httptools keeps a header to itself until it is whole). So the memory a
+head may take is at most the limit plus two reads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# nginx allows 4 x 8 KiB, Node 16 KiB; bearer tokens and tracing headers fit many times over
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback; httptools turns it into a parser error, and uvicorn's
+    answer to that (`send_400_response`) is replaced by the 431."""
+
+
+class HeadLimitedHttpProtocol(HttpToolsProtocol):
+    max_head_bytes: ClassVar[int] = DEFAULT_MAX_HEAD_BYTES
+    _in_head = True  # between requests, or reading a request line and its headers
+    _read_in_head = 0  # bytes of the reads that fell wholly inside the current head
+    _parsed_head = 0  # bytes of request target and headers the parser has handed over
+    _heads_done = 0
+    _too_large = False
+
+    def data_received(self, data: bytes) -> None:
+        was_in_head, heads_done = self._in_head, self._heads_done
+        super().data_received(data)
+        if not (was_in_head and self._in_head) or self._heads_done != heads_done:
+            return  # not a head, or a head ended in this read and the count started again
+        # a head that has not ended: httptools buffers a header until it is whole
+        self._read_in_head += len(data)
+        if self._read_in_head > self.max_head_bytes and not self.transport.is_closing():
+            self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._parsed_head = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads_done += 1
+        self._read_in_head = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._read_in_head = 0
+
+    def _count(self, size: int) -> None:
+        self._parsed_head += size
+        if self._parsed_head > self.max_head_bytes:
+            self._too_large = True
+            raise HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        cycle: Any = getattr(self, "cycle", None)
+        # a response still being sent on this connection must not be cut by another one
+        if cycle is None or cycle.response_complete:
+            limit = self.max_head_bytes
+            message = f"request line and headers larger than the limit of {limit} bytes"
+            body = json.dumps({"error": message}).encode()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + body
+            )
+        self.transport.close()
+
+
+def head_limited(max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> type[HeadLimitedHttpProtocol]:
+    """The protocol class for `uvicorn.Config(http=...)`, with this limit."""
+    return type(
+        "HeadLimitedHttpProtocol", (HeadLimitedHttpProtocol,), {"max_head_bytes": max_head_bytes}
+    )
