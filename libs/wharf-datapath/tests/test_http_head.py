@@ -127,3 +127,62 @@ async def test_pipelined_requests_with_bodies_are_not_counted_as_heads(serve: Se
 def test_the_ingress_protocol_is_bounded_too() -> None:
     assert issubclass(SniffingHttpProtocol, HeadLimitedHttpProtocol)
     assert SniffingHttpProtocol.max_head_bytes == DEFAULT_MAX_HEAD_BYTES
+
+
+# -- slow heads (slowloris) ---------------------------------------------------------------------
+
+SHORT_S = 0.5
+
+
+@contextlib.asynccontextmanager
+async def impatient(serve: Serve) -> AsyncIterator[int]:
+    async with serve(echo_length, http=head_limited(LIMIT, head_timeout_s=SHORT_S)) as port:
+        yield port
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    answer = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await asyncio.wait_for(reader.read(65536), 30):
+            answer += chunk
+    return answer
+
+
+async def test_a_head_sent_a_byte_at_a_time_is_cut_off_with_408(serve: Serve) -> None:
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reading = asyncio.create_task(_read_all(reader))
+        with contextlib.suppress(ConnectionError):
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 1000:
+                if reading.done():
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        answer = await reading
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"not received within 0.5 s" in answer
+
+
+async def test_a_connection_that_sends_nothing_is_closed(serve: Serve) -> None:
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await _read_all(reader)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+
+
+async def test_an_idle_keep_alive_connection_is_left_to_the_keep_alive_timeout(
+    serve: Serve,
+) -> None:
+    one = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):
+            writer.write(one)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n0"), 30)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            # idle longer than the head timeout: between requests, that is keep-alive's business
+            await asyncio.sleep(2 * SHORT_S)
+        writer.close()

@@ -181,6 +181,7 @@ class SniffingHttpProtocol(HeadLimitedHttpProtocol):
             if data.startswith(H2_PREFACE[:3]):
                 # no longer an HTTP/1.1 connection of uvicorn's: it must not wait for it
                 self.connections.discard(self)
+                self.stop_head_timer()
                 sniffer = H2Sniffer(type(self).port_for)
                 self.transport.set_protocol(sniffer)
                 sniffer.connection_made(self.transport)
