@@ -28,6 +28,11 @@ lint: ## ruff, mypy (strict on libs), import-linter, CRD and gRPC code freshness
 test: ## the README's test command
 	./scripts/test
 
+.PHONY: abuse
+abuse: ## the abuse and fuzz suite (e2e/abuse), then its probe counts (tried, passed)
+	WHARF_ABUSE_REPORT=$(CURDIR)/.abuse-report.json $(UV) run pytest -m abuse e2e/abuse -q
+	$(UV) run python -m wharf_e2e.probes $(CURDIR)/.abuse-report.json
+
 .PHONY: crds
 crds: ## regenerate deploy/base/crds from the pydantic models
 	$(UV) run python -m wharf_api.crdgen deploy/base/crds

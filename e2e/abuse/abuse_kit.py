@@ -13,7 +13,7 @@ SERVICE = "iris"
 # WHARF_ABUSE_EXAMPLES for a longer hunt.
 settings.register_profile(
     "abuse",
-    max_examples=int(os.environ.get("WHARF_ABUSE_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("WHARF_ABUSE_EXAMPLES", "20")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     print_blob=True,

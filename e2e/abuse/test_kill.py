@@ -36,6 +36,7 @@ def _loop(daemon: WharfDaemon, stop: threading.Event) -> list[str]:
                     failures.append(f"{answer.status_code} {answer.text[:200]}")
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
+            stop.wait(0.02)  # paced: the replica's restart needs the CPU too
     failures.append(f"of {count}")  # the last entry: how many were sent
     return failures
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
 INFER = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 SLOW_REQUESTS = 3  # whole requests, sent slowly, that must be answered
 STUCK_HEADS = 3  # heads that never end, given up after the bounded time
-PIECE, EVERY_S, FOR_S = 4, 0.1, 4.0
+PIECE, EVERY_S, FOR_S = 4, 0.1, 3.0
 
 
 def _slow_request(target: Target) -> Exchange:
