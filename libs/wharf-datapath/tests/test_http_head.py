@@ -186,3 +186,57 @@ async def test_an_idle_keep_alive_connection_is_left_to_the_keep_alive_timeout(
             # idle longer than the head timeout: between requests, that is keep-alive's business
             await asyncio.sleep(2 * SHORT_S)
         writer.close()
+
+
+async def test_an_h2c_connection_handed_to_the_grpc_sniffer_keeps_no_head_clock(
+    serve: Serve,
+) -> None:
+    """Also: once both ends have closed, the pipe closes both of its sockets (it used to keep
+    them half-closed forever: a file descriptor leak per gRPC connection on the HTTP port)."""
+    import hpack
+
+    from wharf_datapath.sniffing import EMPTY_SETTINGS, H2_PREFACE, protocol_for
+
+    echoes: list[asyncio.BaseTransport] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            echoes.append(transport)
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    upstream = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    upstream_port = upstream.sockets[0].getsockname()[1]
+
+    async def port_for(authority: str | None) -> tuple[str, int]:
+        return "127.0.0.1", upstream_port
+
+    block = hpack.Encoder().encode([(":method", "POST"), (":authority", "a-b.example.com")])
+    headers = len(block).to_bytes(3, "big") + b"\x01\x04\x00\x00\x00\x01" + block
+    impatient_ingress = type("Impatient", (protocol_for(port_for),), {"head_timeout_s": SHORT_S})
+    try:
+        async with serve(echo_length, http=impatient_ingress) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            ack = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"  # of the sniffer's SETTINGS
+            writer.write(H2_PREFACE + EMPTY_SETTINGS + ack + headers)
+            expected = EMPTY_SETTINGS + H2_PREFACE + EMPTY_SETTINGS + headers
+            got = await asyncio.wait_for(reader.readexactly(len(expected)), 30)
+            assert got == expected
+            await asyncio.sleep(2 * SHORT_S)  # past the head timeout: the pipe must stay open
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 30) == b"ping"
+            writer.close()
+            await writer.wait_closed()
+            # the client's EOF goes through the pipe to the echo server, which closes; that
+            # close comes back through the pipe and closes the ingress's side
+            for _ in range(600):
+                if all(t.is_closing() for t in echoes):
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(10):  # and the ingress closes both its sockets (warnings are errors:
+                await asyncio.sleep(0.01)  # one left open fails the test at the end)
+    finally:
+        upstream.close()
+        await upstream.wait_closed()

@@ -96,13 +96,20 @@ class _Pipe(asyncio.Protocol):
 
     def __init__(self, peer: asyncio.BaseTransport) -> None:
         self.peer: Any = peer
+        self.eof = False  # this side has sent all it will send
 
     def data_received(self, data: bytes) -> None:
         self.peer.write(data)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
         if self.peer.can_write_eof():
             self.peer.write_eof()
+        other = self.peer.get_protocol()
+        if isinstance(other, _Pipe) and other.eof:
+            # both sides have finished: close both sockets (half-closed ones were kept forever)
+            self.peer.close()
+            return False
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
