@@ -1,7 +1,8 @@
 """Generated request bodies, on the model server and through the ingress.
 
 V1 JSON, V2 JSON, V2 with the binary tensor extension (`Inference-Header-Content-Length`) and
-gRPC ModelInfer (structured messages and raw bytes). The property: no 5xx (no INTERNAL,
+gRPC ModelInfer (structured messages and raw bytes; through the ingress on its gRPC port and,
+sniffed as h2c, on its HTTP port). The property: no 5xx (no INTERNAL,
 UNKNOWN or UNAVAILABLE over gRPC), an error body that says what was wrong, no dropped
 connection, and the model still answers afterwards.
 """
@@ -172,12 +173,14 @@ grpc_request = st.builds(
 )
 
 
-def _channel(target: Target) -> grpc.Channel:
+def _channel(target: Target, http_port: bool = False) -> grpc.Channel:
+    """A channel to the gRPC port; to the ingress's HTTP port (h2c, sniffed) with `http_port`."""
     options = [
         ("grpc.default_authority", target.authority),
         ("grpc.max_send_message_length", 2 * LIMIT),
     ]
-    return grpc.insecure_channel(f"127.0.0.1:{target.grpc_port}", options=options)
+    port = target.http_port if http_port and target.name == "ingress" else target.grpc_port
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
 
 
 def _grpc_probe(target: Target, probes: ProbeCounter, part: str, call: Any, data: Any) -> None:
@@ -190,9 +193,11 @@ def _grpc_probe(target: Target, probes: ProbeCounter, part: str, call: Any, data
 
 
 @ABUSE
-@given(request=grpc_request)
-def test_grpc_model_infer(target: Target, probes: ProbeCounter, request: Any) -> None:
-    with _channel(target) as channel:
+@given(request=grpc_request, http_port=st.booleans())
+def test_grpc_model_infer(
+    target: Target, probes: ProbeCounter, request: Any, http_port: bool
+) -> None:
+    with _channel(target, http_port) as channel:
         call = channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer",
             request_serializer=pb.ModelInferRequest.SerializeToString,
@@ -202,9 +207,9 @@ def test_grpc_model_infer(target: Target, probes: ProbeCounter, request: Any) ->
 
 
 @ABUSE
-@given(data=raw_bytes)
-def test_grpc_raw_bytes(target: Target, probes: ProbeCounter, data: bytes) -> None:
-    with _channel(target) as channel:
+@given(data=raw_bytes, http_port=st.booleans())
+def test_grpc_raw_bytes(target: Target, probes: ProbeCounter, data: bytes, http_port: bool) -> None:
+    with _channel(target, http_port) as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         _grpc_probe(target, probes, "bodies: gRPC raw bytes", call, data)
 
