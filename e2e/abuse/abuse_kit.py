@@ -7,6 +7,8 @@ import os
 from hypothesis import HealthCheck, settings
 
 LIMIT = 1024 * 1024
+# seconds a request head may take (WHARF_HTTP_HEAD_TIMEOUT); short, so slow heads are seen cut
+HEAD_TIMEOUT_S = 5
 SERVICE = "iris"
 
 # Bounded so the whole suite stays within a few minutes on two busy cores; raise it with

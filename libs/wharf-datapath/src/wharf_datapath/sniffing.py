@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import hpack
 
-from wharf_datapath.http_head import HeadLimitedHttpProtocol
+from wharf_datapath.http_head import DEFAULT_HEAD_TIMEOUT_S, HeadLimitedHttpProtocol
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADERS, _CONTINUATION = 0x1, 0x9
@@ -197,8 +197,9 @@ class SniffingHttpProtocol(HeadLimitedHttpProtocol):
         super().data_received(data)
 
 
-def protocol_for(port_for: PortFor) -> type[SniffingHttpProtocol]:
+def protocol_for(
+    port_for: PortFor, head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+) -> type[SniffingHttpProtocol]:
     """The HTTP protocol class for uvicorn, handing h2c connections to `port_for`'s proxies."""
-    return type(
-        "IngressHttpProtocol", (SniffingHttpProtocol,), {"port_for": staticmethod(port_for)}
-    )
+    fields = {"port_for": staticmethod(port_for), "head_timeout_s": head_timeout_s}
+    return type("IngressHttpProtocol", (SniffingHttpProtocol,), fields)

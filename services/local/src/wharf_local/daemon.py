@@ -27,6 +27,7 @@ from wharf_local.home import Home
 from wharf_local.ingress import GrpcRouter, HttpIngress
 from wharf_local.runtime import LocalRuntime
 from wharf_local.settings import Settings
+from wharf_protocol.limits import head_timeout_s
 
 log = logging.getLogger("wharf.daemon")
 
@@ -121,7 +122,7 @@ async def serve(home: Home, settings: Settings) -> None:
             port=settings.ingress_port,
             loop="none",
             # gRPC (h2c) on the HTTP port too: piped to the gRPC ingress
-            http=protocol_for(router.port_for),
+            http=protocol_for(router.port_for, head_timeout_s()),
             lifespan="off",
             access_log=False,
             log_level="warning",

@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 
 from wharf_datapath.http_head import head_limited
+from wharf_protocol.limits import head_timeout_s
 
 
 class _Server(uvicorn.Server):
@@ -34,7 +35,7 @@ class RestServer:
             host=host,
             port=port,
             # httptools, with a bound on the request line and headers (431 above it)
-            http=head_limited(),
+            http=head_limited(head_timeout_s=head_timeout_s()),
             lifespan="on",
             access_log=False,
             server_header=False,
