@@ -23,7 +23,8 @@ from wharf_e2e.probes import ProbeCounter
 from wharf_e2e.servers import Target
 from wharf_protocol.grpc import pb
 
-pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
+# the first test of a session also waits for the servers to start (sklearn imports on busy cores)
+pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 DATATYPES = ["BOOL", "UINT8", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES", "XX"]
 # gRPC codes a malformed request may get; anything else (INTERNAL, UNKNOWN, UNAVAILABLE, ...)

@@ -19,7 +19,8 @@ from wharf_e2e.probes import ProbeCounter
 from wharf_e2e.rawhttp import Exchange, exchange, request
 from wharf_e2e.servers import Target
 
-pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
+# the first test of a session also waits for the servers to start (sklearn imports on busy cores)
+pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 INFER = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 REJECTED = frozenset({"4xx", "close"})

@@ -16,7 +16,8 @@ from wharf_e2e.probes import ProbeCounter
 from wharf_e2e.servers import WharfDaemon
 from wharf_e2e.testing import wait_until
 
-pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
+# the first test of a session also waits for the servers to start (sklearn imports on busy cores)
+pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 LOOPS = 2
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}

@@ -16,7 +16,8 @@ import pytest
 from wharf_e2e.probes import ProbeCounter
 from wharf_e2e.servers import WharfDaemon
 
-pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
+# the first test of a session also waits for the servers to start (sklearn imports on busy cores)
+pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 NAMES = ["shared-a", "shared-b", "shared-c"]
 

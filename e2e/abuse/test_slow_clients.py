@@ -17,11 +17,12 @@ from wharf_e2e.probes import ProbeCounter
 from wharf_e2e.rawhttp import Exchange, connect, read_until_quiet, request, trickle
 from wharf_e2e.servers import Target
 
-pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow]
+# the first test of a session also waits for the servers to start (sklearn imports on busy cores)
+pytestmark = [pytest.mark.abuse, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 INFER = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 SLOW_REQUESTS = 3  # whole requests, sent slowly, that must be answered
-STUCK_HEADS = 3  # heads that never end, given up after the bounded time
+STUCK_HEADS = 3  # heads that never end: the server cuts them off
 PIECE, EVERY_S, FOR_S = 4, 0.1, 3.0
 
 
