@@ -28,6 +28,14 @@ lint: ## ruff, mypy (strict on libs), import-linter, CRD and gRPC code freshness
 test: ## the README's test command
 	./scripts/test
 
+.PHONY: abuse
+abuse: ## the abuse and fuzz suite (e2e/abuse), then its probe counts (tried, passed)
+	rm -f .abuse-report.json; \
+	WHARF_ABUSE_REPORT=$(CURDIR)/.abuse-report.json $(UV) run pytest -m abuse e2e/abuse -q; \
+	status=$$?; \
+	if [ -f .abuse-report.json ]; then $(UV) run python -m wharf_e2e.probes .abuse-report.json; fi; \
+	exit $$status
+
 .PHONY: crds
 crds: ## regenerate deploy/base/crds from the pydantic models
 	$(UV) run python -m wharf_api.crdgen deploy/base/crds

@@ -1,9 +1,12 @@
 import pytest
 
 from wharf_protocol.limits import (
+    DEFAULT_HEAD_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
+    HEAD_TIMEOUT_ENV,
     MAX_MESSAGE_BYTES_ENV,
     grpc_size_options,
+    head_timeout_s,
     max_message_bytes,
 )
 
@@ -28,3 +31,11 @@ def test_grpc_options_cover_both_directions() -> None:
         "grpc.max_send_message_length": 7,
         "grpc.max_receive_message_length": 7,
     }
+
+
+def test_head_timeout_from_the_environment() -> None:
+    assert head_timeout_s({}) == DEFAULT_HEAD_TIMEOUT_S == 30.0
+    assert head_timeout_s({HEAD_TIMEOUT_ENV: " 2.5 "}) == 2.5
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match=HEAD_TIMEOUT_ENV):
+            head_timeout_s({HEAD_TIMEOUT_ENV: bad})

@@ -3,8 +3,9 @@
 A connection that opens with the HTTP/2 preface (gRPC over h2c) is read until its first HEADERS
 frame; the `:authority` there picks the service (a gRPC channel has one authority), and the
 connection is piped to a gRPC proxy bound to that service. Any other connection is HTTP/1.1 for
-uvicorn's httptools protocol, with no extra hop. The frame parsing is pure (`scan_h2_start`);
-Python's gRPC server does not show `:authority` to handlers, hence this.
+uvicorn's httptools protocol, with no extra hop, and with a bound on the request head
+(`http_head`). The frame parsing is pure (`scan_h2_start`); Python's gRPC server does not show
+`:authority` to handlers, hence this.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import hpack
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from wharf_datapath.http_head import DEFAULT_HEAD_TIMEOUT_S, HeadLimitedHttpProtocol
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADERS, _CONTINUATION = 0x1, 0x9
@@ -94,13 +96,20 @@ class _Pipe(asyncio.Protocol):
 
     def __init__(self, peer: asyncio.BaseTransport) -> None:
         self.peer: Any = peer
+        self.eof = False  # this side has sent all it will send
 
     def data_received(self, data: bytes) -> None:
         self.peer.write(data)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
         if self.peer.can_write_eof():
             self.peer.write_eof()
+        other = self.peer.get_protocol()
+        if isinstance(other, _Pipe) and other.eof:
+            # both sides have finished: close both sockets (half-closed ones were kept forever)
+            self.peer.close()
+            return False
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -169,7 +178,7 @@ class H2Sniffer(asyncio.Protocol):
         self.decided = True
 
 
-class SniffingHttpProtocol(HttpToolsProtocol):
+class SniffingHttpProtocol(HeadLimitedHttpProtocol):
     port_for: ClassVar[PortFor]
     _decided = False
 
@@ -179,6 +188,7 @@ class SniffingHttpProtocol(HttpToolsProtocol):
             if data.startswith(H2_PREFACE[:3]):
                 # no longer an HTTP/1.1 connection of uvicorn's: it must not wait for it
                 self.connections.discard(self)
+                self.stop_head_timer()
                 sniffer = H2Sniffer(type(self).port_for)
                 self.transport.set_protocol(sniffer)
                 sniffer.connection_made(self.transport)
@@ -187,8 +197,9 @@ class SniffingHttpProtocol(HttpToolsProtocol):
         super().data_received(data)
 
 
-def protocol_for(port_for: PortFor) -> type[SniffingHttpProtocol]:
+def protocol_for(
+    port_for: PortFor, head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+) -> type[SniffingHttpProtocol]:
     """The HTTP protocol class for uvicorn, handing h2c connections to `port_for`'s proxies."""
-    return type(
-        "IngressHttpProtocol", (SniffingHttpProtocol,), {"port_for": staticmethod(port_for)}
-    )
+    fields = {"port_for": staticmethod(port_for), "head_timeout_s": head_timeout_s}
+    return type("IngressHttpProtocol", (SniffingHttpProtocol,), fields)

@@ -1,4 +1,4 @@
-"""Size limits shared by every hop of the data plane (ingress, router, model server).
+"""Size (and head time) limits shared by every hop of the data plane (ingress, router, model server).
 
 A request that one hop accepts must not be refused by the next one, so every server and proxy
 takes its limits from here, and the environment variables below move them everywhere at once.
@@ -32,6 +32,27 @@ def max_message_bytes(environ: Mapping[str, str] | None = None) -> int:
         raise ValueError(f"{MAX_MESSAGE_BYTES_ENV}={raw!r}: expected a number of bytes") from None
     if value <= 0:
         raise ValueError(f"{MAX_MESSAGE_BYTES_ENV}={raw!r}: must be positive")
+    return value
+
+
+# How long an HTTP/1.1 request line and headers may take to arrive whole (slow clients).
+DEFAULT_HEAD_TIMEOUT_S = 30.0
+HEAD_TIMEOUT_ENV = "WHARF_HTTP_HEAD_TIMEOUT"
+
+
+def head_timeout_s(environ: Mapping[str, str] | None = None) -> float:
+    """`$WHARF_HTTP_HEAD_TIMEOUT` (seconds, positive) when set, else the default. A malformed
+    value raises ValueError naming the variable."""
+    env = os.environ if environ is None else environ
+    raw = env.get(HEAD_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_HEAD_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{HEAD_TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{HEAD_TIMEOUT_ENV}={raw!r}: must be a positive number of seconds")
     return value
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import uvicorn
 
+from wharf_datapath.http_head import head_limited
+from wharf_protocol.limits import head_timeout_s
+
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -16,14 +19,6 @@ class _Server(uvicorn.Server):
         # ModelServer owns SIGTERM/SIGINT so REST and gRPC drain together; uvicorn's own
         # handler would re-raise the signal after shutdown and kill the process mid-drain.
         yield
-
-
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
 
 
 class RestServer:
@@ -39,7 +34,8 @@ class RestServer:
             app,
             host=host,
             port=port,
-            http=_http_impl(),
+            # httptools, with a bound on the request line and headers (431 above it)
+            http=head_limited(head_timeout_s=head_timeout_s()),
             lifespan="on",
             access_log=False,
             server_header=False,

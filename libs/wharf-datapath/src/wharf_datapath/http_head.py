@@ -1,0 +1,155 @@
+"""uvicorn's httptools protocol with bounds on the request head (request line and headers):
+its size and the time it takes to arrive.
+
+httptools (llhttp) has no limit of its own: a request whose headers never end, or one header
+of many megabytes, is buffered whole, in memory, before anything can refuse it. This protocol
+counts the bytes that arrive while a request head is being read and answers
+`431 {"error": ...}` and closes the connection once they pass `max_head_bytes`.
+
+Two counts: the bytes of the request target and headers as the parser hands them over (a
+whole head that arrived in one read), and the bytes of reads that fall wholly inside a head
+that has not ended yet (httptools keeps a header to itself until it is whole). So the memory a
+head may take is at most the limit plus two reads.
+
+Slow clients: uvicorn closes an idle keep-alive connection, but a connection that has sent part
+of a head (a byte now and then, slowloris) or nothing at all is held forever. The head must
+arrive whole within `head_timeout_s` of its first byte, or of the connection's start: if not,
+the answer is `408 {"error": ...}` and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# nginx allows 4 x 8 KiB, Node 16 KiB; bearer tokens and tracing headers fit many times over
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+# nginx's client_header_timeout is 60 s, Node's headersTimeout 60 s
+DEFAULT_HEAD_TIMEOUT_S = 30.0
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback; httptools turns it into a parser error, and uvicorn's
+    answer to that (`send_400_response`) is replaced by the 431."""
+
+
+class HeadLimitedHttpProtocol(HttpToolsProtocol):
+    max_head_bytes: ClassVar[int] = DEFAULT_MAX_HEAD_BYTES
+    head_timeout_s: ClassVar[float] = DEFAULT_HEAD_TIMEOUT_S
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = True  # between requests, or reading a request line and its headers
+    _read_in_head = 0  # bytes of the reads that fell wholly inside the current head
+    _parsed_head = 0  # bytes of request target and headers the parser has handed over
+    _heads_done = 0
+    _too_large = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()  # a connection that never sends a whole head is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head and self._head_timer is None:
+            self._start_head_timer()
+        was_in_head, heads_done = self._in_head, self._heads_done
+        super().data_received(data)
+        if not (was_in_head and self._in_head) or self._heads_done != heads_done:
+            return  # not a head, or a head ended in this read and the count started again
+        # a head that has not ended: httptools buffers a header until it is whole
+        self._read_in_head += len(data)
+        if self._read_in_head > self.max_head_bytes and not self.transport.is_closing():
+            self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._parsed_head = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.stop_head_timer()
+        self._in_head = False
+        self._heads_done += 1
+        self._read_in_head = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._read_in_head = 0
+
+    def _count(self, size: int) -> None:
+        self._parsed_head += size
+        if self._parsed_head > self.max_head_bytes:
+            self._too_large = True
+            raise HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _start_head_timer(self) -> None:
+        self.stop_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def stop_head_timer(self) -> None:
+        """Stop the clock on the head (also when the connection is handed to another
+        protocol, as the ingress does with h2c)."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if not self._idle():
+            self._start_head_timer()  # the previous response is still being made: not the
+            return  # client's delay
+        message = f"request line and headers not received within {self.head_timeout_s:g} s"
+        self._answer(b"408 Request Timeout", message)
+
+    def _idle(self) -> bool:
+        cycle: Any = getattr(self, "cycle", None)
+        return cycle is None or bool(cycle.response_complete)
+
+    def _refuse_head(self) -> None:
+        limit = self.max_head_bytes
+        message = f"request line and headers larger than the limit of {limit} bytes"
+        self._answer(b"431 Request Header Fields Too Large", message)
+
+    def _answer(self, status: bytes, message: str) -> None:
+        self.stop_head_timer()
+        # a response still being sent on this connection must not be cut by another one
+        if self._idle():
+            body = json.dumps({"error": message}).encode()
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\n"
+                b"content-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + body
+            )
+        self.transport.close()
+
+
+def head_limited(
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+) -> type[HeadLimitedHttpProtocol]:
+    """The protocol class for `uvicorn.Config(http=...)`, with these limits."""
+    limits = {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s}
+    return type("HeadLimitedHttpProtocol", (HeadLimitedHttpProtocol,), limits)

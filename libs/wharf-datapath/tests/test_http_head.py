@@ -1,0 +1,242 @@
+"""The request head (request line and headers) is bounded: 431 and a close above the limit.
+
+Found by the abuse suite (e2e/abuse): httptools buffered 10,000 headers, or one header of
+1 MiB, and the request was served; a head that never ends grew without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from wharf_datapath.http_head import DEFAULT_MAX_HEAD_BYTES, HeadLimitedHttpProtocol, head_limited
+from wharf_datapath.sniffing import SniffingHttpProtocol
+
+LIMIT = 4096
+
+
+async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = str(size).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+Serve = Callable[..., contextlib.AbstractAsyncContextManager[int]]
+
+
+@contextlib.asynccontextmanager
+async def limited(serve: Serve) -> AsyncIterator[int]:
+    async with serve(echo_length, http=head_limited(LIMIT)) as port:
+        yield port
+
+
+async def _exchange(port: int, data: bytes, pieces: int = 1) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        step = -(-len(data) // pieces)
+        for at in range(0, len(data), step):
+            writer.write(data[at : at + step])
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        answer = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(reader.read(65536), 30):
+                answer += chunk
+                if _whole(answer):
+                    break
+        return answer
+    finally:
+        writer.close()
+
+
+def _whole(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def _get(headers: bytes) -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+
+
+async def test_many_headers_are_refused_with_431(serve: Serve) -> None:
+    async with limited(serve) as port:
+        answer = await _exchange(port, _get(b"".join(b"X-H%d: v\r\n" % i for i in range(2000))))
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"larger than the limit of 4096 bytes" in answer
+
+
+async def test_a_header_that_never_ends_is_refused_before_it_ends(serve: Serve) -> None:
+    async with limited(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        answer = b""
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):  # at most 100 KiB: the answer comes long before
+                writer.write(b"v" * 1024)
+                await writer.drain()
+                await asyncio.sleep(0)
+                if answer := await _read_some(reader):
+                    break
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+async def _read_some(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(65536), 0.05)
+    except TimeoutError:
+        return b""
+
+
+async def test_a_head_under_the_limit_and_a_large_body_are_served(serve: Serve) -> None:
+    body = b"b" * (4 * LIMIT)
+    head = b"X-Fill: " + b"f" * (LIMIT - 200) + b"\r\nContent-Length: %d\r\n" % len(body)
+    async with limited(serve) as port:
+        answer = await _exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.endswith(str(len(body)).encode())
+
+
+async def test_pipelined_requests_with_bodies_are_not_counted_as_heads(serve: Serve) -> None:
+    body = b"b" * (2 * LIMIT)
+    one = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    async with limited(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(one * 3)
+        answer = b""
+        while answer.count(b"HTTP/1.1 200 ") < 3 or not answer.endswith(b"8192"):
+            chunk = await asyncio.wait_for(reader.read(65536), 30)
+            assert chunk, answer
+            answer += chunk
+        writer.close()
+    assert b"431" not in answer
+
+
+def test_the_ingress_protocol_is_bounded_too() -> None:
+    assert issubclass(SniffingHttpProtocol, HeadLimitedHttpProtocol)
+    assert SniffingHttpProtocol.max_head_bytes == DEFAULT_MAX_HEAD_BYTES
+
+
+# -- slow heads (slowloris) ---------------------------------------------------------------------
+
+SHORT_S = 0.5
+
+
+@contextlib.asynccontextmanager
+async def impatient(serve: Serve) -> AsyncIterator[int]:
+    async with serve(echo_length, http=head_limited(LIMIT, head_timeout_s=SHORT_S)) as port:
+        yield port
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    answer = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await asyncio.wait_for(reader.read(65536), 30):
+            answer += chunk
+    return answer
+
+
+async def test_a_head_sent_a_byte_at_a_time_is_cut_off_with_408(serve: Serve) -> None:
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reading = asyncio.create_task(_read_all(reader))
+        with contextlib.suppress(ConnectionError):
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 1000:
+                if reading.done():
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        answer = await reading
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"not received within 0.5 s" in answer
+
+
+async def test_a_connection_that_sends_nothing_is_closed(serve: Serve) -> None:
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await _read_all(reader)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+
+
+async def test_an_idle_keep_alive_connection_is_left_to_the_keep_alive_timeout(
+    serve: Serve,
+) -> None:
+    one = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with impatient(serve) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):
+            writer.write(one)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n0"), 30)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            # idle longer than the head timeout: between requests, that is keep-alive's business
+            await asyncio.sleep(2 * SHORT_S)
+        writer.close()
+
+
+async def test_an_h2c_connection_handed_to_the_grpc_sniffer_keeps_no_head_clock(
+    serve: Serve,
+) -> None:
+    """Also: once both ends have closed, the pipe closes both of its sockets (it used to keep
+    them half-closed forever: a file descriptor leak per gRPC connection on the HTTP port)."""
+    import hpack
+
+    from wharf_datapath.sniffing import EMPTY_SETTINGS, H2_PREFACE, protocol_for
+
+    echoes: list[asyncio.BaseTransport] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            echoes.append(transport)
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    upstream = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    upstream_port = upstream.sockets[0].getsockname()[1]
+
+    async def port_for(authority: str | None) -> tuple[str, int]:
+        return "127.0.0.1", upstream_port
+
+    block = hpack.Encoder().encode([(":method", "POST"), (":authority", "a-b.example.com")])
+    headers = len(block).to_bytes(3, "big") + b"\x01\x04\x00\x00\x00\x01" + block
+    impatient_ingress = type("Impatient", (protocol_for(port_for),), {"head_timeout_s": SHORT_S})
+    try:
+        async with serve(echo_length, http=impatient_ingress) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            ack = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"  # of the sniffer's SETTINGS
+            writer.write(H2_PREFACE + EMPTY_SETTINGS + ack + headers)
+            expected = EMPTY_SETTINGS + H2_PREFACE + EMPTY_SETTINGS + headers
+            got = await asyncio.wait_for(reader.readexactly(len(expected)), 30)
+            assert got == expected
+            await asyncio.sleep(2 * SHORT_S)  # past the head timeout: the pipe must stay open
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 30) == b"ping"
+            writer.close()
+            await writer.wait_closed()
+            # the client's EOF goes through the pipe to the echo server, which closes; that
+            # close comes back through the pipe and closes the ingress's side
+            for _ in range(600):
+                if all(t.is_closing() for t in echoes):
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(10):  # and the ingress closes both its sockets (warnings are errors:
+                await asyncio.sleep(0.01)  # one left open fails the test at the end)
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
