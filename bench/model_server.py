@@ -48,13 +48,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-KSERVE_VERSION = "0.21.0"  # newest `kserve` on PyPI that installs on Python 3.11
-GHZ_VERSION = "v0.121.0"
+from tooling import (
+    CACHE_DIR,
+    GHZ_BIN,
+    GHZ_VERSION,
+    dev_version,
+    ensure_ghz,
+    ensure_kserve_venv,
+    ensure_wrk,
+    free_port,
+    kserve_python,
+    markdown_table,
+    pinned,
+    process_cpu_seconds,
+    run,
+    venv_version,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-CACHE_DIR = Path.home() / ".cache" / "wharf" / "bench"
-KSERVE_VENV = CACHE_DIR / "kserve-venv"
-GHZ_BIN = CACHE_DIR / "bin" / "ghz"
 REPO_PROTO = REPO_ROOT / "protos" / "inference" / "grpc_predict_v2.proto"
 
 SERVER_CORE = 1
@@ -231,7 +243,7 @@ def render_table(summary: dict[str, dict[str, dict[str, Any]]], systems: Sequenc
     (defaults) and to KServe with its per-request logging off."""
     head = ["API", "conc.", "system", "req/s", "p50 ms", "p99 ms", "server CPU us/req"]
     head += ["req/s vs KServe", "p99 vs KServe", "req/s vs KServe quiet"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows: list[list[str]] = []
     for api in APIS:
         key = f"{api.key}/c{api.concurrency}"
         kserve = summary.get("kserve", {}).get(key)
@@ -257,8 +269,8 @@ def render_table(summary: dict[str, dict[str, dict[str, Any]]], systems: Sequenc
             ]
             if c["errors"]:
                 row[3] += f" ({c['errors']} errors)"
-            lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+            rows.append(row)
+    return markdown_table(head, rows)
 
 
 def verdict(
@@ -303,78 +315,6 @@ def verdict(
 
 # ---------------------------------------------------------------------------------------------
 # Tools and environments
-
-
-def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=True, text=True, capture_output=True, **kwargs)
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found; installing it with apt-get", flush=True)
-    if os.geteuid() != 0:
-        raise SystemExit("wrk is missing: install it (Debian: apt-get install -y wrk)")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("apt-get installed no wrk binary")
-    return found
-
-
-def ensure_ghz() -> Path:
-    if GHZ_BIN.exists():
-        return GHZ_BIN
-    go = shutil.which("go")
-    if not go:
-        raise SystemExit(f"ghz is missing and there is no Go toolchain to build it: {GHZ_BIN}")
-    print(f"building ghz {GHZ_VERSION} into {GHZ_BIN.parent} (go install)", flush=True)
-    GHZ_BIN.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(GHZ_BIN.parent)}
-    subprocess.run(
-        [go, "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"], check=True, env=env
-    )
-    return GHZ_BIN
-
-
-def dev_version(package: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def kserve_python() -> Path:
-    return KSERVE_VENV / "bin" / "python"
-
-
-def venv_version(python: Path, package: str) -> str | None:
-    code = f"from importlib import metadata as m; print(m.version({package!r}))"
-    result = subprocess.run([str(python), "-c", code], text=True, capture_output=True)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def ensure_kserve_venv() -> None:
-    """KServe's server in its own venv; scikit-learn pinned to the workspace's version so that
-    both servers unpickle the same model with the same library."""
-    sklearn = dev_version("scikit-learn")
-    want = {"kserve": KSERVE_VERSION, "scikit-learn": sklearn}
-    python = kserve_python()
-    if python.exists() and all(v is None or venv_version(python, p) == v for p, v in want.items()):
-        return
-    print(f"creating {KSERVE_VENV} with kserve=={KSERVE_VERSION}", flush=True)
-    uv = shutil.which("uv")
-    if not uv:
-        raise SystemExit("uv is needed to create the KServe virtual environment")
-    run([uv, "venv", "--python", "3.11", "--clear", str(KSERVE_VENV)])
-    specs = [f"kserve=={KSERVE_VERSION}", "joblib"]
-    specs.append(f"scikit-learn=={sklearn}" if sklearn else "scikit-learn")
-    env = {**os.environ, "VIRTUAL_ENV": str(KSERVE_VENV)}
-    subprocess.run([uv, "pip", "install", "-q", *specs], check=True, env=env)
 
 
 def ghz_proto_args(workdir: Path) -> list[str]:
@@ -438,17 +378,6 @@ def versions() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def pinned(core: int, argv: Sequence[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *argv] if (os.cpu_count() or 1) > 1 else list(argv)
 
 
 def make_servers(systems: Sequence[str], model_dir: Path, workdir: Path) -> list[Server]:
@@ -540,14 +469,7 @@ def stop(server: Server) -> None:
 
 def server_cpu_seconds(server: Server) -> float | None:
     """User + system CPU time of the server process and its threads so far."""
-    if server.process is None:
-        return None
-    try:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return None if server.process is None else process_cpu_seconds(server.process.pid)
 
 
 @contextlib.contextmanager
