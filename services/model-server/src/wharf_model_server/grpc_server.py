@@ -182,13 +182,15 @@ def build_grpc_server(
     max_send_message_length: int,
     max_receive_message_length: int,
     host: str = "[::]",
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_send_message_length", max_send_message_length),
             ("grpc.max_receive_message_length", max_receive_message_length),
-            # A port clash must fail loudly rather than silently share the port.
-            ("grpc.so_reuseport", 0),
+            # A port clash must fail loudly rather than silently share the port; the workers
+            # of one server (--workers) share it on purpose.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     servicer = InferenceServicer(dataplane)
