@@ -1,7 +1,12 @@
 """Adaptive batching: concurrent requests for one model are merged into one model call.
 
-A batch is sent when it holds ``max_batch_size`` rows or when its first request has waited
-``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``
+A batch is sent when it holds ``max_batch_size`` rows, when its first request has waited
+``max_latency_ms``, or (``send_when_idle``, the default) as soon as every request the server has
+received and not yet answered is waiting in a batch: then no other request could join it, and
+waiting would only add latency. So a lone request at low load goes at once, a request that
+arrives while others are being served waits for company, and when the last of those is
+answered the waiting ones leave together (:func:`should_send`). The transports count the
+requests in flight (:class:`InFlight`). V1 bodies are merged by concatenating ``instances``
 when their rows have the same width (or keys); V2/gRPC requests by concatenating each input
 along the first axis, when their inputs agree in names, datatypes and trailing shapes. Results
 are split back by row counts, in order.
@@ -31,6 +36,49 @@ RunModel = Callable[[Any, dict[str, str]], Awaitable[tuple[Any, dict[str, str]]]
 class BatchConfig:
     max_batch_size: int = 32
     max_latency_ms: float = 5000.0
+    # Send as soon as nothing else in flight could join the batch (False: KServe's rule alone,
+    # full batch or max latency).
+    send_when_idle: bool = True
+
+
+def should_send(
+    waiting_rows: int,
+    waiting_requests: int,
+    in_flight: int | None,
+    config: BatchConfig,
+) -> bool:
+    """Whether a batch leaves now, decided when a request joins it and when one is answered.
+
+    `waiting_rows`: the rows in this batch; `waiting_requests`: the requests waiting in any
+    batch of the server; `in_flight`: the requests the server has received and not yet answered
+    (those waiting included), None when nobody counts them. Otherwise the batch leaves when its
+    timer (`max_latency_ms`) fires."""
+    if waiting_rows >= config.max_batch_size:
+        return True
+    if not config.send_when_idle or not in_flight:
+        return False
+    return in_flight <= waiting_requests
+
+
+class InFlight:
+    """Requests received and not yet answered (the transports call `enter` and `leave`), and
+    how many of them wait in a batch. When the last one that is not waiting is answered,
+    `on_idle` sends the waiting ones."""
+
+    __slots__ = ("count", "on_idle", "waiting")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiting = 0
+        self.on_idle: Callable[[], None] | None = None
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.waiting and self.count <= self.waiting and self.on_idle is not None:
+            self.on_idle()
 
 
 @dataclass
@@ -147,9 +195,12 @@ def split(response: Any, payloads: list[Any], counts: list[int]) -> list[Any]:
 
 
 class Batcher:
-    def __init__(self, config: BatchConfig, run: RunModel) -> None:
+    def __init__(
+        self, config: BatchConfig, run: RunModel, in_flight: InFlight | None = None
+    ) -> None:
         self.config = config
         self._run = run
+        self._in_flight = in_flight
         self._pending: dict[Hashable, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -166,13 +217,23 @@ class Batcher:
         if pending is None:
             pending = _Pending()
             self._pending[key] = pending
-            pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)
         item = _Item(payload, headers, rows, loop.create_future())
         pending.items.append(item)
         pending.rows += rows
-        if pending.rows >= self.config.max_batch_size:
+        tracker = self._in_flight
+        if tracker is not None:
+            tracker.waiting += 1
+        in_flight, waiting = (None, 0) if tracker is None else (tracker.count, tracker.waiting)
+        if should_send(pending.rows, waiting, in_flight, self.config):
             self._flush(key)
+        elif pending.timer is None:
+            pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)
         return await item.future
+
+    def flush_all(self) -> None:
+        """Sends every waiting batch now."""
+        for key in list(self._pending):
+            self._flush(key)
 
     def _flush(self, key: Hashable) -> None:
         pending = self._pending.pop(key, None)
@@ -180,6 +241,8 @@ class Batcher:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+        if self._in_flight is not None:
+            self._in_flight.waiting -= len(pending.items)
         task = asyncio.get_running_loop().create_task(self._execute(pending.items))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -96,6 +96,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         observed = False
         error: WharfError | None = None
         reply: Any = None
+        in_flight = self.dp.in_flight  # counted for the batcher (see batching.should_send)
+        if in_flight is not None:
+            in_flight.enter()
         try:
             model = self.dp.get_ready_model(name, request.model_version or None)
             observed = True
@@ -118,6 +121,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             error = exc
         except Exception as exc:
             error = as_wharf_error(exc)
+        finally:
+            if in_flight is not None:
+                in_flight.leave()
         if observed:
             status = 200 if error is None else error.http_status
             metrics.observe_inference(name, PROTOCOL, status, time.perf_counter() - start)
