@@ -11,6 +11,11 @@ with
 - `kserve-quiet` — the same with KServe's per-request logging off (`--enable_latency_logging
   false`, KServe's and uvicorn's loggers at WARNING through `--log_config_file`), to show how much
   of KServe's cost is its default logging,
+- `mlserver` — Seldon's MLServer (`mlserver` + `mlserver-sklearn` from PyPI, KServe's V2 runtime)
+  with its defaults, in its own virtual environment under `~/.cache/wharf/bench/mlserver-venv`;
+  V2 REST and gRPC only (it has no V1),
+- `model-floor` — a raw ASGI app and a bare `grpc.aio` server that decode the request, call the
+  same model's `predict` inline and encode the answer, nothing else (`bench/model_floor_server.py`),
 - `floor` — a raw ASGI app on uvicorn (uvloop + httptools) and a bare `grpc.aio` server that
   answer with constant responses (`bench/floor_server.py`),
 
@@ -52,16 +57,18 @@ from tooling import (
     CACHE_DIR,
     GHZ_BIN,
     GHZ_VERSION,
+    MLSERVER_VENV,
     dev_version,
     ensure_ghz,
     ensure_kserve_venv,
+    ensure_mlserver_venv,
     ensure_wrk,
     free_port,
     kserve_python,
     markdown_table,
     pinned,
-    process_cpu_seconds,
     run,
+    tree_cpu_seconds,
     venv_version,
 )
 
@@ -72,7 +79,11 @@ REPO_PROTO = REPO_ROOT / "protos" / "inference" / "grpc_predict_v2.proto"
 SERVER_CORE = 1
 GENERATOR_CORE = 0
 MODEL_NAME = "iris"
-SYSTEMS = ("wharf", "wharf-batch", "kserve", "kserve-quiet", "floor")
+SYSTEMS = (
+    "wharf", "wharf-batch", "kserve", "kserve-quiet", "mlserver", "model-floor", "floor",
+)  # fmt: skip
+# The APIs a system speaks (the others speak all): MLServer has no V1.
+ONLY = {"mlserver": {"v2", "grpc"}}
 # Wharf's adaptive batching (off by default): up to 32 requests merged into one predict call, the
 # first waiting at most 5 ms. KServe's batcher (in its Go agent) handles V1 only, so it has no
 # counterpart here.
@@ -157,6 +168,10 @@ def grpc_body() -> str:
         "contents": {"fp32_contents": data},
     }
     return json.dumps({"model_name": MODEL_NAME, "inputs": [tensor]})
+
+
+def speaks(system: str, api: str) -> bool:
+    return api in ONLY.get(system, {api})
 
 
 def api_path(api: str) -> str:
@@ -313,6 +328,100 @@ def verdict(
     }
 
 
+def floor_targets(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The targets against MLServer, the model floor and for batching at low and high load:
+    (what, candidate's figure over the reference's, the bound, met)."""
+
+    def get(system: str, key: str, metric: str) -> float | None:
+        cell = summary.get(system, {}).get(key)
+        return None if cell is None else float(cell[metric])
+
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, a: float | None, b: float | None, bound: float, at_least: bool) -> None:
+        value = ratio(a, b)
+        met = value is not None and (value >= bound if at_least else value <= bound)
+        rows.append(
+            {"what": what, "ratio": value, "bound": bound, "at_least": at_least, "met": met}
+        )
+
+    for key, label, times in (("v2/c32", "V2 REST c=32", 3), ("v1/c32", "V1 REST c=32", 3)):
+        add(
+            f"wharf {label} req/s vs kserve",
+            get("wharf", key, "rps"),
+            get("kserve", key, "rps"),
+            times,
+            True,
+        )
+        add(
+            f"wharf {label} p99 vs kserve",
+            get("wharf", key, "p99_ms"),
+            get("kserve", key, "p99_ms"),
+            0.5,
+            False,
+        )
+        if key.startswith("v2"):
+            add(
+                f"wharf {label} req/s vs mlserver",
+                get("wharf", key, "rps"),
+                get("mlserver", key, "rps"),
+                1,
+                True,
+            )
+        add(
+            f"wharf {label} req/s vs model-floor",
+            get("wharf", key, "rps"),
+            get("model-floor", key, "rps"),
+            0.6,
+            True,
+        )
+    key = "grpc/c32"
+    add(
+        "wharf gRPC c=32 req/s vs kserve",
+        get("wharf", key, "rps"),
+        get("kserve", key, "rps"),
+        2,
+        True,
+    )
+    add(
+        "wharf gRPC c=32 req/s vs mlserver",
+        get("wharf", key, "rps"),
+        get("mlserver", key, "rps"),
+        1,
+        True,
+    )
+    add(
+        "wharf gRPC c=32 req/s vs model-floor",
+        get("wharf", key, "rps"),
+        get("model-floor", key, "rps"),
+        0.6,
+        True,
+    )
+    for key, label in (("v1/c1", "V1 REST c=1"), ("v2/c1", "V2 REST c=1")):
+        add(
+            f"wharf-batch {label} p50 vs wharf",
+            get("wharf-batch", key, "p50_ms"),
+            get("wharf", key, "p50_ms"),
+            1.3,
+            False,
+        )
+    add(
+        "wharf-batch V2 REST c=32 req/s vs kserve",
+        get("wharf-batch", "v2/c32", "rps"),
+        get("kserve", "v2/c32", "rps"),
+        5,
+        True,
+    )
+    add(
+        "wharf-batch gRPC c=32 req/s vs kserve",
+        get("wharf-batch", "grpc/c32", "rps"),
+        get("kserve", "grpc/c32", "rps"),
+        3,
+        True,
+    )
+    return [r for r in rows if r["ratio"] is not None]
+
+
 # ---------------------------------------------------------------------------------------------
 # Tools and environments
 
@@ -396,10 +505,36 @@ def make_servers(systems: Sequence[str], model_dir: Path, workdir: Path) -> list
             if name == "kserve-quiet":
                 argv += ["--enable_latency_logging", "false"]
                 argv += ["--log_config_file", str(kserve_quiet_log_config(workdir))]
+        elif name == "mlserver":
+            folder = mlserver_folder(workdir, model_dir, http_port, grpc_port)
+            argv = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(folder)]
+        elif name == "model-floor":
+            argv = [sys.executable, str(BENCH_DIR / "model_floor_server.py"), *model, *ports]
         else:
             argv = [sys.executable, str(BENCH_DIR / "floor_server.py"), *ports]
         servers.append(Server(name, argv, http_port, grpc_port, workdir / f"{name}.log"))
     return servers
+
+
+def mlserver_folder(workdir: Path, model_dir: Path, http_port: int, grpc_port: int) -> Path:
+    """MLServer's settings and the model's settings (its sklearn runtime on the same joblib
+    file); everything else as MLServer ships it (one inference worker process, metrics on)."""
+    folder = workdir / "mlserver"
+    folder.mkdir(exist_ok=True)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": free_port(),
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model = {
+        "name": MODEL_NAME,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model_dir / "model.joblib")},
+    }
+    (folder / "model-settings.json").write_text(json.dumps(model))
+    return folder
 
 
 def kserve_quiet_log_config(workdir: Path) -> Path:
@@ -468,8 +603,9 @@ def stop(server: Server) -> None:
 
 
 def server_cpu_seconds(server: Server) -> float | None:
-    """User + system CPU time of the server process and its threads so far."""
-    return None if server.process is None else process_cpu_seconds(server.process.pid)
+    """User + system CPU time of the server process, its threads and its child processes (MLServer
+    runs inference in a worker process) so far."""
+    return None if server.process is None else tree_cpu_seconds(server.process.pid)
 
 
 @contextlib.contextmanager
@@ -491,10 +627,11 @@ def running(servers: Sequence[Server]) -> Iterator[None]:
 def check_answers(server: Server, expected: list[int]) -> dict[str, str]:
     """V1 and V2 REST answers match the model's own predict (the floor's are constants)."""
     problems: dict[str, str] = {}
-    status, body = http(f"{server.base_url}{api_path('v1')}", v1_body())
-    got_v1 = json.loads(body).get("predictions") if status == 200 else None
-    if got_v1 != expected:
-        problems["v1"] = f"status {status}, body {body[:300]!r}"
+    if speaks(server.name, "v1"):
+        status, body = http(f"{server.base_url}{api_path('v1')}", v1_body())
+        got_v1 = json.loads(body).get("predictions") if status == 200 else None
+        if got_v1 != expected:
+            problems["v1"] = f"status {status}, body {body[:300]!r}"
     status, body = http(f"{server.base_url}{api_path('v2')}", v2_body())
     outputs = json.loads(body).get("outputs") if status == 200 else None
     got_v2 = [int(x) for x in outputs[0]["data"]] if outputs else None
@@ -663,6 +800,8 @@ def run_cells(
         order = list(servers) if round_no % 2 else list(reversed(servers))
         for api in APIS:
             for server in order:
+                if not speaks(server.name, api.key):
+                    continue
                 measure_or_record(generator, server, api, warmup, round_no)  # warm-up
                 cell = measure_or_record(generator, server, api, seconds, round_no)
                 on_cell(cell)
@@ -722,6 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrk = ensure_wrk()
     ghz = ensure_ghz()
     ensure_kserve_venv()
+    if "mlserver" in systems:
+        ensure_mlserver_venv()
     started = datetime.now(UTC)
     load_at_start = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
@@ -783,6 +924,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kserve_client_vs_wharf": compat,
             "summary": summary,
             "target": targets,
+            "floor_targets": floor_targets(summary),
             "cells": [asdict(c) for c in cells],
         }
         out = args.json or CACHE_DIR / "results" / f"model_server-{started:%Y%m%dT%H%M%SZ}.json"
@@ -804,6 +946,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" CPU capacity: V2 {fmt(v['v2_rest_c32_cpu_capacity_ratio'], '.2f')}x,"
                 f" gRPC {fmt(v['grpc_c32_cpu_capacity_ratio'], '.2f')}x"
             )
+        for t in floor_targets(summary):
+            bound = f"{'>=' if t['at_least'] else '<='} {t['bound']:g}x"
+            word = "met" if t["met"] else "NOT met"
+            print(f"target: {t['what']} {t['ratio']:.2f}x ({bound} {word})")
         print(
             "load average (1, 5, 15 min) at start "
             + " ".join(f"{x:.1f}" for x in load_at_start)

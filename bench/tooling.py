@@ -24,10 +24,13 @@ __all__ = [
     "KSERVE_STORAGE_VENV",
     "KSERVE_VENV",
     "KSERVE_VERSION",
+    "MLSERVER_VENV",
+    "MLSERVER_VERSION",
     "dev_version",
     "ensure_ghz",
     "ensure_kserve_storage_venv",
     "ensure_kserve_venv",
+    "ensure_mlserver_venv",
     "ensure_venv",
     "ensure_wrk",
     "free_port",
@@ -37,6 +40,7 @@ __all__ = [
     "pinned",
     "process_cpu_seconds",
     "run",
+    "tree_cpu_seconds",
     "venv_python",
     "venv_version",
 ]
@@ -71,6 +75,28 @@ def process_cpu_seconds(pid: int, children: bool = False) -> float | None:
         return None
     ticks = sum(int(f) for f in fields[11:13] + (fields[13:15] if children else []))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and of every live process below it (servers that
+    run their work in child processes: MLServer's inference pool, `--workers`)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    own = process_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(process_cpu_seconds(p) or 0.0 for p in tree - {pid})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +168,24 @@ def ensure_kserve_venv() -> Path:
     specs = [f"kserve=={KSERVE_VERSION}", "joblib"]
     specs.append(f"scikit-learn=={sklearn}" if sklearn else "scikit-learn")
     return ensure_venv(KSERVE_VENV, specs, {"kserve": KSERVE_VERSION, "scikit-learn": sklearn})
+
+
+MLSERVER_VERSION = "1.7.1"  # newest `mlserver` and `mlserver-sklearn` on PyPI
+MLSERVER_VENV = CACHE_DIR / "mlserver-venv"
+MLSERVER_UVLOOP = "0.21.0"
+
+
+def ensure_mlserver_venv() -> Path:
+    """Seldon's MLServer (KServe's V2 runtime) with its sklearn runtime in its own venv,
+    scikit-learn pinned to the workspace's version as for KServe."""
+    sklearn = dev_version("scikit-learn")
+    specs = [f"mlserver=={MLSERVER_VERSION}", f"mlserver-sklearn=={MLSERVER_VERSION}", "joblib"]
+    specs.append(f"scikit-learn=={sklearn}" if sklearn else "scikit-learn")
+    # MLServer 1.7.1's inference worker calls asyncio.get_event_loop() in a new process, which
+    # uvloop 0.22 and later refuse (the worker dies at start and the model never loads).
+    specs.append(f"uvloop=={MLSERVER_UVLOOP}")
+    want = {"mlserver": MLSERVER_VERSION, "scikit-learn": sklearn, "uvloop": MLSERVER_UVLOOP}
+    return ensure_venv(MLSERVER_VENV, specs, want)
 
 
 def ensure_kserve_storage_venv() -> Path:
