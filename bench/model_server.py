@@ -139,6 +139,7 @@ class Server:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    core: int | None = SERVER_CORE  # None: unpinned
 
     @property
     def base_url(self) -> str:
@@ -564,7 +565,7 @@ def start(server: Server, timeout: float = 120) -> None:
     log = server.log_path.open("wb")
     env = {**os.environ, **SERVER_ENV, **server.env}
     server.process = subprocess.Popen(
-        pinned(SERVER_CORE, server.argv),
+        server.argv if server.core is None else pinned(server.core, server.argv),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -668,6 +669,10 @@ class Generator:
     ghz: Path
     proto_args: list[str]
     bodies: dict[str, Path]
+    core: int | None = GENERATOR_CORE  # None: unpinned
+
+    def pin(self, argv: list[str]) -> list[str]:
+        return argv if self.core is None else pinned(self.core, argv)
 
     def command(self, server: Server, api: Api, seconds: float) -> tuple[list[str], dict[str, str]]:
         if api.key == "grpc":
@@ -691,7 +696,7 @@ class Generator:
                 "json",
                 f"127.0.0.1:{server.grpc_port}",
             ]
-            return pinned(GENERATOR_CORE, argv), {}
+            return self.pin(argv), {}
         argv = [
             self.wrk,
             "--threads",
@@ -706,7 +711,7 @@ class Generator:
             str(BENCH_DIR / "wrk_post.lua"),
             f"{server.base_url}{api_path(api.key)}",
         ]
-        return pinned(GENERATOR_CORE, argv), {"WRK_BODY_FILE": str(self.bodies[api.key])}
+        return self.pin(argv), {"WRK_BODY_FILE": str(self.bodies[api.key])}
 
     def measure(self, server: Server, api: Api, seconds: float, round_no: int) -> Cell:
         argv, extra_env = self.command(server, api, seconds)
