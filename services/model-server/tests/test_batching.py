@@ -23,7 +23,7 @@ from wharf_model_server import (
     InferResponse,
     Model,
 )
-from wharf_model_server.batching import Batcher, should_send
+from wharf_model_server.batching import EAGER_BELOW, Batcher, InFlight, should_send
 from wharf_model_server.runtimes.sklearn import SKLearnModel
 from wharf_protocol.grpc import pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
@@ -282,22 +282,41 @@ IDLE = BatchConfig(max_batch_size=8, max_latency_ms=5)
 
 
 @pytest.mark.parametrize(
-    ("rows", "waiting", "in_flight", "config", "send"),
+    ("rows", "waiting", "in_flight", "recent", "config", "send"),
     [
-        (8, 4, 9, CLASSIC, True),  # full: leaves whatever else is going on
-        (8, 4, 9, IDLE, True),
-        (1, 1, 1, IDLE, True),  # a lone request at low load goes at once
-        (1, 1, 1, CLASSIC, False),  # KServe's rule: it waits for company or max latency
-        (2, 2, 3, IDLE, False),  # another request is being served: wait for it to join or end
-        (3, 3, 3, IDLE, True),  # everything in flight waits here: nobody else can join
-        (2, 5, 5, IDLE, True),  # ... counting the waiting in other batches (other shapes)
-        (1, 1, None, IDLE, False),  # nobody counts the requests: the timer decides
+        (8, 4, 9, 9.0, CLASSIC, True),  # full: leaves whatever else is going on
+        (8, 4, 9, 9.0, IDLE, True),
+        (1, 1, 1, 1.0, IDLE, True),  # a lone request at low load goes at once
+        (1, 1, 1, 1.0, CLASSIC, False),  # KServe's rule: it waits for company or max latency
+        (2, 2, 3, 1.5, IDLE, False),  # another request is being served: wait for it
+        (3, 3, 3, 1.5, IDLE, True),  # everything in flight waits here: nobody else can join
+        (2, 5, 5, 1.5, IDLE, True),  # ... counting the waiting in other batches (other shapes)
+        (1, 1, 1, 6.0, IDLE, False),  # under load (gRPC's queued calls unseen): gather
+        (1, 1, None, 0.0, IDLE, False),  # nobody counts the requests: the timer decides
     ],
 )
 def test_should_send(
-    rows: int, waiting: int, in_flight: int | None, config: BatchConfig, send: bool
+    rows: int, waiting: int, in_flight: int | None, recent: float, config: BatchConfig, send: bool
 ) -> None:
-    assert should_send(rows, waiting, in_flight, config) is send
+    assert should_send(rows, waiting, in_flight, recent, config) is send
+
+
+def test_the_recent_average_follows_the_load() -> None:
+    """At concurrency 1 the average stays at 1 (eager); with many requests in flight it rises
+    above EAGER_BELOW and the departure of one no longer sends the waiting batch."""
+    flushed: list[int] = []
+    tracker = InFlight(IDLE)
+    tracker.on_idle = lambda: flushed.append(tracker.count)
+    for _ in range(50):
+        tracker.enter()
+        tracker.leave()
+    assert tracker.recent < EAGER_BELOW
+    for _ in range(30):
+        tracker.enter()
+    tracker.waiting = 29
+    assert tracker.recent > EAGER_BELOW
+    tracker.leave()  # 29 in flight, all waiting, but the load is high: the timer decides
+    assert flushed == []
 
 
 class GatedDoubler(Doubler):

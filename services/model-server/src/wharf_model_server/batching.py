@@ -1,12 +1,14 @@
 """Adaptive batching: concurrent requests for one model are merged into one model call.
 
 A batch is sent when it holds ``max_batch_size`` rows, when its first request has waited
-``max_latency_ms``, or (``send_when_idle``, the default) as soon as every request the server has
-received and not yet answered is waiting in a batch: then no other request could join it, and
-waiting would only add latency. So a lone request at low load goes at once, a request that
-arrives while others are being served waits for company, and when the last of those is
-answered the waiting ones leave together (:func:`should_send`). The transports count the
-requests in flight (:class:`InFlight`). V1 bodies are merged by concatenating ``instances``
+``max_latency_ms``, or (``send_when_idle``, the default) at low load as soon as every request
+the server has received and not yet answered is waiting in a batch: then no other request could
+join it, and waiting would only add latency. So a lone request at low load goes at once, a
+request that arrives while others are being served waits for company, and when the last of those
+is answered the waiting ones leave together (:func:`should_send`). "Low load" is fewer than
+``EAGER_BELOW`` requests in flight on average over the recent arrivals: under load, and on gRPC
+whose queued calls the server cannot see, batches gather for ``max_latency_ms``. The transports
+count the requests in flight (:class:`InFlight`). V1 bodies are merged by concatenating ``instances``
 when their rows have the same width (or keys); V2/gRPC requests by concatenating each input
 along the first axis, when their inputs agree in names, datatypes and trailing shapes. Results
 are split back by row counts, in order.
@@ -41,43 +43,68 @@ class BatchConfig:
     send_when_idle: bool = True
 
 
+# The eager rule applies while the requests in flight, averaged over the recent arrivals, are
+# fewer than this: at low concurrency. Under load (many requests in flight, or a transport such
+# as gRPC whose queued calls the server cannot see) batches gather for max_latency as in KServe.
+EAGER_BELOW = 2.0
+# Weight of the newest arrival in that average (an exponential moving average).
+RECENT_WEIGHT = 0.1
+
+
+def nothing_else_can_join(
+    waiting_requests: int, in_flight: int | None, recent_in_flight: float, config: BatchConfig
+) -> bool:
+    """The eager rule: at low load, every request the server has received and not yet answered
+    is waiting in a batch, so no other could join them and waiting would only add latency.
+
+    `waiting_requests`: requests waiting in any batch of the server; `in_flight`: requests
+    received and not yet answered (those waiting included), None when nobody counts them;
+    `recent_in_flight`: `in_flight` averaged over the recent arrivals."""
+    if not config.send_when_idle or not in_flight:
+        return False
+    return in_flight <= waiting_requests and recent_in_flight < EAGER_BELOW
+
+
 def should_send(
     waiting_rows: int,
     waiting_requests: int,
     in_flight: int | None,
+    recent_in_flight: float,
     config: BatchConfig,
 ) -> bool:
-    """Whether a batch leaves now, decided when a request joins it and when one is answered.
-
-    `waiting_rows`: the rows in this batch; `waiting_requests`: the requests waiting in any
-    batch of the server; `in_flight`: the requests the server has received and not yet answered
-    (those waiting included), None when nobody counts them. Otherwise the batch leaves when its
-    timer (`max_latency_ms`) fires."""
+    """Whether a batch leaves when a request joins it: when it is full, or by the eager rule
+    (:func:`nothing_else_can_join`). Otherwise it leaves when a request in flight is answered
+    and the eager rule holds then, or when its timer (`max_latency_ms`) fires."""
     if waiting_rows >= config.max_batch_size:
         return True
-    if not config.send_when_idle or not in_flight:
-        return False
-    return in_flight <= waiting_requests
+    return nothing_else_can_join(waiting_requests, in_flight, recent_in_flight, config)
 
 
 class InFlight:
-    """Requests received and not yet answered (the transports call `enter` and `leave`), and
-    how many of them wait in a batch. When the last one that is not waiting is answered,
-    `on_idle` sends the waiting ones."""
+    """Requests received and not yet answered (the transports call `enter` and `leave`), how
+    many of them wait in a batch, and their recent average. When a request is answered and the
+    eager rule holds, `on_idle` sends the waiting ones."""
 
-    __slots__ = ("count", "on_idle", "waiting")
+    __slots__ = ("config", "count", "on_idle", "recent", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, config: BatchConfig) -> None:
+        self.config = config
         self.count = 0
         self.waiting = 0
+        self.recent = 0.0
         self.on_idle: Callable[[], None] | None = None
 
     def enter(self) -> None:
         self.count += 1
+        self.recent += (self.count - self.recent) * RECENT_WEIGHT
 
     def leave(self) -> None:
         self.count -= 1
-        if self.waiting and self.count <= self.waiting and self.on_idle is not None:
+        if (
+            self.waiting
+            and self.on_idle is not None
+            and nothing_else_can_join(self.waiting, self.count, self.recent, self.config)
+        ):
             self.on_idle()
 
 
@@ -223,8 +250,13 @@ class Batcher:
         tracker = self._in_flight
         if tracker is not None:
             tracker.waiting += 1
-        in_flight, waiting = (None, 0) if tracker is None else (tracker.count, tracker.waiting)
-        if should_send(pending.rows, waiting, in_flight, self.config):
+        if tracker is None:
+            send = should_send(pending.rows, 0, None, 0.0, self.config)
+        else:
+            send = should_send(
+                pending.rows, tracker.waiting, tracker.count, tracker.recent, self.config
+            )
+        if send:
             self._flush(key)
         elif pending.timer is None:
             pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)

@@ -61,7 +61,7 @@ class DataPlane:
         # With batching on, the transports count the requests in flight (`enter`/`leave`).
         self.in_flight: InFlight | None = None
         if batch_config is not None:
-            self.in_flight = InFlight()
+            self.in_flight = InFlight(batch_config)
             self.in_flight.on_idle = self._send_waiting_batches
         self.live = True
         # How many requests with a large payload are in process at once (see rest.handlers):
