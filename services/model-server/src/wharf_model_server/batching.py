@@ -8,10 +8,11 @@ request that arrives while others are being served waits for company, and when t
 is answered the waiting ones leave together (:func:`should_send`). "Low load" is fewer than
 ``EAGER_BELOW`` requests in flight on average over the recent arrivals: under load, and on gRPC
 whose queued calls the server cannot see, batches gather for ``max_latency_ms``. The transports
-count the requests in flight (:class:`InFlight`). V1 bodies are merged by concatenating ``instances``
-when their rows have the same width (or keys); V2/gRPC requests by concatenating each input
-along the first axis, when their inputs agree in names, datatypes and trailing shapes. Results
-are split back by row counts, in order.
+count the requests in flight (:class:`InFlight`).
+
+V1 bodies are merged by concatenating ``instances`` when their rows have the same width (or
+keys); V2/gRPC requests by concatenating each input along the first axis, when their inputs agree
+in names, datatypes and trailing shapes. Results are split back by row counts, in order.
 
 One bad request must not fail the requests batched with it. Requests whose rows cannot stack
 with the others never share a batch (the merge key above), and when a merged batch fails
@@ -38,8 +39,8 @@ RunModel = Callable[[Any, dict[str, str]], Awaitable[tuple[Any, dict[str, str]]]
 class BatchConfig:
     max_batch_size: int = 32
     max_latency_ms: float = 5000.0
-    # Send as soon as nothing else in flight could join the batch (False: KServe's rule alone,
-    # full batch or max latency).
+    # At low load, send as soon as nothing else in flight could join the batch (False: KServe's
+    # rule alone, full batch or max latency).
     send_when_idle: bool = True
 
 
