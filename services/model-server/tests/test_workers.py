@@ -96,3 +96,13 @@ def test_two_workers_serve_rest_and_grpc_and_stop_on_sigterm(two_workers: Server
     os.kill(server.proc.pid, signal.SIGTERM)
     assert server.proc.wait(60) == 0, server.log()
     assert not [pid for pid in counts if alive(pid)], "every worker stopped with the parent"
+
+
+def test_a_worker_that_fails_at_start_stops_the_server_with_its_status(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "wharf_model_server", "--model_dir", str(tmp_path / "missing"),
+        "--workers", "2", "--http_port", str(free_port()), "--grpc_port", str(free_port()),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert result.returncode == 1, result.stderr
+    assert "does not exist" in result.stderr

@@ -81,7 +81,7 @@ class _Supervisor:
 
     def stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
         if not self.stopping:
-            logger.info("signal %d: stopping %d workers", signum, len(self.running))
+            logger.info("stopping %d workers (signal %d)", len(self.running), signum)
         self.stopping = True
         for w in self.running:
             with contextlib.suppress(ProcessLookupError):
