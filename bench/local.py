@@ -22,8 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,16 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tooling import free_port, percentile, process_cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 WHARF = Path(sys.executable).with_name("wharf")
 BODY = json.dumps({"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def manifest(root: Path, name: str, **predictor: Any) -> Path:
@@ -93,13 +86,16 @@ def timed(conn: http.client.HTTPConnection, path: str, host: str | None, n: int)
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def daemon_cpu(pid: int) -> float:
+    seconds = process_cpu_seconds(pid)
+    if seconds is None:
+        raise SystemExit(f"the wharf daemon (pid {pid}) is gone")
+    return seconds
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
+def pct(values: list[float], q: int) -> float:
+    """The q-th percentile of latencies in seconds, in milliseconds."""
+    return percentile(values, q) * 1000
 
 
 def main() -> None:
@@ -163,9 +159,9 @@ def main() -> None:
         cpu = 0.0
         for _ in range(max(1, args.requests // 100)):
             d += timed(direct, path, None, 100)
-            before = cpu_seconds(daemon)
+            before = daemon_cpu(daemon)
             i += timed(ingress, path, host, 100)
-            cpu += cpu_seconds(daemon) - before
+            cpu += daemon_cpu(daemon) - before
         print(
             f"predict p50: direct {pct(d, 50):.3f} ms, via ingress {pct(i, 50):.3f} ms, "
             f"added {pct(i, 50) - pct(d, 50):.3f} ms; "

@@ -11,6 +11,11 @@ with
 - `kserve-quiet` — the same with KServe's per-request logging off (`--enable_latency_logging
   false`, KServe's and uvicorn's loggers at WARNING through `--log_config_file`), to show how much
   of KServe's cost is its default logging,
+- `mlserver` — Seldon's MLServer (`mlserver` + `mlserver-sklearn` from PyPI, KServe's V2 runtime)
+  with its defaults, in its own virtual environment under `~/.cache/wharf/bench/mlserver-venv`;
+  V2 REST and gRPC only (it has no V1),
+- `model-floor` — a raw ASGI app and a bare `grpc.aio` server that decode the request, call the
+  same model's `predict` inline and encode the answer, nothing else (`bench/model_floor_server.py`),
 - `floor` — a raw ASGI app on uvicorn (uvloop + httptools) and a bare `grpc.aio` server that
   answer with constant responses (`bench/floor_server.py`),
 
@@ -48,19 +53,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-KSERVE_VERSION = "0.21.0"  # newest `kserve` on PyPI that installs on Python 3.11
-GHZ_VERSION = "v0.121.0"
+from tooling import (
+    CACHE_DIR,
+    GHZ_BIN,
+    GHZ_VERSION,
+    MLSERVER_VENV,
+    dev_version,
+    ensure_ghz,
+    ensure_kserve_venv,
+    ensure_mlserver_venv,
+    ensure_wrk,
+    free_port,
+    kserve_python,
+    markdown_table,
+    pinned,
+    run,
+    tree_cpu_seconds,
+    venv_version,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-CACHE_DIR = Path.home() / ".cache" / "wharf" / "bench"
-KSERVE_VENV = CACHE_DIR / "kserve-venv"
-GHZ_BIN = CACHE_DIR / "bin" / "ghz"
 REPO_PROTO = REPO_ROOT / "protos" / "inference" / "grpc_predict_v2.proto"
 
 SERVER_CORE = 1
 GENERATOR_CORE = 0
 MODEL_NAME = "iris"
-SYSTEMS = ("wharf", "wharf-batch", "kserve", "kserve-quiet", "floor")
+SYSTEMS = (
+    "wharf", "wharf-batch", "kserve", "kserve-quiet", "mlserver", "model-floor", "floor",
+)  # fmt: skip
+# The APIs a system speaks (the others speak all): MLServer has no V1.
+ONLY = {"mlserver": {"v2", "grpc"}}
 # Wharf's adaptive batching (off by default): up to 32 requests merged into one predict call, the
 # first waiting at most 5 ms. KServe's batcher (in its Go agent) handles V1 only, so it has no
 # counterpart here.
@@ -116,6 +139,7 @@ class Server:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    core: int | None = SERVER_CORE  # None: unpinned
 
     @property
     def base_url(self) -> str:
@@ -145,6 +169,10 @@ def grpc_body() -> str:
         "contents": {"fp32_contents": data},
     }
     return json.dumps({"model_name": MODEL_NAME, "inputs": [tensor]})
+
+
+def speaks(system: str, api: str) -> bool:
+    return api in ONLY.get(system, {api})
 
 
 def api_path(api: str) -> str:
@@ -231,7 +259,7 @@ def render_table(summary: dict[str, dict[str, dict[str, Any]]], systems: Sequenc
     (defaults) and to KServe with its per-request logging off."""
     head = ["API", "conc.", "system", "req/s", "p50 ms", "p99 ms", "server CPU us/req"]
     head += ["req/s vs KServe", "p99 vs KServe", "req/s vs KServe quiet"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows: list[list[str]] = []
     for api in APIS:
         key = f"{api.key}/c{api.concurrency}"
         kserve = summary.get("kserve", {}).get(key)
@@ -257,8 +285,8 @@ def render_table(summary: dict[str, dict[str, dict[str, Any]]], systems: Sequenc
             ]
             if c["errors"]:
                 row[3] += f" ({c['errors']} errors)"
-            lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+            rows.append(row)
+    return markdown_table(head, rows)
 
 
 def verdict(
@@ -301,80 +329,102 @@ def verdict(
     }
 
 
+def floor_targets(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The targets against MLServer, the model floor and for batching at low and high load:
+    (what, candidate's figure over the reference's, the bound, met)."""
+
+    def get(system: str, key: str, metric: str) -> float | None:
+        cell = summary.get(system, {}).get(key)
+        return None if cell is None else float(cell[metric])
+
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, a: float | None, b: float | None, bound: float, at_least: bool) -> None:
+        value = ratio(a, b)
+        met = value is not None and (value >= bound if at_least else value <= bound)
+        rows.append(
+            {"what": what, "ratio": value, "bound": bound, "at_least": at_least, "met": met}
+        )
+
+    for key, label, times in (("v2/c32", "V2 REST c=32", 3), ("v1/c32", "V1 REST c=32", 3)):
+        add(
+            f"wharf {label} req/s vs kserve",
+            get("wharf", key, "rps"),
+            get("kserve", key, "rps"),
+            times,
+            True,
+        )
+        add(
+            f"wharf {label} p99 vs kserve",
+            get("wharf", key, "p99_ms"),
+            get("kserve", key, "p99_ms"),
+            0.5,
+            False,
+        )
+        if key.startswith("v2"):
+            add(
+                f"wharf {label} req/s vs mlserver",
+                get("wharf", key, "rps"),
+                get("mlserver", key, "rps"),
+                1,
+                True,
+            )
+        add(
+            f"wharf {label} req/s vs model-floor",
+            get("wharf", key, "rps"),
+            get("model-floor", key, "rps"),
+            0.6,
+            True,
+        )
+    key = "grpc/c32"
+    add(
+        "wharf gRPC c=32 req/s vs kserve",
+        get("wharf", key, "rps"),
+        get("kserve", key, "rps"),
+        2,
+        True,
+    )
+    add(
+        "wharf gRPC c=32 req/s vs mlserver",
+        get("wharf", key, "rps"),
+        get("mlserver", key, "rps"),
+        1,
+        True,
+    )
+    add(
+        "wharf gRPC c=32 req/s vs model-floor",
+        get("wharf", key, "rps"),
+        get("model-floor", key, "rps"),
+        0.6,
+        True,
+    )
+    for key, label in (("v1/c1", "V1 REST c=1"), ("v2/c1", "V2 REST c=1")):
+        add(
+            f"wharf-batch {label} p50 vs wharf",
+            get("wharf-batch", key, "p50_ms"),
+            get("wharf", key, "p50_ms"),
+            1.3,
+            False,
+        )
+    add(
+        "wharf-batch V2 REST c=32 req/s vs kserve",
+        get("wharf-batch", "v2/c32", "rps"),
+        get("kserve", "v2/c32", "rps"),
+        5,
+        True,
+    )
+    add(
+        "wharf-batch gRPC c=32 req/s vs kserve",
+        get("wharf-batch", "grpc/c32", "rps"),
+        get("kserve", "grpc/c32", "rps"),
+        3,
+        True,
+    )
+    return [r for r in rows if r["ratio"] is not None]
+
+
 # ---------------------------------------------------------------------------------------------
 # Tools and environments
-
-
-def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=True, text=True, capture_output=True, **kwargs)
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found; installing it with apt-get", flush=True)
-    if os.geteuid() != 0:
-        raise SystemExit("wrk is missing: install it (Debian: apt-get install -y wrk)")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("apt-get installed no wrk binary")
-    return found
-
-
-def ensure_ghz() -> Path:
-    if GHZ_BIN.exists():
-        return GHZ_BIN
-    go = shutil.which("go")
-    if not go:
-        raise SystemExit(f"ghz is missing and there is no Go toolchain to build it: {GHZ_BIN}")
-    print(f"building ghz {GHZ_VERSION} into {GHZ_BIN.parent} (go install)", flush=True)
-    GHZ_BIN.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(GHZ_BIN.parent)}
-    subprocess.run(
-        [go, "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"], check=True, env=env
-    )
-    return GHZ_BIN
-
-
-def dev_version(package: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def kserve_python() -> Path:
-    return KSERVE_VENV / "bin" / "python"
-
-
-def venv_version(python: Path, package: str) -> str | None:
-    code = f"from importlib import metadata as m; print(m.version({package!r}))"
-    result = subprocess.run([str(python), "-c", code], text=True, capture_output=True)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def ensure_kserve_venv() -> None:
-    """KServe's server in its own venv; scikit-learn pinned to the workspace's version so that
-    both servers unpickle the same model with the same library."""
-    sklearn = dev_version("scikit-learn")
-    want = {"kserve": KSERVE_VERSION, "scikit-learn": sklearn}
-    python = kserve_python()
-    if python.exists() and all(v is None or venv_version(python, p) == v for p, v in want.items()):
-        return
-    print(f"creating {KSERVE_VENV} with kserve=={KSERVE_VERSION}", flush=True)
-    uv = shutil.which("uv")
-    if not uv:
-        raise SystemExit("uv is needed to create the KServe virtual environment")
-    run([uv, "venv", "--python", "3.11", "--clear", str(KSERVE_VENV)])
-    specs = [f"kserve=={KSERVE_VERSION}", "joblib"]
-    specs.append(f"scikit-learn=={sklearn}" if sklearn else "scikit-learn")
-    env = {**os.environ, "VIRTUAL_ENV": str(KSERVE_VENV)}
-    subprocess.run([uv, "pip", "install", "-q", *specs], check=True, env=env)
 
 
 def ghz_proto_args(workdir: Path) -> list[str]:
@@ -440,17 +490,6 @@ def versions() -> dict[str, Any]:
 # Servers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def pinned(core: int, argv: Sequence[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *argv] if (os.cpu_count() or 1) > 1 else list(argv)
-
-
 def make_servers(systems: Sequence[str], model_dir: Path, workdir: Path) -> list[Server]:
     servers = []
     for name in systems:
@@ -467,10 +506,36 @@ def make_servers(systems: Sequence[str], model_dir: Path, workdir: Path) -> list
             if name == "kserve-quiet":
                 argv += ["--enable_latency_logging", "false"]
                 argv += ["--log_config_file", str(kserve_quiet_log_config(workdir))]
+        elif name == "mlserver":
+            folder = mlserver_folder(workdir, model_dir, http_port, grpc_port)
+            argv = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(folder)]
+        elif name == "model-floor":
+            argv = [sys.executable, str(BENCH_DIR / "model_floor_server.py"), *model, *ports]
         else:
             argv = [sys.executable, str(BENCH_DIR / "floor_server.py"), *ports]
         servers.append(Server(name, argv, http_port, grpc_port, workdir / f"{name}.log"))
     return servers
+
+
+def mlserver_folder(workdir: Path, model_dir: Path, http_port: int, grpc_port: int) -> Path:
+    """MLServer's settings and the model's settings (its sklearn runtime on the same joblib
+    file); everything else as MLServer ships it (one inference worker process, metrics on)."""
+    folder = workdir / "mlserver"
+    folder.mkdir(exist_ok=True)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": free_port(),
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model = {
+        "name": MODEL_NAME,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model_dir / "model.joblib")},
+    }
+    (folder / "model-settings.json").write_text(json.dumps(model))
+    return folder
 
 
 def kserve_quiet_log_config(workdir: Path) -> Path:
@@ -500,7 +565,7 @@ def start(server: Server, timeout: float = 120) -> None:
     log = server.log_path.open("wb")
     env = {**os.environ, **SERVER_ENV, **server.env}
     server.process = subprocess.Popen(
-        pinned(SERVER_CORE, server.argv),
+        server.argv if server.core is None else pinned(server.core, server.argv),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -539,15 +604,9 @@ def stop(server: Server) -> None:
 
 
 def server_cpu_seconds(server: Server) -> float | None:
-    """User + system CPU time of the server process and its threads so far."""
-    if server.process is None:
-        return None
-    try:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """User + system CPU time of the server process, its threads and its child processes (MLServer
+    runs inference in a worker process) so far."""
+    return None if server.process is None else tree_cpu_seconds(server.process.pid)
 
 
 @contextlib.contextmanager
@@ -569,10 +628,11 @@ def running(servers: Sequence[Server]) -> Iterator[None]:
 def check_answers(server: Server, expected: list[int]) -> dict[str, str]:
     """V1 and V2 REST answers match the model's own predict (the floor's are constants)."""
     problems: dict[str, str] = {}
-    status, body = http(f"{server.base_url}{api_path('v1')}", v1_body())
-    got_v1 = json.loads(body).get("predictions") if status == 200 else None
-    if got_v1 != expected:
-        problems["v1"] = f"status {status}, body {body[:300]!r}"
+    if speaks(server.name, "v1"):
+        status, body = http(f"{server.base_url}{api_path('v1')}", v1_body())
+        got_v1 = json.loads(body).get("predictions") if status == 200 else None
+        if got_v1 != expected:
+            problems["v1"] = f"status {status}, body {body[:300]!r}"
     status, body = http(f"{server.base_url}{api_path('v2')}", v2_body())
     outputs = json.loads(body).get("outputs") if status == 200 else None
     got_v2 = [int(x) for x in outputs[0]["data"]] if outputs else None
@@ -609,6 +669,10 @@ class Generator:
     ghz: Path
     proto_args: list[str]
     bodies: dict[str, Path]
+    core: int | None = GENERATOR_CORE  # None: unpinned
+
+    def pin(self, argv: list[str]) -> list[str]:
+        return argv if self.core is None else pinned(self.core, argv)
 
     def command(self, server: Server, api: Api, seconds: float) -> tuple[list[str], dict[str, str]]:
         if api.key == "grpc":
@@ -632,7 +696,7 @@ class Generator:
                 "json",
                 f"127.0.0.1:{server.grpc_port}",
             ]
-            return pinned(GENERATOR_CORE, argv), {}
+            return self.pin(argv), {}
         argv = [
             self.wrk,
             "--threads",
@@ -647,7 +711,7 @@ class Generator:
             str(BENCH_DIR / "wrk_post.lua"),
             f"{server.base_url}{api_path(api.key)}",
         ]
-        return pinned(GENERATOR_CORE, argv), {"WRK_BODY_FILE": str(self.bodies[api.key])}
+        return self.pin(argv), {"WRK_BODY_FILE": str(self.bodies[api.key])}
 
     def measure(self, server: Server, api: Api, seconds: float, round_no: int) -> Cell:
         argv, extra_env = self.command(server, api, seconds)
@@ -741,6 +805,8 @@ def run_cells(
         order = list(servers) if round_no % 2 else list(reversed(servers))
         for api in APIS:
             for server in order:
+                if not speaks(server.name, api.key):
+                    continue
                 measure_or_record(generator, server, api, warmup, round_no)  # warm-up
                 cell = measure_or_record(generator, server, api, seconds, round_no)
                 on_cell(cell)
@@ -800,6 +866,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrk = ensure_wrk()
     ghz = ensure_ghz()
     ensure_kserve_venv()
+    if "mlserver" in systems:
+        ensure_mlserver_venv()
     started = datetime.now(UTC)
     load_at_start = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
@@ -861,6 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kserve_client_vs_wharf": compat,
             "summary": summary,
             "target": targets,
+            "floor_targets": floor_targets(summary),
             "cells": [asdict(c) for c in cells],
         }
         out = args.json or CACHE_DIR / "results" / f"model_server-{started:%Y%m%dT%H%M%SZ}.json"
@@ -882,6 +951,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" CPU capacity: V2 {fmt(v['v2_rest_c32_cpu_capacity_ratio'], '.2f')}x,"
                 f" gRPC {fmt(v['grpc_c32_cpu_capacity_ratio'], '.2f')}x"
             )
+        for t in floor_targets(summary):
+            bound = f"{'>=' if t['at_least'] else '<='} {t['bound']:g}x"
+            word = "met" if t["met"] else "NOT met"
+            print(f"target: {t['what']} {t['ratio']:.2f}x ({bound} {word})")
         print(
             "load average (1, 5, 15 min) at start "
             + " ".join(f"{x:.1f}" for x in load_at_start)

@@ -39,11 +39,11 @@ from typing import Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from tooling import ensure_kserve_storage_venv, free_port
 
 MiB = 1024 * 1024
 BUCKET = "bench-models"
 PREFIX = "llm"
-KSERVE_VENV = Path.home() / ".cache" / "wharf" / "bench" / "kserve-storage-venv"
 
 
 def parse_size(text: str) -> int:
@@ -52,12 +52,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 1GiB, 256MiB)")
     units = {"b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB}
     return int(float(match.group(1)) * units[(match.group(2) or "b").lower()])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -162,17 +156,6 @@ KSERVE_SCRIPT = textwrap.dedent(
 )
 
 
-def ensure_kserve_venv() -> Path:
-    python = KSERVE_VENV / "bin" / "python"
-    if not python.exists():
-        KSERVE_VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["uv", "venv", "-q", "--python", "3.11", str(KSERVE_VENV)], check=True)
-        subprocess.run(
-            ["uv", "pip", "install", "-q", "--python", str(python), "kserve-storage"], check=True
-        )
-    return python
-
-
 def kserve(env: dict[str, str], dest: Path, python: Path) -> float:
     proc = subprocess.run(
         [str(python), "-c", KSERVE_SCRIPT, f"s3://{BUCKET}/{PREFIX}", str(dest)],
@@ -209,7 +192,7 @@ def main() -> None:
     env = s3_env(endpoint)
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-storage-"))
     try:
-        kserve_python = None if args.skip_kserve else ensure_kserve_venv()
+        kserve_python = None if args.skip_kserve else ensure_kserve_storage_venv()
         t0 = time.perf_counter()
         total = upload(env, args.size, args.big_files, args.small_files, args.small_size)
         n_files = args.big_files + args.small_files

@@ -4,6 +4,8 @@ back its own rows."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from wharf_model_server import (
     InferResponse,
     Model,
 )
-from wharf_model_server.batching import Batcher
+from wharf_model_server.batching import EAGER_BELOW, Batcher, InFlight, should_send
 from wharf_model_server.runtimes.sklearn import SKLearnModel
 from wharf_protocol.grpc import pb_grpc
 from wharf_protocol.grpc_codec import request_to_grpc, response_from_grpc
@@ -52,8 +54,10 @@ class Doubler(Model):
 @pytest.fixture
 def batching_server() -> Any:
     model = Doubler()
-    # A long max latency: the batch is sent because it is full, not because time ran out.
-    with ThreadServer([model], batch_config=BatchConfig(BATCH, 30_000)) as server:
+    # A long max latency: the batch is sent because it is full, not because time ran out (and
+    # KServe's rule alone: the first request must not leave before the others arrive).
+    config = BatchConfig(BATCH, 30_000, send_when_idle=False)
+    with ThreadServer([model], batch_config=config) as server:
         yield server, model
 
 
@@ -121,7 +125,8 @@ def test_grpc_requests_are_merged(batching_server: Any) -> None:
 
 def test_max_latency_sends_a_partial_batch() -> None:
     model = Doubler()
-    with ThreadServer([model], batch_config=BatchConfig(BATCH, 50)) as server:
+    config = BatchConfig(BATCH, 50, send_when_idle=False)
+    with ThreadServer([model], batch_config=config) as server:
 
         async def run() -> list[Any]:
             return await asyncio.gather(_v1(server.url, 1), _v1(server.url, 2))
@@ -172,7 +177,8 @@ class CountingIris(SKLearnModel):
 def iris_batching(model_repository: Path) -> Any:
     model = CountingIris(str(model_repository / "sklearn-iris" / "model.joblib"))
     # The good requests fill a batch; a bad one left alone is sent after max_latency.
-    with ThreadServer([model], batch_config=BatchConfig(GOOD, 200)) as server:
+    config = BatchConfig(GOOD, 200, send_when_idle=False)
+    with ThreadServer([model], batch_config=config) as server:
         yield server, model
 
 
@@ -267,3 +273,102 @@ def test_a_failed_batch_reruns_its_members_alone() -> None:
     assert results[2] == ({"predictions": [["c"]]}, {})
     assert calls[0] == [["a"], ["bad"], ["c"]]  # merged first
     assert sorted(map(str, calls[1:])) == sorted(map(str, [[["a"]], [["bad"]], [["c"]]]))
+
+
+# -- when a batch leaves: the rule, then the server -------------------------------------------
+
+CLASSIC = BatchConfig(max_batch_size=8, max_latency_ms=5, send_when_idle=False)
+IDLE = BatchConfig(max_batch_size=8, max_latency_ms=5)
+
+
+@pytest.mark.parametrize(
+    ("rows", "waiting", "in_flight", "recent", "config", "send"),
+    [
+        (8, 4, 9, 9.0, CLASSIC, True),  # full: leaves whatever else is going on
+        (8, 4, 9, 9.0, IDLE, True),
+        (1, 1, 1, 1.0, IDLE, True),  # a lone request at low load goes at once
+        (1, 1, 1, 1.0, CLASSIC, False),  # KServe's rule: it waits for company or max latency
+        (2, 2, 3, 1.5, IDLE, False),  # another request is being served: wait for it
+        (3, 3, 3, 1.5, IDLE, True),  # everything in flight waits here: nobody else can join
+        (2, 5, 5, 1.5, IDLE, True),  # ... counting the waiting in other batches (other shapes)
+        (1, 1, 1, 6.0, IDLE, False),  # under load (gRPC's queued calls unseen): gather
+        (1, 1, None, 0.0, IDLE, False),  # nobody counts the requests: the timer decides
+    ],
+)
+def test_should_send(
+    rows: int, waiting: int, in_flight: int | None, recent: float, config: BatchConfig, send: bool
+) -> None:
+    assert should_send(rows, waiting, in_flight, recent, config) is send
+
+
+def test_the_recent_average_follows_the_load() -> None:
+    """At concurrency 1 the average stays at 1 (eager); with many requests in flight it rises
+    above EAGER_BELOW and the departure of one no longer sends the waiting batch."""
+    flushed: list[int] = []
+    tracker = InFlight(IDLE)
+    tracker.on_idle = lambda: flushed.append(tracker.count)
+    for _ in range(50):
+        tracker.enter()
+        tracker.leave()
+    assert tracker.recent < EAGER_BELOW
+    for _ in range(30):
+        tracker.enter()
+    tracker.waiting = 29
+    assert tracker.recent > EAGER_BELOW
+    tracker.leave()  # 29 in flight, all waiting, but the load is high: the timer decides
+    assert flushed == []
+
+
+class GatedDoubler(Doubler):
+    """A Doubler whose first call blocks until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.gate.wait(60)
+        return super().predict(payload, headers)
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(6000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_lone_request_does_not_wait_for_max_latency() -> None:
+    """With a max latency longer than the test's timeouts, sequential requests are answered
+    one by one: each is sent alone because nothing else is in flight."""
+    model = Doubler()
+    with ThreadServer([model], batch_config=BatchConfig(BATCH, 600_000)) as server:
+        results = [asyncio.run(_v1(server.url, i)) for i in range(3)]
+        assert asyncio.run(_v2(server.url, 7)) == [14, 15]
+    assert results == [[[2 * i, 2 * i + 1]] for i in range(3)]
+    assert model.batch_sizes == [1, 1, 1, 1]
+
+
+def test_requests_that_arrive_while_one_is_served_leave_together_when_it_is_answered() -> None:
+    model = GatedDoubler()
+    others = BATCH - 1  # fewer than a full batch: only the "nothing else in flight" rule sends
+    with ThreadServer([model], batch_config=BatchConfig(BATCH + 10, 600_000)) as server:
+        in_flight = server.server.dataplane.in_flight
+        assert in_flight is not None
+
+        async def run() -> list[Any]:
+            first = asyncio.create_task(_v1(server.url, 0))
+            await _until(model.entered.is_set, "the first request reached predict")
+            rest = [asyncio.create_task(_v1(server.url, i)) for i in range(1, others + 1)]
+            await _until(lambda: in_flight.waiting == others, "the others wait in a batch")
+            assert model.batch_sizes == []  # the first is still in predict
+            model.gate.set()
+            return await asyncio.gather(first, *rest)
+
+        results = asyncio.run(run())
+    assert results == [[[2 * i, 2 * i + 1]] for i in range(others + 1)]
+    assert model.batch_sizes == [1, others]

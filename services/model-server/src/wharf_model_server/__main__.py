@@ -8,7 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from wharf_model_server import workers
 from wharf_model_server.errors import ModelMissingError
+from wharf_model_server.logging import configure_logging
 from wharf_model_server.model import Model
 from wharf_model_server.model_server import HelpFormatter, ModelServer, parser
 from wharf_model_server.predictor_config import PredictorConfig
@@ -52,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         # ServingRuntime manifests written for other runtimes may pass flags we do not know;
         # KServe's servers ignore those too.
         logging.getLogger("wharf.server").warning("ignoring unknown arguments: %s", unknown)
+    if args.workers > 1 and not workers.is_worker():
+        # The models are loaded by each worker, never here: nothing is forked from this process.
+        if args.configure_logging:
+            configure_logging(args.log_config_file)
+        command = [
+            sys.executable,
+            "-m",
+            "wharf_model_server",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+        sys.exit(workers.supervise(command, args.workers, args.graceful_shutdown_timeout))
     if args.model_dir:
         if not os.path.isdir(args.model_dir):
             # KServe's servers stop here too: a server with nothing to serve must not look ready.

@@ -1,10 +1,18 @@
 """Adaptive batching: concurrent requests for one model are merged into one model call.
 
-A batch is sent when it holds ``max_batch_size`` rows or when its first request has waited
-``max_latency_ms``, whichever comes first. V1 bodies are merged by concatenating ``instances``
-when their rows have the same width (or keys); V2/gRPC requests by concatenating each input
-along the first axis, when their inputs agree in names, datatypes and trailing shapes. Results
-are split back by row counts, in order.
+A batch is sent when it holds ``max_batch_size`` rows, when its first request has waited
+``max_latency_ms``, or (``send_when_idle``, the default) at low load as soon as every request
+the server has received and not yet answered is waiting in a batch: then no other request could
+join it, and waiting would only add latency. So a lone request at low load goes at once, a
+request that arrives while others are being served waits for company, and when the last of those
+is answered the waiting ones leave together (:func:`should_send`). "Low load" is fewer than
+``EAGER_BELOW`` requests in flight on average over the recent arrivals: under load, and on gRPC
+whose queued calls the server cannot see, batches gather for ``max_latency_ms``. The transports
+count the requests in flight (:class:`InFlight`).
+
+V1 bodies are merged by concatenating ``instances`` when their rows have the same width (or
+keys); V2/gRPC requests by concatenating each input along the first axis, when their inputs agree
+in names, datatypes and trailing shapes. Results are split back by row counts, in order.
 
 One bad request must not fail the requests batched with it. Requests whose rows cannot stack
 with the others never share a batch (the merge key above), and when a merged batch fails
@@ -31,6 +39,74 @@ RunModel = Callable[[Any, dict[str, str]], Awaitable[tuple[Any, dict[str, str]]]
 class BatchConfig:
     max_batch_size: int = 32
     max_latency_ms: float = 5000.0
+    # At low load, send as soon as nothing else in flight could join the batch (False: KServe's
+    # rule alone, full batch or max latency).
+    send_when_idle: bool = True
+
+
+# The eager rule applies while the requests in flight, averaged over the recent arrivals, are
+# fewer than this: at low concurrency. Under load (many requests in flight, or a transport such
+# as gRPC whose queued calls the server cannot see) batches gather for max_latency as in KServe.
+EAGER_BELOW = 2.0
+# Weight of the newest arrival in that average (an exponential moving average).
+RECENT_WEIGHT = 0.1
+
+
+def nothing_else_can_join(
+    waiting_requests: int, in_flight: int | None, recent_in_flight: float, config: BatchConfig
+) -> bool:
+    """The eager rule: at low load, every request the server has received and not yet answered
+    is waiting in a batch, so no other could join them and waiting would only add latency.
+
+    `waiting_requests`: requests waiting in any batch of the server; `in_flight`: requests
+    received and not yet answered (those waiting included), None when nobody counts them;
+    `recent_in_flight`: `in_flight` averaged over the recent arrivals."""
+    if not config.send_when_idle or not in_flight:
+        return False
+    return in_flight <= waiting_requests and recent_in_flight < EAGER_BELOW
+
+
+def should_send(
+    waiting_rows: int,
+    waiting_requests: int,
+    in_flight: int | None,
+    recent_in_flight: float,
+    config: BatchConfig,
+) -> bool:
+    """Whether a batch leaves when a request joins it: when it is full, or by the eager rule
+    (:func:`nothing_else_can_join`). Otherwise it leaves when a request in flight is answered
+    and the eager rule holds then, or when its timer (`max_latency_ms`) fires."""
+    if waiting_rows >= config.max_batch_size:
+        return True
+    return nothing_else_can_join(waiting_requests, in_flight, recent_in_flight, config)
+
+
+class InFlight:
+    """Requests received and not yet answered (the transports call `enter` and `leave`), how
+    many of them wait in a batch, and their recent average. When a request is answered and the
+    eager rule holds, `on_idle` sends the waiting ones."""
+
+    __slots__ = ("config", "count", "on_idle", "recent", "waiting")
+
+    def __init__(self, config: BatchConfig) -> None:
+        self.config = config
+        self.count = 0
+        self.waiting = 0
+        self.recent = 0.0
+        self.on_idle: Callable[[], None] | None = None
+
+    def enter(self) -> None:
+        self.count += 1
+        self.recent += (self.count - self.recent) * RECENT_WEIGHT
+
+    def leave(self) -> None:
+        self.count -= 1
+        if (
+            self.waiting
+            and self.on_idle is not None
+            and nothing_else_can_join(self.waiting, self.count, self.recent, self.config)
+        ):
+            self.on_idle()
 
 
 @dataclass
@@ -147,9 +223,12 @@ def split(response: Any, payloads: list[Any], counts: list[int]) -> list[Any]:
 
 
 class Batcher:
-    def __init__(self, config: BatchConfig, run: RunModel) -> None:
+    def __init__(
+        self, config: BatchConfig, run: RunModel, in_flight: InFlight | None = None
+    ) -> None:
         self.config = config
         self._run = run
+        self._in_flight = in_flight
         self._pending: dict[Hashable, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -166,13 +245,28 @@ class Batcher:
         if pending is None:
             pending = _Pending()
             self._pending[key] = pending
-            pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)
         item = _Item(payload, headers, rows, loop.create_future())
         pending.items.append(item)
         pending.rows += rows
-        if pending.rows >= self.config.max_batch_size:
+        tracker = self._in_flight
+        if tracker is not None:
+            tracker.waiting += 1
+        if tracker is None:
+            send = should_send(pending.rows, 0, None, 0.0, self.config)
+        else:
+            send = should_send(
+                pending.rows, tracker.waiting, tracker.count, tracker.recent, self.config
+            )
+        if send:
             self._flush(key)
+        elif pending.timer is None:
+            pending.timer = loop.call_later(self.config.max_latency_ms / 1000, self._flush, key)
         return await item.future
+
+    def flush_all(self) -> None:
+        """Sends every waiting batch now."""
+        for key in list(self._pending):
+            self._flush(key)
 
     def _flush(self, key: Hashable) -> None:
         pending = self._pending.pop(key, None)
@@ -180,6 +274,8 @@ class Batcher:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+        if self._in_flight is not None:
+            self._in_flight.waiting -= len(pending.items)
         task = asyncio.get_running_loop().create_task(self._execute(pending.items))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from wharf_model_server import executor
-from wharf_model_server.batching import BatchConfig, Batcher
+from wharf_model_server.batching import BatchConfig, Batcher, InFlight
 from wharf_model_server.errors import ModelMissingError
 from wharf_model_server.model import BaseKServeModel, InferenceModel, InferenceVerb
 from wharf_model_server.model_repository import ModelRepository
@@ -58,6 +58,11 @@ class DataPlane:
         self.batch_config = batch_config
         self.payload_logger = payload_logger
         self._batchers: dict[str, tuple[BaseKServeModel, Batcher]] = {}
+        # With batching on, the transports count the requests in flight (`enter`/`leave`).
+        self.in_flight: InFlight | None = None
+        if batch_config is not None:
+            self.in_flight = InFlight(batch_config)
+            self.in_flight.on_idle = self._send_waiting_batches
         self.live = True
         # How many requests with a large payload are in process at once (see rest.handlers):
         # more than the threads that run models only adds memory.
@@ -127,9 +132,13 @@ class DataPlane:
             return None
         entry = self._batchers.get(model.name)
         if entry is None or entry[0] is not model:
-            entry = (model, Batcher(self.batch_config, model.__call__))
+            entry = (model, Batcher(self.batch_config, model.__call__, self.in_flight))
             self._batchers[model.name] = entry
         return entry[1]
+
+    def _send_waiting_batches(self) -> None:
+        for _model, batcher in self._batchers.values():
+            batcher.flush_all()
 
     async def infer(
         self,

@@ -96,6 +96,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         observed = False
         error: WharfError | None = None
         reply: Any = None
+        in_flight = self.dp.in_flight  # counted for the batcher (see batching.should_send)
+        if in_flight is not None:
+            in_flight.enter()
         try:
             model = self.dp.get_ready_model(name, request.model_version or None)
             observed = True
@@ -118,6 +121,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             error = exc
         except Exception as exc:
             error = as_wharf_error(exc)
+        finally:
+            if in_flight is not None:
+                in_flight.leave()
         if observed:
             status = 200 if error is None else error.http_status
             metrics.observe_inference(name, PROTOCOL, status, time.perf_counter() - start)
@@ -182,13 +188,15 @@ def build_grpc_server(
     max_send_message_length: int,
     max_receive_message_length: int,
     host: str = "[::]",
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_send_message_length", max_send_message_length),
             ("grpc.max_receive_message_length", max_receive_message_length),
-            # A port clash must fail loudly rather than silently share the port.
-            ("grpc.so_reuseport", 0),
+            # A port clash must fail loudly rather than silently share the port; the workers
+            # of one server (--workers) share it on purpose.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     servicer = InferenceServicer(dataplane)

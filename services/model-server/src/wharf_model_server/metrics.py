@@ -2,18 +2,32 @@
 
 The label children are cached per label tuple so the hot path pays one dict lookup instead of
 prometheus_client's locked ``labels()`` call.
+
+With ``--workers N`` every worker process is started with ``PROMETHEUS_MULTIPROC_DIR`` set
+(prometheus_client's multiprocess mode): each writes its samples to files there and ``/metrics``
+on any worker answers with the sum over all of them, plus ``wharf_worker_inference_count`` with a
+``pid`` label per live worker.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client reads the variable when it is imported; so do we.
+MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_DIR_ENV))
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -50,6 +64,17 @@ PAYLOAD_LOG_DROPPED = Counter(
     ["reason"],
 )
 
+# Per worker process (a `pid` label), only in multiprocess mode: which workers serve requests.
+WORKER_INFERENCE_COUNT = (
+    Gauge(
+        "wharf_worker_inference_count",
+        "inference requests handled by this worker process (with --workers)",
+        multiprocess_mode="liveall",
+    )
+    if MULTIPROCESS
+    else None
+)
+
 _STAGE_HISTOGRAMS = {
     "preprocess": PRE_HIST_TIME,
     "predict": PREDICT_HIST_TIME,
@@ -81,6 +106,8 @@ def observe_inference(model_name: str, protocol: str, status: int, seconds: floa
         _request_children[key] = children
     children[0].observe(seconds)
     children[1].inc()
+    if WORKER_INFERENCE_COUNT is not None:
+        WORKER_INFERENCE_COUNT.inc()
 
 
 def observe_model_load(model_name: str, ok: bool, seconds: float) -> None:
@@ -89,4 +116,8 @@ def observe_model_load(model_name: str, ok: bool, seconds: float) -> None:
 
 def exposition(accept: str | None = None) -> tuple[bytes, str]:
     del accept  # the text format is what every scraper reads
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wharf_model_server import executor
+from wharf_model_server import workers as worker_processes
 from wharf_model_server.batching import BatchConfig
 from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.errors import NoModelReady
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http_port", default=DEFAULT_HTTP_PORT, type=int, help="REST port")
     p.add_argument("--grpc_port", default=DEFAULT_GRPC_PORT, type=int, help="gRPC port")
     p.add_argument(
-        "--workers", default=1, type=int, help="REST worker processes (one is run; see docs)"
-    )
+        "--workers", default=1, type=int,
+        help="server processes sharing the REST and gRPC ports, each loading the models itself",
+    )  # fmt: skip
     p.add_argument(
         "--max_threads", default=4, type=int, help="KServe's gRPC thread pool size (accepted)"
     )
@@ -260,8 +262,8 @@ class ModelServer:
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
-        if self.workers != 1:
-            logger.warning("--workers=%s: this server runs one REST process", self.workers)
+        # --workers N: this process is one of N that share the ports (see `workers`).
+        self.reuse_port = worker_processes.is_worker()
 
     # -- registering models ------------------------------------------------------------------
 
@@ -284,7 +286,16 @@ class ModelServer:
     # -- running -----------------------------------------------------------------------------
 
     def start(self, models: Sequence[BaseKServeModel] = ()) -> None:
-        """Registers the ready models and serves until SIGTERM/SIGINT (blocking)."""
+        """Registers the ready models and serves until SIGTERM/SIGINT (blocking).
+
+        With ``workers`` > 1 this process serves nothing: it runs its own command line again in
+        that many worker processes (each loads its models itself) and supervises them, then
+        exits with their status."""
+        if self.workers > 1 and not worker_processes.is_worker():
+            grace = self.args.graceful_shutdown_timeout
+            sys.exit(
+                worker_processes.supervise(worker_processes.own_command(), self.workers, grace)
+            )
         self._register_all(models)
         loop_kind = self.args.event_loop
         if loop_kind in ("auto", "uvloop"):
@@ -338,6 +349,7 @@ class ModelServer:
             port=self.http_port,
             timeout_keep_alive=self.args.timeout_keep_alive,
             graceful_timeout=self.args.graceful_shutdown_timeout,
+            reuse_port=self.reuse_port,
         )
         if self.enable_grpc:
             from wharf_model_server.grpc_server import build_grpc_server
@@ -348,6 +360,7 @@ class ModelServer:
                 self.grpc_max_send_message_length,
                 self.grpc_max_receive_message_length,
                 host="[::]" if self.host == "0.0.0.0" else self.host,
+                reuse_port=self.reuse_port,
             )
             await self._grpc.start()
         rest_task = asyncio.create_task(self._rest.serve())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Generator
 from typing import Any
 
@@ -29,7 +30,9 @@ class RestServer:
         port: int,
         timeout_keep_alive: int = 65,
         graceful_timeout: float | None = 30.0,
+        reuse_port: bool = False,
     ) -> None:
+        self._host, self._port, self._reuse_port = host, port, reuse_port
         config = uvicorn.Config(
             app,
             host=host,
@@ -48,7 +51,17 @@ class RestServer:
         self._server = _Server(config)
 
     async def serve(self) -> None:
-        await self._server.serve()
+        if not self._reuse_port:
+            await self._server.serve()
+            return
+        # --workers: every worker binds the same port and the kernel spreads the connections.
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self._host, self._port))
+        sock.set_inheritable(True)
+        await self._server.serve(sockets=[sock])
 
     async def wait_started(self, task: asyncio.Task[None]) -> None:
         while not self._server.started:

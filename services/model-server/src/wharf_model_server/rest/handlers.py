@@ -120,6 +120,9 @@ async def _process(
     slots: asyncio.Semaphore | None,
 ) -> HttpResult:
     start = time.perf_counter()
+    in_flight = dataplane.in_flight  # counted for the batcher (see batching.should_send)
+    if in_flight is not None:
+        in_flight.enter()
     if slots is not None:
         await slots.acquire()
     observed = False
@@ -157,6 +160,8 @@ async def _process(
     finally:
         if slots is not None:
             slots.release()
+        if in_flight is not None:
+            in_flight.leave()
     if observed:
         metrics.observe_inference(model_name, protocol, result.status, time.perf_counter() - start)
     return result
