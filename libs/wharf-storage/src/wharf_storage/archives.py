@@ -12,7 +12,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from wharf_storage.errors import InvalidArchive, UnsafePath
 from wharf_storage.paths import safe_relpath
@@ -61,6 +61,15 @@ def check_zip(archive: zipfile.ZipFile, name: str) -> None:
                 )
 
 
+# Python's tar extraction filters (PEP 706) arrived in 3.11.4; an older 3.11 (Debian 12 ships
+# 3.11.2) extracts without them, relying on the member checks above and in the OCI layer plan,
+# which refuse every escape the "data" filter would.
+TAR_FILTER_ERRORS: tuple[type[Exception], ...] = (
+    (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
+)
+TAR_EXTRACT_OPTIONS: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
 def unpack(archive_path: Path, kind: str, dest: Path, *, name: str) -> None:
     """Unpack `archive_path` (`zip`, `tar` or `tar.gz`) into `dest`."""
     try:
@@ -72,10 +81,10 @@ def unpack(archive_path: Path, kind: str, dest: Path, *, name: str) -> None:
         mode: Literal["r:gz", "r:"] = "r:gz" if kind == "tar.gz" else "r:"
         with tarfile.open(archive_path, mode) as tf:
             check_tar(tf, name)
-            tf.extractall(dest, filter="data")
+            tf.extractall(dest, **TAR_EXTRACT_OPTIONS)
     except UnsafePath:
         raise
-    except tarfile.FilterError as exc:
+    except TAR_FILTER_ERRORS as exc:
         raise UnsafePath(f"{name}: {exc}") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise InvalidArchive(f"{name}: cannot unpack {kind} archive: {exc}") from None

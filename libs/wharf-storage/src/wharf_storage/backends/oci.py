@@ -25,6 +25,7 @@ challenge; both are followed.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import logging
@@ -43,7 +44,13 @@ from typing import Any, Literal
 
 import httpx
 
-from wharf_storage.archives import is_root, link_target_inside, unpack
+from wharf_storage.archives import (
+    TAR_EXTRACT_OPTIONS,
+    TAR_FILTER_ERRORS,
+    is_root,
+    link_target_inside,
+    unpack,
+)
 from wharf_storage.envs import env_flag
 from wharf_storage.errors import (
     AccessDenied,
@@ -684,15 +691,17 @@ def apply_layer(blob: Path, compression: str, tree: Path, what: str) -> None:
                 dest = join_inside(tree, rel, what="layer member")
                 if not member.isdir() or dest.is_symlink() or (dest.exists() and not dest.is_dir()):
                     _remove(dest)
-                changes: dict[str, Any] = {"name": str(rel)}
+                # a renamed copy (TarInfo.replace needs Python 3.11.4)
+                entry = copy.copy(member)
+                entry.name = str(rel)
                 if member.islnk():
-                    changes["linkname"] = str(_under_models(member.linkname, what))
-                tf.extract(member.replace(**changes), tree, filter="data")
+                    entry.linkname = str(_under_models(member.linkname, what))
+                tf.extract(entry, tree, **TAR_EXTRACT_OPTIONS)
                 if member.isfile():
                     os.chmod(dest, stat.S_IMODE(member.mode) | 0o600)
     except (UnsafePath, SourceNotFound):
         raise
-    except tarfile.FilterError as exc:
+    except TAR_FILTER_ERRORS as exc:
         raise UnsafePath(f"{what}: {exc}") from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidArchive(f"{what}: cannot apply a layer: {type(exc).__name__}") from None
