@@ -131,6 +131,8 @@ async def test_failed_download_retries_on_reapply_and_by_itself(
     # the same manifest again: not "unchanged" while it is failing, it retries at once
     again = runtime.apply([standin_runtime(), isvc("m", uri)])
     assert again[1].action == "retried"
+    # what a client reads right after the apply is the retry, not the old failure
+    assert condition(svc)[1] != "ModelDownloadFailed"
     await until(lambda: condition(svc) == ("True", None), "ready after the retry")
 
 

@@ -264,18 +264,6 @@ def _generation(daemon: Daemon, namespace: str, name: str) -> int:
     return generation
 
 
-def _latest_failure(item: dict[str, Any]) -> tuple[str, str] | None:
-    """A failure of a component's latest created revision (made by this apply or the same spec)."""
-    components = item["status"].get("components", {})
-    for component, revisions in item.get("local", {}).get("revisions", {}).items():
-        latest = components.get(component, {}).get("latestCreatedRevision")
-        for rev in revisions:
-            if rev["name"] == latest and rev.get("failure"):
-                reason, message = rev["failure"]
-                return str(reason), f"{latest}: {message}"
-    return None
-
-
 def _verdict(item: dict[str, Any], generation: int) -> tuple[bool | None, str]:
     """(True ready, False failed, None pending) for the applied generation, and a reason."""
     ready = condition(item, "Ready") or {}
@@ -284,9 +272,6 @@ def _verdict(item: dict[str, Any], generation: int) -> tuple[bool | None, str]:
         return True, ""
     if fresh and ready.get("reason") in TERMINAL_REASONS:
         return False, f"{ready['reason']}: {ready.get('message')}"
-    failure = _latest_failure(item)
-    if failure is not None and failure[0] in TERMINAL_REASONS:
-        return False, f"{failure[0]}: {failure[1]}"
     return None, f"{ready.get('reason')}: {ready.get('message')}"
 
 

@@ -142,6 +142,10 @@ class LocalRuntime:
         parsed, results = self.catalog.parse(documents)
         for doc, obj in parsed:
             results.append(self._apply_one(doc, obj))
+        if any(r.kind == "InferenceService" and r.error is None for r in results):
+            # the status shown from now on is that of what was just applied (a client waits
+            # for observedGeneration and must not read the previous spec's conditions)
+            self.tick()
         return results
 
     def _apply_one(self, doc: dict[str, Any], obj: Any) -> ApplyResult:
