@@ -242,7 +242,12 @@ def test_up_shows_new_download_events_once() -> None:
         {"time": "2026-01-01T00:00:06Z", "reason": "Scaled", "message": "0 -> 1", "object": "r"},
         {"time": "2026-01-01T00:00:07Z", "reason": "Downloading", "message": "50%", "object": "r"},
     ]
-    item = {"local": {"events": events}}
+    older = {"time": "2026-01-01T00:00:08Z", "reason": "ModelDownloadFailed", "message": "x",
+             "object": "r-old"}  # fmt: skip
+    item = {
+        "status": {"components": {"predictor": {"latestCreatedRevision": "r"}}},
+        "local": {"events": [*events, older]},
+    }
     seen: set[tuple[str, ...]] = set()
     assert _new_events(item, "2026-01-01T00:00:01Z", seen) == [
         "  r: DownloadRetry: 503",

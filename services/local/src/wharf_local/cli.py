@@ -282,11 +282,19 @@ PROGRESS_REASONS = frozenset(
 
 
 def _new_events(item: dict[str, Any], since: str, seen: set[tuple[str, ...]]) -> list[str]:
-    """Progress lines for events at or after `since` (ISO time) not shown yet. Pure."""
+    """Progress lines, not shown yet, for events at or after `since` (ISO time) about the
+    revisions this apply made (an earlier revision still retrying in the background is not
+    what the user waits for). Pure."""
+    latest = {
+        c.get("latestCreatedRevision")
+        for c in item.get("status", {}).get("components", {}).values()
+    }
     lines = []
     for event in item.get("local", {}).get("events", []):
         key = (event["time"], event["reason"], event["message"], event["object"])
         if event["time"] < since or key in seen or event["reason"] not in PROGRESS_REASONS:
+            continue
+        if event["object"] not in latest:
             continue
         seen.add(key)
         lines.append(f"  {event['object']}: {event['reason']}: {event['message']}")
