@@ -35,6 +35,16 @@ class _Section(BaseModel):
     )
 
 
+class _Sidecar(_Section):
+    """An image KServe runs beside or before the model, with its requests and limits."""
+
+    image: str = "ghcr.io/wharf-serving/agent:0.1.0"
+    memory_request: str = "100Mi"
+    memory_limit: str = "1Gi"
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+
+
 class IngressConfig(_Section):
     enable_gateway_api: bool = False
     kserve_ingress_gateway: str = "kserve/kserve-ingress-gateway"
@@ -58,12 +68,8 @@ class DeployConfig(_Section):
     service_label_disallowed_list: list[str] = Field(default_factory=list)
 
 
-class StorageInitializerConfig(_Section):
+class StorageInitializerConfig(_Sidecar):
     image: str = "ghcr.io/wharf-serving/storage-initializer:0.1.0"
-    memory_request: str = "100Mi"
-    memory_limit: str = "1Gi"
-    cpu_request: str = "100m"
-    cpu_limit: str = "1"
     ca_bundle_config_map_name: str = ""
     ca_bundle_volume_mount_path: str = "/etc/ssl/custom-certs"
     enable_direct_pvc_volume_mount: bool = True
@@ -97,43 +103,27 @@ class CredentialsConfig(_Section):
     s3: S3Credentials = Field(default_factory=S3Credentials)
 
 
-class LoggerConfig(_Section):
-    image: str = "ghcr.io/wharf-serving/agent:0.1.0"
-    memory_request: str = "100Mi"
-    memory_limit: str = "1Gi"
-    cpu_request: str = "100m"
-    cpu_limit: str = "1"
+class LoggerConfig(_Sidecar):
     default_url: str = "http://default-broker"
 
 
-class BatcherConfig(_Section):
-    image: str = "ghcr.io/wharf-serving/agent:0.1.0"
+class BatcherConfig(_Sidecar):
     memory_request: str = "1Gi"
-    memory_limit: str = "1Gi"
     cpu_request: str = "1"
-    cpu_limit: str = "1"
     max_batch_size: str = "32"
     max_latency: str = "5000"
 
 
-class AgentConfig(_Section):
-    image: str = "ghcr.io/wharf-serving/agent:0.1.0"
-    memory_request: str = "100Mi"
-    memory_limit: str = "1Gi"
-    cpu_request: str = "100m"
-    cpu_limit: str = "1"
+class AgentConfig(_Sidecar):
+    pass
 
 
 class RouterHeaders(_Section):
     propagate: list[str] = Field(default_factory=list)
 
 
-class RouterConfig(_Section):
+class RouterConfig(_Sidecar):
     image: str = "ghcr.io/wharf-serving/router:0.1.0"
-    memory_request: str = "100Mi"
-    memory_limit: str = "1Gi"
-    cpu_request: str = "100m"
-    cpu_limit: str = "1"
     image_pull_policy: str = "IfNotPresent"
     headers: RouterHeaders = Field(default_factory=RouterHeaders)
 
