@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wharf_api.status import ServiceStatus, status_document
+from wharf_api.status import status_document
 from wharf_local.state import Revision, Service
 from wharf_storage import redact_uri
 
@@ -39,7 +39,7 @@ def _revision(rev: Revision) -> dict[str, Any]:
     }
 
 
-def describe(svc: Service, status: ServiceStatus | None) -> dict[str, Any]:
+def describe(svc: Service) -> dict[str, Any]:
     metadata = dict(svc.manifest.get("metadata") or {})
     metadata.update(
         namespace=svc.namespace, generation=svc.generation, creationTimestamp=svc.created
@@ -51,8 +51,8 @@ def describe(svc: Service, status: ServiceStatus | None) -> dict[str, Any]:
         "components": {},
         "url": svc.plan.url,
     }
-    if status is not None:
-        doc = status_document(status, svc.plan.url)
+    if svc.status is not None:
+        doc = status_document(svc.status, svc.plan.url)
     if predictor is not None and predictor.runtime:
         key = (
             "clusterServingRuntimeName"

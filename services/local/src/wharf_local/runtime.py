@@ -23,7 +23,7 @@ import httpx
 from wharf_api import NoSupportingRuntimeError
 from wharf_api.plan import PlanError, ServicePlan, plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
-from wharf_api.status import COMMAND_NOT_FOUND, ServiceStatus
+from wharf_api.status import COMMAND_NOT_FOUND
 from wharf_api.status import service_status as compute_status
 from wharf_local import reconcile
 from wharf_local.activator import ActivationTimeout, LocalActivator
@@ -88,7 +88,6 @@ class LocalRuntime:
             self._event,
             self._spawn,
         )
-        self._status: dict[tuple[str, str], ServiceStatus] = {}
         self._policy = reconcile.Policy(settings.autoscale_window_s, settings.scale_to_zero_after_s)
         self._probe_client = httpx.AsyncClient()
         self._supervisor = Supervisor(self._probe_client, self._replica_exited)
@@ -202,7 +201,6 @@ class LocalRuntime:
 
     async def delete(self, namespace: str, name: str) -> bool:
         svc = self.services.pop((namespace, name), None)
-        self._status.pop((namespace, name), None)
         self.applied.pop(f"InferenceService/{namespace}/{name}", None)
         if svc is None:
             return False
@@ -333,10 +331,7 @@ class LocalRuntime:
 
     def _update_status(self, svc: Service, observations: list[Any]) -> None:
         before = svc.conditions
-        status = compute_status(observations, svc.generation, now_iso(), before)
-        self._status[(svc.namespace, svc.name)] = status
-        svc.conditions = list(status.conditions)
-        svc.observed_generation = status.observed_generation
+        svc.status = compute_status(observations, svc.generation, now_iso(), before)
         ready = next(c for c in svc.conditions if c.type == "Ready")
         was = next((c for c in before if c.type == "Ready"), None)
         if was is None or was.status != ready.status:
@@ -349,7 +344,7 @@ class LocalRuntime:
 
     def describe(self, svc: Service) -> dict[str, Any]:
         """The object as `kubectl get -o yaml` would show it, plus local details."""
-        return describe_service(svc, self._status.get((svc.namespace, svc.name)))
+        return describe_service(svc)
 
     # ---- data path (used by the ingress) -------------------------------------------------------
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wharf_api.plan import ComponentPlan, ServicePlan
-from wharf_api.status import Condition
+from wharf_api.status import Condition, ServiceStatus
 from wharf_api.traffic import RolloutState, TrafficTarget
 from wharf_datapath.balancer import swrr_pick
 from wharf_local.processes import ManagedProcess
@@ -113,9 +113,17 @@ class Service:
     created: str
     created_at: float
     components: dict[str, Component] = field(default_factory=dict)
-    conditions: list[Condition] = field(default_factory=list)
+    # the last reconcile's conclusion (conditions, observedGeneration, components)
+    status: ServiceStatus | None = None
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=50))
-    observed_generation: int = 0
+
+    @property
+    def conditions(self) -> list[Condition]:
+        return list(self.status.conditions) if self.status else []
+
+    @property
+    def observed_generation(self) -> int:
+        return self.status.observed_generation if self.status else 0
 
 
 ApplyAction = Literal[
