@@ -1,0 +1,1 @@
+"""The router: KServe's InferenceGraph data plane and Wharf's OpenAI LLM gateway."""
