@@ -7,27 +7,37 @@ from typing import Any
 
 from pydantic import AliasChoices, Field
 
-from wharf_api.k8s import LocalObjectReference, PodSpec
+from wharf_api.k8s import LocalObjectReference, PersistentVolumeClaimSpec, PodSpec
+from wharf_api.quantity import Quantity
 from wharf_api.resources._base import Addressable, Condition, KServeModel, Resource
 
 
-class LoraAdapter(KServeModel):
-    uri: str
-    name: str | None = None
-
-
-class LoraSpec(KServeModel):
-    adapters: list[LoraAdapter] | None = None
-    max_rank: int | None = None
-    max_adapters: int | None = None
-    max_cpu_adapters: int | None = None
+class ConfidentialSpec(KServeModel):
+    enabled: bool | None = None
+    resource_id: str | None = None
 
 
 class LLMModelSpec(KServeModel):
     uri: str | None = None
     name: str | None = None
     lora: LoraSpec | None = None
-    confidential: dict[str, Any] | None = None
+    confidential: ConfidentialSpec | None = None
+    # served at v1alpha1 only (KServe's v1alpha1 LLMModelSpec); kept so it is not pruned
+    criticality: str | None = None
+
+
+# KServe's LoRA adapters are LLMModelSpecs (uri, name, ...)
+LoraAdapter = LLMModelSpec
+
+
+class LoraSpec(KServeModel):
+    adapters: list[LLMModelSpec] | None = None
+    max_rank: int | None = None
+    max_adapters: int | None = None
+    max_cpu_adapters: int | None = None
+
+
+LLMModelSpec.model_rebuild()
 
 
 class ParallelismSpec(KServeModel):
@@ -61,6 +71,35 @@ class RolloutStrategy(KServeModel):
     max_surge: int | str | None = None
 
 
+class EmptyDirTierSpec(KServeModel):
+    size: Quantity
+
+
+class PVCRefTierSpec(KServeModel):
+    name: str
+    path: str | None = None
+
+
+class PVCTierSpec(KServeModel):
+    spec: PersistentVolumeClaimSpec | None = None
+    ref: PVCRefTierSpec | None = None
+
+
+class FileSystemTierSpec(KServeModel):
+    empty_dir: EmptyDirTierSpec | None = None
+    pvc: PVCTierSpec | None = None
+
+
+class SecondaryTierSpec(KServeModel):
+    file_system: FileSystemTierSpec | None = None
+
+
+class KVCacheOffloadingSpec(KServeModel):
+    cpu: Quantity
+    eviction_policy: str | None = None
+    secondary: list[SecondaryTierSpec] | None = None
+
+
 class WorkloadSpec(KServeModel):
     replicas: int | None = None
     scaling: ScalingSpec | None = None
@@ -69,13 +108,16 @@ class WorkloadSpec(KServeModel):
     annotations: dict[str, str] | None = None
     template: PodSpec | None = None
     worker: PodSpec | None = None
-    kv_cache_offloading: dict[str, Any] | None = None
+    kv_cache_offloading: KVCacheOffloadingSpec | None = None
     rollout_strategy: RolloutStrategy | None = None
 
 
 class UntypedObjectReference(KServeModel):
-    name: str
+    name: str | None = None
     namespace: str | None = None
+
+
+class GatewayObjectReference(UntypedObjectReference):
     section_name: str | None = None
 
 
@@ -91,7 +133,7 @@ class RouteSpec(KServeModel):
 
 
 class GatewaySpec(KServeModel):
-    refs: list[UntypedObjectReference] | None = None
+    refs: list[GatewayObjectReference] | None = None
 
 
 class IngressSpec(KServeModel):
@@ -103,9 +145,19 @@ class InferencePoolSpec(KServeModel):
     ref: LocalObjectReference | None = None
 
 
+class ConfigMapKeySelector(KServeModel):
+    name: str | None = None
+    key: str | None = None
+    optional: bool | None = None
+
+
 class SchedulerConfig(KServeModel):
     inline: dict[str, Any] | None = None
-    ref: dict[str, Any] | None = None
+    ref: ConfigMapKeySelector | None = None
+
+
+class TokenizerSpec(KServeModel):
+    template: PodSpec | None = None
 
 
 class SchedulerSpec(KServeModel):
@@ -113,7 +165,7 @@ class SchedulerSpec(KServeModel):
     template: PodSpec | None = None
     config: SchedulerConfig | None = None
     replicas: int | None = None
-    tokenizer: dict[str, Any] | None = None
+    tokenizer: TokenizerSpec | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
 
@@ -150,6 +202,8 @@ class AppliedConfig(KServeModel):
 class LLMInferenceServiceStatus(KServeModel):
     observed_generation: int | None = None
     conditions: list[Condition] | None = None
+    # duckv1.Status annotations: KServe pins the well-known config names here
+    annotations: dict[str, str] | None = None
     url: str | None = None
     address: Addressable | None = None
     addresses: list[dict[str, Any]] | None = None

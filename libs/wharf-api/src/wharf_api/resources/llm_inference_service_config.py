@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from wharf_api.resources._base import Resource
-from wharf_api.resources.llm_inference_service import LLMInferenceServiceSpec
+from wharf_api.resources._base import Condition, KServeModel, Resource
+from wharf_api.resources.llm_inference_service import (
+    LLMInferenceServiceSpec,
+    UntypedObjectReference,
+)
+
+
+class LLMInferenceServiceConfigStatus(KServeModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = None
+    annotations: dict[str, str] | None = None
+    # the services that use this config (KServe blocks deleting a config in use)
+    referenced_by: list[UntypedObjectReference] | None = None
 
 
 class LLMInferenceServiceConfig(Resource):
@@ -16,4 +27,4 @@ class LLMInferenceServiceConfig(Resource):
     api_version: str = "serving.kserve.io/v1alpha2"
     kind: str = "LLMInferenceServiceConfig"
     spec: LLMInferenceServiceSpec
-    status: None = None
+    status: LLMInferenceServiceConfigStatus | None = None

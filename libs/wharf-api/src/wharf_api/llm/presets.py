@@ -1,0 +1,309 @@
+"""The well-known LLMInferenceServiceConfigs Wharf ships, under KServe's names.
+
+KServe picks these configs from the shape of a service (see `selection.py`) and merges them
+under the user's `baseRefs` and the service's own spec. Wharf ships configs with the same names
+and the same roles, written for Wharf's parts: the main container runs `wharf-llm-worker` (see
+`worker_cli.py`) on port 8000 and the model at `/mnt/models`, the decode pod has no llm-d
+routing sidecar (Wharf's router does the prefill/decode hand-off itself, see
+docs/adr/0004-llm-presets-run-wharf-workers.md) and the scheduler is Wharf's router. Values may
+use KServe's Go templates (`{{ .Spec.Model.Name }}`, `{{ .ObjectMeta.Name }}`, ...), rendered as
+KServe renders them. A config of the same name that the caller passes replaces a built-in one,
+as a config in the service's namespace replaces KServe's in the `kserve` namespace.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from wharf_api.llm.worker_cli import (
+    WORKER_IMAGE,
+    WORKER_PORT,
+    KVTransfer,
+    Role,
+    worker_command,
+)
+from wharf_api.resources import LLMInferenceServiceConfig
+
+__all__ = [
+    "CONFIG_PREFIX",
+    "DECODE_TEMPLATE",
+    "DECODE_WORKER_DATA_PARALLEL",
+    "DECODE_WORKER_PIPELINE_PARALLEL",
+    "PREFILL_TEMPLATE",
+    "PREFILL_WORKER_DATA_PARALLEL",
+    "PREFILL_WORKER_PIPELINE_PARALLEL",
+    "ROUTER_ROUTE",
+    "SCHEDULER",
+    "SYSTEM_NAMESPACE",
+    "TEMPLATE",
+    "TRACING",
+    "WELL_KNOWN",
+    "WORKER_DATA_PARALLEL",
+    "WORKER_PIPELINE_PARALLEL",
+    "builtin_configs",
+]
+
+JSON = dict[str, Any]
+
+# KServe's LLM_INFERENCE_SERVICE_CONFIG_PREFIX default, and where its presets live
+CONFIG_PREFIX = "kserve-"
+SYSTEM_NAMESPACE = "kserve"
+
+# Name suffixes, as KServe's config_merge.go spells them
+TEMPLATE = "config-llm-template"
+DECODE_TEMPLATE = "config-llm-decode-template"
+PREFILL_TEMPLATE = "config-llm-prefill-template"
+WORKER_DATA_PARALLEL = "config-llm-worker-data-parallel"
+DECODE_WORKER_DATA_PARALLEL = "config-llm-decode-worker-data-parallel"
+PREFILL_WORKER_DATA_PARALLEL = "config-llm-prefill-worker-data-parallel"
+WORKER_PIPELINE_PARALLEL = "config-llm-worker-pipeline-parallel"
+DECODE_WORKER_PIPELINE_PARALLEL = "config-llm-decode-worker-pipeline-parallel"
+PREFILL_WORKER_PIPELINE_PARALLEL = "config-llm-prefill-worker-pipeline-parallel"
+SCHEDULER = "config-llm-scheduler"
+ROUTER_ROUTE = "config-llm-router-route"
+TRACING = "config-llm-tracing"
+
+# KServe's WellKnownDefaultConfigs (the pipeline-parallel names are chosen but not shipped by
+# KServe; Wharf ships them, since its worker runs pipeline parallel across nodes)
+WELL_KNOWN: tuple[str, ...] = (
+    TEMPLATE,
+    DECODE_TEMPLATE,
+    PREFILL_TEMPLATE,
+    WORKER_DATA_PARALLEL,
+    DECODE_WORKER_DATA_PARALLEL,
+    PREFILL_WORKER_DATA_PARALLEL,
+    WORKER_PIPELINE_PARALLEL,
+    DECODE_WORKER_PIPELINE_PARALLEL,
+    PREFILL_WORKER_PIPELINE_PARALLEL,
+    SCHEDULER,
+    ROUTER_ROUTE,
+    TRACING,
+)
+
+MODEL_NAME = "{{ .Spec.Model.Name }}"
+ROUTER_IMAGE = "ghcr.io/wharf-serving/router:0.1.0"
+# Wharf's router as the scheduler of a pool (provisional until services/router lands)
+ROUTER_COMMAND = "wharf-router"
+ROUTER_PORT = 8080
+POOL_NAME = "{{ ChildName .ObjectMeta.Name `-inference-pool` }}"
+GRACE_SECONDS = 60
+
+
+def _probe(path: str, **timing: int) -> JSON:
+    return {"httpGet": {"path": path, "port": WORKER_PORT, "scheme": "HTTP"}, **timing}
+
+
+def _main(role: Role, kv_transfer: KVTransfer | None, multi_node: bool) -> JSON:
+    container: JSON = {
+        "name": "main",
+        "image": WORKER_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": worker_command(
+            role, served_model_name=MODEL_NAME, kv_transfer=kv_transfer, multi_node=multi_node
+        ),
+        "ports": [{"containerPort": WORKER_PORT, "name": "http", "protocol": "TCP"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"mountPath": "/dev/shm", "name": "dshm"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    # only the pod that serves HTTP is probed: a multi-node worker rank has no server
+    container["startupProbe"] = _probe("/health", failureThreshold=60, periodSeconds=10)
+    container["livenessProbe"] = _probe("/health", periodSeconds=10, failureThreshold=10)
+    container["readinessProbe"] = _probe("/health", periodSeconds=1, failureThreshold=2)
+    return container
+
+
+def _pod(container: JSON, shm: str) -> JSON:
+    return {
+        "containers": [container],
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
+    }
+
+
+def _worker_pod(role: Role, kv_transfer: KVTransfer | None) -> JSON:
+    container = _main(role, kv_transfer, multi_node=True)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        del container[probe]
+    return _pod(container, "8Gi")
+
+
+def _workload(role: Role, kv_transfer: KVTransfer | None, multi_node: bool) -> JSON:
+    shm = "8Gi" if multi_node else "1Gi"
+    out: JSON = {"template": _pod(_main(role, kv_transfer, multi_node), shm)}
+    if multi_node:
+        out["worker"] = _worker_pod(role, kv_transfer)
+    return out
+
+
+def _route_rule(path: str) -> JSON:
+    return {
+        "name": "v1-" + path.replace("/", "-"),
+        "backendRefs": [
+            {
+                "group": "inference.networking.k8s.io",
+                "kind": "InferencePool",
+                "name": POOL_NAME,
+                "port": WORKER_PORT,
+                "weight": 1,
+            }
+        ],
+        "matches": [
+            {
+                "path": {
+                    "type": "PathPrefix",
+                    "value": f"/{{{{ .ObjectMeta.Namespace }}}}/{{{{ .ObjectMeta.Name }}}}/v1/{path}",
+                }
+            }
+        ],
+        "filters": [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {
+                    "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": f"/v1/{path}"}
+                },
+            }
+        ],
+        "timeouts": {"backendRequest": "0s", "request": "0s"},
+    }
+
+
+OPENAI_PATHS = ("completions", "chat/completions", "responses", "messages")
+
+
+def _router_route() -> JSON:
+    return {
+        "router": {
+            "route": {
+                "http": {
+                    "spec": {
+                        "parentRefs": [
+                            {
+                                "group": "gateway.networking.k8s.io",
+                                "kind": "Gateway",
+                                "name": "{{ .GlobalConfig.IngressGatewayName }}",
+                                "namespace": "{{ .GlobalConfig.IngressGatewayNamespace }}",
+                            }
+                        ],
+                        "rules": [_route_rule(p) for p in OPENAI_PATHS],
+                    }
+                }
+            }
+        }
+    }
+
+
+def _scheduler() -> JSON:
+    return {
+        "router": {
+            "scheduler": {
+                "pool": {
+                    "spec": {
+                        "endpointPickerRef": {
+                            "failureMode": "FailOpen",
+                            "kind": "Service",
+                            "name": "{{ ChildName .ObjectMeta.Name `-epp-service` }}",
+                            "port": {"number": ROUTER_PORT},
+                        },
+                        "selector": {
+                            "matchLabels": {
+                                "app.kubernetes.io/name": "{{ .ObjectMeta.Name }}",
+                                "app.kubernetes.io/part-of": "llminferenceservice",
+                                "kserve.io/component": "workload",
+                            }
+                        },
+                        "targetPorts": [{"number": WORKER_PORT}],
+                    }
+                },
+                "template": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": ROUTER_IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": [
+                                ROUTER_COMMAND,
+                                "gateway",
+                                "--pool-name",
+                                POOL_NAME,
+                                "--pool-namespace",
+                                "{{ .ObjectMeta.Namespace }}",
+                                "--port",
+                                str(ROUTER_PORT),
+                            ],
+                            "ports": [
+                                {"containerPort": ROUTER_PORT, "name": "http", "protocol": "TCP"}
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/health", "port": ROUTER_PORT},
+                                "periodSeconds": 5,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "1", "memory": "1Gi"},
+                                "limits": {"cpu": "4", "memory": "4Gi"},
+                            },
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": GRACE_SECONDS,
+                },
+            }
+        }
+    }
+
+
+def _tracing() -> JSON:
+    return {
+        "tracing": {
+            "exporterEndpoint": "http://otel-collector:4317",
+            "sampler": "parentbased_traceidratio",
+            "samplerArg": "0.05",
+            "exporter": "otlp",
+        }
+    }
+
+
+def _specs() -> dict[str, JSON]:
+    def prefill(workload: JSON) -> JSON:
+        return {"prefill": workload}
+
+    return {
+        TEMPLATE: _workload("both", None, multi_node=False),
+        DECODE_TEMPLATE: _workload("decode", "nixl", multi_node=False),
+        PREFILL_TEMPLATE: prefill(_workload("prefill", "nixl", multi_node=False)),
+        WORKER_DATA_PARALLEL: _workload("both", None, multi_node=True),
+        DECODE_WORKER_DATA_PARALLEL: _workload("decode", "nixl", multi_node=True),
+        PREFILL_WORKER_DATA_PARALLEL: prefill(_workload("prefill", "nixl", multi_node=True)),
+        WORKER_PIPELINE_PARALLEL: _workload("both", None, multi_node=True),
+        DECODE_WORKER_PIPELINE_PARALLEL: _workload("decode", "nixl", multi_node=True),
+        PREFILL_WORKER_PIPELINE_PARALLEL: prefill(_workload("prefill", "nixl", multi_node=True)),
+        SCHEDULER: _scheduler(),
+        ROUTER_ROUTE: _router_route(),
+        TRACING: _tracing(),
+    }
+
+
+@cache
+def _builtin(prefix: str) -> dict[str, LLMInferenceServiceConfig]:
+    out: dict[str, LLMInferenceServiceConfig] = {}
+    for suffix, spec in _specs().items():
+        name = prefix + suffix
+        out[name] = LLMInferenceServiceConfig.model_validate(
+            {
+                "apiVersion": "serving.kserve.io/v1alpha2",
+                "kind": "LLMInferenceServiceConfig",
+                "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE},
+                "spec": spec,
+            }
+        )
+    return out
+
+
+def builtin_configs(prefix: str = CONFIG_PREFIX) -> dict[str, LLMInferenceServiceConfig]:
+    """Wharf's well-known configs by name (copies: callers may change them)."""
+    return {name: cfg.model_copy(deep=True) for name, cfg in _builtin(prefix).items()}

@@ -1,0 +1,79 @@
+"""The command line of Wharf's LLM worker, in one place (the presets and the plan build it here).
+
+    wharf-llm-worker --role both|prefill|decode --model DIR_OR_ID --served-model-name NAME
+                     --port 8000 [--kv-transfer nixl|none]
+                     [--nnodes N --node-rank R --leader-address ADDR] -- <extra vLLM args>
+
+The flags are provisional until `services/llm-worker` lands; change them here and the
+presets, plan and golden files follow. Multi-node values come from the environment a
+LeaderWorkerSet gives each pod (`$(VAR)` is expanded by the kubelet, and by `wharf up` the same
+way), so one command serves the leader and every worker.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["both", "prefill", "decode"]
+KVTransfer = Literal["nixl", "none"]
+
+WORKER_COMMAND = "wharf-llm-worker"
+WORKER_IMAGE = "ghcr.io/wharf-serving/llm-worker:0.1.0"
+WORKER_PORT = 8000
+MODEL_DIR = "/mnt/models"
+
+ROLE_FLAG = "--role"
+MODEL_FLAG = "--model"
+SERVED_MODEL_NAME_FLAG = "--served-model-name"
+PORT_FLAG = "--port"
+KV_TRANSFER_FLAG = "--kv-transfer"
+NNODES_FLAG = "--nnodes"
+NODE_RANK_FLAG = "--node-rank"
+LEADER_ADDRESS_FLAG = "--leader-address"
+ENGINE_ARGS_SEPARATOR = "--"
+
+# What a LeaderWorkerSet puts in every pod's environment (and `wharf up` sets the same way)
+LEADER_ADDRESS_ENV = "LWS_LEADER_ADDRESS"
+GROUP_SIZE_ENV = "LWS_GROUP_SIZE"
+WORKER_INDEX_ENV = "LWS_WORKER_INDEX"
+MULTI_NODE_ENV = (LEADER_ADDRESS_ENV, GROUP_SIZE_ENV, WORKER_INDEX_ENV)
+
+
+def worker_command(
+    role: Role,
+    *,
+    served_model_name: str,
+    kv_transfer: KVTransfer | None = None,
+    multi_node: bool = False,
+    model: str = MODEL_DIR,
+    port: int = WORKER_PORT,
+) -> list[str]:
+    """The worker's command up to and including `--`: the container's `args` follow as vLLM's."""
+    command = [
+        WORKER_COMMAND,
+        ROLE_FLAG,
+        role,
+        MODEL_FLAG,
+        model,
+        SERVED_MODEL_NAME_FLAG,
+        served_model_name,
+        PORT_FLAG,
+        str(port),
+    ]
+    if kv_transfer is not None:
+        command += [KV_TRANSFER_FLAG, kv_transfer]
+    if multi_node:
+        command += [
+            NNODES_FLAG,
+            f"$({GROUP_SIZE_ENV})",
+            NODE_RANK_FLAG,
+            f"$({WORKER_INDEX_ENV})",
+            LEADER_ADDRESS_FLAG,
+            f"$({LEADER_ADDRESS_ENV})",
+        ]
+    return [*command, ENGINE_ARGS_SEPARATOR]
+
+
+def is_worker_command(command: list[str] | tuple[str, ...]) -> bool:
+    """Whether a container runs Wharf's worker (the plan adds engine args only to those)."""
+    return bool(command) and command[0].rsplit("/", 1)[-1] == WORKER_COMMAND
