@@ -57,10 +57,14 @@ def test_pointers_follow_go_rules() -> None:
     assert r("x " + cond) == "x"  # nil pointer is false, and `and` stops there
     assert r("x " + cond, svc({"parallelism": {"tensor": 4}})) == "x --tp 4"
     # a set pointer is true even when it points at 0
-    assert r("{{ if .Spec.Parallelism.Data }}set{{ end }}", svc({"parallelism": {"data": 0}})) == "set"
+    assert (
+        r("{{ if .Spec.Parallelism.Data }}set{{ end }}", svc({"parallelism": {"data": 0}})) == "set"
+    )
     # or returns its first true argument
     assert r("{{ or .Spec.Parallelism.DataLocal 1 }}", svc({"parallelism": {}})) == "1"
-    assert r("{{ or .Spec.Parallelism.DataLocal 1 }}", svc({"parallelism": {"dataLocal": 2}})) == "2"
+    assert (
+        r("{{ or .Spec.Parallelism.DataLocal 1 }}", svc({"parallelism": {"dataLocal": 2}})) == "2"
+    )
     # dataRPCPort is spelled DataRPCPort in Go
     assert (
         r(
@@ -70,7 +74,10 @@ def test_pointers_follow_go_rules() -> None:
         == "6000"
     )
     # expert is a plain bool
-    assert r("{{ if .Spec.Parallelism.Expert }}ep{{ end }}", svc({"parallelism": {"expert": False}})) == ""
+    assert (
+        r("{{ if .Spec.Parallelism.Expert }}ep{{ end }}", svc({"parallelism": {"expert": False}}))
+        == ""
+    )
     # a nil pointer prints as Go prints it
     assert r("{{ .Spec.Replicas }}") == "<nil>"
 
@@ -127,10 +134,10 @@ def test_kv_transfer_config_survives_the_json_round_trip() -> None:
     kv = svc({"kvCacheOffloading": {"cpu": "2Gi", "evictionPolicy": "arc"}})
     out = r('KV="{{ kvTransferConfig .Spec.KVCacheOffloading }}"', kv)
     assert out == (
-        "KV=\"--kv-transfer-config '{\\\"kv_connector\\\":\\\"OffloadingConnector\\\","
-        "\\\"kv_connector_extra_config\\\":{\\\"cpu_bytes_to_use\\\":2147483648,"
-        "\\\"eviction_policy\\\":\\\"arc\\\",\\\"spec_name\\\":\\\"TieringOffloadingSpec\\\"},"
-        "\\\"kv_role\\\":\\\"kv_both\\\"}'\""
+        'KV="--kv-transfer-config \'{\\"kv_connector\\":\\"OffloadingConnector\\",'
+        '\\"kv_connector_extra_config\\":{\\"cpu_bytes_to_use\\":2147483648,'
+        '\\"eviction_policy\\":\\"arc\\",\\"spec_name\\":\\"TieringOffloadingSpec\\"},'
+        '\\"kv_role\\":\\"kv_both\\"}\'"'
     )
     assert r("[{{ kvTransferConfig .Spec.KVCacheOffloading }}]") == "[]"
 
