@@ -432,3 +432,22 @@ def test_builtin_presets_are_valid_configs_under_kserve_names() -> None:
     assert set(builtin_configs("custom-")) == {
         "custom-" + n.removeprefix("kserve-") for n in configs
     }
+
+
+def test_tracing_adds_the_preset_endpoint_and_otel_env() -> None:
+    plan = plan_llm_inference_service(svc({"tracing": {}, "prefill": {}}), {})
+    assert plan.tracing is not None
+    assert plan.tracing["exporterEndpoint"] == "http://otel-collector:4317"
+    for workload, service in (
+        (plan.main, "inference-server-decode"),
+        (plan.workloads[1], "inference-server-prefill"),
+    ):
+        assert workload.leader is not None
+        main = workload.leader.main
+        assert main.args[-4:] == (
+            "--otlp-traces-endpoint", "http://otel-collector:4317", "--collect-detailed-traces", "all"
+        )  # fmt: skip
+        assert dict(main.env)["OTEL_SERVICE_NAME"] == service
+        assert dict(main.env_refs)["OTEL_RESOURCE_ATTRIBUTES_POD_NAME"] == {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
+        }

@@ -40,6 +40,7 @@ from wharf_api.resources import LLMInferenceService, LLMInferenceServiceConfig
 from wharf_api.resources.llm_inference_service import (
     LLMInferenceServiceSpec,
     ParallelismSpec,
+    TracingSpec,
     WorkloadSpec,
 )
 
@@ -477,6 +478,61 @@ def _with_engine_args(
     return _replace_containers(pod, tuple(containers))
 
 
+def _with_tracing(
+    pod: LLMPod, tracing: TracingSpec | None, namespace: str, name: str, role_suffix: str
+) -> LLMPod:
+    """KServe's injectServerTracing: vLLM's OTLP flags and the OTEL_* env on `main`."""
+    if tracing is None or not tracing.exporter_endpoint:
+        return pod
+    endpoint = tracing.exporter_endpoint
+    env = {
+        "OTEL_SERVICE_NAME": "inference-server" + role_suffix,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_EXPORTER": tracing.exporter or "",
+        "OTEL_TRACES_SAMPLER": tracing.sampler or "",
+        "OTEL_TRACES_SAMPLER_ARG": tracing.sampler_arg or "",
+        "OTEL_RESOURCE_ATTRIBUTES": (
+            f"k8s.namespace.name={namespace},k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)"
+            f",k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),llmisvc.name={name}"
+        ),
+    }
+    refs = {
+        "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME": {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}
+        },
+        "OTEL_RESOURCE_ATTRIBUTES_POD_NAME": {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
+        },
+    }
+    containers = []
+    for c in pod.containers:
+        if c.name != MAIN_CONTAINER:
+            containers.append(c)
+            continue
+        args = list(c.args)
+        for flag, value in (
+            ("--otlp-traces-endpoint", endpoint),
+            ("--collect-detailed-traces", "all"),
+        ):
+            if not any(a == flag or a.startswith(flag + "=") for a in args):
+                args += [flag, value]
+        literal = {k: v for k, v in c.env if k not in refs}
+        literal.update(env)
+        from_refs = {k: v for k, v in c.env_refs if k not in env}
+        from_refs.update(refs)
+        containers.append(
+            LLMContainer(
+                **{
+                    **c.__dict__,
+                    "args": tuple(args),
+                    "env": tuple(literal.items()),
+                    "env_refs": tuple(from_refs.items()),
+                }
+            )
+        )
+    return _replace_containers(pod, tuple(containers))
+
+
 def _replace_args(c: LLMContainer, args: tuple[str, ...]) -> LLMContainer:
     return LLMContainer(**{**c.__dict__, "args": args})
 
@@ -580,6 +636,7 @@ def _workload(
     role: Role,
     model_name: str,
     lora: LoraPlan | None,
+    tracing: TracingSpec | None,
     where: str,
 ) -> LLMWorkload:
     name, namespace = llmisvc.name, llmisvc.metadata.namespace or DEFAULT_NAMESPACE
@@ -587,16 +644,15 @@ def _workload(
     _validate_parallelism(w, path, where)
     replicas, scaling = _scaling(w, path, where)
     multi = w.worker is not None
-    leader = None
-    if w.template is not None:
-        leader = _with_engine_args(
-            _pod(w.template, where, f"{path}.template"), w.parallelism, lora, namespace
-        )
-    worker = None
-    if w.worker is not None:
-        worker = _with_engine_args(
-            _pod(w.worker, where, f"{path}.worker"), w.parallelism, lora, namespace
-        )
+    role_suffix = "-prefill" if component == "prefill" else "-decode"
+
+    def pod(spec: PodSpec, field_name: str) -> LLMPod:
+        planned = _pod(spec, where, f"{path}.{field_name}")
+        planned = _with_engine_args(planned, w.parallelism, lora, namespace)
+        return _with_tracing(planned, tracing, namespace, name, role_suffix)
+
+    leader = pod(w.template, "template") if w.template is not None else None
+    worker = pod(w.worker, "worker") if w.worker is not None else None
     serving = leader or worker
     if serving is None:
         what = "the decode workload" if role == "decode" else f"the {component} workload"
@@ -850,10 +906,11 @@ def plan_llm_inference_service(
     if lora is not None:
         storage = (*storage, *lora.adapters)
     main_role: Role = "decode" if spec.prefill is not None else "both"
-    workloads = [_workload(svc, spec, "main", main_role, combined.model_name, lora, where)]
+    model_name, tracing = combined.model_name, spec.tracing
+    workloads = [_workload(svc, spec, "main", main_role, model_name, lora, tracing, where)]
     if spec.prefill is not None:
         workloads.append(
-            _workload(svc, spec.prefill, "prefill", "prefill", combined.model_name, lora, where)
+            _workload(svc, spec.prefill, "prefill", "prefill", model_name, lora, tracing, where)
         )
     return LLMPlan(
         kind=svc.kind,
