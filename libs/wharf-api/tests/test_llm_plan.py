@@ -81,6 +81,32 @@ WORKER = {"containers": [{"name": "main"}]}
                 "config-llm-template",
             ],
         ),
+        (
+            {
+                "router": {
+                    "scheduler": {
+                        "config": {
+                            "inline": {
+                                "plugins": [
+                                    {"type": "token-producer"},
+                                    {"type": "predicted-latency-producer"},
+                                ]
+                            }
+                        }
+                    }
+                }
+            },
+            [
+                "config-llm-scheduler",
+                "config-llm-tokenizer",
+                "config-llm-scheduler-latency-predictor",
+                "config-llm-template",
+            ],
+        ),
+        (
+            {"router": {"scheduler": {"tokenizer": {}}}},
+            ["config-llm-scheduler", "config-llm-tokenizer", "config-llm-template"],
+        ),
         # a route the user owns and a pool the user names need no preset
         (
             {
@@ -451,3 +477,13 @@ def test_tracing_adds_the_preset_endpoint_and_otel_env() -> None:
         assert dict(main.env_refs)["OTEL_RESOURCE_ATTRIBUTES_POD_NAME"] == {
             "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
         }
+
+
+def test_revision_key_ignores_replicas_but_not_the_pod() -> None:
+    one = plan_llm_inference_service(svc({"replicas": 1}), {}).main
+    two = plan_llm_inference_service(svc({"replicas": 2}), {}).main
+    args = plan_llm_inference_service(
+        svc({"template": {"containers": [{"name": "main", "args": ["--x"]}]}}), {}
+    ).main
+    assert one.revision_key() == two.revision_key()
+    assert one.revision_key() != args.revision_key()

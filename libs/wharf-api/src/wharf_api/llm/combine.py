@@ -80,14 +80,33 @@ def _workload_preset(
     return None  # a worker without DP or PP: rejected by validation, as KServe's webhook does
 
 
+TOKEN_PLUGINS = ("token-producer", "precise-prefix-cache-scorer")
+LATENCY_PLUGIN = "predicted-latency-producer"
+
+
+def _inline_plugin_types(spec: LLMInferenceServiceSpec) -> set[str]:
+    router = spec.router
+    scheduler = router.scheduler if router is not None else None
+    inline = scheduler.config.inline if scheduler and scheduler.config else None
+    plugins = (inline or {}).get("plugins")
+    if not isinstance(plugins, list):
+        return set()
+    return {str(p.get("type")) for p in plugins if isinstance(p, Mapping)}
+
+
 def well_known_config_names(spec: LLMInferenceServiceSpec) -> list[str]:
     """The well-known config suffixes for the shape of `spec`, in KServe's order."""
     names: list[str] = []
     router = spec.router
+    plugins = _inline_plugin_types(spec)
     if router is not None and router.scheduler is not None:
         pool = router.scheduler.pool
         if pool is None or pool.ref is None or not pool.ref.name:
             names.append(presets.SCHEDULER)
+        if router.scheduler.tokenizer is not None or plugins.intersection(TOKEN_PLUGINS):
+            names.append(presets.TOKENIZER)
+    if LATENCY_PLUGIN in plugins:
+        names.append(presets.SCHEDULER_LATENCY_PREDICTOR)
     if router is not None and router.route is not None:
         http = router.route.http
         if http is None or not http.refs:

@@ -13,6 +13,8 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -198,6 +200,14 @@ class LLMWorkload:
     @property
     def multi_node(self) -> bool:
         return self.kind == "LeaderWorkerSet"
+
+    def revision_key(self) -> str:
+        """A digest of what needs new pods: everything but the replica count and scaling."""
+        payload = dataclasses.asdict(self)
+        for key in ("replicas", "scaling"):
+            payload.pop(key)
+        raw = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

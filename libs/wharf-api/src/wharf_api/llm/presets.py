@@ -35,8 +35,10 @@ __all__ = [
     "PREFILL_WORKER_PIPELINE_PARALLEL",
     "ROUTER_ROUTE",
     "SCHEDULER",
+    "SCHEDULER_LATENCY_PREDICTOR",
     "SYSTEM_NAMESPACE",
     "TEMPLATE",
+    "TOKENIZER",
     "TRACING",
     "WELL_KNOWN",
     "WORKER_DATA_PARALLEL",
@@ -61,6 +63,8 @@ WORKER_PIPELINE_PARALLEL = "config-llm-worker-pipeline-parallel"
 DECODE_WORKER_PIPELINE_PARALLEL = "config-llm-decode-worker-pipeline-parallel"
 PREFILL_WORKER_PIPELINE_PARALLEL = "config-llm-prefill-worker-pipeline-parallel"
 SCHEDULER = "config-llm-scheduler"
+TOKENIZER = "config-llm-tokenizer"
+SCHEDULER_LATENCY_PREDICTOR = "config-llm-scheduler-latency-predictor"
 ROUTER_ROUTE = "config-llm-router-route"
 TRACING = "config-llm-tracing"
 
@@ -77,6 +81,8 @@ WELL_KNOWN: tuple[str, ...] = (
     DECODE_WORKER_PIPELINE_PARALLEL,
     PREFILL_WORKER_PIPELINE_PARALLEL,
     SCHEDULER,
+    TOKENIZER,
+    SCHEDULER_LATENCY_PREDICTOR,
     ROUTER_ROUTE,
     TRACING,
 )
@@ -283,6 +289,11 @@ def _specs() -> dict[str, JSON]:
         DECODE_WORKER_PIPELINE_PARALLEL: _workload("decode", "nixl", multi_node=True),
         PREFILL_WORKER_PIPELINE_PARALLEL: prefill(_workload("prefill", "nixl", multi_node=True)),
         SCHEDULER: _scheduler(),
+        # KServe runs a tokenizer pod and a latency-predictor sidecar for llm-d's scheduler
+        # plugins that need them; Wharf's router tokenizes and predicts in-process, so these
+        # names exist (a config of the same name still applies) and add nothing
+        TOKENIZER: {},
+        SCHEDULER_LATENCY_PREDICTOR: {},
         ROUTER_ROUTE: _router_route(),
         TRACING: _tracing(),
     }
