@@ -160,10 +160,10 @@ class _Configs:
 
     def __init__(self, configs: Mapping[str, LLMInferenceServiceConfig], prefix: str) -> None:
         self.configs = configs
-        self.builtin = presets.builtin_configs(prefix)
+        self.prefix = prefix
 
     def get(self, name: str) -> LLMInferenceServiceConfig | None:
-        return self.configs.get(name) or self.builtin.get(name)
+        return self.configs.get(name) or presets.builtin_config(name, self.prefix)
 
 
 def _render_value(value: Any, data: Any, funcs: Mapping[str, Any], where: str, path: str) -> Any:

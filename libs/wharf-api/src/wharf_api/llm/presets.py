@@ -43,6 +43,7 @@ __all__ = [
     "WELL_KNOWN",
     "WORKER_DATA_PARALLEL",
     "WORKER_PIPELINE_PARALLEL",
+    "builtin_config",
     "builtin_configs",
 ]
 
@@ -313,6 +314,11 @@ def _builtin(prefix: str) -> dict[str, LLMInferenceServiceConfig]:
             }
         )
     return out
+
+
+def builtin_config(name: str, prefix: str = CONFIG_PREFIX) -> LLMInferenceServiceConfig | None:
+    """The built-in config of that name, shared: read it, do not change it."""
+    return _builtin(prefix).get(name)
 
 
 def builtin_configs(prefix: str = CONFIG_PREFIX) -> dict[str, LLMInferenceServiceConfig]:

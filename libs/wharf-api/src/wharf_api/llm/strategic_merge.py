@@ -19,7 +19,6 @@ it reads the spec into its types), so they are dropped here too. Pure.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,7 +82,7 @@ def _merge_map(base: JSON, patch: Mapping[str, Any], type_name: str, path: str) 
             out.pop(key, None)
             continue
         if key not in out:
-            out[key] = copy.deepcopy(value)
+            out[key] = value
             continue
         child, merge_key = fields.get(key, ("", None))
         current = out[key]
@@ -92,7 +91,7 @@ def _merge_map(base: JSON, patch: Mapping[str, Any], type_name: str, path: str) 
         elif isinstance(current, list) and isinstance(value, list) and merge_key:
             out[key] = _merge_list(current, value, child, merge_key, where)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = value
     return out
 
 
@@ -107,7 +106,7 @@ def _merge_list(
 ) -> list[Any]:
     if not base and not patch:
         return []
-    merged = [copy.deepcopy(b) for b in base]
+    merged = list(base)
     base_keys = [_key_of(b, merge_key, where) for b in base]
     for item in patch:
         key = _key_of(item, merge_key, where)
@@ -115,7 +114,7 @@ def _merge_list(
             i = base_keys.index(key)
             merged[i] = _merge_map(merged[i], item, child, f"{where}[{merge_key}={key}]")
         else:
-            merged.append(copy.deepcopy(item))
+            merged.append(item)
             base_keys.append(key)
     patch_keys = [_key_of(p, merge_key, where) for p in patch]
     # Kubernetes' normalizeElementOrder: patch items in patch order, base-only items in base
@@ -145,7 +144,11 @@ def _merge_list(
 
 
 def merge_specs(base: Mapping[str, Any], override: Mapping[str, Any], where: str = "spec") -> JSON:
-    """`override` merged onto `base` (both LLMInferenceServiceSpec JSON, camelCase keys)."""
+    """`override` merged onto `base` (both LLMInferenceServiceSpec JSON, camelCase keys).
+
+    Neither argument is changed: both are copied first (without patch directives), so the
+    merge below may share their pieces.
+    """
     return _merge_map(
         _without_directives(dict(base)), _without_directives(dict(override)), "Spec", where
     )
