@@ -278,6 +278,7 @@ def test_a_config_of_the_same_name_replaces_the_builtin_preset() -> None:
     assert main.leader is not None
     assert main.leader.main.command == ("vllm", "serve", "/mnt/models")
     assert main.engine.worker is False and main.engine.port == 8001
+    assert main.serving_port == 8001
     assert main.engine.engine_args == ("--served-model-name", "org/m")
     assert plan.applied_configs[0].namespace == "team"
 
@@ -290,6 +291,14 @@ def test_a_pinned_well_known_name_is_used() -> None:
     status = {"annotations": {"serving.kserve.io/config-llm-template": "v1-config-llm-template"}}
     plan = plan_llm_inference_service(svc({}, status), {"v1-config-llm-template": pinned})
     assert plan.applied_configs[0].name == "v1-config-llm-template"
+    # the controller writes these back: existing pins kept, the others pinned to today's names
+    assert (
+        plan.status_annotations["serving.kserve.io/config-llm-template"] == "v1-config-llm-template"
+    )
+    assert (
+        plan.status_annotations["serving.kserve.io/config-llm-scheduler"]
+        == "kserve-config-llm-scheduler"
+    )
 
 
 def test_router_route_follows_gateway_refs_and_points_at_the_service_without_scheduler() -> None:
@@ -487,3 +496,23 @@ def test_revision_key_ignores_replicas_but_not_the_pod() -> None:
     ).main
     assert one.revision_key() == two.revision_key()
     assert one.revision_key() != args.revision_key()
+
+
+def test_a_routing_sidecar_is_the_serving_port() -> None:
+    sidecar = {"name": "router", "restartPolicy": "Always", "ports": [{"containerPort": 8000}]}
+    decode = cfg(
+        "kserve-config-llm-decode-template",
+        {
+            "template": {
+                "initContainers": [sidecar],
+                "containers": [
+                    {"name": "main", "command": ["vllm"], "ports": [{"containerPort": 8001}]}
+                ],
+            }
+        },
+    )
+    plan = plan_llm_inference_service(
+        svc({"prefill": {}}), {"kserve-config-llm-decode-template": decode}
+    )
+    assert (plan.main.engine.port, plan.main.serving_port) == (8001, 8000)
+    assert plan.workloads[1].serving_port == 8000

@@ -34,7 +34,13 @@ from wharf_api.names import DEFAULT_NAMESPACE
 from wharf_api.resources import LLMInferenceService, LLMInferenceServiceConfig
 from wharf_api.resources.llm_inference_service import LLMInferenceServiceSpec, ParallelismSpec
 
-__all__ = ["AppliedConfig", "CombinedSpec", "combine", "well_known_config_names"]
+__all__ = [
+    "AppliedConfig",
+    "CombinedSpec",
+    "combine",
+    "pinned_config_names",
+    "well_known_config_names",
+]
 
 JSON = dict[str, Any]
 PIN_PREFIX = "serving.kserve.io/"
@@ -139,6 +145,33 @@ def well_known_config_names(spec: LLMInferenceServiceSpec) -> list[str]:
         )
         names += [main] if main else []
     return names
+
+
+# KServe's WellKnownDefaultConfigs: the names it pins (not the pipeline-parallel ones)
+PINNED = (
+    presets.TEMPLATE,
+    presets.DECODE_TEMPLATE,
+    presets.WORKER_DATA_PARALLEL,
+    presets.DECODE_WORKER_DATA_PARALLEL,
+    presets.PREFILL_TEMPLATE,
+    presets.PREFILL_WORKER_DATA_PARALLEL,
+    presets.SCHEDULER,
+    presets.ROUTER_ROUTE,
+    presets.SCHEDULER_LATENCY_PREDICTOR,
+    presets.TOKENIZER,
+    presets.TRACING,
+)
+
+
+def pinned_config_names(llmisvc: LLMInferenceService, prefix: str = presets.CONFIG_PREFIX) -> JSON:
+    """The service's `status.annotations` with the well-known names pinned: what KServe's
+    WellKnownConfigResolver writes on first reconcile (pins already there are kept)."""
+    current = dict((llmisvc.status.annotations if llmisvc.status is not None else None) or {})
+    for suffix in PINNED:
+        key = PIN_PREFIX + suffix
+        if not current.get(key):
+            current[key] = prefix + suffix
+    return dict(sorted(current.items()))
 
 
 def _dump_spec(spec: LLMInferenceServiceSpec) -> JSON:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.k8s import Container, EnvVar, PodSpec
 from wharf_api.llm import presets
-from wharf_api.llm.combine import AppliedConfig, combine
+from wharf_api.llm.combine import AppliedConfig, combine, pinned_config_names
 from wharf_api.llm.errors import LLMPlanError
 from wharf_api.llm.scheduler_config import default_scheduler_config
 from wharf_api.llm.template_context import GlobalConfig, child_name
@@ -189,6 +189,8 @@ class LLMWorkload:
     leader: LLMPod | None
     worker: LLMPod | None
     engine: EngineSettings
+    # where the pod takes requests: the engine's port, or a routing sidecar's in front of it
+    serving_port: int
     labels: JSON
     annotations: JSON
     worker_labels: JSON | None = None
@@ -274,6 +276,8 @@ class LLMPlan:
     lora: LoraPlan | None
     tracing: JSON | None
     applied_configs: tuple[AppliedConfig, ...]
+    # KServe pins the well-known config names in status.annotations on first reconcile
+    status_annotations: JSON = dataclasses.field(default_factory=dict)
     scheme: str = "http"
 
     @property
@@ -406,6 +410,18 @@ def _engine(pod: LLMPod, model_name: str) -> EngineSettings:
         engine_args=main.args,
         worker=False,
     )
+
+
+def _serving_port(pod: LLMPod, engine: EngineSettings) -> int:
+    # a native sidecar (an init container that keeps running) with a port fronts the engine,
+    # as llm-d's routing sidecar does in KServe's decode preset
+    for c in pod.init_containers:
+        ports = [p.get("containerPort") for p in c.ports]
+        if (c.extra or {}).get("restartPolicy") == "Always" and ports:
+            port = ports[0]
+            if isinstance(port, int):
+                return port
+    return engine.port
 
 
 def _parallelism_args(p: ParallelismSpec | None) -> list[str]:
@@ -671,6 +687,7 @@ def _workload(
             f"{path}.template",
             f"{what} has no pod template (no preset or baseRef gave one)",
         )
+    engine = _engine(serving, model_name)
     suffix = {"main": "-kserve", "prefill": "-kserve-prefill"}[component]
     if multi:
         suffix = {"main": "-kserve-mn", "prefill": "-kserve-mn-prefill"}[component]
@@ -698,7 +715,8 @@ def _workload(
         size=_group_size(p) if multi else 1,
         leader=leader,
         worker=worker,
-        engine=_engine(serving, model_name),
+        engine=engine,
+        serving_port=_serving_port(serving, engine),
         labels=labels,
         annotations=_annotations(llmisvc, w),
         worker_labels=worker_labels,
@@ -942,5 +960,6 @@ def plan_llm_inference_service(
         lora=lora,
         tracing=_dump(spec.tracing) if spec.tracing is not None else None,
         applied_configs=combined.applied,
+        status_annotations=pinned_config_names(svc, config_prefix),
         scheme=config.ingress.url_scheme or "http",
     )
