@@ -139,7 +139,7 @@ def test_single_node_plan() -> None:
     assert main.leader is not None and main.worker is None
     assert main.leader.main.command == (
         "wharf-llm-worker", "--role", "both", "--model", "/mnt/models",
-        "--served-model-name", "org/m", "--port", "8000", "--",
+        "--served-model-name", "org/m", "--host", "0.0.0.0", "--port", "8000", "--",
     )  # fmt: skip
     assert main.engine.port == 8000 and main.engine.served_model_names == ("org/m",)
     assert [(s.uri, s.mount_path) for s in plan.storage] == [("hf://org/m", "/mnt/models")]
@@ -382,9 +382,11 @@ def test_lora_adapters_are_mounted_and_passed_to_the_engine() -> None:
     assert [(s.kind, s.mount_path) for s in plan.storage] == [
         ("model", "/mnt/models"), ("lora", "/mnt/lora/a"), ("lora", "/mnt/lora/b")
     ]  # fmt: skip
-    assert plan.main.engine.engine_args == (
-        "--enable-lora", "--max-lora-rank=8", "--lora-modules", "a=/mnt/lora/a", "b=/mnt/lora/b"
-    )  # fmt: skip
+    # the worker owns --lora-modules: adapters are its --lora flags, limits go to vLLM
+    assert plan.main.leader is not None
+    command = plan.main.leader.main.command
+    assert command[-5:] == ("--lora", "a=/mnt/lora/a", "--lora", "b=/mnt/lora/b", "--")
+    assert plan.main.engine.engine_args == ("--max-lora-rank=8",)
 
 
 # ---- errors name the object and the field ------------------------------------------------

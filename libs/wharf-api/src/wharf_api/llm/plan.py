@@ -29,6 +29,7 @@ from wharf_api.llm.scheduler_config import default_scheduler_config
 from wharf_api.llm.template_context import GlobalConfig, child_name
 from wharf_api.llm.worker_cli import (
     ENGINE_ARGS_SEPARATOR,
+    LORA_FLAG,
     MODEL_DIR,
     MODEL_FLAG,
     PORT_FLAG,
@@ -36,6 +37,7 @@ from wharf_api.llm.worker_cli import (
     WORKER_PORT,
     Role,
     is_worker_command,
+    with_worker_flags,
 )
 from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, DEFAULT_NAMESPACE, service_host
 from wharf_api.resources import LLMInferenceService, LLMInferenceServiceConfig
@@ -456,35 +458,33 @@ def _without_given(extra: list[str], given: Sequence[str]) -> list[str]:
     return out
 
 
-def _lora_args(lora: LoraPlan | None, namespace: str, worker: bool) -> list[str]:
-    if lora is None or not lora.adapters:
-        return []
-    out = ["--enable-lora"]
+def _lora_limits(lora: LoraPlan) -> list[str]:
+    out = []
     if lora.max_rank is not None:
         out.append(f"--max-lora-rank={lora.max_rank}")
     if lora.max_adapters is not None:
         out.append(f"--max-loras={lora.max_adapters}")
     if lora.max_cpu_adapters is not None:
         out.append(f"--max-cpu-loras={lora.max_cpu_adapters}")
-    out.append("--lora-modules")
+    return out
+
+
+def _kserve_lora_args(lora: LoraPlan, namespace: str) -> list[str]:
+    """KServe's addLoRAVLLMArgs: its presets pass args through `eval`, so it quotes each
+    JSON module, and registers each adapter under its publisher name too."""
+    out = ["--enable-lora", *_lora_limits(lora), "--lora-modules"]
     for adapter in lora.adapters:
-        if worker:
-            # no shell between the worker and vLLM: name=path, unquoted
-            out.append(f"{adapter.name}={adapter.mount_path}")
-            continue
-        # KServe's presets pass args through `eval`, so it quotes each JSON module
         for module_name in (adapter.name, f"publishers/{namespace}/models/{adapter.name}"):
-            module = json.dumps(
-                {"name": module_name, "path": adapter.mount_path}, separators=(",", ":")
-            )
-            out.append(f"'{module}'")
+            module = {"name": module_name, "path": adapter.mount_path}
+            out.append(f"'{json.dumps(module, separators=(',', ':'))}'")
     return out
 
 
 def _user_lora(c: LLMContainer) -> bool:
     additional = dict(c.env).get("VLLM_ADDITIONAL_ARGS", "")
-    joined = " ".join([*c.command, *c.args])
-    return "--lora-modules" in additional or "--lora-modules" in joined
+    given = [*c.command, *c.args]
+    worker_lora = any(a == LORA_FLAG or a.startswith(LORA_FLAG + "=") for a in given)
+    return "--lora-modules" in additional or "--lora-modules" in " ".join(given) or worker_lora
 
 
 def _with_engine_args(
@@ -498,9 +498,18 @@ def _with_engine_args(
         worker = is_worker_command(c.command)
         given = [*c.command, *c.args]
         extra = _without_given(_parallelism_args(parallelism), given) if worker else []
-        if not _user_lora(c):
-            extra += _lora_args(lora, namespace, worker)
-        containers.append(_replace_args(c, (*extra, *c.args)))
+        command = c.command
+        if lora is not None and lora.adapters and not _user_lora(c):
+            if worker:
+                # the worker owns --lora-modules: adapters are its --lora flags
+                flags = [f for a in lora.adapters for f in (LORA_FLAG, f"{a.name}={a.mount_path}")]
+                command = tuple(with_worker_flags(c.command, flags))
+                extra += _without_given(_lora_limits(lora), given)
+            else:
+                extra += _kserve_lora_args(lora, namespace)
+        containers.append(
+            LLMContainer(**{**c.__dict__, "command": command, "args": (*extra, *c.args)})
+        )
     return _replace_containers(pod, tuple(containers))
 
 
@@ -557,10 +566,6 @@ def _with_tracing(
             )
         )
     return _replace_containers(pod, tuple(containers))
-
-
-def _replace_args(c: LLMContainer, args: tuple[str, ...]) -> LLMContainer:
-    return LLMContainer(**{**c.__dict__, "args": args})
 
 
 def _replace_containers(pod: LLMPod, containers: tuple[LLMContainer, ...]) -> LLMPod:

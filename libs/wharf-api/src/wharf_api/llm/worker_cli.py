@@ -1,7 +1,7 @@
 """The command line of Wharf's LLM worker, in one place (the presets and the plan build it here).
 
     wharf-llm-worker --role both|prefill|decode --model DIR_OR_ID --served-model-name NAME
-                     --port 8000 [--kv-transfer nixl|none]
+                     --host 0.0.0.0 --port 8000 [--kv-transfer nixl|none] [--lora NAME=PATH]...
                      [--nnodes N --node-rank R --leader-address ADDR] -- <extra vLLM args>
 
 The flags are provisional until `services/llm-worker` lands; change them here and the
@@ -20,12 +20,16 @@ KVTransfer = Literal["nixl", "none"]
 WORKER_COMMAND = "wharf-llm-worker"
 WORKER_IMAGE = "ghcr.io/wharf-serving/llm-worker:0.1.0"
 WORKER_PORT = 8000
+# a pod serves its neighbours: the worker's own default (loopback) suits a local process only
+POD_HOST = "0.0.0.0"
 MODEL_DIR = "/mnt/models"
 
 ROLE_FLAG = "--role"
 MODEL_FLAG = "--model"
 SERVED_MODEL_NAME_FLAG = "--served-model-name"
+HOST_FLAG = "--host"
 PORT_FLAG = "--port"
+LORA_FLAG = "--lora"
 KV_TRANSFER_FLAG = "--kv-transfer"
 NNODES_FLAG = "--nnodes"
 NODE_RANK_FLAG = "--node-rank"
@@ -46,6 +50,7 @@ def worker_command(
     kv_transfer: KVTransfer | None = None,
     multi_node: bool = False,
     model: str = MODEL_DIR,
+    host: str = POD_HOST,
     port: int = WORKER_PORT,
 ) -> list[str]:
     """The worker's command up to and including `--`: the container's `args` follow as vLLM's."""
@@ -57,6 +62,8 @@ def worker_command(
         model,
         SERVED_MODEL_NAME_FLAG,
         served_model_name,
+        HOST_FLAG,
+        host,
         PORT_FLAG,
         str(port),
     ]
@@ -72,6 +79,13 @@ def worker_command(
             f"$({LEADER_ADDRESS_ENV})",
         ]
     return [*command, ENGINE_ARGS_SEPARATOR]
+
+
+def with_worker_flags(command: list[str] | tuple[str, ...], flags: list[str]) -> list[str]:
+    """`command` with worker flags added before its `--` (at the end when it has none)."""
+    command = list(command)
+    cut = command.index(ENGINE_ARGS_SEPARATOR) if ENGINE_ARGS_SEPARATOR in command else len(command)
+    return [*command[:cut], *flags, *command[cut:]]
 
 
 def is_worker_command(command: list[str] | tuple[str, ...]) -> bool:
