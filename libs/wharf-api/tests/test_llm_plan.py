@@ -139,7 +139,8 @@ def test_single_node_plan() -> None:
     assert main.leader is not None and main.worker is None
     assert main.leader.main.command == (
         "wharf-llm-worker", "--role", "both", "--model", "/mnt/models",
-        "--served-model-name", "org/m", "--host", "0.0.0.0", "--port", "8000", "--",
+        "--served-model-name", "org/m", "--host", "0.0.0.0", "--port", "8000",
+        "--drain-timeout", "55", "--",
     )  # fmt: skip
     assert main.engine.port == 8000 and main.engine.served_model_names == ("org/m",)
     assert [(s.uri, s.mount_path) for s in plan.storage] == [("hf://org/m", "/mnt/models")]
@@ -518,3 +519,19 @@ def test_a_routing_sidecar_is_the_serving_port() -> None:
     )
     assert (plan.main.engine.port, plan.main.serving_port) == (8001, 8000)
     assert plan.workloads[1].serving_port == 8000
+
+
+def test_drain_timeout_follows_each_pods_grace_period() -> None:
+    spec = {
+        "template": {"terminationGracePeriodSeconds": 30, "containers": [{"name": "main"}]},
+        "prefill": {
+            "template": {"terminationGracePeriodSeconds": 120, "containers": [{"name": "main"}]}
+        },
+    }
+    plan = plan_llm_inference_service(svc(spec), {})
+    decode, prefill = (w.leader for w in plan.workloads)
+    assert decode is not None and prefill is not None
+    # KServe's shutdownTimeout: grace period less min(5, grace) for the signal and the exit
+    assert decode.main.command[decode.main.command.index("--drain-timeout") + 1] == "25"
+    assert prefill.main.command[prefill.main.command.index("--drain-timeout") + 1] == "115"
+    assert decode.termination_grace_period_seconds == 30

@@ -101,13 +101,30 @@ def _probe(path: str, **timing: int) -> JSON:
     return {"httpGet": {"path": path, "port": WORKER_PORT, "scheme": "HTTP"}, **timing}
 
 
-def _main(role: Role, kv_transfer: KVTransfer | None, multi_node: bool) -> JSON:
+def _drain_timeout(role: Role, pod: str) -> str:
+    # KServe's shutdownTimeout: the pod's terminationGracePeriodSeconds (60 when unset) less a
+    # few seconds for the signal and exit, read from the service's own pod template
+    if role == "prefill":
+        return (
+            f"{{{{ if .Spec.Prefill }}}}{{{{ shutdownTimeout .Spec.Prefill.{pod} 0 }}}}"
+            "{{ else }}{{ shutdownTimeout nil 0 }}{{ end }}"
+        )
+    return f"{{{{ shutdownTimeout .Spec.{pod} 0 }}}}"
+
+
+def _main(
+    role: Role, kv_transfer: KVTransfer | None, multi_node: bool, pod: str = "Template"
+) -> JSON:
     container: JSON = {
         "name": "main",
         "image": WORKER_IMAGE,
         "imagePullPolicy": "IfNotPresent",
         "command": worker_command(
-            role, served_model_name=MODEL_NAME, kv_transfer=kv_transfer, multi_node=multi_node
+            role,
+            served_model_name=MODEL_NAME,
+            kv_transfer=kv_transfer,
+            multi_node=multi_node,
+            drain_timeout=_drain_timeout(role, pod),
         ),
         "ports": [{"containerPort": WORKER_PORT, "name": "http", "protocol": "TCP"}],
         "securityContext": {
@@ -135,7 +152,7 @@ def _pod(container: JSON, shm: str) -> JSON:
 
 
 def _worker_pod(role: Role, kv_transfer: KVTransfer | None) -> JSON:
-    container = _main(role, kv_transfer, multi_node=True)
+    container = _main(role, kv_transfer, multi_node=True, pod="Worker")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         del container[probe]
     return _pod(container, "8Gi")

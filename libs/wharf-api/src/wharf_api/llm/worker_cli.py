@@ -1,7 +1,8 @@
 """The command line of Wharf's LLM worker, in one place (the presets and the plan build it here).
 
     wharf-llm-worker --role both|prefill|decode --model DIR_OR_ID --served-model-name NAME
-                     --host 0.0.0.0 --port 8000 [--kv-transfer nixl|none] [--lora NAME=PATH]...
+                     --host 0.0.0.0 --port 8000 [--drain-timeout S] [--kv-transfer nixl|none]
+                     [--lora NAME=PATH]...
                      [--nnodes N --node-rank R --leader-address ADDR] -- <extra vLLM args>
 
 The flags are provisional until `services/llm-worker` lands; change them here and the
@@ -30,6 +31,7 @@ SERVED_MODEL_NAME_FLAG = "--served-model-name"
 HOST_FLAG = "--host"
 PORT_FLAG = "--port"
 LORA_FLAG = "--lora"
+DRAIN_TIMEOUT_FLAG = "--drain-timeout"
 KV_TRANSFER_FLAG = "--kv-transfer"
 NNODES_FLAG = "--nnodes"
 NODE_RANK_FLAG = "--node-rank"
@@ -52,6 +54,7 @@ def worker_command(
     model: str = MODEL_DIR,
     host: str = POD_HOST,
     port: int = WORKER_PORT,
+    drain_timeout: str | None = None,
 ) -> list[str]:
     """The worker's command up to and including `--`: the container's `args` follow as vLLM's."""
     command = [
@@ -67,6 +70,8 @@ def worker_command(
         PORT_FLAG,
         str(port),
     ]
+    if drain_timeout is not None:
+        command += [DRAIN_TIMEOUT_FLAG, drain_timeout]
     if kv_transfer is not None:
         command += [KV_TRANSFER_FLAG, kv_transfer]
     if multi_node:
