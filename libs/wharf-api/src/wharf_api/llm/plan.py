@@ -13,23 +13,35 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.k8s import Container, EnvVar, PodSpec
 from wharf_api.llm import presets
-from wharf_api.llm.combine import AppliedConfig, combine, pinned_config_names
+from wharf_api.llm.combine import combine, pinned_config_names
+from wharf_api.llm.engine_args import with_engine_args, with_tracing
 from wharf_api.llm.errors import LLMPlanError
+from wharf_api.llm.plan_types import (
+    JSON,
+    MAIN_CONTAINER,
+    EngineSettings,
+    LLMContainer,
+    LLMPlan,
+    LLMPod,
+    LLMWorkload,
+    LoraPlan,
+    ParallelismPlan,
+    RoutePlan,
+    RouterPlan,
+    ScalingPlan,
+    SchedulerPlan,
+    StorageMount,
+)
 from wharf_api.llm.scheduler_config import default_scheduler_config
 from wharf_api.llm.template_context import GlobalConfig, child_name
 from wharf_api.llm.worker_cli import (
     ENGINE_ARGS_SEPARATOR,
-    LORA_FLAG,
     MODEL_DIR,
     MODEL_FLAG,
     PORT_FLAG,
@@ -37,7 +49,6 @@ from wharf_api.llm.worker_cli import (
     WORKER_PORT,
     Role,
     is_worker_command,
-    with_worker_flags,
 )
 from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, DEFAULT_NAMESPACE, service_host
 from wharf_api.resources import LLMInferenceService, LLMInferenceServiceConfig
@@ -65,8 +76,6 @@ __all__ = [
     "plan_llm_inference_service",
 ]
 
-JSON = dict[str, Any]
-MAIN_CONTAINER = "main"
 LORA_ROOT = "/mnt/lora"
 # KServe's LLM controller downloads or mounts these; Wharf's storage reads the others too
 KSERVE_SCHEMES = ("hf", "s3", "pvc", "oci")
@@ -82,220 +91,6 @@ PART_OF = "llminferenceservice"
 # KServe copies annotations with these prefixes from the service's metadata onto the pods
 POD_ANNOTATION_PREFIXES = ("k8s.v1.cni.cncf.io", "kueue.x-k8s.io", "prometheus.io")
 MODEL_ROUTING_ANNOTATION = "serving.kserve.io/model-based-routing-enabled"
-
-
-# ---- the plan -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LLMContainer:
-    """One container as it will run, after merge and template rendering.
-
-    `env` holds literal values; `env_refs` the entries that read a Secret, ConfigMap or field.
-    `extra` keeps the other Container fields (probes, securityContext, lifecycle, ...) as
-    Kubernetes writes them, for the controller to render.
-    """
-
-    name: str
-    image: str | None
-    command: tuple[str, ...]
-    args: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()
-    env_refs: tuple[tuple[str, JSON], ...] = ()
-    ports: tuple[JSON, ...] = ()
-    resources: JSON | None = None
-    volume_mounts: tuple[JSON, ...] = ()
-    extra: JSON | None = None
-
-
-@dataclass(frozen=True)
-class LLMPod:
-    """A pod template: containers (the engine's is named `main`) and pod-level fields."""
-
-    containers: tuple[LLMContainer, ...]
-    init_containers: tuple[LLMContainer, ...] = ()
-    volumes: tuple[JSON, ...] = ()
-    service_account_name: str | None = None
-    node_selector: JSON | None = None
-    tolerations: tuple[JSON, ...] = ()
-    affinity: JSON | None = None
-    termination_grace_period_seconds: int | None = None
-    extra: JSON | None = None
-
-    @property
-    def main(self) -> LLMContainer:
-        return next(c for c in self.containers if c.name == MAIN_CONTAINER)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What the engine of a workload serves, read from its `main` container.
-
-    `worker` says whether it runs `wharf-llm-worker` (then `engine_args` are the vLLM args after
-    `--`); for another command (a KServe preset's shell script) the port is the container's
-    first port and `engine_args` its args.
-    """
-
-    port: int
-    served_model_names: tuple[str, ...]
-    model: str
-    engine_args: tuple[str, ...]
-    worker: bool
-
-
-@dataclass(frozen=True)
-class ParallelismPlan:
-    tensor: int | None = None
-    pipeline: int | None = None
-    data: int | None = None
-    data_local: int | None = None
-    data_rpc_port: int | None = None
-    expert: bool = False
-
-
-@dataclass(frozen=True)
-class ScalingPlan:
-    """`scaling`: replicas between min and max, driven by WVA (HPA or KEDA) or KEDA triggers."""
-
-    min_replicas: int
-    max_replicas: int
-    wva: JSON | None = None
-    keda: JSON | None = None
-
-
-@dataclass(frozen=True)
-class StorageMount:
-    """A URI to fetch (or a PVC to mount) at `mount_path`: the model, or a LoRA adapter."""
-
-    uri: str
-    mount_path: str
-    kind: Literal["model", "lora"] = "model"
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class LLMWorkload:
-    """One workload: the main one (role `both`, or `decode` with a prefill pool) or `prefill`.
-
-    Single-node: a Deployment `name` of `replicas` pods from `leader`. Multi-node: a
-    LeaderWorkerSet `name` of `replicas` groups of `size` pods, the first from `leader` (None:
-    every pod from `worker`) and the others from `worker`.
-    """
-
-    component: Literal["main", "prefill"]
-    role: Role
-    name: str
-    kind: Literal["Deployment", "LeaderWorkerSet"]
-    replicas: int
-    size: int
-    leader: LLMPod | None
-    worker: LLMPod | None
-    engine: EngineSettings
-    # where the pod takes requests: the engine's port, or a routing sidecar's in front of it
-    serving_port: int
-    labels: JSON
-    annotations: JSON
-    worker_labels: JSON | None = None
-    scaling: ScalingPlan | None = None
-    parallelism: ParallelismPlan | None = None
-    rollout: JSON | None = None
-    kv_cache_offloading: JSON | None = None
-
-    @property
-    def multi_node(self) -> bool:
-        return self.kind == "LeaderWorkerSet"
-
-    def revision_key(self) -> str:
-        """A digest of what needs new pods: everything but the replica count and scaling."""
-        payload = dataclasses.asdict(self)
-        for key in ("replicas", "scaling"):
-            payload.pop(key)
-        raw = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class LoraPlan:
-    adapters: tuple[StorageMount, ...]
-    max_rank: int | None = None
-    max_adapters: int | None = None
-    max_cpu_adapters: int | None = None
-
-
-@dataclass(frozen=True)
-class RoutePlan:
-    """`router.route`: Wharf's managed HTTPRoute (`http_spec`), or the user's routes (`refs`)."""
-
-    managed: bool
-    refs: tuple[str, ...] = ()
-    http_spec: JSON | None = None
-    path_prefix: str = ""
-    group: str | None = None
-    weight: int | None = None
-
-
-@dataclass(frozen=True)
-class SchedulerPlan:
-    """`router.scheduler`: the pool of the service's pods and the router that picks one.
-
-    `config` is the scheduler configuration (the inline one, or the default for the shape of
-    the service); `config_ref` a ConfigMap key the caller resolves instead when it is set.
-    """
-
-    pool_name: str
-    pool: JSON | None
-    pool_ref: str | None
-    replicas: int
-    config: JSON | None
-    config_ref: JSON | None
-    pod: LLMPod | None
-    labels: JSON | None = None
-    annotations: JSON | None = None
-
-
-@dataclass(frozen=True)
-class RouterPlan:
-    route: RoutePlan | None
-    gateway_refs: tuple[JSON, ...]
-    ingress_refs: tuple[JSON, ...]
-    scheduler: SchedulerPlan | None
-    workload_service: str
-
-
-@dataclass(frozen=True)
-class LLMPlan:
-    kind: str
-    name: str
-    namespace: str
-    model_name: str
-    model_uri: str
-    host: str
-    path_prefix: str
-    workloads: tuple[LLMWorkload, ...]
-    router: RouterPlan | None
-    storage: tuple[StorageMount, ...]
-    storage_initializer: bool
-    lora: LoraPlan | None
-    tracing: JSON | None
-    applied_configs: tuple[AppliedConfig, ...]
-    # KServe pins the well-known config names in status.annotations on first reconcile
-    status_annotations: JSON = dataclasses.field(default_factory=dict)
-    scheme: str = "http"
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}"
-
-    @property
-    def main(self) -> LLMWorkload:
-        return self.workloads[0]
-
-    @property
-    def prefill(self) -> LLMWorkload | None:
-        return next((w for w in self.workloads if w.component == "prefill"), None)
-
-
-# ---- building it --------------------------------------------------------------------------
 
 
 def _dump(model: Any) -> JSON:
@@ -426,152 +221,6 @@ def _serving_port(pod: LLMPod, engine: EngineSettings) -> int:
     return engine.port
 
 
-def _parallelism_args(p: ParallelismSpec | None) -> list[str]:
-    if p is None:
-        return []
-    out: list[str] = []
-    for flag, value in (
-        ("--tensor-parallel-size", p.tensor),
-        ("--pipeline-parallel-size", p.pipeline),
-        ("--data-parallel-size", p.data),
-        ("--data-parallel-size-local", p.data_local),
-        ("--data-parallel-rpc-port", p.data_rpc_port),
-    ):
-        if value is not None:
-            out += [flag, str(value)]
-    if p.expert:
-        out.append("--enable-expert-parallel")
-    return out
-
-
-def _without_given(extra: list[str], given: Sequence[str]) -> list[str]:
-    """`extra` flags (with their values) that `given` does not already set."""
-    out: list[str] = []
-    i = 0
-    while i < len(extra):
-        flag = extra[i]
-        takes_value = i + 1 < len(extra) and not extra[i + 1].startswith("--")
-        present = any(g == flag or g.startswith(flag + "=") for g in given)
-        if not present:
-            out += extra[i : i + (2 if takes_value else 1)]
-        i += 2 if takes_value else 1
-    return out
-
-
-def _lora_limits(lora: LoraPlan) -> list[str]:
-    out = []
-    if lora.max_rank is not None:
-        out.append(f"--max-lora-rank={lora.max_rank}")
-    if lora.max_adapters is not None:
-        out.append(f"--max-loras={lora.max_adapters}")
-    if lora.max_cpu_adapters is not None:
-        out.append(f"--max-cpu-loras={lora.max_cpu_adapters}")
-    return out
-
-
-def _kserve_lora_args(lora: LoraPlan, namespace: str) -> list[str]:
-    """KServe's addLoRAVLLMArgs: its presets pass args through `eval`, so it quotes each
-    JSON module, and registers each adapter under its publisher name too."""
-    out = ["--enable-lora", *_lora_limits(lora), "--lora-modules"]
-    for adapter in lora.adapters:
-        for module_name in (adapter.name, f"publishers/{namespace}/models/{adapter.name}"):
-            module = {"name": module_name, "path": adapter.mount_path}
-            out.append(f"'{json.dumps(module, separators=(',', ':'))}'")
-    return out
-
-
-def _user_lora(c: LLMContainer) -> bool:
-    additional = dict(c.env).get("VLLM_ADDITIONAL_ARGS", "")
-    given = [*c.command, *c.args]
-    worker_lora = any(a == LORA_FLAG or a.startswith(LORA_FLAG + "=") for a in given)
-    return "--lora-modules" in additional or "--lora-modules" in " ".join(given) or worker_lora
-
-
-def _with_engine_args(
-    pod: LLMPod, parallelism: ParallelismSpec | None, lora: LoraPlan | None, namespace: str
-) -> LLMPod:
-    containers: list[LLMContainer] = []
-    for c in pod.containers:
-        if c.name != MAIN_CONTAINER:
-            containers.append(c)
-            continue
-        worker = is_worker_command(c.command)
-        given = [*c.command, *c.args]
-        extra = _without_given(_parallelism_args(parallelism), given) if worker else []
-        command = c.command
-        if lora is not None and lora.adapters and not _user_lora(c):
-            if worker:
-                # the worker owns --lora-modules: adapters are its --lora flags
-                flags = [f for a in lora.adapters for f in (LORA_FLAG, f"{a.name}={a.mount_path}")]
-                command = tuple(with_worker_flags(c.command, flags))
-                extra += _without_given(_lora_limits(lora), given)
-            else:
-                extra += _kserve_lora_args(lora, namespace)
-        containers.append(
-            LLMContainer(**{**c.__dict__, "command": command, "args": (*extra, *c.args)})
-        )
-    return _replace_containers(pod, tuple(containers))
-
-
-def _with_tracing(
-    pod: LLMPod, tracing: TracingSpec | None, namespace: str, name: str, role_suffix: str
-) -> LLMPod:
-    """KServe's injectServerTracing: vLLM's OTLP flags and the OTEL_* env on `main`."""
-    if tracing is None or not tracing.exporter_endpoint:
-        return pod
-    endpoint = tracing.exporter_endpoint
-    env = {
-        "OTEL_SERVICE_NAME": "inference-server" + role_suffix,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_TRACES_EXPORTER": tracing.exporter or "",
-        "OTEL_TRACES_SAMPLER": tracing.sampler or "",
-        "OTEL_TRACES_SAMPLER_ARG": tracing.sampler_arg or "",
-        "OTEL_RESOURCE_ATTRIBUTES": (
-            f"k8s.namespace.name={namespace},k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)"
-            f",k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),llmisvc.name={name}"
-        ),
-    }
-    refs = {
-        "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME": {
-            "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}
-        },
-        "OTEL_RESOURCE_ATTRIBUTES_POD_NAME": {
-            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
-        },
-    }
-    containers = []
-    for c in pod.containers:
-        if c.name != MAIN_CONTAINER:
-            containers.append(c)
-            continue
-        args = list(c.args)
-        for flag, value in (
-            ("--otlp-traces-endpoint", endpoint),
-            ("--collect-detailed-traces", "all"),
-        ):
-            if not any(a == flag or a.startswith(flag + "=") for a in args):
-                args += [flag, value]
-        literal = {k: v for k, v in c.env if k not in refs}
-        literal.update(env)
-        from_refs = {k: v for k, v in c.env_refs if k not in env}
-        from_refs.update(refs)
-        containers.append(
-            LLMContainer(
-                **{
-                    **c.__dict__,
-                    "args": tuple(args),
-                    "env": tuple(literal.items()),
-                    "env_refs": tuple(from_refs.items()),
-                }
-            )
-        )
-    return _replace_containers(pod, tuple(containers))
-
-
-def _replace_containers(pod: LLMPod, containers: tuple[LLMContainer, ...]) -> LLMPod:
-    return LLMPod(**{**pod.__dict__, "containers": containers})
-
-
 def _group_size(p: ParallelismSpec | None) -> int:
     """KServe's ParallelismSpec.GetSize: pods per LeaderWorkerSet group."""
     if p is None:
@@ -679,8 +328,8 @@ def _workload(
 
     def pod(spec: PodSpec, field_name: str) -> LLMPod:
         planned = _pod(spec, where, f"{path}.{field_name}")
-        planned = _with_engine_args(planned, w.parallelism, lora, namespace)
-        return _with_tracing(planned, tracing, namespace, name, role_suffix)
+        planned = with_engine_args(planned, w.parallelism, lora, namespace)
+        return with_tracing(planned, tracing, namespace, name, role_suffix)
 
     leader = pod(w.template, "template") if w.template is not None else None
     worker = pod(w.worker, "worker") if w.worker is not None else None
