@@ -107,10 +107,15 @@ def test_spec_checks_name_what_is_wrong(tmp_path: object) -> None:
         parse_graph_json(
             '{"nodes": {"root": {"routerType": "Sequence", "steps": [{"nodeName": "x"}]}}}'
         )
-    with pytest.raises(GraphError, match="exactly one of"):
+    with pytest.raises(GraphError, match="one of nodeName, serviceName or serviceUrl"):
         parse_graph_json(
-            '{"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "a", "serviceUrl": "http://b"}]}}}'
+            '{"nodes": {"root": {"routerType": "Sequence", "steps": [{"nodeName": "root", "serviceUrl": "http://b"}]}}}'
         )
+    # what KServe's controller passes: serviceName with its resolved serviceUrl
+    both = parse_graph_json(
+        '{"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "a", "serviceUrl": "http://b"}]}}}'
+    )
+    assert both.nodes["root"].steps[0].service_url == "http://b"  # type: ignore[index]
     cycle = {
         "nodes": {
             "root": {"routerType": "Sequence", "steps": [{"nodeName": "a"}]},

@@ -2,7 +2,7 @@
 
 The spec model is wharf-api's, so the router reads exactly what the API accepts. Checks here
 are the ones that would otherwise surface as a failed request: a missing `root`, a step that
-names an unknown node, a cycle of nodes, a step without exactly one target.
+names an unknown node, a cycle of nodes, a step with no target or with both a node and a service.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ def check_graph(spec: InferenceGraphSpec, source: str = "graph") -> None:
             raise GraphError(f"{source}: nodes.{name}.routerType is required")
         for i, step in enumerate(node.steps or []):
             where = f"{source}: nodes.{name}.steps[{i}]"
-            targets = [t for t in (step.node_name, step.service_name, step.service_url) if t]
-            if len(targets) != 1:
-                raise GraphError(f"{where}: exactly one of nodeName, serviceName, serviceUrl")
+            # KServe's controller writes the resolved `serviceUrl` beside a `serviceName`:
+            # both may be set, and the URL is called
+            service = step.service_name or step.service_url
+            if bool(step.node_name) == bool(service):
+                raise GraphError(f"{where}: one of nodeName, serviceName or serviceUrl is required")
             if step.node_name and step.node_name not in nodes:
                 raise GraphError(f"{where}.nodeName: no node named {step.node_name!r}")
     cycle = find_cycle(spec)
