@@ -113,6 +113,8 @@ def test_get_lists_every_served_kind_and_describe_shows_the_router(wharf: WharfD
     described = wharf.run("describe", "ig", "chain")
     assert "Router:      ready" in described
     assert "twice (Sequence):" in described
+    logs = wharf.run("logs", "ig", "chain", "--tail", "5")
+    assert "==> router.log <==" in logs
 
 
 def test_delete_stops_the_router_and_the_host_is_gone(wharf: WharfDaemon) -> None:

@@ -556,11 +556,17 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
 @click.option("--tail", default=200, show_default=True, help="Lines per process log.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the processes write.")
 def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follow: bool) -> None:
-    """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows)."""
+    """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows),
+    or of a graph's router (`logs ig NAME`)."""
     info, names = _target(args)
-    if info.kind != "InferenceService" or len(names) != 1:
-        raise click.UsageError("logs takes one InferenceService: logs [isvc] NAME")
+    if info.kind not in ("InferenceService", "InferenceGraph") or len(names) != 1:
+        raise click.UsageError(
+            "logs takes one InferenceService or InferenceGraph: logs [isvc] NAME"
+        )
     name = names[0]
+    graph = info.kind == "InferenceGraph"
+    if graph:
+        component = "router"
     home = Home.from_env()
     folder = home.log_dir(namespace, name, component)
     daemon = _daemon()
@@ -569,7 +575,10 @@ def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follo
         paths: list[Path] = []
         if daemon.alive():
             item = _one(daemon, info, name, namespace)
-            for rev in item["local"]["revisions"].get(component, []):
+            if graph:
+                log = item["local"]["router"].get("log")
+                paths += [Path(log)] if log else []
+            for rev in item["local"].get("revisions", {}).get(component, []):
                 paths += [Path(r["log"]) for r in rev["replicas"] if r.get("log")]
         return paths or sorted(folder.glob("*.log"))
 

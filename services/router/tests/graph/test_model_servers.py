@@ -277,13 +277,13 @@ def test_splitter_follows_the_weights(models: Models, start_router: StartRouter)
     assert all(all_iris.post(BODY).json() == labels for _ in range(10))
     halves = start_router(split(50, 50))
     seen: list[Any] = []
+
+    def both_sides() -> bool:
+        seen.append(halves.post(BODY).json())
+        return labels in seen and probabilities in seen
+
     # each draw is 50/50: both sides show up long before this bound
-    wait_until(
-        lambda: seen.append(halves.post(BODY).json()) or (labels in seen and probabilities in seen),
-        "both sides of a 50/50 split",
-        120,
-        every_s=0,
-    )
+    wait_until(both_sides, "both sides of a 50/50 split", 120, every_s=0)
 
 
 def test_splitter_weights_short_of_100_can_select_nothing(
