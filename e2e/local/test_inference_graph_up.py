@@ -58,7 +58,8 @@ def manifests(model: Path) -> str:
 @pytest.fixture(scope="module")
 def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfDaemon]:
     root = tmp_path_factory.mktemp("graph-up")
-    daemon = WharfDaemon(root)
+    # a graph whose service is missing holds its requests this long
+    daemon = WharfDaemon(root, WHARF_ACTIVATION_TIMEOUT="2")
     model = make_iris(root / "iris")
     (root / "all.yaml").write_text(manifests(model))
     try:
@@ -115,6 +116,34 @@ def test_get_lists_every_served_kind_and_describe_shows_the_router(wharf: WharfD
     assert "twice (Sequence):" in described
     logs = wharf.run("logs", "ig", "chain", "--tail", "5")
     assert "==> router.log <==" in logs
+
+
+def test_a_graph_naming_a_missing_service_waits_for_it(wharf: WharfDaemon) -> None:
+    graph = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "orphan"},
+        "spec": {
+            "nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "ghost"}]}}
+        },
+    }
+    path = wharf.root / "orphan.json"
+    path.write_text(json.dumps(graph))
+    assert "inferencegraph/orphan created" in wharf.run("up", "-f", str(path), "--no-wait")
+    found = item(wharf, "ig", "orphan")
+    ready = found["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "ServiceNotFound")
+    assert "ghost" in ready["message"]
+    assert found["local"]["router"]["pid"] is None
+    assert "Waiting for: ghost" in wharf.run("describe", "ig", "orphan")
+    with ingress(wharf) as client:
+        held = client.post(
+            "/", json=BODY, headers={"host": "orphan-default.example.com"}, timeout=None
+        )
+    # the ingress holds the request for WHARF_ACTIVATION_TIMEOUT, then answers 503 naming why
+    assert held.status_code == 503
+    assert "InferenceService not found: ghost" in held.text
+    wharf.run("delete", "ig", "orphan")
 
 
 def test_delete_stops_the_router_and_the_host_is_gone(wharf: WharfDaemon) -> None:
