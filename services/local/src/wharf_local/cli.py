@@ -23,6 +23,9 @@ from wharf_local.render import (
     curl_lines,
     describe_lines,
     get_table,
+    graph_curl_lines,
+    graph_describe_lines,
+    graph_table,
     object_lines,
     object_table,
 )
@@ -229,7 +232,7 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
         _fail(exc)
         return
     failed = False
-    waiting: dict[tuple[str, str], int] = {}
+    waiting: dict[tuple[str, str, str], int] = {}
     for r in results:
         label = f"{r['kind'].lower()}/{r['name']}"
         if r["error"]:
@@ -239,28 +242,32 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
             click.echo(f"{label} {r['action']} ({r['note']})")
         else:
             click.echo(f"{label} {r['action']}")
-            if r["kind"] == "InferenceService":
-                key = (r["namespace"], r["name"])
+            if r["kind"] in WAITED_KINDS:
+                key = (r["kind"], r["namespace"], r["name"])
                 waiting[key] = r.get("generation") or _generation(daemon, *key)
     if wait:
         failed |= not _wait_ready(daemon, waiting, timeout, since=started)
     else:
-        for namespace, name in waiting:
-            item = _service(daemon, namespace, name)
+        for kind, namespace, name in waiting:
+            item = _service(daemon, namespace, name, kind)
             click.echo(f"{name}: {item['status']['url']}")
     if failed:
         raise SystemExit(1)
 
 
-def _service(daemon: Daemon, namespace: str, name: str) -> dict[str, Any]:
-    item: dict[str, Any] = daemon.call(
-        "GET", f"/objects/InferenceService/{name}?namespace={namespace}"
-    )
+# the kinds `up` waits for: they run processes and have a Ready condition
+WAITED_KINDS = ("InferenceService", "InferenceGraph")
+
+
+def _service(
+    daemon: Daemon, namespace: str, name: str, kind: str = "InferenceService"
+) -> dict[str, Any]:
+    item: dict[str, Any] = daemon.call("GET", f"/objects/{kind}/{name}?namespace={namespace}")
     return item
 
 
-def _generation(daemon: Daemon, namespace: str, name: str) -> int:
-    generation: int = _service(daemon, namespace, name)["metadata"]["generation"]
+def _generation(daemon: Daemon, kind: str, namespace: str, name: str) -> int:
+    generation: int = _service(daemon, namespace, name, kind)["metadata"]["generation"]
     return generation
 
 
@@ -302,7 +309,7 @@ def _new_events(item: dict[str, Any], since: str, seen: set[tuple[str, ...]]) ->
 
 
 def _wait_ready(
-    daemon: Daemon, keys: dict[tuple[str, str], int], timeout: float, since: str = ""
+    daemon: Daemon, keys: dict[tuple[str, str, str], int], timeout: float, since: str = ""
 ) -> bool:
     deadline = time.monotonic() + timeout
     ingress = daemon.call("GET", "/healthz")["ingress"]
@@ -310,24 +317,29 @@ def _wait_ready(
     ok = True
     seen: set[tuple[str, ...]] = set()
     while pending:
-        for (namespace, name), generation in list(pending.items()):
-            item = _service(daemon, namespace, name)
+        for (kind, namespace, name), generation in list(pending.items()):
+            item = _service(daemon, namespace, name, kind)
             for line in _new_events(item, since, seen):
                 click.echo(line, err=True)
             verdict, why = _verdict(item, generation)
             if verdict is None:
                 continue
-            del pending[(namespace, name)]
+            del pending[(kind, namespace, name)]
             if verdict:
                 click.echo(f"{name} is ready: {item['status']['url']}")
-                for line in curl_lines(item, ingress, _model_inputs(ingress, item)):
+                lines = (
+                    graph_curl_lines(item, ingress)
+                    if kind == "InferenceGraph"
+                    else curl_lines(item, ingress, _model_inputs(ingress, item))
+                )
+                for line in lines:
                     click.echo(f"  {line}")
             else:
                 click.secho(f"{name} failed: {why}", fg="red", err=True)
                 ok = False
         if pending and time.monotonic() > deadline:
-            for (namespace, name), generation in pending.items():
-                _, why = _verdict(_service(daemon, namespace, name), generation)
+            for (kind, namespace, name), generation in pending.items():
+                _, why = _verdict(_service(daemon, namespace, name, kind), generation)
                 click.secho(f"{name} not ready after {timeout:.0f}s: {why}", fg="red", err=True)
             return False
         if pending:
@@ -360,51 +372,89 @@ def _model_inputs(ingress: str, item: dict[str, Any]) -> list[dict[str, Any]]:
     "-o", "--output", type=click.Choice(["table", "wide", "yaml", "json", "name"]), default="table"
 )
 def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, output: str) -> None:
-    """List objects as kubectl does: `get`, `get isvc NAME`, `get servingruntimes`, `get csr`.
+    """List objects as kubectl does: `get`, `get isvc NAME`, `get ig`, `get servingruntimes`.
 
     KIND is a kind, plural, singular or short name (isvc, ig, llmisvc, sr, csr); a lone NAME
-    is an InferenceService. `-o yaml|json` shows the defaulted spec and the status.
+    is an InferenceService. Without arguments, every kind `up` runs is listed (InferenceServices,
+    then InferenceGraphs). `-o yaml|json` shows the defaulted spec and the status.
     """
-    info, names = _target(args)
+    from wharf_local.kinds import resolve_kind
+
     daemon = _running_daemon()
-    every = all_namespaces or info.scope == "Cluster"
-    query = f"?kind={info.kind}" + ("" if every else f"&namespace={namespace}")
-    try:
-        items: list[dict[str, Any]] = daemon.call("GET", f"/objects{query}")["items"]
-    except DaemonError as exc:
-        _fail(exc)
+    if not args:
+        kinds = [resolve_kind(k) for k in SERVED_KINDS]
+        listed = [(info, _list(daemon, info, namespace, all_namespaces)) for info in kinds]
+        _show(listed, namespace, all_namespaces, output)
         return
+    info, names = _target(args)
+    items = _list(daemon, info, namespace, all_namespaces)
     if names:
         by_name = {i["metadata"]["name"]: i for i in items}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise click.ClickException(_not_found(info, missing[0], namespace))
         items = [by_name[n] for n in names]
-    single = len(names) == 1
+    if len(names) == 1 and output in ("json", "yaml"):
+        _dump(items[0], output)
+        return
+    _show([(info, items)], namespace, all_namespaces, output)
+
+
+# the kinds `wharf get` lists without arguments: those the runtime runs as processes
+SERVED_KINDS = ("InferenceService", "InferenceGraph")
+
+
+def _list(daemon: Daemon, info: Any, namespace: str, all_namespaces: bool) -> list[dict[str, Any]]:
+    every = all_namespaces or info.scope == "Cluster"
+    query = f"?kind={info.kind}" + ("" if every else f"&namespace={namespace}")
+    try:
+        items: list[dict[str, Any]] = daemon.call("GET", f"/objects{query}")["items"]
+    except DaemonError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return items
+
+
+def _dump(shown: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(shown, indent=2))
+    else:
+        click.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
+
+
+def _show(
+    listed: list[tuple[Any, list[dict[str, Any]]]],
+    namespace: str,
+    all_namespaces: bool,
+    output: str,
+) -> None:
+    """Items of one or more kinds: a table per kind that has any (a blank line between)."""
+    every = all_namespaces or all(info.scope == "Cluster" for info, _ in listed)
     if output in ("json", "yaml"):
-        shown: Any = (
-            items[0]
-            if single
-            else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}
-        )
-        if output == "json":
-            click.echo(json.dumps(shown, indent=2))
-        else:
-            click.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
-    elif output == "name":
-        for item in items:
-            click.echo(f"{info.singular}/{item['metadata']['name']}")
-    elif not items:
+        items = [item for _, kind_items in listed for item in kind_items]
+        _dump({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}, output)
+        return
+    if output == "name":
+        for info, items in listed:
+            for item in items:
+                click.echo(f"{info.singular}/{item['metadata']['name']}")
+        return
+    shown = [(info, items) for info, items in listed if items]
+    if not shown:
         where = "" if every else f" in {namespace} namespace"
         click.echo(f"No resources found{where}.")
-    else:
+        return
+    console = Console(width=250)
+    for i, (info, items) in enumerate(shown):
+        if i:
+            click.echo("")
         wide, namespaces = output == "wide", all_namespaces and info.scope != "Cluster"
-        table = (
-            get_table(items, wide=wide, namespaces=namespaces)
-            if info.kind == "InferenceService"
-            else object_table(info.kind, items, wide=wide, namespaces=namespaces)
-        )
-        Console(width=250).print(table)
+        if info.kind == "InferenceService":
+            table = get_table(items, wide=wide, namespaces=namespaces)
+        elif info.kind == "InferenceGraph":
+            table = graph_table(items, namespaces=namespaces)
+        else:
+            table = object_table(info.kind, items, wide=wide, namespaces=namespaces)
+        console.print(table)
 
 
 def _one(daemon: Daemon, info: Any, name: str, namespace: str) -> dict[str, Any]:
@@ -423,8 +473,8 @@ def _one(daemon: Daemon, info: Any, name: str, namespace: str) -> dict[str, Any]
 @click.argument("args", nargs=-1, required=True)
 @_namespace_option
 def describe(args: tuple[str, ...], namespace: str) -> None:
-    """Conditions, revisions, replicas and events (`describe NAME`, `describe isvc NAME`);
-    any other kind (`describe sr NAME`, `describe csr NAME`) shows its defaulted spec."""
+    """Conditions, revisions, replicas and events (`describe NAME`, `describe isvc NAME`,
+    `describe ig NAME` for a graph's router); any other kind (`describe sr NAME`, `describe csr NAME`) shows its defaulted spec."""
     info, names = _target(args)
     if not names:
         raise click.UsageError("name the object: describe [KIND] NAME")
@@ -433,7 +483,12 @@ def describe(args: tuple[str, ...], namespace: str) -> None:
         item = _one(daemon, info, name, namespace)
         if i:
             click.echo("")
-        lines = describe_lines(item) if info.kind == "InferenceService" else object_lines(item)
+        if info.kind == "InferenceService":
+            lines = describe_lines(item)
+        elif info.kind == "InferenceGraph":
+            lines = graph_describe_lines(item)
+        else:
+            lines = object_lines(item)
         click.echo("\n".join(lines))
 
 
@@ -501,11 +556,17 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
 @click.option("--tail", default=200, show_default=True, help="Lines per process log.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the processes write.")
 def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follow: bool) -> None:
-    """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows)."""
+    """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows),
+    or of a graph's router (`logs ig NAME`)."""
     info, names = _target(args)
-    if info.kind != "InferenceService" or len(names) != 1:
-        raise click.UsageError("logs takes one InferenceService: logs [isvc] NAME")
+    if info.kind not in ("InferenceService", "InferenceGraph") or len(names) != 1:
+        raise click.UsageError(
+            "logs takes one InferenceService or InferenceGraph: logs [isvc] NAME"
+        )
     name = names[0]
+    graph = info.kind == "InferenceGraph"
+    if graph:
+        component = "router"
     home = Home.from_env()
     folder = home.log_dir(namespace, name, component)
     daemon = _daemon()
@@ -514,7 +575,10 @@ def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follo
         paths: list[Path] = []
         if daemon.alive():
             item = _one(daemon, info, name, namespace)
-            for rev in item["local"]["revisions"].get(component, []):
+            if graph:
+                log = item["local"]["router"].get("log")
+                paths += [Path(log)] if log else []
+            for rev in item["local"].get("revisions", {}).get(component, []):
                 paths += [Path(r["log"]) for r in rev["replicas"] if r.get("log")]
         return paths or sorted(folder.glob("*.log"))
 

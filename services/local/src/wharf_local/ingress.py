@@ -13,7 +13,8 @@ from __future__ import annotations
 from wharf_datapath.backends import LOOPBACK, GoneCallback, Lease, Route, Unavailable
 from wharf_datapath.grpc_proxy import GrpcRouter as _GrpcRouter
 from wharf_datapath.http_proxy import HttpProxy
-from wharf_local.routing import route
+from wharf_local.graphs import Graph, GraphUnavailable
+from wharf_local.routing import GRAPH, route
 from wharf_local.runtime import ActivationTimeout, LocalRuntime
 from wharf_protocol.limits import max_message_bytes
 
@@ -35,6 +36,11 @@ class LocalBackends:
                 f"{{name}}-{{namespace}}.{runtime.settings.domain} or the path "
                 "/serving/{namespace}/{name}/..."
             )
+        if target.component == GRAPH:
+            graph = runtime.graphs.get((target.namespace, target.name))
+            if graph is None:
+                return f"InferenceGraph {target.namespace}/{target.name} not found"
+            return Route(graph, target.path, (target.namespace, target.name, GRAPH))
         svc = runtime.services.get((target.namespace, target.name))
         if svc is None:
             return f"InferenceService {target.namespace}/{target.name} not found"
@@ -45,6 +51,15 @@ class LocalBackends:
         return Route((svc, comp), target.path, (target.namespace, target.name, target.component))
 
     async def acquire(self, route: Route) -> Lease:
+        if isinstance(route.target, Graph):
+            graph = route.target
+            try:
+                port = await self.runtime.graph_runner.acquire(
+                    graph, self.runtime.settings.activation_timeout_s
+                )
+            except GraphUnavailable as exc:
+                raise Unavailable(str(exc)) from exc
+            return Lease(port, None, graph.name, graph)
         try:
             rev, replica = await self.runtime.acquire(*route.target)
         except ActivationTimeout as exc:
@@ -52,10 +67,16 @@ class LocalBackends:
         return Lease(replica.http_port, replica.grpc_port, rev.name, (rev, replica))
 
     def release(self, lease: Lease) -> None:
-        self.runtime.release(*lease.handle)
+        if isinstance(lease.handle, Graph):
+            self.runtime.graph_runner.release(lease.handle)
+        else:
+            self.runtime.release(*lease.handle)
 
     def mark_unreachable(self, lease: Lease) -> None:
-        self.runtime.mark_unreachable(*lease.handle)
+        if isinstance(lease.handle, Graph):
+            self.runtime.graph_runner.mark_unreachable(lease.handle)
+        else:
+            self.runtime.mark_unreachable(*lease.handle)
 
     def watch_gone(self, callback: GoneCallback) -> None:
         self.runtime.on_replica_exit.append(lambda port: callback(LOOPBACK, port))

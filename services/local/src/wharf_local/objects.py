@@ -1,6 +1,7 @@
 """The daemon's objects as kubectl shows them: every kind `wharf up` accepts, defaulted.
 
-An InferenceService is its defaulted manifest with `status` and the runtime's `local` section;
+An InferenceService or InferenceGraph is its defaulted manifest with `status` and the
+runtime's `local` section;
 a ServingRuntime or ClusterServingRuntime (built-ins included) is its defaulted manifest; any
 other applied kind is its manifest.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from wharf_api import WharfValidationError, default, parse_object
+from wharf_local.graphs import Graph, describe_graph
 from wharf_local.runtime import LocalRuntime, Service
 
 
@@ -39,6 +41,11 @@ def service_view(runtime: LocalRuntime, svc: Service) -> dict[str, Any]:
     return {**item, "spec": shown.get("spec", item.get("spec", {})), "local": local}
 
 
+def graph_view(graph: Graph) -> dict[str, Any]:
+    item = describe_graph(graph)
+    return {**item, "spec": defaulted(graph.manifest).get("spec", item.get("spec", {}))}
+
+
 def _with_meta(manifest: dict[str, Any], namespace: str | None, **local: Any) -> dict[str, Any]:
     item = defaulted(manifest)
     metadata = dict(item.get("metadata") or {})
@@ -57,6 +64,10 @@ def list_objects(runtime: LocalRuntime, kind: str, namespace: str | None) -> lis
         for (ns, name), svc in runtime.services.items():
             if namespace is None or ns == namespace:
                 items.append(((ns, name), service_view(runtime, svc)))
+    elif kind == "InferenceGraph":
+        for (ns, name), graph in runtime.graphs.items():
+            if namespace is None or ns == namespace:
+                items.append(((ns, name), graph_view(graph)))
     elif kind == "ClusterServingRuntime":
         for name, rt in runtime.cluster_runtimes.items():
             applied = runtime.applied.get(f"ClusterServingRuntime//{name}")

@@ -221,3 +221,78 @@ def describe_lines(item: dict[str, Any]) -> list[str]:
             f"  {e['time']}  {e['type']:<7} {e['reason']:<18} {e['object']}: {e['message']}"
         )
     return lines
+
+
+# ---- InferenceGraph ---------------------------------------------------------------------------
+
+
+def graph_table(items: list[dict[str, Any]], *, namespaces: bool = False) -> Table:
+    """KServe's InferenceGraph printer columns: NAME, URL, READY, AGE."""
+    table = _table(["NAMESPACE"] * namespaces + ["NAME", "URL", "READY", "AGE"])
+    for item in items:
+        ready = condition(item, "Ready")
+        ns = [item["metadata"].get("namespace", "default")] * namespaces
+        table.add_row(
+            *ns,
+            item["metadata"]["name"],
+            item["status"].get("url", ""),
+            ready["status"] if ready else "Unknown",
+            _age(item["local"]["ageSeconds"]),
+        )
+    return table
+
+
+def graph_curl_lines(item: dict[str, Any], ingress: str) -> list[str]:
+    """Two curls (by Host, by path) posting one iris row to the graph's root."""
+    meta = item["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
+    host = str(item["status"].get("url", "")).removeprefix("http://").removeprefix("https://")
+    data = json.dumps({"instances": [SAMPLE_ROW]})
+    return [
+        f"curl -H 'Host: {host}' -H 'Content-Type: application/json' {ingress}/ -d '{data}'",
+        f"curl -H 'Content-Type: application/json' {ingress}/serving/{namespace}/{name}/"
+        f" -d '{data}'",
+    ]
+
+
+def graph_describe_lines(item: dict[str, Any]) -> list[str]:
+    """`describe ig NAME`: conditions, nodes and steps, the router process, events."""
+    meta, st, local = item["metadata"], item["status"], item.get("local", {})
+    lines = [
+        f"Name:        {meta['name']}",
+        f"Namespace:   {meta.get('namespace', 'default')}",
+        f"URL:         {st.get('url', '')}",
+        f"Generation:  {meta.get('generation')} (observed {st.get('observedGeneration')})",
+        f"Created:     {meta.get('creationTimestamp')}",
+        "Conditions:",
+    ]
+    for c in st.get("conditions", []):
+        why = f"  {c.get('reason', '')}: {c.get('message', '')}" if c.get("reason") else ""
+        lines.append(f"  {c['type']:<18} {c['status']:<6} {c.get('lastTransitionTime', '')}{why}")
+    lines.append("Nodes:")
+    for name, node in ((item.get("spec") or {}).get("nodes") or {}).items():
+        lines.append(f"  {name} ({node.get('routerType')}):")
+        for step in node.get("steps") or []:
+            target = step.get("nodeName") or step.get("serviceName") or step.get("serviceUrl")
+            extras = [
+                f"{k}={step[k]}"
+                for k in ("data", "weight", "condition", "dependency", "mapPredictionsToInstances")
+                if step.get(k) is not None
+            ]
+            label = f"{step['name']}: " if step.get("name") else ""
+            lines.append(f"    - {label}{target}" + (f"  ({', '.join(extras)})" if extras else ""))
+    router = local.get("router") or {}
+    lines.append(
+        f"Router:      {router.get('state')} pid {router.get('pid')} http :{router.get('httpPort')}"
+        f" in-flight {router.get('inflight')} restarts {router.get('restarts')}"
+    )
+    if router.get("log"):
+        lines.append(f"  Log:       {router['log']}")
+    if local.get("missingServices"):
+        lines.append(f"Waiting for: {', '.join(local['missingServices'])}")
+    lines.append("Events:")
+    for e in local.get("events", [])[-20:]:
+        lines.append(
+            f"  {e['time']}  {e['type']:<7} {e['reason']:<18} {e['object']}: {e['message']}"
+        )
+    return lines

@@ -7,12 +7,14 @@ component, as the controller's HTTPRoutes do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, component_host, service_host
 
 PATH_PREFIX = "/serving/"
+# the component of a host table entry that names an InferenceGraph (its router)
+GRAPH = "graph"
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,14 @@ def host_table(
     services: list[tuple[str, str, list[str]]],
     domain: str,
     template: str = DEFAULT_DOMAIN_TEMPLATE,
+    graphs: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Entry]:
     """Host -> (namespace, name, component or None) for (namespace, name, components) triples.
 
     Path routing uses the same table under the keys `/{namespace}/{name}` and
-    `/{namespace}/{name}-{component}` (the component's Service name in KServe).
+    `/{namespace}/{name}-{component}` (the component's Service name in KServe). InferenceGraphs
+    (namespace, name) get the same host and path, with the component `GRAPH`; an
+    InferenceService of the same name keeps its host.
     """
     table: dict[str, Entry] = {}
     for namespace, name, components in services:
@@ -44,6 +49,9 @@ def host_table(
             host = component_host(name, component, namespace, domain, template)
             table[host] = (namespace, name, component)
             table[f"/{namespace}/{name}-{component}"] = (namespace, name, component)
+    for namespace, name in graphs:
+        table.setdefault(service_host(name, namespace, domain, template), (namespace, name, GRAPH))
+        table.setdefault(f"/{namespace}/{name}", (namespace, name, GRAPH))
     return table
 
 

@@ -21,8 +21,14 @@ from typing import Any
 import httpx
 
 from wharf_api import NoSupportingRuntimeError
+from wharf_api.names import service_host
 from wharf_api.plan import PlanError, ServicePlan, plan_inference_service
-from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
+from wharf_api.resources import (
+    ClusterServingRuntime,
+    InferenceGraph,
+    InferenceService,
+    ServingRuntime,
+)
 from wharf_api.status import COMMAND_NOT_FOUND
 from wharf_api.status import service_status as compute_status
 from wharf_local import reconcile
@@ -32,6 +38,7 @@ from wharf_local.catalog import CORE, Catalog, applied_key
 from wharf_local.describe import describe as describe_service
 from wharf_local.describe import shown_uri
 from wharf_local.fetcher import ModelFetcher
+from wharf_local.graphs import Graph, GraphRunner
 from wharf_local.home import Home
 from wharf_local.launch import CommandError, predictor_url, replica_process
 from wharf_local.revisions import apply_plan
@@ -55,6 +62,8 @@ __all__ = ["ActivationTimeout", "ApplyResult", "Component", "LocalRuntime", "Ser
 log = logging.getLogger("wharf.local")
 
 TICK_S = 0.2
+# the kinds that run processes: applying one reconciles at once
+RUN_KINDS = frozenset({"InferenceService", "InferenceGraph"})
 
 
 def now_iso() -> str:
@@ -93,6 +102,25 @@ class LocalRuntime:
         self._supervisor = Supervisor(self._probe_client, self._replica_exited)
         self._loop_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
+        self.graph_runner = GraphRunner(
+            self._probe_client,
+            self._spawn,
+            lambda namespace, name: home.log_dir(namespace, name, "router"),
+            free_port,
+            self.ingress_url,
+            now_iso,
+        )
+
+    @property
+    def ingress_url(self) -> str:
+        """How local processes reach the ingress (loopback when it listens on every address)."""
+        host = self.settings.ingress_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{host}:{self.settings.ingress_port}"
+
+    @property
+    def graphs(self) -> dict[tuple[str, str], Graph]:
+        return self.graph_runner.graphs
 
     @property
     def applied(self) -> dict[str, dict[str, Any]]:
@@ -118,6 +146,7 @@ class LocalRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await asyncio.gather(*(self._stop_service(s) for s in list(self.services.values())))
+        await self.graph_runner.close()
         await self._probe_client.aclose()
 
     async def _run(self) -> None:
@@ -141,7 +170,7 @@ class LocalRuntime:
         parsed, results = self.catalog.parse(documents)
         for doc, obj in parsed:
             results.append(self._apply_one(doc, obj))
-        if any(r.kind == "InferenceService" and r.error is None for r in results):
+        if any(r.kind in RUN_KINDS and r.error is None for r in results):
             # the status shown from now on is that of what was just applied (a client waits
             # for observedGeneration and must not read the previous spec's conditions)
             self.tick()
@@ -153,6 +182,8 @@ class LocalRuntime:
         namespace = obj.metadata.namespace or "default"
         if isinstance(obj, ServingRuntime | ClusterServingRuntime):
             return self.catalog.apply_runtime(doc, obj)
+        if isinstance(obj, InferenceGraph):
+            return self._apply_graph(doc, obj, namespace)
         if not isinstance(obj, InferenceService):
             return ApplyResult(
                 obj.kind,
@@ -160,7 +191,7 @@ class LocalRuntime:
                 namespace,
                 "unsupported",
                 error=f"{obj.kind} is not run by the local runtime yet (InferenceService, "
-                "ServingRuntime and ClusterServingRuntime are)",
+                "InferenceGraph, ServingRuntime and ClusterServingRuntime are)",
             )
         try:
             plan = plan_inference_service(
@@ -177,6 +208,33 @@ class LocalRuntime:
         svc = self.services[(namespace, obj.name)]
         return ApplyResult(
             obj.kind, obj.name, namespace, action, url=plan.url, generation=svc.generation
+        )
+
+    def _apply_graph(self, doc: dict[str, Any], obj: InferenceGraph, namespace: str) -> ApplyResult:
+        """An InferenceGraph: one router process, (re)started by the tick when its graph or the
+        services it names change."""
+        key = (namespace, obj.name)
+        host = service_host(
+            obj.name, namespace, self.settings.domain, self.settings.config.ingress.domain_template
+        )
+        graph = self.graphs.get(key)
+        action: ApplyAction
+        if graph is None:
+            graph = Graph(
+                namespace, obj.name, doc, obj.spec, f"http://{host}", 1, now_iso(), time.monotonic()
+            )
+            self.graphs[key] = graph
+            action = "created"
+        elif graph.manifest == doc:
+            action = "unchanged"
+        else:
+            graph.manifest, graph.spec = doc, obj.spec
+            graph.generation += 1
+            action = "configured"
+        self.applied[applied_key(obj.kind, namespace, obj.name)] = doc
+        self._refresh_hosts()
+        return ApplyResult(
+            obj.kind, obj.name, namespace, action, url=graph.url, generation=graph.generation
         )
 
     def _apply_service(
@@ -217,6 +275,14 @@ class LocalRuntime:
         """
         if kind == "InferenceService":
             return await self.delete(namespace or "default", name)
+        if kind == "InferenceGraph":
+            graph = self.graphs.pop((namespace or "default", name), None)
+            self.applied.pop(applied_key(kind, namespace or "default", name), None)
+            if graph is None:
+                return False
+            self._refresh_hosts()
+            await self.graph_runner.stop(graph)
+            return True
         return self.catalog.delete(kind, namespace, name)
 
     def _refresh_hosts(self) -> None:
@@ -224,6 +290,7 @@ class LocalRuntime:
             [(s.namespace, s.name, list(s.components)) for s in self.services.values()],
             self.settings.domain,
             self.settings.config.ingress.domain_template,
+            graphs=list(self.graphs),
         )
 
     def _event(self, svc: Service, type_: EventType, reason: str, message: str, obj: str) -> None:
@@ -246,6 +313,15 @@ class LocalRuntime:
                     self._carry_out(svc, comp, action)
                 observations.append(step.observation(view))
             self._update_status(svc, observations)
+        self.graph_runner.reconcile(self._entry_protocols())
+
+    def _entry_protocols(self) -> dict[str, dict[str, str]]:
+        """namespace -> InferenceService -> the protocol of the component that takes its
+        requests: what a graph's `serviceName` step is resolved with."""
+        protocols: dict[str, dict[str, str]] = {}
+        for svc in self.services.values():
+            protocols.setdefault(svc.namespace, {})[svc.name] = svc.plan.entry.protocol
+        return protocols
 
     def _carry_out(self, svc: Service, comp: Component, action: reconcile.Action) -> None:
         if isinstance(action, reconcile.Note):

@@ -16,6 +16,8 @@ class InferenceStep(KServeModel):
     service_name: str | None = None
     service_url: str | None = None
     data: str | None = None
+    # rewrite `{"predictions": [...]}` into `{"instances": [...]}` before the call (V1 chaining)
+    map_predictions_to_instances: bool | None = None
     weight: int | None = None
     condition: str | None = None
     dependency: Literal["Soft", "Hard"] | None = None

@@ -1,0 +1,74 @@
+"""`routerTimeouts.serverRead`/`serverWrite` and the body limit, through the real router."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+import pytest
+from graph_kit import StartRouter, http_server
+
+pytestmark = pytest.mark.slow
+
+
+def one_step(url: str, **timeouts: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}
+    }
+    if timeouts:
+        spec["routerTimeouts"] = timeouts
+    return spec
+
+
+def test_a_body_that_does_not_arrive_within_server_read_is_408(start_router: StartRouter) -> None:
+    router = start_router(one_step("http://127.0.0.1:9/", serverRead=1))
+    port = int(router.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        # the head promises ten bytes of body that never come
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"] == "Failed to process request"
+
+
+def test_a_graph_that_does_not_answer_within_server_write_is_504(
+    start_router: StartRouter,
+) -> None:
+    release = threading.Event()
+
+    def slow(_: Any, body: bytes) -> tuple[int, Any]:
+        release.wait(60)
+        return 200, {}
+
+    with http_server(slow) as url:
+        router = start_router(one_step(url, serverWrite=1))
+        try:
+            answer = router.post({"instances": [1]})
+        finally:
+            release.set()
+    assert answer.status_code == 504
+    assert answer.json() == {
+        "error": "Failed to process request",
+        "cause": "the graph did not answer in time",
+    }
+
+
+def test_a_body_over_the_message_limit_is_413(start_router: StartRouter) -> None:
+    def echo(_: Any, body: bytes) -> tuple[int, Any]:
+        return 200, {"size": len(body)}
+
+    with http_server(echo) as url:
+        router = start_router(one_step(url), env={"WHARF_MAX_MESSAGE_BYTES": "1000"})
+        small = router.post({"x": "a" * 100})
+        assert small.status_code == 200
+        big = router.post({"x": "a" * 2000})
+    assert big.status_code == 413
+    assert "over 1000 bytes" in big.json()["cause"]
