@@ -501,14 +501,17 @@ class Gateway:
     async def _answer_whole(self, ex: _Exchange, send: Send, resp: Response) -> None:
         out = self._response_headers(ex, resp)
         data = bytes(resp.body)
-        if resp.status == 200:
+        if data.startswith(b"data:"):
+            # an event stream that was whole by the time its head was read
+            self._saw_chunk(ex, data)
+        elif resp.status == 200:
             with contextlib.suppress(orjson.JSONDecodeError):
                 doc = orjson.loads(data)
                 usage = doc.get("usage") if isinstance(doc, dict) else None
                 if isinstance(usage, dict):
                     ex.usage = usage
         ex.committed = True
-        ex.first_at = time.perf_counter()
+        ex.first_at = ex.first_at or time.perf_counter()
         out.append((b"content-length", b"%d" % len(data)))
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         ex.finished = True

@@ -123,13 +123,11 @@ class Pool:
             p for p in self.pods.values() if p.healthy and p.role in roles and p.name not in exclude
         ]
         if model is not None:
-            serving = [p for p in pods if p.models is not None and model in p.models]
+            # pods known to serve the model, and new pods whose list is not known yet;
+            # when no pod is known to serve it, every pod (the engine answers 404 itself)
+            serving = [p for p in pods if p.models is None or model in p.models]
             if serving:
                 return serving
-            # pods whose list is not known yet may serve it
-            unknown = [p for p in pods if p.models is None]
-            if unknown and any(p.models is not None for p in pods):
-                return unknown
         return pods
 
     def eject(self, pod: Pod, reason: str) -> None:
