@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ import orjson
 import uvicorn
 
 Scope = dict[str, Any]
+# the fixtures that start a fake engine or a gateway
+Start = Callable[..., Awaitable[Any]]
 
 
 def free_port() -> int:
@@ -67,9 +69,18 @@ class FakeEngine:
         elif method == "GET" and path == "/metrics":
             await _send(send, 200, self.metrics_text().encode(), b"text/plain; version=0.0.4")
         elif method == "GET" and path == "/v1/models":
-            data = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "vllm", "root": self.model}]}
+            data = {
+                "object": "list",
+                "data": [
+                    {"id": self.model, "object": "model", "owned_by": "vllm", "root": self.model}
+                ],
+            }
             await _send(send, 200, orjson.dumps(data))
-        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
+        elif method == "POST" and path in (
+            "/v1/completions",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+        ):
             body = b""
             while True:
                 message = await receive()
@@ -98,38 +109,69 @@ class FakeEngine:
             f'vllm:cache_config_info{{block_size="{self.block_size}",num_gpu_blocks="{self.num_gpu_blocks}"}} 1.0\n'
         )
 
-    async def _generate(self, path: str, doc: dict[str, Any], headers: dict[str, str], receive: Any, send: Any) -> None:
+    async def _generate(
+        self, path: str, doc: dict[str, Any], headers: dict[str, str], receive: Any, send: Any
+    ) -> None:
         if self.hold is not None:
             await self.hold.wait()
         if self.fail_status is not None:
-            await _send(send, self.fail_status, b'{"error": {"message": "engine failure", "code": 500}}')
+            await _send(
+                send, self.fail_status, b'{"error": {"message": "engine failure", "code": 500}}'
+            )
             return
         rid = headers.get("x-request-id", "none")
         if path == "/v1/embeddings":
-            data = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-                    "model": self.model, "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+            data = {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                "model": self.model,
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            }
             await _send(send, 200, orjson.dumps(data))
             return
         chat = path.endswith("chat/completions")
         n = int(doc.get("max_tokens") or 4)
         words = [f"{self.name}-w{i}" for i in range(n)]
         prompt_tokens = 7
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": prompt_tokens + n,
+        }
         kv_in = doc.get("kv_transfer_params")
         kv_out = None
         if isinstance(kv_in, dict) and kv_in.get("do_remote_decode"):
-            kv_out = {"do_remote_prefill": True, "do_remote_decode": False, "remote_engine_id": self.name,
-                      "remote_block_ids": [1, 2], "remote_host": "127.0.0.1", "remote_port": 5600}
+            kv_out = {
+                "do_remote_prefill": True,
+                "do_remote_decode": False,
+                "remote_engine_id": self.name,
+                "remote_block_ids": [1, 2],
+                "remote_host": "127.0.0.1",
+                "remote_port": 5600,
+            }
         if not doc.get("stream"):
             text = " ".join(words)
             choice = {"index": 0, "finish_reason": "length"}
-            choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
-            answer = {"id": f"cmpl-{rid}", "object": "chat.completion" if chat else "text_completion",
-                      "model": self.model, "choices": [choice], "usage": usage, "kv_transfer_params": kv_out}
+            choice |= (
+                {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+            )
+            answer = {
+                "id": f"cmpl-{rid}",
+                "object": "chat.completion" if chat else "text_completion",
+                "model": self.model,
+                "choices": [choice],
+                "usage": usage,
+                "kv_transfer_params": kv_out,
+            }
             await _send(send, 200, orjson.dumps(answer))
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         gone = asyncio.get_running_loop().create_task(_disconnected(receive))
         try:
             for i, word in enumerate(words):
@@ -139,14 +181,37 @@ class FakeEngine:
                     self.cancelled += 1
                     return
                 delta = {"delta": {"content": word}} if chat else {"text": word}
-                chunk = {"id": f"cmpl-{rid}", "object": "chat.completion.chunk" if chat else "text_completion",
-                         "model": self.model, "choices": [{"index": 0, **delta, "finish_reason": "length" if i == n - 1 else None}]}
-                await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
+                chunk = {
+                    "id": f"cmpl-{rid}",
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "model": self.model,
+                    "choices": [
+                        {"index": 0, **delta, "finish_reason": "length" if i == n - 1 else None}
+                    ],
+                }
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
             opts = doc.get("stream_options") or {}
             if opts.get("include_usage"):
-                chunk = {"id": f"cmpl-{rid}", "object": "chat.completion.chunk" if chat else "text_completion",
-                         "model": self.model, "choices": [], "usage": usage}
-                await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
+                final: dict[str, Any] = {
+                    "id": f"cmpl-{rid}",
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage,
+                }
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(final) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
         finally:
             gone.cancel()
@@ -158,8 +223,13 @@ async def _disconnected(receive: Any) -> None:
 
 
 async def _send(send: Any, status: int, body: bytes, ctype: bytes = b"application/json") -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body))],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -177,8 +247,16 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> Served:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", access_log=False, loop="asyncio", http="httptools")
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            loop="asyncio",
+            http="httptools",
+        )
         self.server = uvicorn.Server(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve())
         deadline = time.monotonic() + 30
@@ -198,7 +276,7 @@ class Served:
                 server.close()
             for conn in list(self.server.server_state.connections):
                 with contextlib.suppress(Exception):
-                    conn.transport.abort()  # type: ignore[attr-defined]
+                    conn.transport.abort()
         self.server.should_exit = True
         try:
             # a killed pod's handlers may still wait on something: they do not hold it up long
