@@ -62,6 +62,7 @@ def test_prefix_cache_matches_leading_blocks_and_evicts_least_recent() -> None:
     assert cache.match([b"a", b"b", b"c"]) == 2
     assert cache.match([b"x", b"a"]) == 0  # chained: a miss ends the match
     cache.insert([b"c"])
+    assert cache.peek([b"a", b"b"]) == 2  # peeking leaves the order alone: a is the oldest
     cache.match([b"a"])  # a becomes most recent; b is now the oldest
     cache.insert([b"d"])
     assert b"b" not in cache and b"a" in cache and len(cache) == 3

@@ -204,12 +204,13 @@ class Generation:
         p, interval = self.parsed, self.pod.stream_interval
         finished = False
         try:
-            if self.chat:
-                yield self._sse([self._choice("", None, delta=True, first=True)], r)
             pending: list[str] = []
             sent_any = False
             while not finished:
                 event = await r.events.get()
+                if self.chat and not sent_any:
+                    # Like vLLM, the role chunk goes out with the first token, not before.
+                    yield self._sse([self._choice("", None, delta=True, first=True)], r)
                 pending.extend(event.tokens)
                 finished = event.finish_reason is not None
                 if finished or not sent_any or len(pending) >= interval:

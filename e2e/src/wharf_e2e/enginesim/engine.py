@@ -172,7 +172,7 @@ class Engine:
 
     def submit(self, request: SimRequest) -> SimRequest:
         request.arrival = self.now()
-        request.blocks = math.ceil((len(request.prompt) + request.max_tokens) / self.block_size)
+        request.hashes = tok.block_hashes(request.prompt, self.block_size, request.seed)
         self.waiting.append(request)
         self._wake.set()
         return request
@@ -246,20 +246,28 @@ class Engine:
         cfg = self.config
         while self.waiting and len(self.running) < cfg.max_num_seqs:
             request = self.waiting[0]
-            if self.used_blocks + request.blocks > cfg.num_gpu_blocks and self.running:
+            # Cached prefix blocks are shared with other requests (vLLM counts references):
+            # a request reserves blocks for the rest of its prompt and for its answer.
+            hit = self.cache.peek(request.hashes[: self._max_hit_blocks(request)])
+            rest = len(request.prompt) - hit * self.block_size + request.max_tokens
+            blocks = math.ceil(rest / self.block_size)
+            if self.used_blocks + blocks > cfg.num_gpu_blocks and self.running:
                 return  # waits for KV capacity
             self.waiting.popleft()
-            self.used_blocks += request.blocks
+            request.blocks = blocks
+            self.used_blocks += blocks
             self.running.append(request)
             self._count_prompt(request)
             self.cache.shrink_to(cfg.num_gpu_blocks - self.used_blocks)
 
+    def _max_hit_blocks(self, request: SimRequest) -> int:
+        # vLLM always computes the last prompt token, so a hit covers at most n-1 tokens.
+        return (len(request.prompt) - 1) // self.block_size
+
     def _count_prompt(self, request: SimRequest) -> None:
         """Where the prompt's KV comes from: the local cache, a P/D transfer, or computing."""
         n = len(request.prompt)
-        request.hashes = tok.block_hashes(request.prompt, self.block_size, request.seed)
-        # vLLM always computes the last prompt token, so a hit covers at most n-1 tokens.
-        hit_blocks = self.cache.match(request.hashes[: (n - 1) // self.block_size])
+        hit_blocks = self.cache.match(request.hashes[: self._max_hit_blocks(request)])
         local = hit_blocks * self.block_size
         offered = request.external_tokens
         external = max(0, min(offered, n) - local)

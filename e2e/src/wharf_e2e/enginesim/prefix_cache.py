@@ -32,6 +32,15 @@ class PrefixCache:
             matched += 1
         return matched
 
+    def peek(self, hashes: Sequence[bytes]) -> int:
+        """`match` without making the blocks recently used."""
+        matched = 0
+        for h in hashes:
+            if h not in self._blocks:
+                break
+            matched += 1
+        return matched
+
     def insert(self, hashes: Sequence[bytes]) -> None:
         for h in hashes:
             self._blocks[h] = None
