@@ -7,11 +7,16 @@ The scripts import it as `tooling` (they run as `uv run python bench/<script>.py
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
-from collections.abc import Sequence
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +41,8 @@ __all__ = [
     "ensure_kserve_venv",
     "ensure_mlserver_venv",
     "ensure_sglang_router_venv",
-    "ensure_vllm_router_venv",
     "ensure_venv",
+    "ensure_vllm_router_venv",
     "ensure_wrk",
     "free_port",
     "kserve_python",
@@ -46,6 +51,7 @@ __all__ = [
     "pinned",
     "process_cpu_seconds",
     "run",
+    "serving",
     "sglang_router_argv",
     "tree_cpu_seconds",
     "venv_python",
@@ -105,6 +111,46 @@ def tree_cpu_seconds(pid: int) -> float | None:
     if own is None:
         return None
     return own + sum(process_cpu_seconds(p) or 0.0 for p in tree - {pid})
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+@contextlib.contextmanager
+def serving(
+    argv: Sequence[str], ready_url: str, log: Path, timeout_s: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (output appended to `log`) that answers 200 on `ready_url`; stopped
+    with SIGTERM (then SIGKILL) on exit. Fails naming the log when it exits or never answers."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {process.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{argv[0]} not ready at {ready_url} in {timeout_s:.0f}s; see {log}"
+                )
+            time.sleep(0.2)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 # ---------------------------------------------------------------------------------------------
