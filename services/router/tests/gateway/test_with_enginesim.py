@@ -162,8 +162,7 @@ def test_a_pod_killed_mid_run_fails_no_request(tmp_path: Path) -> None:
                 def busy() -> bool:
                     return metric(scrape(pod), "vllm:num_requests_running") >= 4
 
-                while not await asyncio.to_thread(busy):
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(wait_until, busy, "requests on the pod to kill", 60)
                 assert doomed.process is not None
                 doomed.process.kill()  # SIGKILL: its requests die unanswered
                 return await asyncio.gather(*tasks)
