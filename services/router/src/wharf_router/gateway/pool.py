@@ -70,11 +70,11 @@ class Pool:
     ) -> None:
         self.probing = probing
         self.pods: dict[str, Pod] = {}
+        self.roles: frozenset[Role] = frozenset()  # the roles of the listed pods
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._http = UpstreamPool()
         self._on_capacity = on_capacity
         self._on_gone = on_gone
-        self.wake = asyncio.Event()  # set when the pod list changes
 
     # -- the pod list -----------------------------------------------------------------------
 
@@ -90,8 +90,7 @@ class Pool:
                 self._tasks[name] = asyncio.get_running_loop().create_task(
                     self._watch(self.pods[name]), name=f"probe {name}"
                 )
-        self.wake.set()
-        self.wake = asyncio.Event()
+        self.roles = frozenset(p.role for p in self.pods.values())
 
     def _remove(self, name: str) -> None:
         pod = self.pods.pop(name)
