@@ -422,3 +422,19 @@ async def test_metrics_body_is_prometheus_text(start_engine: Start, start_gatewa
     text = await scrape(gw)
     assert metric(text, "wharf_router_pod_healthy", pod="a", role="both") == 1
     assert orjson.loads(b"{}") == {}
+
+
+async def test_a_request_past_its_timeout_gets_504_and_is_cancelled(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    hold = asyncio.Event()
+    _, _, ep = await start_engine("a", hold=hold)
+    gateway, gw = await start_gateway([ep], request_timeout=0.5)
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(gw.url + "/v1/completions", json={"model": "tiny", "prompt": "x"})
+    assert r.status_code == 504 and "no answer within 0.5 s" in r.json()["error"]["message"]
+    await until(
+        lambda: gateway.pool.pods["a"].in_flight == 0, "the gateway to drop it", timeout_s=10
+    )
+    hold.set()
+    assert metric(await scrape(gw), "wharf_router_request_errors_total", reason="timeout") == 1
