@@ -7,11 +7,16 @@ The scripts import it as `tooling` (they run as `uv run python bench/<script>.py
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
-from collections.abc import Sequence
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,18 @@ __all__ = [
     "KSERVE_VERSION",
     "MLSERVER_VENV",
     "MLSERVER_VERSION",
+    "SGLANG_ROUTER_VENV",
+    "SGLANG_ROUTER_VERSION",
+    "VLLM_ROUTER_VENV",
+    "VLLM_ROUTER_VERSION",
     "dev_version",
     "ensure_ghz",
     "ensure_kserve_storage_venv",
     "ensure_kserve_venv",
     "ensure_mlserver_venv",
+    "ensure_sglang_router_venv",
     "ensure_venv",
+    "ensure_vllm_router_venv",
     "ensure_wrk",
     "free_port",
     "kserve_python",
@@ -40,9 +51,12 @@ __all__ = [
     "pinned",
     "process_cpu_seconds",
     "run",
+    "serving",
+    "sglang_router_argv",
     "tree_cpu_seconds",
     "venv_python",
     "venv_version",
+    "vllm_router_argv",
 ]
 
 CACHE_DIR = Path.home() / ".cache" / "wharf" / "bench"
@@ -97,6 +111,46 @@ def tree_cpu_seconds(pid: int) -> float | None:
     if own is None:
         return None
     return own + sum(process_cpu_seconds(p) or 0.0 for p in tree - {pid})
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+@contextlib.contextmanager
+def serving(
+    argv: Sequence[str], ready_url: str, log: Path, timeout_s: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (output appended to `log`) that answers 200 on `ready_url`; stopped
+    with SIGTERM (then SIGKILL) on exit. Fails naming the log when it exits or never answers."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {process.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{argv[0]} not ready at {ready_url} in {timeout_s:.0f}s; see {log}"
+                )
+            time.sleep(0.2)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +245,47 @@ def ensure_mlserver_venv() -> Path:
 def ensure_kserve_storage_venv() -> Path:
     """KServe's storage initializer library (`kserve-storage`, newest) in its own venv."""
     return ensure_venv(KSERVE_STORAGE_VENV, ["kserve-storage"], {})
+
+
+# LLM routers compared with Wharf's gateway (bench/llm_routing.py). Both are Rust binaries in
+# Python wheels; each listens on `port` and exports Prometheus metrics on a port of its own
+# (default 29000 for both: two of them at once would collide).
+SGLANG_ROUTER_VERSION = "0.3.2"  # newest `sglang-router` on PyPI (sgl-model-gateway)
+SGLANG_ROUTER_VENV = CACHE_DIR / "sglang-router-venv"
+VLLM_ROUTER_VERSION = "0.1.17"  # newest `vllm-router` on PyPI (vllm-project/router)
+VLLM_ROUTER_VENV = CACHE_DIR / "vllm-router-venv"
+
+
+def ensure_sglang_router_venv() -> Path:
+    """SGLang's router (`sglang-router`) in its own venv; returns the venv's python."""
+    spec = f"sglang-router=={SGLANG_ROUTER_VERSION}"
+    return ensure_venv(SGLANG_ROUTER_VENV, [spec], {"sglang-router": SGLANG_ROUTER_VERSION})
+
+
+def ensure_vllm_router_venv() -> Path:
+    """vLLM's router (`vllm-router`, a fork of SGLang's) in its own venv; returns its python."""
+    spec = f"vllm-router=={VLLM_ROUTER_VERSION}"
+    return ensure_venv(VLLM_ROUTER_VENV, [spec], {"vllm-router": VLLM_ROUTER_VERSION})
+
+
+def sglang_router_argv(
+    port: int, metrics_port: int, workers: Sequence[str], policy: str = "cache_aware"
+) -> list[str]:
+    """`sglang-router launch` over `workers` (its own defaults for everything else)."""
+    exe = SGLANG_ROUTER_VENV / "bin" / "sglang-router"
+    return [str(exe), "launch", "--host", "127.0.0.1", "--port", str(port),
+            "--prometheus-port", str(metrics_port), "--policy", policy, "--log-level", "warn",
+            "--worker-urls", *workers]  # fmt: skip
+
+
+def vllm_router_argv(
+    port: int, metrics_port: int, workers: Sequence[str], policy: str = "cache_aware"
+) -> list[str]:
+    """`vllm-router` over `workers` (its own defaults for everything else)."""
+    exe = VLLM_ROUTER_VENV / "bin" / "vllm-router"
+    return [str(exe), "--host", "127.0.0.1", "--port", str(port),
+            "--prometheus-port", str(metrics_port), "--policy", policy,
+            "--log-level", "warning", "--worker-urls", *workers]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,163 @@
-"""Placeholder until the gateway lands."""
+"""`wharf-router gateway`: the OpenAI LLM gateway. Flags win over the config file's settings."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings, load_config_file
+from wharf_router.gateway.endpoints import (
+    EndpointError,
+    EndpointSource,
+    StaticEndpoints,
+    check_unique,
+    load_endpoints_file,
+    parse_endpoint_flag,
+    parse_endpoints_document,
+)
+from wharf_router.gateway.limits import ApiKeys, KeysError, load_keys_file
+from wharf_router.gateway.scheduling import POLICIES, parse_weights
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wharf-router gateway",
+        description="OpenAI-compatible LLM gateway: routes by load, prefix cache and session; prefill/decode hand-off.",
+    )
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--config", type=Path, help="YAML/JSON file of settings (flags win over it)")
+    src = p.add_argument_group("endpoints (a static list, or Kubernetes pods)")
+    src.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="URL[=ROLE]",
+        help="an engine's base URL, role prefill|decode|both (default both); repeatable",
+    )
+    src.add_argument("--endpoints-file", type=Path, help="YAML/JSON list of {url, role, name}")
+    src.add_argument("--kube-selector", help="label selector of the engine pods")
+    src.add_argument("--kube-namespace", help="namespace of the engine pods")
+    src.add_argument(
+        "--role-label", default=None, help="pod label holding the role (default llm-d.ai/role)"
+    )
+    src.add_argument(
+        "--kube-port", type=int, default=None, help="the engines' HTTP port (default 8000)"
+    )
+    src.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, then ~/.kube/config)"
+    )
+    sch = p.add_argument_group("scheduling")
+    sch.add_argument("--policy", choices=POLICIES, default=None)
+    sch.add_argument(
+        "--weights", default=None, help="e.g. prefix=3,queue=2,active=2,kv=1,session=4"
+    )
+    sch.add_argument(
+        "--session-header", default=None, help="header naming a session (default x-session-id)"
+    )
+    sch.add_argument(
+        "--scrape-interval", type=float, default=None, help="seconds between /metrics scrapes"
+    )
+    req = p.add_argument_group("requests")
+    req.add_argument(
+        "--request-timeout", type=float, default=None, help="seconds per request (default 600)"
+    )
+    req.add_argument(
+        "--prefill-timeout", type=float, default=None, help="seconds per prefill (default 60)"
+    )
+    req.add_argument(
+        "--max-attempts", type=int, default=None, help="pods tried per request (default 3)"
+    )
+    req.add_argument(
+        "--api-keys-file", type=Path, help="YAML/JSON list of {name, key, tokens_per_minute}"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def build(args: argparse.Namespace) -> tuple[GatewayConfig, EndpointSource, ApiKeys | None]:
+    """The settings, endpoint source and keys the flags and config file describe."""
+    doc: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    where = f"--config {args.config}"
+    endpoints_doc = doc.pop("endpoints", None)
+    kube_doc = doc.pop("kube", None) or {}
+    keys_path = doc.pop("api_keys_file", None) or doc.pop("api-keys-file", None)
+    config = apply_settings(GatewayConfig(), doc, where)
+    flags: dict[str, Any] = {}
+    for name in ("policy", "session_header", "request_timeout", "prefill_timeout", "max_attempts"):
+        if getattr(args, name) is not None:
+            flags[name] = getattr(args, name)
+    if args.scrape_interval is not None:
+        flags["probing"] = {"scrape_interval": args.scrape_interval}
+    config = apply_settings(config, flags, "flags")
+    if args.weights is not None:
+        from dataclasses import replace
+
+        config = replace(config, weights=parse_weights(args.weights, config.weights))
+
+    static = [parse_endpoint_flag(v) for v in args.endpoint]
+    if args.endpoints_file is not None:
+        static += load_endpoints_file(args.endpoints_file)
+    if endpoints_doc is not None:
+        static += parse_endpoints_document(endpoints_doc, f"{where}: endpoints")
+    selector = args.kube_selector or kube_doc.get("selector")
+    source: EndpointSource
+    if selector:
+        if static:
+            raise EndpointError("--kube-selector and static endpoints exclude each other: give one")
+        from wharf_router.gateway.kube_endpoints import KubeEndpoints, KubeSelection
+
+        namespace = args.kube_namespace or kube_doc.get("namespace")
+        if not namespace:
+            raise EndpointError("--kube-selector needs --kube-namespace")
+        source = KubeEndpoints(
+            KubeSelection(
+                namespace=namespace,
+                selector=selector,
+                role_label=args.role_label or kube_doc.get("role_label", "llm-d.ai/role"),
+                port=args.kube_port or int(kube_doc.get("port", 8000)),
+                kubeconfig=args.kubeconfig,
+            )
+        )
+    else:
+        if not static:
+            raise EndpointError(
+                "no endpoints: give --endpoint, --endpoints-file, or --kube-selector"
+            )
+        source = StaticEndpoints(check_unique(static, "endpoints"))
+    keys_file = args.api_keys_file or (Path(keys_path) if keys_path else None)
+    keys = load_keys_file(keys_file) if keys_file is not None else None
+    return config, source, keys
+
 
 def main(argv: list[str]) -> int:
-    raise SystemExit("wharf-router: the gateway is not built yet")
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config, source, keys = build(args)
+    except (ConfigError, EndpointError, KeysError, ValueError) as exc:
+        raise SystemExit(f"wharf-router gateway: {exc}") from None
+    import uvicorn
+
+    from wharf_router.gateway.app import Gateway
+
+    app = Gateway(config, source, keys)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level,
+        # each of these costs every request something; the gateway needs none of them
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
+    return 0

@@ -1,0 +1,227 @@
+"""The pods behind the gateway, their live state, and the background loop that keeps it fresh.
+
+Per pod, one task: while the pod is healthy it scrapes `/metrics` every `scrape_interval`
+(and `/v1/models` now and then); after `eject_after` failed scrapes in a row, or a request
+that could not connect, the pod is ejected and the task probes `GET /health` until it answers
+200, then brings it back. Nothing here runs on a request's path: requests read the last
+snapshot and this gateway's own in-flight counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wharf_datapath.upstream import UpstreamPool
+from wharf_router.gateway.endpoints import Endpoint, Role
+from wharf_router.gateway.engine_metrics import (
+    MAX_METRICS_BYTES,
+    EngineMetrics,
+    parse_engine_metrics,
+)
+
+log = logging.getLogger("wharf.router.gateway")
+
+MAX_MODELS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Probing:
+    scrape_interval: float = 0.2
+    probe_interval: float = 1.0
+    models_interval: float = 10.0
+    timeout: float = 2.0
+    eject_after: int = 2
+
+
+@dataclass(slots=True)
+class Pod:
+    endpoint: Endpoint
+    healthy: bool = True  # optimistic until a scrape or a request says otherwise
+    in_flight: int = 0
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)
+    has_metrics: bool = True  # False once /metrics answered 404: health comes from /health
+    failures: int = 0
+    models: dict[str, dict[str, Any]] | None = None  # model id -> its card, once known
+    scraped_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def role(self) -> Role:
+        return self.endpoint.role
+
+
+class Pool:
+    def __init__(
+        self,
+        probing: Probing,
+        on_capacity: Callable[[str, int], None] | None = None,
+        on_gone: Callable[[Pod], None] | None = None,
+    ) -> None:
+        self.probing = probing
+        self.pods: dict[str, Pod] = {}
+        self.roles: frozenset[Role] = frozenset()  # the roles of the listed pods
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._http = UpstreamPool()
+        self._on_capacity = on_capacity
+        self._on_gone = on_gone
+
+    # -- the pod list -----------------------------------------------------------------------
+
+    def update(self, endpoints: list[Endpoint]) -> None:
+        """The endpoint source's current list: new pods start probing, gone ones stop."""
+        wanted = {ep.name: ep for ep in endpoints}
+        for name in list(self.pods):
+            if name not in wanted or wanted[name] != self.pods[name].endpoint:
+                self._remove(name)
+        for name, ep in wanted.items():
+            if name not in self.pods:
+                self.pods[name] = Pod(ep)
+                self._tasks[name] = asyncio.get_running_loop().create_task(
+                    self._watch(self.pods[name]), name=f"probe {name}"
+                )
+        self.roles = frozenset(p.role for p in self.pods.values())
+
+    def _remove(self, name: str) -> None:
+        pod = self.pods.pop(name)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self._http.forget(*pod.endpoint.address)
+        if self._on_gone is not None:
+            self._on_gone(pod)
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._http.aclose()
+
+    def candidates(
+        self,
+        roles: tuple[Role, ...],
+        model: str | None,
+        exclude: set[str] | frozenset[str] = frozenset(),
+    ) -> list[Pod]:
+        """Healthy pods of these roles that serve `model` (every pod, when none is known to)."""
+        pods = [
+            p for p in self.pods.values() if p.healthy and p.role in roles and p.name not in exclude
+        ]
+        if model is not None:
+            # pods known to serve the model, and new pods whose list is not known yet;
+            # when no pod is known to serve it, every pod (the engine answers 404 itself)
+            serving = [p for p in pods if p.models is None or model in p.models]
+            if serving:
+                return serving
+        return pods
+
+    def eject(self, pod: Pod, reason: str) -> None:
+        if pod.healthy and pod.name in self.pods:
+            log.warning("pod %s ejected: %s", pod.name, reason)
+        pod.healthy = False
+
+    # -- probing ----------------------------------------------------------------------------
+
+    async def _get(self, pod: Pod, path: str) -> tuple[int, bytes]:
+        host, port = pod.endpoint.address
+        headers = [(b"host", f"{host}:{port}".encode()), (b"accept", b"*/*")]
+        async with asyncio.timeout(self.probing.timeout):
+            resp = await self._http.request(
+                (host, port), "GET", pod.endpoint.base_path + path, headers, b""
+            )
+            if resp.stream is not None:
+                body = bytearray()
+                async for chunk in resp.stream:
+                    body += chunk
+                    if len(body) > MAX_METRICS_BYTES:
+                        raise ValueError(f"{path} larger than {MAX_METRICS_BYTES} bytes")
+                return resp.status, bytes(body)
+            return resp.status, bytes(resp.body)
+
+    async def _watch(self, pod: Pod) -> None:
+        p = self.probing
+        next_models = 0.0
+        while True:
+            try:
+                if pod.healthy:
+                    await self._scrape(pod)
+                    now = time.monotonic()
+                    if now >= next_models:
+                        await self._models(pod)
+                        next_models = now + p.models_interval
+                    await asyncio.sleep(p.scrape_interval)
+                else:
+                    if await self._probe(pod):
+                        log.info("pod %s is back", pod.name)
+                        pod.healthy = True
+                        pod.failures = 0
+                        next_models = 0.0
+                        continue
+                    await asyncio.sleep(p.probe_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop the pod's probing for good
+                log.exception("probing %s", pod.name)
+                await asyncio.sleep(p.probe_interval)
+
+    def _failed(self, pod: Pod, reason: str) -> None:
+        pod.failures += 1
+        if pod.failures >= self.probing.eject_after:
+            self.eject(pod, reason)
+
+    async def _scrape(self, pod: Pod) -> None:
+        if not pod.has_metrics:
+            if not await self._probe(pod):
+                self._failed(pod, "/health failed")
+            return
+        try:
+            status, body = await self._get(pod, "/metrics")
+        except (OSError, TimeoutError, ValueError) as exc:
+            self._failed(pod, f"/metrics: {exc or type(exc).__name__}")
+            return
+        if status == 404:
+            pod.has_metrics = False  # an engine without metrics: load from in-flight counts only
+            return
+        if status != 200:
+            self._failed(pod, f"/metrics answered {status}")
+            return
+        pod.failures = 0
+        pod.metrics = parse_engine_metrics(body)
+        pod.scraped_at = time.monotonic()
+        if pod.metrics.kv_capacity_tokens and self._on_capacity is not None:
+            self._on_capacity(pod.name, pod.metrics.kv_capacity_tokens)
+
+    async def _probe(self, pod: Pod) -> bool:
+        try:
+            status, _ = await self._get(pod, "/health")
+        except (OSError, TimeoutError, ValueError):
+            return False
+        return status == 200
+
+    async def _models(self, pod: Pod) -> None:
+        try:
+            status, body = await self._get(pod, "/v1/models")
+            doc = orjson.loads(body) if status == 200 else None
+        except (OSError, TimeoutError, ValueError):
+            return
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if isinstance(data, list):
+            pod.models = {
+                card["id"]: card
+                for card in data[:MAX_MODELS]
+                if isinstance(card, dict) and isinstance(card.get("id"), str)
+            }

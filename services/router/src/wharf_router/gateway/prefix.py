@@ -1,0 +1,180 @@
+"""Approximate prefix-cache affinity: which pods probably hold a prompt's KV blocks. Pure.
+
+The gateway has no tokenizer, so a "token" is approximated by `bytes_per_token` bytes of the
+prompt's UTF-8 text (4 by default, about right for English with Llama-style tokenizers; token-id
+prompts use 4 bytes per id, exactly one token each). The prompt is cut into blocks of
+`block_tokens` such tokens; each block's hash chains the one before it, starting from a hash
+of the model name, so equal hashes mean equal prefixes of the same model (as in vLLM's own
+block hashing and llm-d's approximate prefix scorer). Only whole blocks count: engines cache
+only whole blocks.
+
+`PrefixIndex` remembers, per pod, the block hashes of the prompts sent there, in LRU order and
+bounded by what the pod's KV cache can hold (`vllm:cache_config_info`'s num_gpu_blocks *
+block_size tokens), so the index forgets roughly when the engine evicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+DEFAULT_BLOCK_TOKENS = 64
+DEFAULT_BYTES_PER_TOKEN = 4
+DEFAULT_MAX_BLOCKS = 256  # hashes per request: the first 64 KiB of a prompt at the defaults
+# a pod whose KV capacity is unknown (no `cache_config_info` yet): about 2M tokens
+DEFAULT_POD_CAPACITY_BLOCKS = 32768
+MAX_POD_CAPACITY_BLOCKS = 262144  # memory bound: about 20 MB per pod at most
+
+
+def prompt_bytes(body: dict[str, Any]) -> bytes | None:
+    """The part of a request that the engine turns into prompt tokens, as bytes; None when the
+    request has none the gateway can read."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return _chat_bytes(messages, body.get("tools"))
+    prompt = body.get("prompt", body.get("input"))
+    return _prompt_bytes(prompt)
+
+
+def _prompt_bytes(prompt: Any) -> bytes | None:
+    if isinstance(prompt, str):
+        return prompt.encode()
+    if isinstance(prompt, list) and prompt:
+        first = prompt[0]
+        if isinstance(first, int):
+            return b"".join(int(t & 0xFFFFFFFF).to_bytes(4, "little") for t in prompt)
+        # a batch: its first prompt stands for it (they usually share their prefix)
+        return _prompt_bytes(first)
+    return None
+
+
+def _chat_bytes(messages: list[Any], tools: Any) -> bytes:
+    # chat templates put tools near the start, then the messages in order
+    parts: list[bytes] = [orjson.dumps(tools)] if tools else []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        parts.append(str(message.get("role", "")).encode())
+        parts.append(b"\x00")
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content.encode())
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    parts.append(part["text"].encode())
+                else:
+                    parts.append(orjson.dumps(part))
+        elif content is not None:
+            parts.append(orjson.dumps(content))
+        parts.append(b"\x01")
+    return b"".join(parts)
+
+
+def block_hashes(
+    model: str,
+    data: bytes,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_TOKENS * DEFAULT_BYTES_PER_TOKEN,
+    max_blocks: int = DEFAULT_MAX_BLOCKS,
+) -> list[int]:
+    """Chained hashes of `data`'s whole blocks, seeded by the model name."""
+    previous = hashlib.blake2b(model.encode(), digest_size=8).digest()
+    count = min(len(data) // block_bytes, max_blocks)
+    out: list[int] = []
+    view = memoryview(data)
+    for i in range(count):
+        h = hashlib.blake2b(previous, digest_size=8)
+        h.update(view[i * block_bytes : (i + 1) * block_bytes])
+        previous = h.digest()
+        out.append(int.from_bytes(previous, "little"))
+    return out
+
+
+class PrefixIndex:
+    """Per pod, the block hashes it was sent, least recently used first, bounded."""
+
+    def __init__(self, default_capacity: int = DEFAULT_POD_CAPACITY_BLOCKS) -> None:
+        self.default_capacity = default_capacity
+        self._pods: dict[str, OrderedDict[int, None]] = {}
+        self._capacity: dict[str, int] = {}
+
+    def set_capacity(self, pod: str, blocks: int) -> None:
+        """The pod's KV capacity in blocks of this index (from its cache_config_info)."""
+        self._capacity[pod] = max(1, min(blocks, MAX_POD_CAPACITY_BLOCKS))
+        self._evict(pod)
+
+    def capacity(self, pod: str) -> int:
+        return self._capacity.get(pod, self.default_capacity)
+
+    def size(self, pod: str) -> int:
+        return len(self._pods.get(pod, ()))
+
+    def match(self, hashes: Sequence[int], pods: Sequence[str]) -> dict[str, int]:
+        """How many leading blocks of `hashes` each of `pods` holds (pods holding none left out)."""
+        out: dict[str, int] = {}
+        if not hashes:
+            return out
+        for pod in pods:
+            held = self._pods.get(pod)
+            if not held:
+                continue
+            n = 0
+            for h in hashes:
+                if h not in held:
+                    break
+                n += 1
+            if n:
+                out[pod] = n
+        return out
+
+    def insert(self, pod: str, hashes: Sequence[int]) -> None:
+        """The pod was sent a prompt with these blocks: they are its most recent."""
+        if not hashes:
+            return
+        held = self._pods.get(pod)
+        if held is None:
+            held = self._pods[pod] = OrderedDict()
+        for h in hashes:
+            if h in held:
+                held.move_to_end(h)
+            else:
+                held[h] = None
+        self._evict(pod)
+
+    def _evict(self, pod: str) -> None:
+        held = self._pods.get(pod)
+        if held is None:
+            return
+        limit = self.capacity(pod)
+        while len(held) > limit:
+            held.popitem(last=False)
+
+    def forget(self, pod: str) -> None:
+        """The pod is gone (or restarted: its cache is empty)."""
+        self._pods.pop(pod, None)
+        self._capacity.pop(pod, None)
+
+
+class SessionTable:
+    """Session id -> the pod that served it last, LRU-bounded."""
+
+    def __init__(self, max_sessions: int = 100_000) -> None:
+        self.max_sessions = max_sessions
+        self._pods: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, session: str) -> str | None:
+        return self._pods.get(session)
+
+    def set(self, session: str, pod: str) -> None:
+        self._pods[session] = pod
+        self._pods.move_to_end(session)
+        while len(self._pods) > self.max_sessions:
+            self._pods.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._pods)

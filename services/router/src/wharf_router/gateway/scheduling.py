@@ -1,0 +1,143 @@
+"""Which pod serves a request: filters -> weighted scorers -> pick, over a snapshot. Pure.
+
+Every scorer gives each candidate a score in [0, 1]; a pod's total is the weighted sum; the
+highest total wins, ties at random (llm-d's scheduler works the same way). The scorers:
+
+- `prefix`: the share of the prompt's blocks the pod probably holds (`prefix.PrefixIndex`);
+- `queue`: fewer waiting requests (`vllm:num_requests_waiting`, scraped) is better;
+- `active`: fewer requests in flight from this gateway is better (it moves between scrapes);
+- `kv`: more free KV cache (1 - `vllm:kv_cache_usage_perc`) is better;
+- `session`: the pod that served the request's session last.
+
+`queue` and `active` are min-max normalised over the candidates, but a spread smaller than
+`load_slack` requests counts as only part of the range: one request more is not a reason to
+give up a pod's cache. Then the skew guard: when the winner's load is far above the least
+loaded candidate's (more than `skew_abs` requests and `skew_rel` times), the least loaded
+candidates win instead, so a hot prefix never piles its whole group on one pod.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Literal
+
+Policy = Literal["default", "round-robin", "least-load"]
+POLICIES: tuple[Policy, ...] = ("default", "round-robin", "least-load")
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """One candidate pod as the scheduler sees it at this instant."""
+
+    name: str
+    in_flight: int = 0  # this gateway's requests on the pod
+    waiting: float = 0.0
+    running: float = 0.0
+    kv_usage: float = 0.0
+    prefix_blocks: int = 0  # leading prompt blocks the pod probably holds
+    session: bool = False  # the pod served this request's session last
+
+    @property
+    def load(self) -> float:
+        """Requests on the pod: the engine's own count when it is fresher (other gateways'
+        requests included), this gateway's count when it is higher (between scrapes)."""
+        return max(float(self.in_flight), self.waiting + self.running)
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    prefix: float = 3.0
+    queue: float = 2.0
+    active: float = 2.0
+    kv: float = 1.0
+    session: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    load_slack: float = 8.0
+    skew_abs: float = 16.0
+    skew_rel: float = 1.5
+
+
+def parse_weights(text: str, base: Weights | None = None) -> Weights:
+    """`prefix=3,queue=2,...`: the named weights changed, the rest as in `base`."""
+    values = {f.name: getattr(base or Weights(), f.name) for f in fields(Weights)}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in values:
+            raise ValueError(
+                f"--weights: {item!r}: expected NAME=NUMBER, NAME one of {', '.join(values)}"
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"--weights: {item!r}: {raw!r} is not a number") from None
+        if not 0 <= value <= 1000:
+            raise ValueError(f"--weights: {key} must be between 0 and 1000")
+        values[key] = value
+    return Weights(**values)
+
+
+def _spread_scores(values: Sequence[float], slack: float) -> list[float]:
+    low, high = min(values), max(values)
+    span = max(high - low, slack, 1e-9)
+    return [1.0 - (v - low) / span for v in values]
+
+
+def scores(
+    pods: Sequence[PodView], total_blocks: int, weights: Weights, tuning: Tuning
+) -> list[float]:
+    """Each pod's weighted total, in the order given."""
+    queue = _spread_scores([p.waiting for p in pods], tuning.load_slack)
+    active = _spread_scores([float(p.in_flight) for p in pods], tuning.load_slack)
+    out = []
+    for i, p in enumerate(pods):
+        total = weights.queue * queue[i] + weights.active * active[i]
+        total += weights.kv * (1.0 - min(1.0, max(0.0, p.kv_usage)))
+        if total_blocks:
+            total += weights.prefix * min(1.0, p.prefix_blocks / total_blocks)
+        if p.session:
+            total += weights.session
+        out.append(total)
+    return out
+
+
+def _best(pods: Sequence[PodView], values: Sequence[float], rng: random.Random) -> PodView:
+    top = max(values)
+    tied = [p for p, v in zip(pods, values, strict=True) if v >= top - 1e-9]
+    return tied[0] if len(tied) == 1 else rng.choice(tied)
+
+
+def least_loaded(pods: Sequence[PodView], rng: random.Random) -> PodView:
+    return _best(pods, [-p.load for p in pods], rng)
+
+
+def skewed(chosen: PodView, pods: Sequence[PodView], tuning: Tuning) -> bool:
+    low = min(p.load for p in pods)
+    return chosen.load - low > tuning.skew_abs and chosen.load > tuning.skew_rel * low
+
+
+def pick_default(
+    pods: Sequence[PodView],
+    total_blocks: int,
+    weights: Weights,
+    tuning: Tuning,
+    rng: random.Random,
+) -> PodView:
+    if not pods:
+        raise ValueError("no candidate pods")
+    chosen = _best(pods, scores(pods, total_blocks, weights, tuning), rng)
+    if len(pods) > 1 and skewed(chosen, pods, tuning):
+        return least_loaded(pods, rng)
+    return chosen
+
+
+def pick_round_robin(pods: Sequence[PodView], turn: int) -> PodView:
+    if not pods:
+        raise ValueError("no candidate pods")
+    ordered = sorted(pods, key=lambda p: p.name)
+    return ordered[turn % len(ordered)]

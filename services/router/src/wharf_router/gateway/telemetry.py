@@ -1,0 +1,189 @@
+"""The gateway's own Prometheus metrics (`wharf_router_*`), in a registry of its own.
+
+Labels are bounded: `model` is one of the first `MAX_MODEL_LABELS` model names seen (others
+are counted as `other`), `key` is an API key's name (`-` without keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from wharf_router.gateway.pool import Pod
+
+MAX_MODEL_LABELS = 64
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_ITL = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+
+
+class _PodCollector(Collector):
+    def __init__(self, pods: Callable[[], Iterable[Pod]]) -> None:
+        self._pods = pods
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        in_flight = GaugeMetricFamily(
+            "wharf_router_pod_in_flight",
+            "Requests this gateway has on the pod",
+            labels=["pod", "role"],
+        )
+        healthy = GaugeMetricFamily(
+            "wharf_router_pod_healthy",
+            "1 while the pod takes requests, 0 while ejected",
+            labels=["pod", "role"],
+        )
+        waiting = GaugeMetricFamily(
+            "wharf_router_pod_waiting",
+            "The pod's waiting requests, last scraped",
+            labels=["pod", "role"],
+        )
+        kv = GaugeMetricFamily(
+            "wharf_router_pod_kv_cache_usage",
+            "The pod's KV-cache use (0-1), last scraped",
+            labels=["pod", "role"],
+        )
+        for pod in self._pods():
+            labels = [pod.name, pod.role]
+            in_flight.add_metric(labels, pod.in_flight)
+            healthy.add_metric(labels, 1.0 if pod.healthy else 0.0)
+            waiting.add_metric(labels, pod.metrics.waiting)
+            kv.add_metric(labels, pod.metrics.kv_usage)
+        return [in_flight, healthy, waiting, kv]
+
+
+MAX_BOUND = 4096  # cached (model, key) children; past it they are looked up each time
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The per-(model, key) children, looked up once per request instead of once per use."""
+
+    ttft: Any
+    itl: Any
+    duration: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+
+
+class Telemetry:
+    def __init__(self, pods: Callable[[], Iterable[Pod]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        mk = ["model", "key"]
+        self.requests = Counter(
+            "wharf_router_requests",
+            "Requests answered, by status code",
+            [*mk, "api", "code"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "wharf_router_request_errors",
+            "Requests that failed, by reason",
+            [*mk, "reason"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "wharf_router_prompt_tokens", "Prompt tokens (from the engines' usage)", mk, registry=r
+        )
+        self.completion_tokens = Counter(
+            "wharf_router_completion_tokens",
+            "Completion tokens (from usage, else streamed events)",
+            mk,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "wharf_router_time_to_first_token_seconds",
+            "From the request's arrival to the first streamed event (the whole answer when not streamed)",
+            mk,
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "wharf_router_inter_token_latency_seconds",
+            "Between streamed events of one answer",
+            mk,
+            buckets=_ITL,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "wharf_router_request_duration_seconds",
+            "From arrival to the last byte",
+            mk,
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.retries = Counter(
+            "wharf_router_retries",
+            "Requests sent again to another pod, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.pd_handoffs = Counter(
+            "wharf_router_pd_handoffs",
+            "Requests prefilled on a prefill pod and decoded on another",
+            registry=r,
+        )
+        self.pd_fallbacks = Counter(
+            "wharf_router_pd_prefill_fallbacks",
+            "Prefills that failed, so the decode pod computed the prompt itself",
+            ["reason"],
+            registry=r,
+        )
+        self.prefix_blocks = Counter(
+            "wharf_router_prefix_blocks",
+            "Prompt blocks routed, and how many the chosen pod probably held (estimated hits)",
+            ["held"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "wharf_router_client_disconnects",
+            "Clients gone before their answer ended (upstream cancelled)",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "wharf_router_rate_limited",
+            "Requests refused by a key's token budget",
+            ["key"],
+            registry=r,
+        )
+        r.register(_PodCollector(pods))
+        self._models: set[str] = set()
+        self._bound: dict[tuple[str, str], Bound] = {}
+        self._requests: dict[tuple[str, str, str, str], Any] = {}
+
+    def bound(self, model: str, key: str) -> Bound:
+        found = self._bound.get((model, key))
+        if found is None:
+            found = Bound(
+                ttft=self.ttft.labels(model, key),
+                itl=self.itl.labels(model, key),
+                duration=self.duration.labels(model, key),
+                prompt_tokens=self.prompt_tokens.labels(model, key),
+                completion_tokens=self.completion_tokens.labels(model, key),
+            )
+            if len(self._bound) < MAX_BOUND:
+                self._bound[(model, key)] = found
+        return found
+
+    def count_request(self, model: str, key: str, api: str, code: int) -> None:
+        labels = (model, key, api, str(code))
+        child = self._requests.get(labels)
+        if child is None:
+            child = self.requests.labels(*labels)
+            if len(self._requests) < MAX_BOUND:
+                self._requests[labels] = child
+        child.inc()
+
+    def model_label(self, model: str | None) -> str:
+        if model is None:
+            return "-"
+        if model in self._models:
+            return model
+        if len(self._models) < MAX_MODEL_LABELS and len(model) <= 128:
+            self._models.add(model)
+            return model
+        return "other"
