@@ -20,12 +20,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from wharf_e2e.testing import free_port, wait_until
+from wharf_e2e.testing import free_port
 
 # Started alone on an idle 2-core machine a worker is up in 70-155 s; two at once, or next to
 # other test jobs, take longer. This only turns a hang into a failure with the log attached.
@@ -125,20 +126,23 @@ class VllmWorker:
             return "(no log)"
 
     def wait_ready(self, timeout_s: float = STARTUP_S) -> None:
-        def ready() -> bool:
+        """Until vLLM answers /health; fails at once, with the log, if the process exits."""
+        deadline = time.monotonic() + timeout_s
+        while True:
             if not self.alive():
-                raise RuntimeError(
+                raise AssertionError(
                     f"the {self.spec.role} worker exited while starting; its log "
                     f"({self.spec.log_path}) ends with:\n{self.log_tail()}"
                 )
-            return httpx.get(f"{self.url}/health", timeout=5).status_code == 200
-
-        try:
-            wait_until(ready, f"the {self.spec.role} vLLM worker on {self.url}", timeout_s, 0.5)
-        except RuntimeError as error:
-            raise AssertionError(str(error)) from None
-        except AssertionError as error:
-            raise AssertionError(f"{error}\nits log ends with:\n{self.log_tail()}") from None
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the {self.spec.role} worker on {self.url} was not ready after "
+                    f"{timeout_s:.0f}s; its log ends with:\n{self.log_tail()}"
+                )
+            time.sleep(0.5)
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
