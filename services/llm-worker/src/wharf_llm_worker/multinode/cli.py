@@ -41,7 +41,8 @@ def _reexec_in_engine_env(argv: list[str]) -> int:
         python = str(engine_python())
     except EngineEnvironmentMissing as exc:
         return _error(str(exc), 2)
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
+    # Venvs share one base interpreter (symlinks), so compare environments, not binaries.
+    if Path(python).parent.parent.resolve() == Path(sys.prefix).resolve():
         return _error(f"the engine environment at {python} does not import ray", 2)
     os.execv(python, [python, "-m", "wharf_llm_worker.multinode.cli", *argv])
     return 2  # pragma: no cover - execv does not return

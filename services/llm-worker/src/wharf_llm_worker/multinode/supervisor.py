@@ -210,26 +210,31 @@ class GroupSupervisor:
         )
 
     def _check_ranks(self) -> None:
-        """Raise RankFailure when a rank has ended or its actor (its node) is gone."""
+        """Raise RankFailure when a rank has ended or its actor (its node) is gone. Every rank
+        is asked, so the message names the one that died first and those that followed it."""
         import ray
 
         assert self._running is not None
+        problems: list[str] = []
         for plan, actor in zip(self._running.plans, self._running.actors, strict=True):
             try:
                 code = ray.get(actor.poll.remote(), timeout=ACTOR_CALL_TIMEOUT_S)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
-                raise RankFailure(
+                problems.append(
                     f"rank {plan.rank}'s node stopped answering ({type(exc).__name__}): "
                     "the node died or left the cluster"
-                ) from None
+                )
+                continue
             if code is not None:
                 tail: list[str] = []
                 with contextlib.suppress(ray.exceptions.RayError):
                     tail = ray.get(actor.tail.remote(), timeout=ACTOR_CALL_TIMEOUT_S)
                 last = "\n    ".join(tail[-8:])
-                raise RankFailure(
+                problems.append(
                     f"rank {plan.rank} exited with status {code}; its last lines:\n    {last}"
                 )
+        if problems:
+            raise RankFailure("\n".join(problems))
 
     def _health_url(self) -> str:
         host = self.config.spec.host
