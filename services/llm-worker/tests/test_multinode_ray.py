@@ -43,10 +43,6 @@ GROUP_ENV = "WHARF_MULTINODE_GROUP"
 # One group start is 70-140 s alone on 2 cores; the test starts it twice (kill and restart)
 # next to the session's single worker. These only turn a hang into a failure with the logs.
 GROUP_READY_S = 600.0
-# This machine runs several test jobs at once; Ray's raylet aborts its node when its dashboard
-# agent is not up within a fixed ~15 s, which happens at load averages far above the core count.
-# A higher priority for Ray's daemons (not for vLLM, which goes back to normal) avoids that.
-RAY_NICE = ("--ray-nice", "-10") if os.geteuid() == 0 else ()
 PROMPTS = ["the router sends requests to", "a pipeline stage on each node"]
 # The same engine flags as the session's single worker, except --enforce-eager, which breaks
 # pipeline stages on vLLM's CPU backend (the group compiles with the eager backend instead).
@@ -134,7 +130,7 @@ class Group:
         temp = work / "ray"
         common = ["--ray-port", str(ray_port), "--ray-temp-dir", str(temp),
                   "--auth-token-file", str(self.token), "--log-dir", str(self.log_dir),
-                  "--wait-timeout", str(wait_s), *RAY_NICE]  # fmt: skip
+                  "--wait-timeout", str(wait_s)]  # fmt: skip
         bases = _port_bases(1 + joiners)
         self.leader = Node(
             "leader",

@@ -46,7 +46,6 @@ class RayNodeConfig:
     temp_dir: str | None = None
     num_cpus: int | None = None
     object_store_mb: int = 512
-    nice: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.node_rank < 1024:
@@ -71,8 +70,6 @@ class RayNodeConfig:
                 f"--object-store-memory-mb must be at least 78 (Ray's minimum), "
                 f"got {self.object_store_mb}"
             )
-        if not -20 <= self.nice <= 19:
-            raise RayArgsError(f"--ray-nice must be between -20 and 19, got {self.nice}")
         for name, host in (("--node-ip", self.node_ip), ("--join", self.head_host)):
             if host is not None and not valid_host(host):
                 raise RayArgsError(f"{name} is not a host name or address: {host!r}")

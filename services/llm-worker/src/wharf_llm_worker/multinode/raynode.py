@@ -14,9 +14,7 @@ from pathlib import Path
 from wharf_llm_worker.multinode.rayargs import RayNodeConfig, ray_start_args
 
 STARTED_MARKER = "Ray runtime started"
-# The engine processes go back to this niceness (see vllm_cli.py) when Ray's daemons run at
-# another one (--ray-nice).
-ENGINE_NICE_ENV = "WHARF_ENGINE_NICE"
+
 # Ray's raylet gives its dashboard agent a fixed ~15 s to come up; on a loaded machine the agent
 # can miss it and the node start fails. A fresh attempt usually succeeds.
 START_ATTEMPTS = 3
@@ -64,12 +62,6 @@ class RayNode:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "ray.scripts.scripts", "start", *ray_start_args(self.config)]
         env = {**os.environ, **self.env}
-        if self.config.nice:
-            # Ray's raylet waits a fixed ~15 s for its dashboard agent (a Python process) and
-            # aborts the node after that; on an oversubscribed host a higher priority for Ray's
-            # daemons gets the agent up in time. Without the privilege `nice` warns and goes on.
-            cmd = ["nice", "-n", str(self.config.nice), *cmd]
-            env[ENGINE_NICE_ENV] = str(os.getpriority(os.PRIO_PROCESS, 0))
         self._proc = subprocess.Popen(
             cmd,
             env=env,

@@ -71,12 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-temp-dir", help="Ray's temp root (short absolute path)")
     p.add_argument("--num-cpus", type=int, help="CPUs this node offers to Ray")
     p.add_argument("--object-store-memory-mb", type=int, default=512)
-    p.add_argument(
-        "--ray-nice",
-        type=int,
-        default=0,
-        help="niceness of Ray's daemons (negative on oversubscribed hosts; needs CAP_SYS_NICE)",
-    )
     p.add_argument("--log-dir", default="wharf-multinode-logs", help="per-rank logs and status")
     p.add_argument("--auth-token-file", help=f"the cluster's Ray token (default ${TOKEN_FILE_ENV})")
     p.add_argument(
@@ -145,7 +139,6 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             temp_dir=args.ray_temp_dir,
             num_cpus=args.num_cpus,
             object_store_mb=args.object_store_memory_mb,
-            nice=args.ray_nice,
         )
         spec = None
         if is_leader:

@@ -8,7 +8,6 @@ process also arms a parent-death signal so that it never outlives the actor.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib.metadata
 import os
@@ -17,7 +16,6 @@ import sys
 from collections.abc import Callable
 
 PARENT_PID_ENV = "WHARF_RANK_PARENT_PID"
-ENGINE_NICE_ENV = "WHARF_ENGINE_NICE"
 PR_SET_PDEATHSIG = 1
 
 
@@ -47,17 +45,8 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _restore_priority() -> None:
-    # Ray's daemons may run at a raised priority (--ray-nice); the engine must not inherit it.
-    wanted = os.environ.get(ENGINE_NICE_ENV, "")
-    if wanted.lstrip("-").isdigit() and -20 <= int(wanted) <= 19:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, max(int(wanted), os.getpriority(os.PRIO_PROCESS, 0)))
-
-
 def main() -> int:
     _die_with_parent()
-    _restore_priority()
     importlib.metadata.version = _patched_version(importlib.metadata.version)  # type: ignore[assignment]
     from vllm.entrypoints.cli.main import main as vllm_main
 
