@@ -152,9 +152,12 @@ def test_one_bundle_per_node_rank_strictly_spread() -> None:
         {"wharf-node-rank-1": 1.0},
         {"wharf-node-rank-2": 1.0},
     ]
-    # No GPUs in the bundles: vLLM's Ray executor reserves its own one-GPU bundles.
+    # No GPUs in the bundles for the Ray executor: vLLM reserves its own one-GPU bundles.
     gpu = GroupSpec(model="/m", nnodes=2, layout=Layout.RAY_EXECUTOR, device=Device.GPU)
     assert all("GPU" not in b and "CPU" not in b for b in placement_bundles(gpu))
+    # vLLM's own ranks on GPUs hold their node's stage, so Ray hands them those GPUs.
+    ranks = GroupSpec(model="/m", nnodes=2, device=Device.GPU, tensor_parallel_size=4)
+    assert placement_bundles(ranks)[1] == {"wharf-node-rank-1": 1.0, "GPU": 4.0}
 
 
 def test_membership_names_missing_dead_and_duplicate_ranks() -> None:
@@ -182,7 +185,7 @@ def test_complete_membership() -> None:
     assert member.complete and member.joined[0].address == "a"
 
 
-def test_gpu_shortfall_only_for_the_ray_executor() -> None:
+def test_gpu_shortfall_only_for_gpu_groups() -> None:
     spec = GroupSpec(
         model="/m", nnodes=2, layout=Layout.RAY_EXECUTOR, device=Device.GPU, tensor_parallel_size=4
     )

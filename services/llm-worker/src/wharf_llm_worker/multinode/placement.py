@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from wharf_llm_worker.multinode.spec import GroupSpec, Layout
+from wharf_llm_worker.multinode.spec import Device, GroupSpec, Layout
 
 # Each node advertises one unit of a resource named after its rank; bundle r asks for it, so
 # rank r lands on the node started with that rank, and no second group can take the node.
@@ -37,11 +37,22 @@ def node_rank(node: NodeView) -> int | None:
     return ranks[0] if len(ranks) == 1 else None
 
 
+def rank_gpus(spec: GroupSpec) -> int:
+    """GPUs each rank's actor holds: with vLLM's own ranks on GPUs, the node's stage (Ray then
+    sets CUDA_VISIBLE_DEVICES for the rank); with the Ray executor none, since vLLM reserves
+    its one-GPU bundles itself and a group holding them would starve vLLM's placement group."""
+    if spec.layout is Layout.MULTIPROCESS and spec.device is Device.GPU:
+        return spec.tensor_parallel_size
+    return 0
+
+
 def placement_bundles(spec: GroupSpec) -> list[dict[str, float]]:
-    """One bundle per node, rank order. No CPUs or GPUs in them: with vLLM's own ranks each
-    process takes its whole node, and with the Ray executor vLLM reserves its one-GPU bundles
-    itself (a group that held the GPUs would starve vLLM's own placement group)."""
-    return [{node_rank_resource(rank): 1.0} for rank in range(spec.nnodes)]
+    """One bundle per node, rank order. No CPUs: each rank's process takes its whole node."""
+    gpus = rank_gpus(spec)
+    return [
+        {node_rank_resource(rank): 1.0, **({"GPU": float(gpus)} if gpus else {})}
+        for rank in range(spec.nnodes)
+    ]
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,8 @@ def describe_missing(member: Membership, nnodes: int, waited_s: float) -> str:
 
 
 def gpu_shortfall(member: Membership, spec: GroupSpec) -> list[str]:
-    """Nodes that cannot hold a pipeline stage (tensor_parallel_size GPUs) for the Ray executor."""
-    if spec.layout is not Layout.RAY_EXECUTOR:
+    """Nodes that cannot hold a pipeline stage (tensor_parallel_size GPUs) on a GPU group."""
+    if spec.device is not Device.GPU:
         return []
     return [
         f"node rank {rank} ({node.address}) has {node.resources.get('GPU', 0):g} GPU(s), "

@@ -27,6 +27,7 @@ from wharf_llm_worker.multinode.placement import (
     gpu_shortfall,
     membership,
     placement_bundles,
+    rank_gpus,
 )
 from wharf_llm_worker.multinode.rankproc import RankProcess
 from wharf_llm_worker.multinode.ranks import VLLM_ENTRY_MODULE, RankPlan, group_plan
@@ -182,7 +183,7 @@ class GroupSupervisor:
             ) from None
         master_addr = member.joined[0].address
         plans = group_plan(spec, master_addr, self.config.ray_address)
-        actor_class = ray.remote(num_cpus=0, max_restarts=0)(RankProcess)
+        actor_class = ray.remote(num_cpus=0, num_gpus=rank_gpus(spec), max_restarts=0)(RankProcess)
         actors = [
             actor_class.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
