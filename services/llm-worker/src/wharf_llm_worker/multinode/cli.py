@@ -10,6 +10,7 @@ started from another interpreter, the command re-executes itself there.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
@@ -82,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(args, os.environ)
     except SettingsError as exc:
         return _error(str(exc), 2)
-    try:
-        import ray  # noqa: F401
-    except ImportError:
+    # Only look for Ray here: importing it reads RAY_AUTH_MODE once, before it is set below.
+    if importlib.util.find_spec("ray") is None:
         return _reexec_in_engine_env(args)
 
     token_path, problem = _token_file(settings)

@@ -109,6 +109,8 @@ class GroupSupervisor:
                     break
                 self._start_group(member)
                 self._wait_ready()
+                if self.stopping.is_set():
+                    break
                 self._status("ready", f"serving on port {self.config.spec.port}")
                 self._watch()
             except RankFailure as failure:
