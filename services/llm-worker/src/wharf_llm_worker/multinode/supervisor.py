@@ -26,6 +26,7 @@ from wharf_llm_worker.multinode.placement import (
     describe_missing,
     gpu_shortfall,
     membership,
+    node_rank_resource,
     placement_bundles,
     rank_gpus,
 )
@@ -188,9 +189,11 @@ class GroupSupervisor:
         actor_class = ray.remote(num_cpus=0, num_gpus=rank_gpus(spec), max_restarts=0)(RankProcess)
         actors = [
             actor_class.options(
+                # The whole of its bundle's rank resource: the actor is that node's, explicitly.
+                resources={node_rank_resource(plan.rank): 1.0},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     pg, placement_group_bundle_index=plan.rank
-                )
+                ),
             ).remote(plan.rank, str(self.config.log_dir))
             for plan in plans
         ]
