@@ -34,10 +34,9 @@ class RankProcess:
         self._pump: threading.Thread | None = None
 
     def start(self, module: str, args: list[str], env: dict[str, str]) -> dict[str, object]:
-        """Start the rank; returns where it runs (node address, pid, log file)."""
-        import ray  # only inside the engine environment, on the rank's node
-
+        """Start the rank; returns its pid and log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.touch()  # the log exists as soon as the rank does
         # The entry point arms a parent-death signal against this pid (see vllm_cli.py).
         child_env = {**os.environ, **env, PARENT_PID_ENV: str(os.getpid())}
         # The engine environment's interpreter: the actor runs in it, on every node.
@@ -55,14 +54,13 @@ class RankProcess:
         return {
             "rank": self.rank,
             "pid": self._proc.pid,
-            "node_ip": ray.util.get_node_ip_address(),
             "log": str(self.log_path),
         }
 
     def _copy_output(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         written = 0
-        with self.log_path.open("ab") as log:
+        with self._proc.stdout, self.log_path.open("ab") as log:
             for line in self._proc.stdout:
                 self._tail.append(line.decode("utf-8", "replace").rstrip())
                 if written < MAX_LOG_BYTES:

@@ -79,7 +79,7 @@ class RayNode:
 
     def _copy_output(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        with self.log_path.open("ab") as log:
+        with proc.stdout, self.log_path.open("ab") as log:
             for raw in proc.stdout:
                 log.write(raw)
                 log.flush()

@@ -204,7 +204,12 @@ class GroupSupervisor:
             for actor, plan in zip(actors, plans, strict=True)
         ]
         try:
-            self._running.ranks = list(ray.get(calls, timeout=ACTOR_CALL_TIMEOUT_S * 4))
+            started = ray.get(calls, timeout=ACTOR_CALL_TIMEOUT_S * 4)
+            # Bundle r holds node rank r's resource, so rank r runs on that node.
+            self._running.ranks = [
+                {**info, "node_ip": member.joined[plan.rank].address}
+                for info, plan in zip(started, plans, strict=True)
+            ]
         except ray.exceptions.RayError as exc:
             raise RankFailure(f"a rank could not start: {exc}") from exc
         self._status("starting", f"ranks started: {self._describe_ranks()}")
