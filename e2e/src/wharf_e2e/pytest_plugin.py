@@ -101,3 +101,13 @@ def vllm_worker(vllm_pool: WorkerPool) -> VllmWorker:
 def vllm_pd_workers(vllm_pool: WorkerPool) -> tuple[VllmWorker, VllmWorker]:
     """The session's prefill and decode workers (NixlConnector), as (prefill, decode)."""
     return vllm_pool.prefill_decode()
+
+
+@pytest.fixture
+def vllm_pd_and_single(vllm_pool: WorkerPool) -> tuple[VllmWorker, VllmWorker, VllmWorker]:
+    """(prefill, decode, combined): the P/D pair and the combined worker to compare it with,
+    started together when missing."""
+    workers = vllm_pool.get("pd", "both")
+    prefill, decode = workers["pd"]
+    (single,) = workers["both"]
+    return prefill, decode, single

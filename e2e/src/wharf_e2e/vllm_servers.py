@@ -28,12 +28,12 @@ import httpx
 
 from wharf_e2e.testing import free_port
 
-# Started alone on an idle 2-core machine a worker is up in 70-155 s; two at once, or next to
-# other test jobs, take longer. This only turns a hang into a failure with the log attached.
-STARTUP_S = 600.0
-# How long a test that uses a worker may take in all, the worker's start included (the
-# pytest-timeout of `vllm` tests counts fixture set-up).
-TEST_TIMEOUT_S = 900
+# Started alone on an idle 2-core machine a worker is up in 70-155 s; three at once, or next to
+# other test jobs, take several times longer. This only turns a hang into a failure with the log.
+STARTUP_S = 900.0
+# How long a test that uses workers may take in all, their start included (the pytest-timeout
+# of `vllm` tests counts fixture set-up, and a worker a test stopped is started again).
+TEST_TIMEOUT_S = 1500
 SERVED_MODEL_NAME = "tiny-llama"
 # Small and fixed: the same flags for every worker, so greedy outputs compare across them.
 ENGINE_ARGS = ("--dtype", "bfloat16", "--max-model-len", "1024", "--enforce-eager")
@@ -208,36 +208,47 @@ class WorkerPool:
             role=role, model_dir=self.model_dir, log_path=log, kv_transfer=kv_transfer
         )
 
-    def _get(self, key: str, specs: list[WorkerSpec]) -> tuple[VllmWorker, ...]:
+    def _specs(self, key: str) -> list[WorkerSpec]:
+        if key == "both":
+            return [self._spec("both")]
+        if key == "pd":
+            return [self._spec("prefill"), self._spec("decode")]
+        raise KeyError(f"no worker kind {key!r} (both, pd)")
+
+    def get(self, *keys: str) -> dict[str, tuple[VllmWorker, ...]]:
+        """The workers of each kind ("both", "pd"), starting every missing one at once (their
+        loads overlap) and waiting for all of them."""
         with self._lock:
-            current = self._workers.get(key)
-            if current is not None and all(worker.alive() for worker in current):
-                return current
-            if current is not None:
-                for worker in current:
+            starting: list[VllmWorker] = []
+            for key in keys:
+                current = self._workers.get(key)
+                if current is not None and all(worker.alive() for worker in current):
+                    continue
+                for worker in current or ():
                     worker.stop()
-            workers = tuple(VllmWorker(spec) for spec in specs)
-            for worker in workers:
-                worker.launch()
-            self._workers[key] = workers
-            try:
+                workers = tuple(VllmWorker(spec) for spec in self._specs(key))
                 for worker in workers:
+                    worker.launch()
+                self._workers[key] = workers
+                starting += workers
+            try:
+                for worker in starting:
                     worker.wait_ready()
             except BaseException:
-                for worker in workers:
-                    worker.stop()
-                del self._workers[key]
+                for key in keys:
+                    for worker in self._workers.pop(key, ()):
+                        worker.stop()
                 raise
-            return workers
+            return {key: self._workers[key] for key in keys}
 
     def both(self) -> VllmWorker:
         """A combined worker (prefill and decode in one engine), no KV connector."""
-        (worker,) = self._get("both", [self._spec("both")])
+        (worker,) = self.get("both")["both"]
         return worker
 
     def prefill_decode(self) -> tuple[VllmWorker, VllmWorker]:
         """A prefill worker and a decode worker with NixlConnector, started together."""
-        prefill, decode = self._get("pd", [self._spec("prefill"), self._spec("decode")])
+        prefill, decode = self.get("pd")["pd"]
         return prefill, decode
 
     def close(self) -> None:

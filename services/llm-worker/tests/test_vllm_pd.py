@@ -71,13 +71,13 @@ def _completion(prompt: str) -> dict[str, Any]:
 
 
 def test_completion_through_prefill_and_decode_equals_one_worker(
-    vllm_pd_workers: tuple[VllmWorker, VllmWorker], vllm_worker: VllmWorker
+    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker],
 ) -> None:
-    prefill, decode = vllm_pd_workers
+    prefill, decode, single = vllm_pd_and_single
     external_before, local_before = _sources(decode)
 
     first, second = _hand_off(prefill, decode, "/v1/completions", _completion(PROMPT))
-    alone = _post(vllm_worker, "/v1/completions", _completion(PROMPT))
+    alone = _post(single, "/v1/completions", _completion(PROMPT))
 
     assert first["kv_transfer_params"]["remote_port"] == prefill.side_channel_port
     assert second["choices"][0]["text"] == alone["choices"][0]["text"]
@@ -89,9 +89,9 @@ def test_completion_through_prefill_and_decode_equals_one_worker(
 
 
 def test_chat_through_prefill_and_decode_equals_one_worker(
-    vllm_pd_workers: tuple[VllmWorker, VllmWorker], vllm_worker: VllmWorker
+    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker],
 ) -> None:
-    prefill, decode = vllm_pd_workers
+    prefill, decode, single = vllm_pd_and_single
     request = {
         "model": SERVED_MODEL_NAME,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -101,7 +101,7 @@ def test_chat_through_prefill_and_decode_equals_one_worker(
     external_before, local_before = _sources(decode)
 
     _, second = _hand_off(prefill, decode, "/v1/chat/completions", request)
-    alone = _post(vllm_worker, "/v1/chat/completions", request)
+    alone = _post(single, "/v1/chat/completions", request)
 
     assert second["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
     external_after, local_after = _sources(decode)
