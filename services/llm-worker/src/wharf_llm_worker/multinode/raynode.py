@@ -1,0 +1,107 @@
+"""Runs this machine's Ray node (`ray start --block`) as a child process and stops it."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from wharf_llm_worker.multinode.rayargs import RayNodeConfig, ray_start_args
+
+STARTED_MARKER = "Ray runtime started"
+
+# Ray's raylet gives its dashboard agent a fixed ~15 s to come up; on a loaded machine the agent
+# can miss it and the node start fails. A fresh attempt usually succeeds.
+START_ATTEMPTS = 3
+
+
+class RayNodeError(RuntimeError):
+    pass
+
+
+class RayNode:
+    """One `ray start --block` process; its Ray daemons share its fate (Ray's reaper)."""
+
+    def __init__(
+        self, config: RayNodeConfig, env: dict[str, str], log_path: Path, python: str | None = None
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.log_path = log_path
+        self.python = python or sys.executable
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = threading.Event()
+        self._tail: collections.deque[str] = collections.deque(maxlen=30)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self, timeout_s: float) -> None:
+        """Start the node; returns once Ray reports it running. Raises with Ray's last lines."""
+        deadline = time.monotonic() + timeout_s
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if self._start_once(deadline):
+                return
+            self.stop()
+            if time.monotonic() >= deadline or attempt == START_ATTEMPTS:
+                break
+        role = "head" if self.config.is_head else f"node rank {self.config.node_rank}"
+        where = "" if self.config.is_head else f" at {self.config.head_address} (is the leader up?)"
+        raise RayNodeError(
+            f"the Ray {role} did not start{where}; ray start said:\n" + "\n".join(self._tail)
+        )
+
+    def _start_once(self, deadline: float) -> bool:
+        self._started.clear()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [self.python, "-m", "ray.scripts.scripts", "start", *ray_start_args(self.config)]
+        env = {**os.environ, **self.env}
+        self._proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        threading.Thread(target=self._copy_output, args=(self._proc,), daemon=True).start()
+        while time.monotonic() < deadline:
+            if self._started.wait(timeout=0.5):
+                return True
+            if self._proc.poll() is not None:
+                return False
+        return False
+
+    def _copy_output(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        with proc.stdout, self.log_path.open("ab") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", "replace").rstrip()
+                self._tail.append(line)
+                if STARTED_MARKER in line:
+                    self._started.set()
+
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def tail(self) -> list[str]:
+        return list(self._tail)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        # SIGTERM ends `ray start --block`; its daemons die with it (parent-death signal).
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
