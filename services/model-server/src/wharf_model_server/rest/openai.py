@@ -1,6 +1,6 @@
 """OpenAI over REST: `/openai/v1/models`, `/completions`, `/chat/completions` (streamed as
-server-sent events when asked) and `/embeddings`, for the models that implement
-`openai_model.OpenAIGenerativeModel` / `OpenAIEncoderModel`.
+server-sent events when asked) and `/embeddings` (the three POST routes under `/v1/` too), for
+the models that implement `openai_model.OpenAIGenerativeModel` / `OpenAIEncoderModel`.
 
 Bodies pass the server's size limit like every other route; errors use OpenAI's shape
 (`{"error": {"message", "type", "code"}}`), which the `openai` client reads.
@@ -36,6 +36,7 @@ from wharf_protocol.openai import (
 logger = logging.getLogger("wharf.openai")
 
 PREFIX = "/openai/v1"
+LLM_PREFIX = "/v1"
 M = TypeVar("M", bound=BaseModel)
 Wanted = type[OpenAIGenerativeModel] | type[OpenAIEncoderModel]
 
@@ -110,7 +111,6 @@ def attach(app: FastAPI, dataplane: DataPlane, max_body_bytes: int) -> None:
                 cards.append(ModelCard(id=name, root=name, max_model_len=max_len))
         return Response(ModelList(data=cards).wire_json(), media_type="application/json")
 
-    @app.post(f"{PREFIX}/completions", tags=["openai"])
     async def completions(request: Request) -> Response:
         try:
             body = _parse(await read_limited(request, max_body_bytes), CompletionRequest)
@@ -121,7 +121,6 @@ def attach(app: FastAPI, dataplane: DataPlane, max_body_bytes: int) -> None:
         except (WharfError, NotImplementedError) as exc:
             return error_response(exc)
 
-    @app.post(f"{PREFIX}/chat/completions", tags=["openai"])
     async def chat_completions(request: Request) -> Response:
         try:
             body = _parse(await read_limited(request, max_body_bytes), ChatCompletionRequest)
@@ -132,7 +131,6 @@ def attach(app: FastAPI, dataplane: DataPlane, max_body_bytes: int) -> None:
         except (WharfError, NotImplementedError) as exc:
             return error_response(exc)
 
-    @app.post(f"{PREFIX}/embeddings", tags=["openai"])
     async def embeddings(request: Request) -> Response:
         try:
             body = _parse(await read_limited(request, max_body_bytes), EmbeddingRequest)
@@ -140,3 +138,10 @@ def attach(app: FastAPI, dataplane: DataPlane, max_body_bytes: int) -> None:
             return _answer(await model.create_embedding(body))
         except (WharfError, NotImplementedError) as exc:
             return error_response(exc)
+
+    # `/v1/...` too, where vLLM's own server answers them (KServe's vLLM runtime runs it);
+    # `GET /v1/models` stays the V1 protocol's model list.
+    for prefix in (PREFIX, LLM_PREFIX):
+        app.post(f"{prefix}/completions", tags=["openai"])(completions)
+        app.post(f"{prefix}/chat/completions", tags=["openai"])(chat_completions)
+        app.post(f"{prefix}/embeddings", tags=["openai"])(embeddings)

@@ -114,6 +114,15 @@ class HuggingfaceGenerativeModel(BaseKServeModel, OpenAIGenerativeModel):
         self.log_requests = log_requests
         self.max_log_len = max_log_len
         self.engine = True  # the server awaits start_engine() before it listens
+        self.engine_started = False
+
+    def load(self) -> bool:
+        # Registered as ready; requests are answered once the engine has started (healthy).
+        self.ready = True
+        return self.ready
+
+    async def healthy(self) -> bool:
+        return self.ready and self.engine_started
 
     async def start_engine(self) -> None:
         await self.generation_engine.start()
@@ -121,10 +130,10 @@ class HuggingfaceGenerativeModel(BaseKServeModel, OpenAIGenerativeModel):
         engine_len = getattr(self.generation_engine, "max_model_len", None)
         if isinstance(engine_len, int) and engine_len > 0:
             self.max_model_len = engine_len
-        self.ready = True
+        self.engine_started = True
 
     def stop_engine(self) -> None:
-        self.ready = False
+        self.engine_started = False
         self.generation_engine.stop()
 
     # -- requests -> engine inputs -----------------------------------------------------------

@@ -75,11 +75,13 @@ def load_model(args: argparse.Namespace, extra: Sequence[str] = ()) -> BaseKServ
         if extra:
             logger.warning("ignoring arguments the transformers backend does not use: %s", extra)
         engine = _transformers_engine(args, source, task, config_dict, tokenizer)
-    return HuggingfaceGenerativeModel(
+    generative = HuggingfaceGenerativeModel(
         name, tokenizer, engine, max_len,
         encoder_decoder=task is MLTask.text2text_generation,
         log_requests=log_requests, max_log_len=args.max_log_len,
     )  # fmt: skip
+    generative.load()
+    return generative
 
 
 def _dtype(flag: str, config: dict[str, Any]) -> str:
