@@ -4,10 +4,11 @@ command line, stop strings. None of these needs torch, transformers or vllm."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
-from wharf_model_server.__main__ import build_arg_parser
+from wharf_model_server.__main__ import build_arg_parser, main
 from wharf_model_server.runtimes.huggingface import options as opts
 from wharf_model_server.runtimes.huggingface.stops import StopScanner, stop_list
 from wharf_model_server.runtimes.huggingface.task import MLTask, choose_task, infer_task
@@ -170,3 +171,16 @@ def test_stop_lists_are_bounded() -> None:
         stop_list([str(i) for i in range(17)])
     with pytest.raises(ValueError, match="at most 256 characters"):
         stop_list(["x" * 300])
+
+
+def test_the_server_stops_with_a_clear_message_before_loading_anything(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    with pytest.raises(SystemExit, match=f"--model_dir {missing} does not exist"):
+        main(["--model_format", "huggingface", "--model_dir", str(missing)])
+    with pytest.raises(SystemExit, match="--workers must be 1"):
+        main(["--model_format", "huggingface", "--workers", "2"])
+    try:
+        import transformers  # noqa: F401
+    except ImportError:  # the workspace environment: the message names the way out
+        with pytest.raises(SystemExit, match="LLM engine environment"):
+            main(["--model_format", "huggingface", "--model_dir", str(tmp_path)])

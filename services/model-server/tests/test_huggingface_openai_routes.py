@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -93,10 +94,10 @@ def test_models_lists_openai_models(client: openai.OpenAI) -> None:
 
 
 def test_chat_plain_and_streamed(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "ahoy the wharf"}]
-    answer = client.chat.completions.create(model="shout", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "ahoy the wharf"}]
+    answer = client.chat.completions.create(model="shout", messages=messages)
     assert answer.choices[0].message.content == "AHOY THE WHARF"
-    stream = client.chat.completions.create(model="shout", messages=messages, stream=True)  # type: ignore[arg-type]
+    stream = client.chat.completions.create(model="shout", messages=messages, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == "AHOY THE WHARF "
 
 

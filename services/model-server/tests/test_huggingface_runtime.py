@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from wharf_e2e.testing import free_port
 from wharf_e2e.tinybert import build_tiny_bert
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[3]
 STARTUP_S = 1000.0  # a vLLM engine takes 70-155 s on an idle machine, far more on a busy one
 TEXTS = ["the movie was great", "i hate the night", "dog cat", "paris is a city"]
 MASKED = ["the [MASK] was great", "i love the [MASK] ."]
-CHAT = [{"role": "user", "content": "tell me about the wharf"}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "tell me about the wharf"}]
 
 REFERENCE = r"""
 import json, sys
@@ -229,7 +230,7 @@ def test_classifier_answers_v1_and_v2_like_transformers(
 def test_classifier_answers_v2_over_grpc(
     runtimes: dict[str, Runtime], reference: dict[str, object]
 ) -> None:
-    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
     clf = ready(runtimes, "clf")
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{clf.grpc_port}")
@@ -270,13 +271,14 @@ def test_embeddings_through_the_openai_client(
     got = np.array([d.embedding for d in answer.data])
     np.testing.assert_allclose(got, np.array(reference["embeddings"]), atol=1e-5)
     assert answer.usage.prompt_tokens == reference["embedding_tokens"]
-    raw = client.embeddings.create(model="emb", input=TEXTS[0], encoding_format="base64")
-    # The client decodes base64 itself; ask with httpx to see the wire format.
-    wire = httpx.post(f"{emb.url}/openai/v1/embeddings", timeout=60,
-                      json={"model": "emb", "input": TEXTS[0], "encoding_format": "base64"})  # fmt: skip
-    decoded = np.frombuffer(base64.b64decode(wire.json()["data"][0]["embedding"]), "<f4")
-    np.testing.assert_allclose(decoded, got[0], atol=1e-6)
-    np.testing.assert_allclose(raw.data[0].embedding, got[0], atol=1e-6)
+    # (the client above asked for base64 and decoded it itself; ask with httpx to see both)
+    for fmt in ("float", "base64"):
+        wire = httpx.post(f"{emb.url}/openai/v1/embeddings", timeout=60,
+                          json={"model": "emb", "input": TEXTS[0], "encoding_format": fmt})  # fmt: skip
+        vector = wire.json()["data"][0]["embedding"]
+        if fmt == "base64":
+            vector = np.frombuffer(base64.b64decode(vector), "<f4")
+        np.testing.assert_allclose(vector, got[0], atol=1e-6)
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="emb", input=[[1, 2, 3]])
     clf = ready(runtimes, "clf")
@@ -297,14 +299,14 @@ def test_chat_plain_and_streamed_agree(runtimes: dict[str, Runtime], name: str) 
         model=name,
         messages=CHAT,
         max_tokens=12,
-        temperature=0,  # type: ignore[arg-type]
+        temperature=0,
     )
     text = plain.choices[0].message.content
     assert text, "the tiny model says something"
     assert plain.usage is not None and plain.usage.completion_tokens <= 12
     assert plain.choices[0].finish_reason in ("length", "stop")
     stream = client.chat.completions.create(
-        model=name, messages=CHAT, max_tokens=12, temperature=0, stream=True,  # type: ignore[arg-type]
+        model=name, messages=CHAT, max_tokens=12, temperature=0, stream=True,
         stream_options={"include_usage": True},
     )  # fmt: skip
     chunks = list(stream)

@@ -54,6 +54,8 @@ def serve_huggingface(args: argparse.Namespace, unknown: Sequence[str]) -> None:
 
     if args.workers > 1:
         sys.exit("wharf-model-server: --workers must be 1 for the huggingface runtime")
+    if args.configure_logging:
+        configure_logging(args.log_config_file)  # the load says which task and backend
     try:
         model = load_model(args, unknown)
     except ValueError as exc:

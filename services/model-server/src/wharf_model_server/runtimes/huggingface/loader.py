@@ -25,10 +25,15 @@ def _check_source(source: str, from_hub: bool) -> None:
 
 def load_model(args: argparse.Namespace, extra: Sequence[str] = ()) -> BaseKServeModel:
     """The loaded model; `extra` are the flags the server does not know (vLLM's, passed on)."""
-    import transformers
-
     source = opts.model_source(args)
     _check_source(source, from_hub=bool(args.model_id))
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ValueError(
+            f"the huggingface runtime needs torch and transformers ({exc}): run it with the "
+            "LLM engine environment's python (scripts/install-llm-engine prints it)"
+        ) from exc
     config = transformers.AutoConfig.from_pretrained(
         source, revision=args.model_revision, trust_remote_code=args.trust_remote_code
     )
