@@ -1,4 +1,5 @@
-"""pytest fixtures for tests that need a real Kubernetes API server (marker `kube`).
+"""pytest fixtures for tests that need a real Kubernetes API server (marker `kube`), and for
+tests that need real vLLM workers (marker `vllm`, at the end of this file).
 
 One control plane per pytest run (`kube_cluster`), a fresh namespace per test (`kube_namespace`).
 The binaries come from `e2e/cluster/k8s-binaries.sh`: `./scripts/test` and `.ci/run` run it
@@ -17,6 +18,8 @@ import pytest
 
 from wharf_e2e.cluster import ControlPlane, missing_binaries
 from wharf_e2e.kube import Kube
+from wharf_e2e.tinyllm import build_tiny_llama
+from wharf_e2e.vllm_servers import VllmWorker, WorkerPool, engine_missing_reason, engine_required
 
 GPU_NODE = "kwok-gpu-node"
 CPU_NODE = "kwok-cpu-node"
@@ -63,3 +66,48 @@ async def kube_namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIte
     await kube.create_namespace(name)
     yield name
     await kube.delete_namespace(name)
+
+
+# --- LLM workers (marker `vllm`): real vLLM, CPU build, from the engine environment ----------
+# One worker per role per session, started by the first test that asks and shared; see
+# wharf_e2e.vllm_servers. Tests using them set @pytest.mark.timeout(vllm_servers.TEST_TIMEOUT_S).
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama-architecture model (wharf_e2e.tinyllm), built once per session."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def vllm_pool(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    reason = engine_missing_reason()
+    if reason is not None:
+        if engine_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    pool = WorkerPool(tiny_llama, tmp_path_factory.mktemp("vllm-logs"))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def vllm_worker(vllm_pool: WorkerPool) -> VllmWorker:
+    """The session's combined worker (role `both`), started again if a test stopped it."""
+    return vllm_pool.both()
+
+
+@pytest.fixture
+def vllm_pd_workers(vllm_pool: WorkerPool) -> tuple[VllmWorker, VllmWorker]:
+    """The session's prefill and decode workers (NixlConnector), as (prefill, decode)."""
+    return vllm_pool.prefill_decode()
+
+
+@pytest.fixture
+def vllm_pd_and_single(vllm_pool: WorkerPool) -> tuple[VllmWorker, VllmWorker, VllmWorker]:
+    """(prefill, decode, combined): the P/D pair and the combined worker to compare it with,
+    started together when missing."""
+    workers = vllm_pool.get("pd", "both")
+    prefill, decode = workers["pd"]
+    (single,) = workers["both"]
+    return prefill, decode, single

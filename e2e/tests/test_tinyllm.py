@@ -1,0 +1,62 @@
+"""The tiny Llama builder: a complete, loadable model folder, the same bytes every time.
+
+vLLM loading it is shown by services/llm-worker/tests/test_vllm_worker.py (marker `vllm`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.numpy import load_file
+from tokenizers import Tokenizer
+
+from wharf_e2e.tinyllm import HEAD_DIM, HIDDEN, LAYERS, build_tiny_llama
+
+
+def test_folder_has_a_llama_config_weights_and_tokenizer(tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert config["head_dim"] == HEAD_DIM >= 32
+    assert config["hidden_size"] == config["num_attention_heads"] * config["head_dim"]
+    weights = load_file(str(model / "model.safetensors"))
+    assert weights["model.embed_tokens.weight"].shape == (config["vocab_size"], HIDDEN)
+    assert weights["lm_head.weight"].shape == (config["vocab_size"], HIDDEN)
+    assert sum(".self_attn.q_proj.weight" in name for name in weights) == LAYERS
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    assert tokenizer.get_vocab_size() == config["vocab_size"]
+    assert tokenizer.token_to_id("<|begin_of_text|>") == config["bos_token_id"]
+
+
+def test_tokenizer_round_trips_and_adds_bos(tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "m")
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    encoding = tokenizer.encode("hello world, the router sends requests")
+    assert encoding.tokens[0] == "<|begin_of_text|>"
+    assert tokenizer.decode(encoding.ids) == "hello world, the router sends requests"
+    # Special tokens in a rendered chat prompt are single tokens, not spelled out.
+    chat = tokenizer.encode("<|user|>\nhi<|end|>\n", add_special_tokens=False)
+    assert "<|user|>" in chat.tokens and "<|end|>" in chat.tokens
+
+
+def test_chat_template_is_declared_for_transformers(tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "m")
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert "add_generation_prompt" in config["chat_template"]
+    assert config["eos_token"] == "<|end_of_text|>"
+
+
+def test_two_builds_are_identical(tmp_path: Path) -> None:
+    first = build_tiny_llama(tmp_path / "a")
+    second = build_tiny_llama(tmp_path / "b")
+    for name in sorted(p.name for p in first.iterdir()):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_tiny_llama(tmp_path)
