@@ -43,7 +43,7 @@ def isvc(model: dict[str, Any], worker: bool = False) -> InferenceService:
     }
     obj = parse_object(doc)
     assert isinstance(obj, InferenceService)
-    return default(obj)  # type: ignore[return-value]
+    return default(obj)
 
 
 def test_the_runtimes_are_valid_and_listed() -> None:
@@ -77,6 +77,7 @@ def test_their_command_lines_parse_as_the_huggingface_runtime() -> None:
     for rt in cluster_runtimes():
         if rt.metadata.name not in ("kserve-huggingfaceserver", "kserve-vllmserver"):
             continue
+        assert rt.spec.containers
         container = rt.spec.containers[0]
         assert container.command == ["wharf-model-server"]
         args = [a.replace("{{.Name}}", "llm") for a in container.args or []]
