@@ -107,7 +107,8 @@ class Runtime:
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # Still loading: vLLM's engine process (same process group) goes too.
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
 
 
@@ -173,8 +174,9 @@ def runtimes(
             ]  # fmt: skip
             with log.open("wb") as sink:
                 proc = subprocess.Popen(
-                    cmd, stdout=sink, stderr=subprocess.STDOUT, env=engine_env(python), cwd=REPO
-                )
+                    cmd, stdout=sink, stderr=subprocess.STDOUT, env=engine_env(python), cwd=REPO,
+                    start_new_session=True,
+                )  # fmt: skip
             started[name] = Runtime(name, proc, http_port, grpc_port, log)
         yield started
     finally:
