@@ -15,11 +15,19 @@ from wharf_model_server.model import Model
 from wharf_model_server.model_server import HelpFormatter, ModelServer, parser
 from wharf_model_server.predictor_config import PredictorConfig
 from wharf_model_server.runtimes.factory import RuntimeModelRepository, load_model_dir
+from wharf_model_server.runtimes.huggingface import options as huggingface_options
 
 logger = logging.getLogger("wharf.server")
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def _model_format(argv: Sequence[str] | None) -> str | None:
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--model_format", "--model-format", "--framework", dest="model_format")
+    value = peek.parse_known_args(argv)[0].model_format
+    return str(value) if value else None
+
+
+def build_arg_parser(huggingface: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wharf-model-server",
         parents=[parser],
@@ -31,10 +39,28 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model_format", "--model-format", "--framework", dest="model_format", default=None,
-        help="sklearn, xgboost, lightgbm or onnx (default: decided by the files found)",
+        help="sklearn, xgboost, lightgbm, onnx, or huggingface / vllm (see --model_format "
+        "huggingface --help) (default: decided by the files found)",
     )  # fmt: skip
     p.add_argument("--nthread", default=1, type=int, help="threads per xgboost/lightgbm/onnx call")
+    if huggingface:
+        huggingface_options.add_arguments(p)
     return p
+
+
+def serve_huggingface(args: argparse.Namespace, unknown: Sequence[str]) -> None:
+    """`--model_format huggingface` (or `vllm`): one model from --model_dir or --model_id."""
+    from wharf_model_server.runtimes.huggingface.loader import load_model
+
+    if args.workers > 1:
+        sys.exit("wharf-model-server: --workers must be 1 for the huggingface runtime")
+    if args.configure_logging:
+        configure_logging(args.log_config_file)  # the load says which task and backend
+    try:
+        model = load_model(args, unknown)
+    except ValueError as exc:
+        sys.exit(f"wharf-model-server: {exc}")
+    ModelServer(args=args).start([model])
 
 
 def predictor_config(args: argparse.Namespace) -> PredictorConfig:
@@ -49,7 +75,12 @@ def predictor_config(args: argparse.Namespace) -> PredictorConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, unknown = build_arg_parser().parse_known_args(argv)
+    huggingface = huggingface_options.wants_huggingface(_model_format(argv))
+    args, unknown = build_arg_parser(huggingface).parse_known_args(argv)
+    if huggingface:
+        # Flags the server does not know go to vLLM (its engine flags), as KServe does.
+        serve_huggingface(args, unknown)
+        return
     if unknown:
         # ServingRuntime manifests written for other runtimes may pass flags we do not know;
         # KServe's servers ignore those too.

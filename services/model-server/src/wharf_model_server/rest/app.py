@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wharf_model_server import metrics
 from wharf_model_server.dataplane import DataPlane
-from wharf_model_server.rest import repository, v1, v2
+from wharf_model_server.rest import openai, repository, v1, v2
 from wharf_model_server.rest.fast_path import ASGIApp, InferenceFastPath
 from wharf_model_server.rest.handlers import error_result
 from wharf_model_server.rest.responses import json_response, response
@@ -86,6 +86,7 @@ def build_fastapi_app(
     v1.attach(app, dataplane, limit)
     v2.attach(app, dataplane, limit)
     repository.attach(app, dataplane)
+    openai.attach(app, dataplane, limit)
     _add_error_handlers(app)
     _install_openapi(app)
     return app
