@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -242,3 +244,77 @@ async def test_one_of_two_candidates_leads_and_the_other_takes_over(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _leader_metric(http: Any, port: int) -> float | None:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("wharf_controller_leader "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_two_controller_processes_one_leads_and_the_other_takes_over(
+    kube_cluster: Any, installed: None, kube_namespace: str
+) -> None:
+    import aiohttp
+
+    from wharf_e2e.testing import free_port
+
+    ports = [free_port(), free_port()]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "wharf_controller",
+            "run",
+            f"--kubeconfig={kube_cluster.kubeconfig}",
+            f"--namespace={kube_namespace}",
+            f"--metrics-port={port}",
+            "--metrics-host=127.0.0.1",
+            f"--identity=ctl-{i}",
+            "--lease-seconds=3",
+            "--renew-seconds=0.5",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def leaders() -> list[int]:
+                values = [await _leader_metric(http, p) for p in ports]
+                return [i for i, v in enumerate(values) if v == 1.0] if None not in values else []
+
+            leading = await wait_for(leaders, "one leader", within=90)
+            assert len(leading) == 1
+            leader = leading[0]
+            procs[leader].send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(procs[leader].wait(), 30) == 0
+            other = ports[1 - leader]
+
+            async def took_over() -> bool:
+                return await _leader_metric(http, other) == 1.0
+
+            await wait_for(took_over, "the other process to lead", within=60)
+        lease = await _lease(kube_cluster, kube_namespace)
+        assert lease["spec"]["holderIdentity"] == f"ctl-{1 - leader}"
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 30)
+
+
+async def _lease(kube_cluster: Any, namespace: str) -> dict[str, Any]:
+    async with Kube.from_kubeconfig(kube_cluster.kubeconfig) as kube:
+        lease = await kube.get(
+            "coordination.k8s.io/v1", "Lease", "wharf-controller-leader", namespace
+        )
+    assert lease is not None
+    return lease

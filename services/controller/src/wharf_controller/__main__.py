@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
         help="hold the Lease wharf-controller-leader before reconciling",
     )  # fmt: skip
     run.add_argument("--identity", help="leader-election identity (default: host name + pid)")
+    run.add_argument("--lease-seconds", type=int, default=15, help="how long a Lease holds")
+    run.add_argument("--renew-seconds", type=float, default=2.0, help="how often it is renewed")
     run.set_defaults(func=_run)
     return top
 
