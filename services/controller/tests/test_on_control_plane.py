@@ -193,6 +193,25 @@ async def test_an_inference_service_becomes_ready_and_stays_converged(
     await wait_for(collected, "the children garbage-collected", within=120)
 
 
+async def test_a_model_no_runtime_serves_is_reported_and_nothing_is_created(
+    kube: Kube, controller: Controller, kube_namespace: str
+) -> None:
+    ns = kube_namespace
+    unserved = _isvc("torch")
+    unserved["spec"]["predictor"]["model"]["modelFormat"]["name"] = "pytorch"
+    await kube.apply(unserved, namespace=ns)
+
+    async def reported() -> dict[str, Any]:
+        got = await kube.get(ISVC, "InferenceService", "torch", ns) or {}
+        conds = got.get("status", {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Ready"), {})
+
+    ready = await wait_for(reported, "a Ready condition")
+    assert ready["status"] == "False" and ready["reason"] == "NoSupportingRuntime"
+    assert "pytorch" in ready["message"]
+    assert await kube.get("apps/v1", "Deployment", "torch-predictor", ns) is None
+
+
 async def test_a_conflict_is_retried(
     kube: Kube, controller: Controller, kube_namespace: str
 ) -> None:

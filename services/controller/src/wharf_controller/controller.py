@@ -66,6 +66,24 @@ Key = tuple[str, str]
 KIND = "InferenceService"
 
 
+class NotReconciled(Exception):
+    """The resource cannot be reconciled for a reason its status names."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# the Ready condition's reason for each error a spec can cause
+REASONS: dict[type[Exception], str] = {
+    WharfValidationError: "InvalidSpec",
+    PlanError: "InvalidSpec",
+    DesiredError: "InvalidSpec",
+    NoSupportingRuntimeError: "NoSupportingRuntime",
+    CredentialsError: "StorageCredentials",
+}
+
+
 class Conflict(Exception):
     """The object changed since it was read (409): reconcile again from the cache."""
 
@@ -257,11 +275,14 @@ class Controller:
         mode = deployment_mode(obj, self.config.deploy.default_deployment_mode)
         try:
             if self.config_error:
-                raise DesiredError(self.config_error)
+                raise NotReconciled("InvalidConfig", self.config_error)
             isvc = _parsed(obj)
             validate(isvc)
             if mode != STANDARD:
-                raise DesiredError(f"deployment mode {mode} is not supported by this controller")
+                raise NotReconciled(
+                    "UnsupportedDeploymentMode",
+                    f"deployment mode {mode} is not reconciled by this controller yet",
+                )
             catalog = self._catalog(self.config)
             catalog.runtimes = [
                 r for r in catalog.runtimes if (r.metadata.namespace or "") == namespace
@@ -282,15 +303,22 @@ class Controller:
             )
             for child in desired:
                 if self.children[child["kind"]].missing:
-                    raise DesiredError(f"{child['kind']} is not served: install its CRD")
+                    raise NotReconciled(
+                        "MissingCRD", f"{child['kind']} is not served: install its CRD"
+                    )
         except (
             WharfValidationError,
             NoSupportingRuntimeError,
             PlanError,
             DesiredError,
             CredentialsError,
+            NotReconciled,
         ) as exc:
-            reason = type(exc).__name__.removesuffix("Error") or "InvalidSpec"
+            reason = (
+                exc.reason
+                if isinstance(exc, NotReconciled)
+                else next(r for t, r in REASONS.items() if isinstance(exc, t))
+            )
             await self._write_status(
                 obj, failed_status(reason, str(exc), generation, _now(), previous, mode)
             )
