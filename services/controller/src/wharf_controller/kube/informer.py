@@ -80,6 +80,7 @@ class Informer:
             if key not in fresh:
                 await self._emit("DELETED", obj, obj)
         self.relists += 1
+        self.missing = False  # served now, if its CRD came after the controller
         self.synced.set()
         return str(listing["metadata"]["resourceVersion"])
 
@@ -104,11 +105,15 @@ class Informer:
                 if exc.status == 410:
                     continue
                 if exc.status == 404:
+                    if not self.missing:
+                        log.info("%s is not served (no CRD): watching for it", self.kind.kind)
                     self.missing = True
                     self.synced.set()
+                    await asyncio.sleep(max(backoff.next_delay(), 10.0))
+                    continue
                 delay = backoff.next_delay()
                 log.warning("%s: %s; retrying in %.1fs", self.kind.kind, exc, delay)
-                await asyncio.sleep(delay if exc.status != 404 else max(delay, 10.0))
+                await asyncio.sleep(delay)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 delay = backoff.next_delay()
                 log.warning("%s: %r; retrying in %.1fs", self.kind.kind, exc, delay)
