@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from wharf_e2e.tinyllm import HEAD_DIM, HIDDEN, LAYERS, build_tiny_llama
+from wharf_e2e.tinyllm import HEAD_DIM, HIDDEN, LAYERS, LORA_RANK, build_tiny_llama, build_tiny_lora
 
 
 def test_folder_has_a_llama_config_weights_and_tokenizer(tmp_path: Path) -> None:
@@ -60,3 +60,16 @@ def test_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
         build_tiny_llama(tmp_path)
+
+
+def test_lora_adapter_matches_the_models_shapes(tmp_path: Path) -> None:
+    base = build_tiny_llama(tmp_path / "m")
+    adapter = build_tiny_lora(tmp_path / "lora", base)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == LORA_RANK
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    a = weights["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+    b = weights["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"]
+    assert a.shape == (LORA_RANK, HIDDEN)
+    assert b.shape == (HIDDEN, LORA_RANK)
+    assert float(abs(b).sum()) > 0  # unlike a fresh PEFT adapter, it changes the answers

@@ -182,3 +182,43 @@ def build_tiny_llama(dest: Path) -> Path:
     for name, content in files.items():
         (dest / name).write_text(json.dumps(content, indent=2) + "\n")
     return dest
+
+
+LORA_RANK = 8
+LORA_TARGETS = ("q_proj", "v_proj")
+
+
+def build_tiny_lora(dest: Path, base: Path, seed: int = 7) -> Path:
+    """Write a PEFT LoRA adapter for the tiny model into `dest` (created; empty or absent): rank
+    8 on the attention's q and v projections, seeded random A and B. B is not zero (PEFT
+    initialises it to zero), so the adapter changes the model's answers."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise FileExistsError(f"build_tiny_lora: {dest} is not empty")
+    rng = np.random.default_rng(seed)
+    out_features = {"q_proj": HEADS * HEAD_DIM, "v_proj": KV_HEADS * HEAD_DIM}
+    tensors: dict[str, np.ndarray] = {}
+    for layer in range(LAYERS):
+        for target in LORA_TARGETS:
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{target}"
+            tensors[f"{prefix}.lora_A.weight"] = (
+                rng.standard_normal((LORA_RANK, HIDDEN)) / np.sqrt(HIDDEN)
+            ).astype(np.float32)
+            tensors[f"{prefix}.lora_B.weight"] = rng.standard_normal(
+                (out_features[target], LORA_RANK)
+            ).astype(np.float32)
+    save_file(tensors, str(dest / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(base),
+        "r": LORA_RANK,
+        "lora_alpha": 2 * LORA_RANK,
+        "lora_dropout": 0.0,
+        "target_modules": list(LORA_TARGETS),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+    }
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return dest

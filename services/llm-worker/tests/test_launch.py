@@ -15,6 +15,7 @@ from wharf_llm_worker.launch import (
     WorkerOptions,
     build_launch,
     kill_timeout_s,
+    process_env,
 )
 
 
@@ -154,3 +155,28 @@ def test_extra_args_come_last_and_may_not_override_owned_flags() -> None:
 def test_invalid_options_name_the_option(changes: dict[str, object], field: str) -> None:
     with pytest.raises(LaunchError, match=field):
         build_launch(_options(**changes))
+
+
+def test_two_cpus_with_a_connector_keep_one_cpu_off_the_engine() -> None:
+    launch = build_launch(_options(role="decode", cpu_count=2))
+    assert launch.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"role": "both", "cpu_count": 2},  # no connector: vLLM's own reservation fits
+        {"role": "decode", "cpu_count": 8},  # enough CPUs for vLLM's own reservation
+        {"role": "decode", "cpu_count": None},  # unknown: leave vLLM to decide
+    ],
+)
+def test_vllm_keeps_its_own_cpu_reservation_otherwise(changes: dict[str, object]) -> None:
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in build_launch(_options(**changes)).env
+
+
+def test_process_env_adds_the_launch_but_keeps_the_operators_reservation() -> None:
+    launch = build_launch(_options(role="prefill", cpu_count=2))
+    env = process_env(launch, {"PATH": "/bin", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"})
+    assert env["PATH"] == "/bin"
+    assert env["WHARF_LLM_WORKER_ROLE"] == "prefill"
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"

@@ -32,6 +32,7 @@ from wharf_llm_worker.launch import (
     LoraAdapter,
     WorkerOptions,
     build_launch,
+    process_env,
 )
 
 
@@ -87,6 +88,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[WorkerOptions, bool]:
         lora=tuple(LoraAdapter.parse(text) for text in ns.lora),
         drain_timeout_s=ns.drain_timeout,
         extra_args=tuple(extra),
+        cpu_count=len(os.sched_getaffinity(0)),
     )
     return options, bool(ns.dry_run)
 
@@ -103,7 +105,7 @@ def _run(launch: EngineLaunch, python: str, dry_run: bool) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(python, [python, *launch.args], {**os.environ, **launch.env})
+    os.execve(python, [python, *launch.args], process_env(launch, os.environ))
 
 
 def main(argv: list[str] | None = None) -> int:

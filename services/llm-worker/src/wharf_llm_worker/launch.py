@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,7 @@ SERVED_NAME_ENV = "WHARF_LLM_WORKER_MODEL"
 KV_CONNECTOR_ENV = "WHARF_LLM_WORKER_KV_CONNECTOR"
 NIXL_PORT_ENV = "VLLM_NIXL_SIDE_CHANNEL_PORT"
 NIXL_HOST_ENV = "VLLM_NIXL_SIDE_CHANNEL_HOST"
+RESERVED_CPU_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
 
 DEFAULT_DRAIN_TIMEOUT_S = 30
 # After the drain, vLLM stops the engine process and frees the KV cache: seconds on a small host.
@@ -94,6 +96,7 @@ class WorkerOptions:
     lora: tuple[LoraAdapter, ...] = ()
     drain_timeout_s: int = DEFAULT_DRAIN_TIMEOUT_S
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    cpu_count: int | None = None  # the CPUs this process may use; None: unknown
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,20 @@ def kv_transfer_config(options: WorkerOptions) -> dict[str, object] | None:
         "kv_role": kv_role,
         "kv_connector_extra_config": {"shared_storage_path": options.kv_shared_path},
     }
+
+
+def reserved_cpu_env(options: WorkerOptions) -> dict[str, str]:
+    """How many CPUs vLLM's CPU backend keeps off its OpenMP threads, when its own choice is bad.
+
+    vLLM reserves one CPU for the API server and, with a KV connector, one more for the
+    transfer thread. On a host with 2 CPUs that leaves none, so vLLM reserves nothing and runs
+    its OpenMP threads on both CPUs, next to the API server and NIXL's thread: every barrier of
+    a step then waits for a thread the kernel has preempted. Reserving one CPU keeps the engine
+    on the other, as a worker without a connector runs.
+    """
+    if kv_transfer_config(options) is None or options.cpu_count is None:
+        return {}
+    return {RESERVED_CPU_ENV: "1"} if options.cpu_count <= 2 else {}
 
 
 def _validate(options: WorkerOptions) -> None:
@@ -210,6 +227,7 @@ def build_launch(options: WorkerOptions) -> EngineLaunch:
         ROLE_ENV: options.role,
         SERVED_NAME_ENV: options.served_model_name,
         KV_CONNECTOR_ENV: str(kv_config["kv_connector"]) if kv_config else "none",
+        **reserved_cpu_env(options),
     }
     if effective_kv_transfer(options) == "nixl":
         if options.kv_side_channel_port is not None:
@@ -219,3 +237,12 @@ def build_launch(options: WorkerOptions) -> EngineLaunch:
     return EngineLaunch(
         args=tuple(args), env=env, kill_timeout_s=kill_timeout_s(options.drain_timeout_s)
     )
+
+
+def process_env(launch: EngineLaunch, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The engine's whole environment: the inherited one with the launch's added. A CPU
+    reservation the operator set (VLLM_CPU_NUM_OF_RESERVED_CPU) stays theirs."""
+    env = {**inherited, **launch.env}
+    if RESERVED_CPU_ENV in inherited:
+        env[RESERVED_CPU_ENV] = inherited[RESERVED_CPU_ENV]
+    return env
