@@ -22,7 +22,13 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from wharf_e2e.testing import wait_until
-from wharf_e2e.vllm_servers import SERVED_MODEL_NAME, TEST_TIMEOUT_S, VllmWorker, metric_value
+from wharf_e2e.vllm_servers import (
+    SERVED_MODEL_NAME,
+    TEST_TIMEOUT_S,
+    VllmWorker,
+    WorkerPool,
+    metric_value,
+)
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 
@@ -40,6 +46,13 @@ def _worker_client(worker: VllmWorker) -> openai.OpenAI:
 
 def _metric(text: str, name: str, **labels: str) -> float:
     return metric_value(text, name, labels or None) or 0.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _all_workers_at_once(vllm_pool: WorkerPool) -> None:
+    # The module needs the combined worker and the P/D pair: starting the three together
+    # overlaps their loads (each takes 70-155 s alone, far more on a busy machine).
+    vllm_pool.get("both", "pd")
 
 
 def test_completions_chat_and_streams_through_the_gateway(
@@ -127,18 +140,15 @@ def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
     generated = _metric(after, "vllm:generation_tokens_total") - _metric(
         before, "vllm:generation_tokens_total"
     )
-    assert generated < max_tokens  # stopped early, not run to the end
-    aborted = "vllm:request_success_total"
-    assert (
-        _metric(after, aborted, finished_reason="abort")
-        - _metric(before, aborted, finished_reason="abort")
-        == 1
-    )
+    # Stopped early, not run to the end. (vLLM counts no aborted request in
+    # `vllm:request_success_total`, so the tokens it generated are the evidence.)
+    assert generated < max_tokens
     wait_until(
         lambda: _metric(gateway.metrics(), "wharf_router_client_disconnects_total") == 1,
         "the gateway to count the disconnect",
         30,
     )
+    assert _metric(gateway.metrics(), "wharf_router_requests_total", code="499") == 1
 
 
 # Distinct openings, so no prompt finds another's blocks in the decode worker's prefix cache
@@ -234,7 +244,8 @@ def test_a_worker_killed_mid_run_loses_no_request(
         assert answer.usage is not None
         with lock:
             done.append(index)
-        return answer.usage.completion_tokens
+        tokens: int = answer.usage.completion_tokens
+        return tokens
 
     victim_before = _metric(victim.metrics(), "vllm:generation_tokens_total")
     with ThreadPoolExecutor(concurrency) as pool:
