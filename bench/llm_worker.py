@@ -1,10 +1,13 @@
-"""What the LLM worker costs: `wharf-llm-worker --role both` against vLLM's own server.
+"""What the LLM worker costs: `wharf-llm-worker --role both`, alone and behind
+`wharf-router gateway`, against vLLM's own server.
 
-Both serve the tiny Llama of the tests (`wharf_e2e.tinyllm`, built here) with the same engine
-arguments from the same engine environment (`scripts/install-llm-engine`); the only difference
-is Wharf (its command line, which execs vLLM's server, and its ASGI middleware). Both are
-started at once, then measured one after the other in each round, the order alternating; an
-idle vLLM server uses no CPU, so the one not measured does not disturb the other.
+Both engines serve the tiny Llama of the tests (`wharf_e2e.tinyllm`, built here) with the same
+engine arguments from the same engine environment (`scripts/install-llm-engine`); the only
+difference is Wharf (its command line, which execs vLLM's server, and its ASGI middleware).
+They are started at once, then measured one after the other in each round, the order rotating;
+an idle vLLM server uses no CPU, so the one not measured does not disturb the other. The third
+row, `wharf+router`, is the same Wharf worker reached through a gateway process in front of it
+(`--endpoint URL=both`): what a client of an LLMInferenceService with a router pays.
 
 Each cell: C concurrent clients, each sending streamed chat completions (`max_tokens` M,
 `ignore_eos`, greedy) back to back for D seconds. Output tokens/s is the completion tokens
@@ -41,6 +44,8 @@ from wharf_llm_worker.engine_env import engine_python
 from wharf_llm_worker.launch import ENGINE_MODULE
 
 MODEL = "tiny-llama"
+# vLLM's own server first: the others are measured against it.
+NAMES = ("vllm", "wharf", "wharf+router")
 STARTUP_S = 900.0
 
 
@@ -157,21 +162,29 @@ def main(argv: list[str] | None = None) -> int:
     python = str(engine_python())
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
     model = build_tiny_llama(workdir / "model")
-    vllm_port, wharf_port = free_port(), free_port()
+    vllm_port, wharf_port, router_port = free_port(), free_port(), free_port()
     common = ["--model", str(model), "--served-model-name", MODEL, "--host", "127.0.0.1"]
     bare = [python, "-m", ENGINE_MODULE, *common, "--port", str(vllm_port), *ENGINE_ARGS]
     worker = [
         sys.executable, "-m", "wharf_llm_worker.cli", "--role", "both", "--model", str(model),
         "--served-model-name", MODEL, "--port", str(wharf_port), "--", *ENGINE_ARGS,
     ]  # fmt: skip
+    router = [
+        sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
+        "--port", str(router_port), "--endpoint", f"http://127.0.0.1:{wharf_port}=both",
+    ]  # fmt: skip
     servers = [start("vllm", bare, vllm_port, workdir), start("wharf", worker, wharf_port, workdir)]
-    results: dict[str, list[dict[str, float]]] = {"vllm": [], "wharf": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in NAMES}
     load_at_start = os.getloadavg()
     try:
         for server in servers:
             wait_ready(server)
+        # The gateway's /health is 200 once it has seen its pod healthy.
+        servers.append(start("wharf+router", router, router_port, workdir))
+        wait_ready(servers[-1])
         for round_index in range(args.rounds):
-            order = servers if round_index % 2 == 0 else servers[::-1]
+            shift = round_index % len(servers)
+            order = servers[shift:] + servers[:shift]
             for server in order:
                 figures = asyncio.run(
                     cell(server.url, args.concurrency, args.duration, args.max_tokens)
@@ -189,26 +202,31 @@ def main(argv: list[str] | None = None) -> int:
         name: {key: median(name, key) for key in ("output_tokens_per_s", "ttft_median_ms")}
         for name in results
     }
-    tps_v, tps_w = summary["vllm"]["output_tokens_per_s"], summary["wharf"]["output_tokens_per_s"]
-    ttft_v, ttft_w = summary["vllm"]["ttft_median_ms"], summary["wharf"]["ttft_median_ms"]
+    tps_v, ttft_v = summary["vllm"]["output_tokens_per_s"], summary["vllm"]["ttft_median_ms"]
     summary["overhead_pct"] = {
-        "output_tokens_per_s": 100 * (tps_v - tps_w) / tps_v,
-        "ttft_median_ms": 100 * (ttft_w - ttft_v) / ttft_v,
+        name: {
+            "output_tokens_per_s": 100 * (tps_v - summary[name]["output_tokens_per_s"]) / tps_v,
+            "ttft_median_ms": 100 * (summary[name]["ttft_median_ms"] - ttft_v) / ttft_v,
+        }
+        for name in NAMES[1:]
     }
     summary["settings"] = {**vars(args), "json": str(args.json), "load_at_start": load_at_start}
     summary["rounds"] = results
-    print("| server | output tokens/s | median TTFT (ms) |")
-    print("|---|---|---|")
-    for name in ("vllm", "wharf"):
+    print("| server | output tokens/s | median TTFT (ms) | tokens/s cost | TTFT cost |")
+    print("|---|---|---|---|---|")
+    for name in NAMES:
         figures = summary[name]
-        print(
-            f"| {name} | {figures['output_tokens_per_s']:.1f} | {figures['ttft_median_ms']:.1f} |"
+        cost = summary["overhead_pct"].get(name)
+        costs = (
+            f"{cost['output_tokens_per_s']:+.1f}% | {cost['ttft_median_ms']:+.1f}%"
+            if cost
+            else "- | -"
         )
-    overhead = summary["overhead_pct"]
-    print(
-        f"Wharf's cost: {overhead['output_tokens_per_s']:+.1f}% output tokens/s, "
-        f"{overhead['ttft_median_ms']:+.1f}% median TTFT (positive = Wharf slower)"
-    )
+        print(
+            f"| {name} | {figures['output_tokens_per_s']:.1f} | "
+            f"{figures['ttft_median_ms']:.1f} | {costs} |"
+        )
+    print("costs against vllm: positive = Wharf slower")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0

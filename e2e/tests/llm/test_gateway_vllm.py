@@ -1,0 +1,274 @@
+"""The LLM gateway (`wharf-router gateway`, a real process) in front of real vLLM workers (CPU
+build, the tiny Llama built by the session), through the `openai` client.
+
+Marker `vllm`: the workers are the session's (wharf_e2e.vllm_servers), started once and shared;
+without the engine environment these skip with the reason, and fail under CI. The worker kill is
+last in this module: it kills the shared combined worker, which the pool starts again only if a
+later test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from wharf_e2e.testing import wait_until
+from wharf_e2e.vllm_servers import (
+    SERVED_MODEL_NAME,
+    TEST_TIMEOUT_S,
+    VllmWorker,
+    WorkerPool,
+    metric_value,
+)
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
+
+# Conftest's `start_gateway` factory: (worker, role) pairs in, a running `Gateway` out.
+StartGateway = Callable[[list[tuple[VllmWorker, str]]], Any]
+# Random weights: the text means nothing, but greedy decoding is deterministic and `ignore_eos`
+# makes every answer exactly max_tokens long.
+FIXED = {"ignore_eos": True}
+SOURCE = "vllm:prompt_tokens_by_source_total"
+
+
+def _worker_client(worker: VllmWorker) -> openai.OpenAI:
+    return openai.OpenAI(base_url=worker.openai_base_url, api_key="unused", timeout=300)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    return metric_value(text, name, labels or None) or 0.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _all_workers_at_once(vllm_pool: WorkerPool) -> None:
+    # The module needs the combined worker and the P/D pair: starting the three together
+    # overlaps their loads (each takes 70-155 s alone, far more on a busy machine).
+    vllm_pool.get("both", "pd")
+
+
+def test_completions_chat_and_streams_through_the_gateway(
+    vllm_worker: VllmWorker, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway([(vllm_worker, "both")])
+    client = gateway.client()
+    direct = _worker_client(vllm_worker)
+
+    assert [model.id for model in client.models.list()] == [SERVED_MODEL_NAME]
+
+    prompt = "the gateway sends each request to"
+    whole = client.completions.create(
+        model=SERVED_MODEL_NAME, prompt=prompt, max_tokens=8, temperature=0.0, extra_body=FIXED
+    )
+    alone = direct.completions.create(
+        model=SERVED_MODEL_NAME, prompt=prompt, max_tokens=8, temperature=0.0, extra_body=FIXED
+    )
+    assert whole.choices[0].text == alone.choices[0].text
+    assert whole.usage is not None and whole.usage.completion_tokens == 8
+
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "which pod holds my prefix?"}
+    ]
+    chat = client.chat.completions.create(
+        model=SERVED_MODEL_NAME, messages=messages, max_tokens=10, temperature=0.0, extra_body=FIXED
+    )
+    assert chat.choices[0].message.content
+    assert chat.usage is not None and chat.usage.completion_tokens == 10
+
+    stream = client.chat.completions.create(
+        model=SERVED_MODEL_NAME,
+        messages=messages,
+        max_tokens=10,
+        temperature=0.0,
+        extra_body=FIXED,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 2  # passed on event by event, not gathered into one body
+    assert streamed == chat.choices[0].message.content
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 10
+    assert usage.prompt_tokens == chat.usage.prompt_tokens
+
+    # The gateway counts per model what the engine reported in `usage`.
+    text = gateway.metrics()
+    ok = {"model": SERVED_MODEL_NAME, "code": "200"}
+    assert _metric(text, "wharf_router_requests_total", **ok, api="completions") == 1
+    assert _metric(text, "wharf_router_requests_total", **ok, api="chat") == 2
+    completion_tokens = _metric(
+        text, "wharf_router_completion_tokens_total", model=SERVED_MODEL_NAME
+    )
+    assert completion_tokens == 8 + 10 + 10
+    prompt_tokens = _metric(text, "wharf_router_prompt_tokens_total", model=SERVED_MODEL_NAME)
+    assert prompt_tokens == whole.usage.prompt_tokens + 2 * chat.usage.prompt_tokens
+    ttft = "wharf_router_time_to_first_token_seconds_count"
+    assert _metric(text, ttft, model=SERVED_MODEL_NAME) >= 1
+
+
+def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
+    vllm_worker: VllmWorker, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway([(vllm_worker, "both")])
+    max_tokens = 900  # far longer than the test lets it run (max-model-len is 1024)
+    before = vllm_worker.metrics()
+    stream = gateway.client().completions.create(
+        model=SERVED_MODEL_NAME,
+        prompt="a long story",
+        max_tokens=max_tokens,
+        temperature=0.0,
+        extra_body=FIXED,
+        stream=True,
+    )
+    next(iter(stream))  # the request runs on the worker
+    stream.close()
+
+    def idle() -> bool:
+        return _metric(vllm_worker.metrics(), "vllm:num_requests_running") == 0
+
+    wait_until(idle, "the worker to drop the request", 120, every_s=0.2)
+    after = vllm_worker.metrics()
+    generated = _metric(after, "vllm:generation_tokens_total") - _metric(
+        before, "vllm:generation_tokens_total"
+    )
+    # Stopped early, not run to the end. (vLLM counts no aborted request in
+    # `vllm:request_success_total`, so the tokens it generated are the evidence.)
+    assert generated < max_tokens
+    wait_until(
+        lambda: _metric(gateway.metrics(), "wharf_router_client_disconnects_total") == 1,
+        "the gateway to count the disconnect",
+        30,
+    )
+    assert _metric(gateway.metrics(), "wharf_router_requests_total", code="499") == 1
+
+
+# Distinct openings, so no prompt finds another's blocks in the decode worker's prefix cache
+# (which would count as a local cache hit); each longer than one KV block (128 tokens on CPU).
+PD_PROMPTS = [
+    " ".join(
+        f"{word} {i}: prefill computes the prompt and decode reads its cache." for i in range(12)
+    )
+    for word in ("alpha", "bravo", "charlie")
+]
+
+
+def test_prefill_decode_through_the_gateway_equals_one_worker(
+    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker], start_gateway: StartGateway
+) -> None:
+    prefill, decode, single = vllm_pd_and_single
+    gateway = start_gateway([(prefill, "prefill"), (decode, "decode")])
+    client = gateway.client()
+    direct = _worker_client(single)
+    before = decode.metrics()
+    prompt_tokens = 0
+
+    for prompt in PD_PROMPTS[:2]:
+        split = client.completions.create(
+            model=SERVED_MODEL_NAME, prompt=prompt, max_tokens=16, temperature=0.0, extra_body=FIXED
+        )
+        alone = direct.completions.create(
+            model=SERVED_MODEL_NAME, prompt=prompt, max_tokens=16, temperature=0.0, extra_body=FIXED
+        )
+        assert split.choices[0].text == alone.choices[0].text
+        assert split.usage is not None
+        prompt_tokens += split.usage.prompt_tokens
+
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PD_PROMPTS[2]}]
+    chunks = list(
+        client.chat.completions.create(
+            model=SERVED_MODEL_NAME,
+            messages=messages,
+            max_tokens=16,
+            temperature=0.0,
+            extra_body=FIXED,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    alone_chat = direct.chat.completions.create(
+        model=SERVED_MODEL_NAME, messages=messages, max_tokens=16, temperature=0.0, extra_body=FIXED
+    )
+    assert streamed == alone_chat.choices[0].message.content
+    usage = chunks[-1].usage
+    assert usage is not None
+    prompt_tokens += usage.prompt_tokens
+
+    # Every prompt token of the decode worker came over NIXL; it computed none of them.
+    after = decode.metrics()
+    external = _metric(after, SOURCE, source="external_kv_transfer") - _metric(
+        before, SOURCE, source="external_kv_transfer"
+    )
+    local = _metric(after, SOURCE, source="local_compute") - _metric(
+        before, SOURCE, source="local_compute"
+    )
+    assert external == prompt_tokens
+    assert local == 0
+    text = gateway.metrics()
+    assert _metric(text, "wharf_router_pd_handoffs_total") == 3
+    assert _metric(text, "wharf_router_pd_prefill_fallbacks_total") == 0
+
+
+# Last: it kills the session's combined worker.
+def test_a_worker_killed_mid_run_loses_no_request(
+    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker], start_gateway: StartGateway
+) -> None:
+    # Two pods without starting a third engine (70-155 s here): the combined worker, and the
+    # decode worker, which computes a prompt itself when a request carries no KV transfer.
+    _, decode, victim = vllm_pd_and_single
+    gateway = start_gateway([(victim, "both"), (decode, "both")])
+    client = gateway.client()
+    total, concurrency, max_tokens = 24, 4, 48
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def one(index: int) -> int:
+        # Non-streamed: the gateway retries an unanswered request on the other pod. (A stream
+        # cut after its first event cannot be: it ends with an error event, see docs/router.md.)
+        answer = client.completions.create(
+            model=SERVED_MODEL_NAME,
+            prompt=f"request {index}: the pods answer while one of them dies",
+            max_tokens=max_tokens,
+            temperature=0.0,
+            extra_body=FIXED,
+        )
+        assert answer.usage is not None
+        with lock:
+            done.append(index)
+        tokens: int = answer.usage.completion_tokens
+        return tokens
+
+    victim_before = _metric(victim.metrics(), "vllm:generation_tokens_total")
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(one, i) for i in range(total)]
+        # Kill while the victim is generating a request the gateway has not answered yet.
+        wait_until(
+            lambda: len(done) >= 2 and _metric(victim.metrics(), "vllm:num_requests_running") >= 1,
+            "a request running on the worker to kill",
+            300,
+            every_s=0.05,
+        )
+        served_before_kill = _metric(victim.metrics(), "vllm:generation_tokens_total")
+        assert victim.proc is not None
+        os.killpg(victim.proc.pid, signal.SIGKILL)  # the pod dies: server and engine at once
+        victim.proc.wait()
+        killed_at = len(done)
+        tokens = [future.result() for future in futures]  # raises if any request failed
+
+    assert tokens == [max_tokens] * total
+    assert served_before_kill > victim_before  # both pods were serving before the kill
+    assert killed_at < total  # requests were still coming when it died
+    text = gateway.metrics()
+    assert _metric(text, "wharf_router_retries_total") >= 1
+    assert _metric(text, "wharf_router_requests_total", code="200") == total
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{victim.url}/health", timeout=2)
