@@ -3,7 +3,7 @@ fleet of 8 vLLM pods, with a placement oracle as the reference.
 
 The fleet is `wharf-engine-sim` (docs/enginesim.md): 8 pods in one process, calibrated on
 llm-d's Qwen3-32B/H100 benchmark, with a third of that KV cache per pod (6,000 blocks of 16
-tokens) so that, as in llm-d's run, the shared prompts of all groups do not fit on one pod. On
+tokens) so that, as in llm-d's run, the shared prompts of all groups fill a pod's cache on their own. On
 that same fleet, one after another, with the same requests:
 
 - `oracle` — no proxy: every request of a prompt group goes straight to the pod `group % 8`
@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import random
+import signal
 import string
 import sys
 import time
@@ -101,12 +102,18 @@ class Shape:
     output_tokens: int
 
 
-def words(rng: random.Random, n: int) -> str:
-    """n tokens of the simulator's tokenizer: words of 3-8 letters."""
+def _vocabulary(size: int = 8192) -> list[str]:
+    rng = random.Random("vocabulary")
     letters = string.ascii_lowercase
-    return " ".join(
-        "".join(rng.choice(letters) for _ in range(rng.randint(3, 8))) for _ in range(n)
-    )
+    return ["".join(rng.choices(letters, k=rng.randint(3, 8))) for _ in range(size)]
+
+
+VOCABULARY = _vocabulary()
+
+
+def words(rng: random.Random, n: int) -> str:
+    """n tokens of the simulator's tokenizer (words of 3-8 letters; one token each)."""
+    return " ".join(rng.choices(VOCABULARY, k=n))
 
 
 @dataclass
@@ -423,12 +430,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--qps", help="simulated QPS ladder of the shared-prefix workload")
     p.add_argument("--control-qps", help="simulated QPS ladder of the random control")
     p.add_argument("--step-seconds", type=float, help="real seconds of arrivals per step")
-    p.add_argument("--time-scale", type=float, default=2.0,
+    p.add_argument("--time-scale", type=float, default=4.0,
                    help="real seconds per simulated second (pods and arrivals)")  # fmt: skip
     p.add_argument("--request-timeout", type=float, default=60.0, help="real seconds")
     p.add_argument("--saturated-s", type=float, default=10.0,
                    help="TTFT p90 (simulated s) past which a system skips higher steps")  # fmt: skip
-    p.add_argument("--groups", type=int, default=32)
+    p.add_argument("--groups", type=int, default=16)
     p.add_argument("--users", type=int, default=4)
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--system-tokens", type=int, default=6000)
@@ -439,10 +446,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.qps = [
-        float(x) for x in (args.qps or ("8,24,48" if quick else "8,16,32,48,64")).split(",")
+        float(x) for x in (args.qps or ("8,32,64" if quick else "8,16,32,48,64,80")).split(",")
     ]
     args.control_qps = [
-        float(x) for x in (args.control_qps or ("8" if quick else "4,8")).split(",")
+        float(x) for x in (args.control_qps or ("16" if quick else "8,16")).split(",")
     ]
     args.step_seconds = args.step_seconds or (20.0 if quick else 40.0)
     args.systems = [s for s in args.systems.split(",") if s]
@@ -463,7 +470,12 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release()}  # fmt: skip
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # unwinds: routers and pods are stopped
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args(argv)
     started = datetime.now(UTC)
     shape = Shape(args.groups, args.users, args.turns, args.system_tokens,
