@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,7 @@ from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
 from wharf_router.gateway.pool import Pod, Pool
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
 from wharf_router.gateway.scheduling import PodView, least_loaded, pick_default, pick_round_robin
-from wharf_router.gateway.telemetry import Telemetry
+from wharf_router.gateway.telemetry import Bound, Telemetry
 
 log = logging.getLogger("wharf.router.gateway")
 
@@ -88,6 +88,7 @@ class _Exchange:
     request_id: bytes
     model: str | None = None
     model_label: str = "-"
+    bound: Bound | None = None
     key: ApiKey | None = None
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -250,7 +251,7 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, api: str, path: str
     ) -> None:
         headers, request_id, session, bearer = self._request_headers(scope)
-        ex = _Exchange(api=api, request_id=request_id or uuid.uuid4().hex.encode())
+        ex = _Exchange(api=api, request_id=request_id or os.urandom(16).hex().encode())
         ex.deadline = time.monotonic() + self.config.request_timeout
         if self.keys is not None:
             key = self.keys.lookup(bearer) if bearer else None
@@ -287,6 +288,7 @@ class Gateway:
         model = body.get("model")
         ex.model = model if isinstance(model, str) else None
         ex.model_label = self.telemetry.model_label(ex.model)
+        ex.bound = self.telemetry.bound(ex.model_label, ex.key_label)
         ex.stream = body.get("stream") is True
         headers.append((b"x-request-id", ex.request_id))
         await self._guarded(self._route(ex, send, path, headers, raw, body, session), ex, receive)
@@ -342,7 +344,11 @@ class Gateway:
                 )
         try:
             async with asyncio.timeout(max(0.0, ex.deadline - time.monotonic())):
-                if ex.api != "embeddings" and self.pool.candidates(PREFILL_ROLES, ex.model):
+                if (
+                    ex.api != "embeddings"
+                    and "prefill" in self.pool.roles
+                    and self.pool.candidates(PREFILL_ROLES, ex.model)
+                ):
                     await self._disaggregated(ex, send, path, headers, body, hashes, session)
                 else:
                     await self._forward(
@@ -436,7 +442,10 @@ class Gateway:
                 if pod is None:
                     break
             tried.add(pod.name)
-            final = attempt == attempts or not self.pool.candidates(roles, ex.model, tried)
+
+            def final(attempt: int = attempt) -> bool:
+                return attempt == attempts or not self.pool.candidates(roles, ex.model, tried)
+
             pod.in_flight += 1
             try:
                 outcome = await self._try(ex, send, pod, path, headers, raw, final)
@@ -463,7 +472,7 @@ class Gateway:
         path: str,
         headers: list[tuple[bytes, bytes]],
         raw: bytes,
-        final: bool,
+        final: Callable[[], bool],
     ) -> str | None:
         """Send the request to `pod` and pass its answer on. None once the client has an
         answer; else why this pod gave none (nothing was sent to the client: try another)."""
@@ -483,7 +492,7 @@ class Gateway:
             return "closed"
         except OSError as exc:
             return f"error: {exc}"
-        if resp.status in RETRY_STATUSES and not final:
+        if resp.status in RETRY_STATUSES and not final():
             if resp.stream is not None:
                 await _discard(resp)
             return f"status {resp.status}"
@@ -501,14 +510,17 @@ class Gateway:
     async def _answer_whole(self, ex: _Exchange, send: Send, resp: Response) -> None:
         out = self._response_headers(ex, resp)
         data = bytes(resp.body)
-        if resp.status == 200:
+        if data.startswith(b"data:"):
+            # an event stream that was whole by the time its head was read
+            self._saw_chunk(ex, data)
+        elif resp.status == 200:
             with contextlib.suppress(orjson.JSONDecodeError):
                 doc = orjson.loads(data)
                 usage = doc.get("usage") if isinstance(doc, dict) else None
                 if isinstance(usage, dict):
                     ex.usage = usage
         ex.committed = True
-        ex.first_at = time.perf_counter()
+        ex.first_at = ex.first_at or time.perf_counter()
         out.append((b"content-length", b"%d" % len(data)))
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         ex.finished = True
@@ -516,7 +528,7 @@ class Gateway:
         self._account(ex, resp.status, None if resp.status < 400 else "upstream_status")
 
     async def _answer_stream(
-        self, ex: _Exchange, send: Send, resp: Response, final: bool
+        self, ex: _Exchange, send: Send, resp: Response, final: Callable[[], bool]
     ) -> str | None:
         assert resp.stream is not None
         chunks = resp.stream
@@ -524,10 +536,10 @@ class Gateway:
         try:
             first = await anext(chunks, None)
         except OSError as exc:
-            if not final:
+            if not final():
                 return f"cut: {exc}"
             first = None
-        if first is None and resp.status == 200 and not final:
+        if first is None and resp.status == 200 and not final():
             return "cut: empty answer"
         await send(
             {
@@ -567,8 +579,8 @@ class Gateway:
             return
         if ex.first_at == 0.0:
             ex.first_at = now
-        elif events:
-            self.telemetry.itl.labels(ex.model_label, ex.key_label).observe(now - ex.last_at)
+        elif ex.bound is not None:
+            ex.bound.itl.observe(now - ex.last_at)
         ex.last_at = now
         if b"[DONE]" in chunk:
             events -= 1
@@ -683,12 +695,13 @@ class Gateway:
     def _account(self, ex: _Exchange, status: int, error: str | None) -> None:
         t = self.telemetry
         model, key = ex.model_label, ex.key_label
-        t.requests.labels(model, key, ex.api, str(status)).inc()
+        t.count_request(model, key, ex.api, status)
         if error is not None:
             t.errors.labels(model, key, error).inc()
+        bound = ex.bound or t.bound(model, key)
         if ex.first_at:
-            t.ttft.labels(model, key).observe(ex.first_at - ex.started)
-        t.duration.labels(model, key).observe(time.perf_counter() - ex.started)
+            bound.ttft.observe(ex.first_at - ex.started)
+        bound.duration.observe(time.perf_counter() - ex.started)
         prompt = completion = 0
         if ex.usage is not None:
             prompt = _int(ex.usage.get("prompt_tokens"))
@@ -696,9 +709,9 @@ class Gateway:
         elif ex.events:
             completion = ex.events  # no usage asked for: one streamed event is about one token
         if prompt:
-            t.prompt_tokens.labels(model, key).inc(prompt)
+            bound.prompt_tokens.inc(prompt)
         if completion:
-            t.completion_tokens.labels(model, key).inc(completion)
+            bound.completion_tokens.inc(completion)
         if ex.key is not None:
             self.buckets.spend(ex.key, prompt + completion, time.monotonic())
 

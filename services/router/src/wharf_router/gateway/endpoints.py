@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -34,18 +34,18 @@ class EndpointError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     name: str
-    url: str  # scheme://host:port, no trailing slash
+    url: str  # http://host:port[/path], no trailing slash
     role: Role = "both"
+    # parsed once from `url`: every request reads them
+    address: tuple[str, int] = field(init=False, compare=False, repr=False)
+    base_path: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def address(self) -> tuple[str, int]:
+    def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        assert parts.hostname is not None and parts.port is not None
-        return parts.hostname, parts.port
-
-    @property
-    def base_path(self) -> str:
-        return urlsplit(self.url).path.rstrip("/")
+        if parts.hostname is None or parts.port is None:
+            raise EndpointError(f"{self.name}: {self.url!r} needs a host and a port")
+        object.__setattr__(self, "address", (parts.hostname, parts.port))
+        object.__setattr__(self, "base_path", parts.path.rstrip("/"))
 
 
 def parse_role(value: str, where: str) -> Role:

@@ -70,11 +70,11 @@ class Pool:
     ) -> None:
         self.probing = probing
         self.pods: dict[str, Pod] = {}
+        self.roles: frozenset[Role] = frozenset()  # the roles of the listed pods
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._http = UpstreamPool()
         self._on_capacity = on_capacity
         self._on_gone = on_gone
-        self.wake = asyncio.Event()  # set when the pod list changes
 
     # -- the pod list -----------------------------------------------------------------------
 
@@ -90,8 +90,7 @@ class Pool:
                 self._tasks[name] = asyncio.get_running_loop().create_task(
                     self._watch(self.pods[name]), name=f"probe {name}"
                 )
-        self.wake.set()
-        self.wake = asyncio.Event()
+        self.roles = frozenset(p.role for p in self.pods.values())
 
     def _remove(self, name: str) -> None:
         pod = self.pods.pop(name)
@@ -123,13 +122,11 @@ class Pool:
             p for p in self.pods.values() if p.healthy and p.role in roles and p.name not in exclude
         ]
         if model is not None:
-            serving = [p for p in pods if p.models is not None and model in p.models]
+            # pods known to serve the model, and new pods whose list is not known yet;
+            # when no pod is known to serve it, every pod (the engine answers 404 itself)
+            serving = [p for p in pods if p.models is None or model in p.models]
             if serving:
                 return serving
-            # pods whose list is not known yet may serve it
-            unknown = [p for p in pods if p.models is None]
-            if unknown and any(p.models is not None for p in pods):
-                return unknown
         return pods
 
     def eject(self, pod: Pod, reason: str) -> None:

@@ -7,6 +7,8 @@ are counted as `other`), `key` is an API key's name (`-` without keys).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -51,6 +53,20 @@ class _PodCollector(Collector):
             waiting.add_metric(labels, pod.metrics.waiting)
             kv.add_metric(labels, pod.metrics.kv_usage)
         return [in_flight, healthy, waiting, kv]
+
+
+MAX_BOUND = 4096  # cached (model, key) children; past it they are looked up each time
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The per-(model, key) children, looked up once per request instead of once per use."""
+
+    ttft: Any
+    itl: Any
+    duration: Any
+    prompt_tokens: Any
+    completion_tokens: Any
 
 
 class Telemetry:
@@ -136,6 +152,31 @@ class Telemetry:
         )
         r.register(_PodCollector(pods))
         self._models: set[str] = set()
+        self._bound: dict[tuple[str, str], Bound] = {}
+        self._requests: dict[tuple[str, str, str, str], Any] = {}
+
+    def bound(self, model: str, key: str) -> Bound:
+        found = self._bound.get((model, key))
+        if found is None:
+            found = Bound(
+                ttft=self.ttft.labels(model, key),
+                itl=self.itl.labels(model, key),
+                duration=self.duration.labels(model, key),
+                prompt_tokens=self.prompt_tokens.labels(model, key),
+                completion_tokens=self.completion_tokens.labels(model, key),
+            )
+            if len(self._bound) < MAX_BOUND:
+                self._bound[(model, key)] = found
+        return found
+
+    def count_request(self, model: str, key: str, api: str, code: int) -> None:
+        labels = (model, key, api, str(code))
+        child = self._requests.get(labels)
+        if child is None:
+            child = self.requests.labels(*labels)
+            if len(self._requests) < MAX_BOUND:
+                self._requests[labels] = child
+        child.inc()
 
     def model_label(self, model: str | None) -> str:
         if model is None:

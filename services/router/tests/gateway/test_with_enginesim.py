@@ -1,0 +1,257 @@
+"""`wharf-router gateway` as a real process in front of simulated vLLM pods (`wharf-engine-sim`,
+each fleet one process): the real `openai` client, streaming and not, disconnects, a pod
+killed mid-run, the P/D hand-off, and prefix-aware routing measured by the pods' own
+prefix-cache counters against an oracle placement."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from wharf_e2e.enginesim.fleet import SimFleet, metric, scrape
+from wharf_e2e.testing import free_port, wait_until
+
+MODEL = "sim-model"
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+
+class GatewayProcess:
+    """`python -m wharf_router.cli gateway ...` on a free port; a context manager."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.args = args
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> GatewayProcess:
+        argv = [sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
+                "--port", str(self.port), "--scrape-interval", "0.05", *self.args]  # fmt: skip
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        wait_until(self._ready, f"the gateway on {self.port} (log {self.log})", 60)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"the gateway exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+            )
+        models = httpx.get(f"{self.url}/v1/models", timeout=2).json()
+        return bool(models["data"])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.url)
+
+
+def endpoints(fleet: SimFleet, roles: list[str] | None = None) -> list[str]:
+    out = []
+    for i, url in enumerate(fleet.urls):
+        out += ["--endpoint", f"{url}={roles[i]}" if roles else url]
+    return out
+
+
+def oai(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[SimFleet]:
+    # simulated time is not waited for: answers are exact and quick
+    with SimFleet(2, ["--time-scale", "0"]) as f:
+        yield f
+
+
+def test_streamed_and_whole_answers_match_the_pods_own(fleet: SimFleet, tmp_path: Path) -> None:
+    direct = oai(fleet.urls[0]).completions.create(
+        model=MODEL, prompt="tell me a story", max_tokens=10
+    )
+    with GatewayProcess(endpoints(fleet), tmp_path / "gw.log") as gw:
+        client = oai(gw.url)
+        whole = client.completions.create(model=MODEL, prompt="tell me a story", max_tokens=10)
+        assert whole.choices[0].text == direct.choices[0].text
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "hello there"}],
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        chat = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hello there"}], max_tokens=8
+        )
+        assert text == chat.choices[0].message.content
+        usage = chunks[-1].usage
+        assert usage is not None and usage.completion_tokens == 8
+        m = gw.metrics()
+        assert metric(m, "wharf_router_completion_tokens_total", model=MODEL) == 10 + 8 + 8
+        assert metric(m, "wharf_router_requests_total", model=MODEL, code="200") == 3
+
+
+def test_a_disconnect_aborts_the_request_on_the_pod(tmp_path: Path) -> None:
+    # real time here: 2,000 tokens take about 30 s of the pod's (scaled) time
+    with (
+        SimFleet(1, ["--time-scale", "1"]) as slow,
+        GatewayProcess(endpoints(slow), tmp_path / "gw.log") as gw,
+    ):
+        body = {"model": MODEL, "prompt": "a long story", "max_tokens": 2000, "stream": True}
+        with httpx.stream("POST", f"{gw.url}/v1/completions", json=body, timeout=60) as r:
+            for _ in r.iter_bytes():
+                break
+        pod = slow.urls[0]
+        wait_until(
+            lambda: metric(scrape(pod), "vllm:num_requests_running") == 0,
+            "the pod to drop the request",
+            30,
+        )
+        assert metric(scrape(pod), "vllm:generation_tokens_total") < 2000
+        wait_until(
+            lambda: metric(gw.metrics(), "wharf_router_client_disconnects_total") == 1,
+            "the gateway to count it",
+            10,
+        )
+
+
+def test_a_pod_killed_mid_run_fails_no_request(tmp_path: Path) -> None:
+    # two processes: one pod that dies, two that live; answers take about a second
+    with (
+        SimFleet(1, ["--time-scale", "0.5"]) as doomed,
+        SimFleet(2, ["--time-scale", "0.5"]) as lasting,
+        GatewayProcess(
+            [*endpoints(doomed), *endpoints(lasting), "--policy", "round-robin"],
+            tmp_path / "gw.log",
+        ) as gw,
+    ):
+
+        async def run() -> list[int]:
+            async with httpx.AsyncClient(timeout=120) as http:
+
+                async def one(i: int) -> int:
+                    body = {"model": MODEL, "prompt": f"request number {i}", "max_tokens": 100}
+                    return (await http.post(f"{gw.url}/v1/completions", json=body)).status_code
+
+                tasks = [asyncio.create_task(one(i)) for i in range(24)]
+                pod = doomed.urls[0]
+
+                def busy() -> bool:
+                    return metric(scrape(pod), "vllm:num_requests_running") >= 4
+
+                await asyncio.to_thread(wait_until, busy, "requests on the pod to kill", 60)
+                assert doomed.process is not None
+                doomed.process.kill()  # SIGKILL: its requests die unanswered
+                return await asyncio.gather(*tasks)
+
+        codes = asyncio.run(run())
+        assert codes == [200] * 24
+        m = gw.metrics()
+        assert metric(m, "wharf_router_retries_total") >= 4
+        assert (
+            metric(m, "wharf_router_pod_healthy", pod=doomed.urls[0].removeprefix("http://")) == 0
+        )
+
+
+def test_prefill_decode_hand_off_moves_the_kv(tmp_path: Path) -> None:
+    with (
+        SimFleet(3, ["--time-scale", "0", "--role", "prefill,decode,both"]) as pd,
+        # the third pod (no KV connector) is not behind the gateway: it gives the reference text
+        GatewayProcess(
+            ["--endpoint", f"{pd.urls[0]}=prefill", "--endpoint", f"{pd.urls[1]}=decode"],
+            tmp_path / "gw.log",
+        ) as gw,
+    ):
+        prompt = " ".join(f"token{i}" for i in range(300))
+        reference = oai(pd.urls[2]).completions.create(model=MODEL, prompt=prompt, max_tokens=12)
+        decode = pd.urls[1]
+        before = scrape(decode)
+        stream = oai(gw.url).completions.create(
+            model=MODEL, prompt=prompt, max_tokens=12, stream=True
+        )
+        text = "".join(c.choices[0].text for c in stream)
+        assert text == reference.choices[0].text
+        after = scrape(decode)
+        external = "vllm:prompt_tokens_by_source_total"
+        moved = metric(after, external, source="external_kv_transfer") - metric(
+            before, external, source="external_kv_transfer"
+        )
+        local = metric(after, external, source="local_compute") - metric(
+            before, external, source="local_compute"
+        )
+        assert moved >= 290 and local <= 16  # the prompt came over from the prefill pod
+        m = gw.metrics()
+        assert metric(m, "wharf_router_pd_handoffs_total") == 1
+
+
+def _hit_rate(pods: list[str], before: list[dict[str, float]]) -> float:
+    hits = queries = 0.0
+    for url, b in zip(pods, before, strict=True):
+        a = scrape(url)
+        hits += metric(a, "vllm:prefix_cache_hits_total") - metric(
+            b, "vllm:prefix_cache_hits_total"
+        )
+        queries += metric(a, "vllm:prefix_cache_queries_total") - metric(
+            b, "vllm:prefix_cache_queries_total"
+        )
+    return hits / queries
+
+
+def _workload(groups: int, turns: int) -> list[tuple[int, str]]:
+    systems = [" ".join(f"g{g}w{i}" for i in range(800)) for g in range(groups)]
+    return [
+        (g, systems[g] + f" question {t} of group {g}") for t in range(turns) for g in range(groups)
+    ]
+
+
+def test_prefix_routing_matches_the_oracle_and_beats_round_robin(tmp_path: Path) -> None:
+    # 7 groups on 4 pods: round robin moves each group to another pod every turn
+    work = _workload(groups=7, turns=3)
+
+    def run(url: str | None, fleet: SimFleet) -> float:
+        for pod in fleet.urls:
+            httpx.post(f"{pod}/reset_prefix_cache", timeout=10).raise_for_status()
+        before = [scrape(pod) for pod in fleet.urls]
+        for g, prompt in work:
+            target = url or fleet.urls[g % len(fleet.urls)]  # None: the oracle's placement
+            r = httpx.post(
+                f"{target}/v1/completions",
+                json={"model": MODEL, "prompt": prompt, "max_tokens": 2},
+                timeout=60,
+            )
+            assert r.status_code == 200
+        return _hit_rate(fleet.urls, before)
+
+    with SimFleet(4, ["--time-scale", "0"]) as fleet:
+        oracle = run(None, fleet)
+        with GatewayProcess(
+            [*endpoints(fleet), "--policy", "round-robin"], tmp_path / "rr.log"
+        ) as gw:
+            round_robin = run(gw.url, fleet)
+        with GatewayProcess(endpoints(fleet), tmp_path / "default.log") as gw:
+            default = run(gw.url, fleet)
+    assert default >= 0.95 * oracle, (default, oracle, round_robin)
+    assert default > round_robin, (default, oracle, round_robin)
