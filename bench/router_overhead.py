@@ -5,7 +5,10 @@ waits). In front of it, one after another: nothing (`direct`), `wharf-router gat
 policy), `vllm-router` and `sglang-router` (cache_aware, from their venvs under
 ~/.cache/wharf/bench). The load is `wrk` POSTing one small non-streamed completion
 (`max_tokens: 1`, bench/wrk_post.lua): one connection for latency (p50, p99), 32 connections on
-two threads for throughput (req/s). Overhead = p50 through the router - p50 direct.
+two threads for throughput (req/s). All routers run at once on their own ports and are measured
+in rounds, in a rotating order, so that each round compares them over the same minute of a
+shared machine. Overhead = p50 through the router - p50 direct in the same round; the figures
+reported are the medians over the rounds.
 
 Run alone: `uv run python bench/router_overhead.py [--duration S]`; bench/llm_routing.py runs it
 after the routing steps, in the same run.
@@ -14,8 +17,10 @@ after the routing steps, in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -53,30 +58,52 @@ def wrk(url: str, connections: int, threads: int, duration_s: float, body: Path)
     raise RuntimeError(f"wrk printed no summary (exit {result.returncode}):\n{result.stderr}")
 
 
-def measure(duration_s: float, logs: Path) -> dict[str, Any]:
+def measure(duration_s: float, logs: Path, rounds: int = 3) -> dict[str, Any]:
     ensure_vllm_router_venv()
     logs.mkdir(parents=True, exist_ok=True)
     body = logs / "overhead-body.json"
     body.write_text(json.dumps({"model": MODEL, "prompt": "hello world", "max_tokens": 1}))
-    results: dict[str, Any] = {"duration_s": duration_s, "systems": {}}
-    with SimFleet(1, ["--instant", "--model", MODEL], log=logs / "overhead-pod.log") as pod:
+    per_round: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        pod = stack.enter_context(
+            SimFleet(1, ["--instant", "--model", MODEL], log=logs / "overhead-pod.log")
+        )
         upstream = pod.urls[0]
-        systems = ["direct", *ROUTERS]
-        if not (SGLANG_ROUTER_VENV / "bin" / "sglang-router").exists():
-            systems.remove("sglang-router")
-        for system in systems:
-            if system == "direct":
-                results["systems"][system] = _load(upstream, duration_s, body)
+        urls = {"direct": upstream}
+        for system in ROUTERS:
+            if (
+                system == "sglang-router"
+                and not (SGLANG_ROUTER_VENV / "bin" / "sglang-router").exists()
+            ):
                 continue
             port = free_port()
-            url = f"http://127.0.0.1:{port}"
+            urls[system] = f"http://127.0.0.1:{port}"
             argv = router_argv(system, port, [upstream])
-            with serving(argv, f"{url}/health", logs / f"overhead-{system}.log"):
-                results["systems"][system] = _load(url, duration_s, body)
-            print(f"overhead {system}: {results['systems'][system]}", flush=True)
-    direct = results["systems"]["direct"]
-    for _name, figures in results["systems"].items():
-        figures["p50_added_ms"] = (figures["c1"]["p50_us"] - direct["c1"]["p50_us"]) / 1e3
+            stack.enter_context(
+                serving(argv, f"{urls[system]}/health", logs / f"overhead-{system}.log")
+            )
+        names = list(urls)
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for system in order:
+                figures = _load(urls[system], duration_s, body)
+                per_round.setdefault(system, []).append(figures)
+                print(f"overhead round {r + 1} {system}: p50 {figures['c1']['p50_us']} us, "
+                      f"{figures['c32']['rps']:,.0f} req/s at c=32", flush=True)  # fmt: skip
+    results: dict[str, Any] = {"duration_s": duration_s, "rounds": rounds, "systems": {}}
+    direct = per_round["direct"]
+    for system, runs in per_round.items():
+        added = [
+            (run["c1"]["p50_us"] - d["c1"]["p50_us"]) / 1e3
+            for run, d in zip(runs, direct, strict=True)
+        ]
+        results["systems"][system] = {
+            "c1_p50_ms": statistics.median(run["c1"]["p50_us"] for run in runs) / 1e3,
+            "c1_p99_ms": statistics.median(run["c1"]["p99_us"] for run in runs) / 1e3,
+            "p50_added_ms": statistics.median(added),
+            "c32_rps": statistics.median(run["c32"]["rps"] for run in runs),
+            "runs": runs,
+        }
     return results
 
 
@@ -88,12 +115,12 @@ def _load(url: str, duration_s: float, body: Path) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     systems = results["systems"]
-    peer = systems.get("vllm-router", {}).get("c32", {}).get("rps")
+    peer = systems.get("vllm-router", {}).get("c32_rps")
     rows = []
     for name, f in systems.items():
-        share = f"{f['c32']['rps'] / peer:.0%}" if peer else "-"
-        rows.append([name, f"{f['c1']['p50_us'] / 1e3:.2f}", f"{f['c1']['p99_us'] / 1e3:.2f}",
-                     f"{f['p50_added_ms']:+.2f}", f"{f['c32']['rps']:,.0f}", share])  # fmt: skip
+        share = f"{f['c32_rps'] / peer:.0%}" if peer else "-"
+        rows.append([name, f"{f['c1_p50_ms']:.2f}", f"{f['c1_p99_ms']:.2f}",
+                     f"{f['p50_added_ms']:+.2f}", f"{f['c32_rps']:,.0f}", share])  # fmt: skip
     head = ["system", "p50 ms (c=1)", "p99 ms (c=1)", "added p50 ms", "req/s (c=32)",
             "req/s / vllm-router"]  # fmt: skip
     return markdown_table(head, rows)
@@ -101,11 +128,12 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     started = datetime.now(UTC)
     logs = CACHE_DIR / "logs" / f"router_overhead-{started:%Y%m%dT%H%M%SZ}"
-    results = measure(args.duration, logs)
+    results = measure(args.duration, logs, args.rounds)
     print(table(results))
     out = CACHE_DIR / "results" / f"router_overhead-{started:%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

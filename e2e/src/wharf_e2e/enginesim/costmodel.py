@@ -19,7 +19,7 @@ from dataclasses import dataclass
 class CostModel:
     step_base_s: float = 0.015  # weights read once per step (memory-bound decode floor)
     decode_per_seq_s: float = 0.0006  # KV reads and sampling per decoding sequence
-    prefill_per_token_s: float = 0.0001  # 10,000 uncached prompt tokens/s per pod
+    prefill_per_token_s: float = 0.00005  # 20,000 uncached prompt tokens/s per pod
     transfer_base_s: float = 0.003  # one P/D KV pull (NIXL round trips)
     transfer_per_token_s: float = 0.000001  # 1 M tokens/s of KV over the fabric
 

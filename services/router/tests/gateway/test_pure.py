@@ -50,6 +50,20 @@ def test_a_queueing_cache_pod_loses_to_an_idle_one() -> None:
     assert pick_default(pods, 10, Weights(), Tuning(), RNG).name == "a"
 
 
+def test_near_saturation_a_few_more_requests_do_not_give_up_the_cache() -> None:
+    # every pod queues; the cache pod has 12 more: small against the fleet's mean load
+    busy = [PodView(f"p{i}", in_flight=26, waiting=10, running=16) for i in range(7)]
+    cache_pod = PodView("cache", in_flight=38, waiting=22, running=16, prefix_blocks=10)
+    pods = [*busy, cache_pod]
+    assert pick_default(pods, 10, Weights(), Tuning(), RNG).name == "cache"
+    # scored against the absolute spread only (the old rule) it loses
+    assert pick_default(pods, 10, Weights(), Tuning(load_rel=0), RNG).name != "cache"
+    # the same 12-request excess on an otherwise idle fleet is a reason to move
+    idle = [PodView(f"p{i}") for i in range(7)]
+    alone = PodView("cache", in_flight=12, waiting=10, running=2, prefix_blocks=10)
+    assert pick_default([*idle, alone], 10, Weights(), Tuning(), RNG).name != "cache"
+
+
 def test_the_skew_guard_sends_to_the_least_loaded_pod() -> None:
     # without the guard the session and prefix would keep it on "b"
     pods = [PodView("a", in_flight=1), PodView("b", in_flight=40, prefix_blocks=10, session=True)]
@@ -143,10 +157,12 @@ def test_prefix_index_matches_leading_blocks_and_stays_bounded() -> None:
     assert index.match([1, 2, 3, 4], ["a", "b", "c"]) == {"a": 3, "b": 1}
     index.insert("a", [5, 6, 7])  # capacity 4: the least recently used go first
     assert index.size("a") == 4
-    assert index.match([1, 2], ["a"]) == {}
-    assert index.match([3, 5, 6, 7], ["a"]) == {"a": 4}
+    # a chain loses its tail first (as in vLLM): what is left is still a prefix
+    assert index.match([1, 2, 3], ["a"]) == {"a": 1}
+    assert index.match([5, 6, 7, 8], ["a"]) == {"a": 3}
     index.set_capacity("a", 2)
     assert index.size("a") == 2
+    assert index.match([5, 6, 7], ["a"]) == {"a": 2}
     index.forget("b")
     assert index.match([1], ["b"]) == {}
 

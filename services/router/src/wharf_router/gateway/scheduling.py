@@ -10,8 +10,11 @@ highest total wins, ties at random (llm-d's scheduler works the same way). The s
 - `session`: the pod that served the request's session last.
 
 `queue` and `active` are min-max normalised over the candidates, but a spread smaller than
-`load_slack` requests counts as only part of the range: one request more is not a reason to
-give up a pod's cache. Then the skew guard: when the winner's load is far above the least
+`load_slack` requests, or than `load_rel` times the fleet's mean load, counts as only part of
+the range: one request more is not a reason to give up a pod's cache, and near saturation,
+when every pod has a queue, a difference of a few requests is small against the prefill a
+cache hit saves (the affine pod loses a prefix win only once its excess load is about the
+fleet's mean). Then the skew guard: when the winner's load is far above the least
 loaded candidate's (more than `skew_abs` requests and `skew_rel` times), the least loaded
 candidates win instead, so a hot prefix never piles its whole group on one pod.
 """
@@ -58,6 +61,7 @@ class Weights:
 @dataclass(frozen=True, slots=True)
 class Tuning:
     load_slack: float = 8.0
+    load_rel: float = 1.0
     skew_abs: float = 16.0
     skew_rel: float = 1.5
 
@@ -92,8 +96,9 @@ def scores(
     pods: Sequence[PodView], total_blocks: int, weights: Weights, tuning: Tuning
 ) -> list[float]:
     """Each pod's weighted total, in the order given."""
-    queue = _spread_scores([p.waiting for p in pods], tuning.load_slack)
-    active = _spread_scores([float(p.in_flight) for p in pods], tuning.load_slack)
+    slack = max(tuning.load_slack, tuning.load_rel * sum(p.load for p in pods) / len(pods))
+    queue = _spread_scores([p.waiting for p in pods], slack)
+    active = _spread_scores([float(p.in_flight) for p in pods], slack)
     out = []
     for i, p in enumerate(pods):
         total = weights.queue * queue[i] + weights.active * active[i]
