@@ -25,7 +25,12 @@ from openai import OpenAI
 
 from wharf_e2e.testing import free_port, wait_until
 from wharf_e2e.tinyllm import build_tiny_llama
-from wharf_e2e.vllm_servers import ENGINE_ENV, engine_missing_reason, engine_required
+from wharf_e2e.vllm_servers import (
+    ENGINE_ENV,
+    STARTUP_S,
+    engine_missing_reason,
+    engine_required,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm]
 
@@ -33,9 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 WHARF = Path(sys.executable).with_name("wharf")
 NAME = "tiny-llama"
 HOST = f"{NAME}-default.example.com"
-# two vLLM workers load at once on two cores: minutes each
-UP_TIMEOUT_S = 420
-TEST_TIMEOUT_S = UP_TIMEOUT_S + 240
+# Two vLLM workers load at once on two cores: about 6 minutes on an idle machine, several times
+# that beside other jobs (as vllm_servers.STARTUP_S allows); this only turns a hang into a failure.
+UP_TIMEOUT_S = int(STARTUP_S)
+TEST_TIMEOUT_S = UP_TIMEOUT_S + 300
 
 
 class Wharf:
