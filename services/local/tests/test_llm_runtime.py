@@ -76,6 +76,10 @@ def ready(s: LLMService) -> str:
     return next((c["status"] for c in s.conditions if c["type"] == "Ready"), "Unknown")
 
 
+def has_config(folder: str) -> bool:
+    return Path(folder, "config.json").exists()
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -113,7 +117,7 @@ async def test_workers_behind_the_gateway_become_ready_answer_and_stop(
     # the model came through the cache, and the preset's command was rewritten
     assert s.model_dirs is not None
     cached = s.model_dirs["/mnt/models"]
-    assert Path(cached, "config.json").exists()
+    assert has_config(cached)
     assert s.router is not None
     for u in s.workers:
         assert u.argv[u.argv.index("--port") + 1] == str(u.port)
