@@ -145,7 +145,8 @@ def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: W
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert len(chunks) > 2 and text
         assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
-    assert [m.id for m in by_path.models.list()] == [NAME]
+    # the gateway lists its pods' models as it last fetched them (in the background)
+    wait_until(lambda: [m.id for m in by_path.models.list()] == [NAME], "/v1/models", 60)
 
     table = wharf.run("get").stdout
     assert NAME in table and "True" in table
