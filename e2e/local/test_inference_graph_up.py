@@ -16,7 +16,8 @@ import pytest
 from wharf_e2e.servers import WharfDaemon, make_iris
 from wharf_e2e.testing import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# `up` starts a model server and a router; a loaded machine takes minutes
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}
 HOST = "chain-default.example.com"

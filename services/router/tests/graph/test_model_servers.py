@@ -17,7 +17,8 @@ from graph_kit import INSTANCES, ROUTER, Models, StartRouter, http_server
 
 from wharf_e2e.testing import free_port, wait_until
 
-pytestmark = pytest.mark.slow
+# the first test also starts the three model servers (up to 180 s each on a loaded machine)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def graph(**nodes: Any) -> dict[str, Any]:
