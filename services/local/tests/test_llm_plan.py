@@ -16,6 +16,7 @@ from wharf_api.resources import LLMInferenceService
 from wharf_local.llm_plan import (
     LocalPlanError,
     WorkloadView,
+    cpu_binding,
     drain_timeout_s,
     dry_run_argv,
     expand,
@@ -23,6 +24,7 @@ from wharf_local.llm_plan import (
     llm_conditions,
     local_argv,
     uses_gateway,
+    with_cpu_binding,
     worker_processes,
 )
 
@@ -166,3 +168,16 @@ def test_conditions() -> None:
     assert last.reason == "CrashLoopBackOff" and "code 3" in (last.message or "")
     failed = llm_conditions([main], None, None, "model.uri: not found", True)[-1]
     assert failed.reason == "ModelDownloadFailed"
+
+
+def test_each_engine_gets_its_own_cores_unless_the_user_chose() -> None:
+    assert [cpu_binding(i, 2, 2) for i in range(2)] == ["0", "1"]
+    assert [cpu_binding(i, 2, 8) for i in range(2)] == ["0-3", "4-7"]
+    assert [cpu_binding(i, 3, 2) for i in range(3)] == ["0", "1", "0"]
+    procs = worker_processes(plan_of({"replicas": 2}), {"/mnt/models": MODEL}, ports())
+    bound = with_cpu_binding(procs, 2, {})
+    assert [dict(p.env)["VLLM_CPU_OMP_THREADS_BIND"] for p in bound] == ["0", "1"]
+    assert with_cpu_binding(procs, 2, {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}) == procs
+    multi = plan_of({"replicas": 1, "parallelism": {"data": 2, "dataLocal": 1}, "worker": {}})
+    procs = worker_processes(multi, {"/mnt/models": MODEL}, ports())
+    assert with_cpu_binding(procs, 2, {}) == procs

@@ -12,6 +12,7 @@ leaders as endpoints, with their roles when the service has a prefill workload.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ GATEWAY = ("wharf-router", "gateway")
 DEFAULT_DRAIN_TIMEOUT_S = 30
 TEARDOWN_ALLOWANCE_S = 15
 MAX_PROCESSES = 64
+# vLLM's CPU build pins its OpenMP threads; "auto" picks the same cores in every engine on a
+# machine (on two cores: core 0 for all), so the local runtime gives each engine its own
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -72,6 +76,8 @@ class WorkerProcess:
     # the port it serves HTTP on (the leader's); 0 for a non-leader rank
     port: int
     worker: bool
+    # one engine on one rank: no multi-node group, no tensor or pipeline parallelism
+    single_engine: bool = True
 
     @property
     def name(self) -> str:
@@ -150,6 +156,34 @@ def _pod_for(workload: LLMWorkload, rank: int) -> LLMPod:
     return pod
 
 
+def cpu_binding(index: int, count: int, cpus: int) -> str:
+    """The cores of the `index`-th of `count` single-engine workers on a `cpus`-core machine:
+    an even share each, or one core round-robin when there are more workers than cores."""
+    if count >= cpus:
+        return str(index % cpus)
+    share = cpus // count
+    first = index * share
+    return f"{first}-{first + share - 1}" if share > 1 else str(first)
+
+
+def with_cpu_binding(
+    procs: list[WorkerProcess], cpus: int, inherited: Mapping[str, str]
+) -> list[WorkerProcess]:
+    """`procs` with `VLLM_CPU_OMP_THREADS_BIND` set per worker, unless the user set it (in the
+    container's env or the daemon's) or a worker is not a single engine (multi-node, or tensor
+    or pipeline parallel: vLLM then wants one list per rank)."""
+    if CPU_BIND_ENV in inherited or cpus < 1:
+        return procs
+    engines = [p for p in procs if p.worker and p.single_engine and CPU_BIND_ENV not in dict(p.env)]
+    out = []
+    for p in procs:
+        if p in engines:
+            bind = cpu_binding(engines.index(p), len(engines), cpus)
+            p = dataclasses.replace(p, env=(*p.env, (CPU_BIND_ENV, bind)))
+        out.append(p)
+    return out
+
+
 def worker_processes(
     plan: LLMPlan, model_dirs: Mapping[str, str], free_port: Callable[[], int]
 ) -> list[WorkerProcess]:
@@ -211,7 +245,14 @@ def _process(
         env=tuple(env.items()),
         port=port if rank == 0 else 0,
         worker=is_worker_command(main.command),
+        single_engine=_single_engine(workload),
     )
+
+
+def _single_engine(workload: LLMWorkload) -> bool:
+    p = workload.parallelism
+    ranks = 1 if p is None else max(p.tensor or 1, 1) * max(p.pipeline or 1, 1)
+    return not workload.multi_node and ranks == 1
 
 
 def gateway_args(port: int, leaders: Sequence[WorkerProcess], with_roles: bool) -> list[str]:

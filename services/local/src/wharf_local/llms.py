@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from wharf_local.llm_plan import (
     gateway_args,
     llm_conditions,
     uses_gateway,
+    with_cpu_binding,
     worker_processes,
 )
 from wharf_local.processes import ManagedProcess, resolve_command
@@ -240,6 +242,7 @@ class LLMRunner:
         assert s.model_dirs is not None
         try:
             specs = worker_processes(s.plan, s.model_dirs, self._free_port)
+            specs = with_cpu_binding(specs, len(os.sched_getaffinity(0)), os.environ)
         except LocalPlanError as exc:
             s.failure = str(exc)
             self.event(s, "Warning", "InvalidPlan", str(exc), s.name)
