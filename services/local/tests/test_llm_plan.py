@@ -163,9 +163,11 @@ def test_conditions() -> None:
     assert (last.status, last.reason) == ("False", "Starting")
     router_down = llm_conditions([main], False, "exited with code 1", None, False)[-1]
     assert (router_down.status, router_down.reason) == ("False", "RouterCrashed")
-    crash = WorkloadView("m-kserve", "main", 2, 0, "exited with code 3")
+    crash = WorkloadView("m-kserve", "main", 2, 0, "exited with code 3", crashes=1)
     last = llm_conditions([crash], None, None, None, False)[-1]
-    assert last.reason == "CrashLoopBackOff" and "code 3" in (last.message or "")
+    assert last.reason == "BackOff" and "code 3" in (last.message or "")
+    loop = WorkloadView("m-kserve", "main", 2, 0, "exited with code 3", crashes=3)
+    assert llm_conditions([loop], None, None, None, False)[-1].reason == "CrashLoopBackOff"
     failed = llm_conditions([main], None, None, "model.uri: not found", True)[-1]
     assert failed.reason == "ModelDownloadFailed"
 

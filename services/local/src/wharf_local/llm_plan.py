@@ -41,6 +41,7 @@ MAX_PROCESSES = 64
 # vLLM's CPU build pins its OpenMP threads; "auto" picks the same cores in every engine on a
 # machine (on two cores: core 0 for all), so the local runtime gives each engine its own
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
+CRASH_LOOP_AFTER = 3
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -310,6 +311,8 @@ class WorkloadView:
     wanted: int  # processes
     ready: int
     last_crash: str | None
+    # crashes in a row of its worst worker
+    crashes: int = 0
 
 
 def llm_conditions(
@@ -332,8 +335,10 @@ def llm_conditions(
         elif w.ready >= w.wanted:
             conditions.append(Condition(kind, "True"))
         elif w.last_crash:
+            # one crash may be the machine's (a killed process); a loop of them is the worker's
+            reason = "CrashLoopBackOff" if w.crashes >= CRASH_LOOP_AFTER else "BackOff"
             conditions.append(
-                Condition(kind, "False", "CrashLoopBackOff", f"a worker of {w.name} {w.last_crash}")
+                Condition(kind, "False", reason, f"a worker of {w.name} {w.last_crash}")
             )
         else:
             conditions.append(

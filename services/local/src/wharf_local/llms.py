@@ -369,6 +369,7 @@ class LLMRunner:
                     w.replicas * w.size,
                     sum(u.state == "ready" for u in units),
                     crash,
+                    max((u.crashes for u in units), default=0),
                 )
             )
         router: bool | None = None
