@@ -13,7 +13,11 @@ from typing import Any
 from wharf_api import WharfValidationError, default, parse_object
 from wharf_api import validate as validate_resource
 from wharf_api.names import dns1123_label_error, dns1123_subdomain_error
-from wharf_api.resources import ClusterServingRuntime, ServingRuntime
+from wharf_api.resources import (
+    ClusterServingRuntime,
+    LLMInferenceServiceConfig,
+    ServingRuntime,
+)
 from wharf_local.runtimes import builtin_runtimes
 from wharf_local.state import ApplyAction, ApplyResult
 
@@ -63,10 +67,15 @@ class Catalog:
                 rejected.append(ApplyResult(kind, name, None, "invalid", error=str(exc)))
                 continue
             parsed.append((doc, obj))
-        # Secrets and runtimes before the services that use them
+        # Secrets, runtimes and LLM presets before the services that use them
         parsed.sort(
             key=lambda p: (
-                0 if p[1] is CORE or isinstance(p[1], ServingRuntime | ClusterServingRuntime) else 1
+                0
+                if p[1] is CORE
+                or isinstance(
+                    p[1], ServingRuntime | ClusterServingRuntime | LLMInferenceServiceConfig
+                )
+                else 1
             )
         )
         return parsed, rejected

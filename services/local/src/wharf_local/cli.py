@@ -29,6 +29,7 @@ from wharf_local.render import (
     object_lines,
     object_table,
 )
+from wharf_local.render_llm import llm_curl_lines, llm_describe_lines, llm_log_paths, llm_table
 
 # wharf_api.status.TERMINAL_REASONS, spelled out so the CLI starts without loading the API
 # models (a test keeps the two equal)
@@ -256,7 +257,7 @@ def up(paths: tuple[Path, ...], wait: bool, timeout: float) -> None:
 
 
 # the kinds `up` waits for: they run processes and have a Ready condition
-WAITED_KINDS = ("InferenceService", "InferenceGraph")
+WAITED_KINDS = ("InferenceService", "InferenceGraph", "LLMInferenceService")
 
 
 def _service(
@@ -301,7 +302,8 @@ def _new_events(item: dict[str, Any], since: str, seen: set[tuple[str, ...]]) ->
         key = (event["time"], event["reason"], event["message"], event["object"])
         if event["time"] < since or key in seen or event["reason"] not in PROGRESS_REASONS:
             continue
-        if event["object"] not in latest:
+        # an LLMInferenceService has no revisions: all its events are this apply's
+        if "components" in item.get("status", {}) and event["object"] not in latest:
             continue
         seen.add(key)
         lines.append(f"  {event['object']}: {event['reason']}: {event['message']}")
@@ -327,11 +329,12 @@ def _wait_ready(
             del pending[(kind, namespace, name)]
             if verdict:
                 click.echo(f"{name} is ready: {item['status']['url']}")
-                lines = (
-                    graph_curl_lines(item, ingress)
-                    if kind == "InferenceGraph"
-                    else curl_lines(item, ingress, _model_inputs(ingress, item))
-                )
+                if kind == "InferenceGraph":
+                    lines = graph_curl_lines(item, ingress)
+                elif kind == "LLMInferenceService":
+                    lines = llm_curl_lines(item, ingress)
+                else:
+                    lines = curl_lines(item, ingress, _model_inputs(ingress, item))
                 for line in lines:
                     click.echo(f"  {line}")
             else:
@@ -401,7 +404,7 @@ def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, output: str
 
 
 # the kinds `wharf get` lists without arguments: those the runtime runs as processes
-SERVED_KINDS = ("InferenceService", "InferenceGraph")
+SERVED_KINDS = ("InferenceService", "InferenceGraph", "LLMInferenceService")
 
 
 def _list(daemon: Daemon, info: Any, namespace: str, all_namespaces: bool) -> list[dict[str, Any]]:
@@ -452,6 +455,8 @@ def _show(
             table = get_table(items, wide=wide, namespaces=namespaces)
         elif info.kind == "InferenceGraph":
             table = graph_table(items, namespaces=namespaces)
+        elif info.kind == "LLMInferenceService":
+            table = llm_table(items, namespaces=namespaces)
         else:
             table = object_table(info.kind, items, wide=wide, namespaces=namespaces)
         console.print(table)
@@ -487,6 +492,8 @@ def describe(args: tuple[str, ...], namespace: str) -> None:
             lines = describe_lines(item)
         elif info.kind == "InferenceGraph":
             lines = graph_describe_lines(item)
+        elif info.kind == "LLMInferenceService":
+            lines = llm_describe_lines(item)
         else:
             lines = object_lines(item)
         click.echo("\n".join(lines))
@@ -549,38 +556,50 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
 @_namespace_option
 @click.option(
     "--component",
-    type=click.Choice(["predictor", "transformer", "explainer"]),
+    type=click.Choice(["predictor", "transformer", "explainer", "main", "prefill", "router"]),
     default="predictor",
     show_default=True,
+    help="An InferenceService's component; for an LLMInferenceService, main, prefill or router "
+    "(default: every process).",
 )
 @click.option("--tail", default=200, show_default=True, help="Lines per process log.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the processes write.")
 def logs(args: tuple[str, ...], namespace: str, component: str, tail: int, follow: bool) -> None:
     """Print the logs of a component's processes (`logs NAME`, `logs isvc NAME`, `-f` follows),
-    or of a graph's router (`logs ig NAME`)."""
+    of a graph's router (`logs ig NAME`), or of an LLM's workers and router (`logs llmisvc
+    NAME`)."""
     info, names = _target(args)
-    if info.kind not in ("InferenceService", "InferenceGraph") or len(names) != 1:
+    kinds = ("InferenceService", "InferenceGraph", "LLMInferenceService")
+    if info.kind not in kinds or len(names) != 1:
         raise click.UsageError(
-            "logs takes one InferenceService or InferenceGraph: logs [isvc] NAME"
+            "logs takes one InferenceService, InferenceGraph or LLMInferenceService: "
+            "logs [isvc|ig|llmisvc] NAME"
         )
     name = names[0]
     graph = info.kind == "InferenceGraph"
+    llm = info.kind == "LLMInferenceService"
     if graph:
         component = "router"
     home = Home.from_env()
     folder = home.log_dir(namespace, name, component)
+    if llm and component == "predictor":
+        component, folder = "every process", home.log_dir(namespace, name, "*")
     daemon = _daemon()
 
     def current() -> list[Path]:
         paths: list[Path] = []
         if daemon.alive():
             item = _one(daemon, info, name, namespace)
+            if llm:
+                wanted = f"/{component}/"
+                every = [Path(p) for p in llm_log_paths(item)]
+                paths += [p for p in every if component == "every process" or wanted in str(p)]
             if graph:
                 log = item["local"]["router"].get("log")
                 paths += [Path(log)] if log else []
             for rev in item["local"].get("revisions", {}).get(component, []):
                 paths += [Path(r["log"]) for r in rev["replicas"] if r.get("log")]
-        return paths or sorted(folder.glob("*.log"))
+        return paths or sorted(folder.parent.glob(f"{folder.name}/*.log"))
 
     paths = current()
     if not paths:

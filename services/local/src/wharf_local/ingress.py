@@ -14,7 +14,8 @@ from wharf_datapath.backends import LOOPBACK, GoneCallback, Lease, Route, Unavai
 from wharf_datapath.grpc_proxy import GrpcRouter as _GrpcRouter
 from wharf_datapath.http_proxy import HttpProxy
 from wharf_local.graphs import Graph, GraphUnavailable
-from wharf_local.routing import GRAPH, route
+from wharf_local.llms import LLMService, LLMUnavailable, Unit
+from wharf_local.routing import GRAPH, LLM, route
 from wharf_local.runtime import ActivationTimeout, LocalRuntime
 from wharf_protocol.limits import max_message_bytes
 
@@ -41,6 +42,11 @@ class LocalBackends:
             if graph is None:
                 return f"InferenceGraph {target.namespace}/{target.name} not found"
             return Route(graph, target.path, (target.namespace, target.name, GRAPH))
+        if target.component == LLM:
+            llm = runtime.llms.get((target.namespace, target.name))
+            if llm is None:
+                return f"LLMInferenceService {target.namespace}/{target.name} not found"
+            return Route(llm, target.path, (target.namespace, target.name, LLM))
         svc = runtime.services.get((target.namespace, target.name))
         if svc is None:
             return f"InferenceService {target.namespace}/{target.name} not found"
@@ -60,6 +66,15 @@ class LocalBackends:
             except GraphUnavailable as exc:
                 raise Unavailable(str(exc)) from exc
             return Lease(port, None, graph.name, graph)
+        if isinstance(route.target, LLMService):
+            llm = route.target
+            try:
+                unit = await self.runtime.llm_runner.acquire(
+                    llm, self.runtime.settings.activation_timeout_s
+                )
+            except LLMUnavailable as exc:
+                raise Unavailable(str(exc)) from exc
+            return Lease(unit.port, None, unit.label, unit)
         try:
             rev, replica = await self.runtime.acquire(*route.target)
         except ActivationTimeout as exc:
@@ -69,12 +84,16 @@ class LocalBackends:
     def release(self, lease: Lease) -> None:
         if isinstance(lease.handle, Graph):
             self.runtime.graph_runner.release(lease.handle)
+        elif isinstance(lease.handle, Unit):
+            self.runtime.llm_runner.release(lease.handle)
         else:
             self.runtime.release(*lease.handle)
 
     def mark_unreachable(self, lease: Lease) -> None:
         if isinstance(lease.handle, Graph):
             self.runtime.graph_runner.mark_unreachable(lease.handle)
+        elif isinstance(lease.handle, Unit):
+            self.runtime.llm_runner.mark_unreachable(lease.handle)
         else:
             self.runtime.mark_unreachable(*lease.handle)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from wharf_api import WharfValidationError, default, parse_object
 from wharf_local.graphs import Graph, describe_graph
+from wharf_local.llms import LLMService, describe_llm
 from wharf_local.runtime import LocalRuntime, Service
 
 
@@ -46,6 +47,11 @@ def graph_view(graph: Graph) -> dict[str, Any]:
     return {**item, "spec": defaulted(graph.manifest).get("spec", item.get("spec", {}))}
 
 
+def llm_view(llm: LLMService) -> dict[str, Any]:
+    item = describe_llm(llm)
+    return {**item, "spec": defaulted(llm.manifest).get("spec", item.get("spec", {}))}
+
+
 def _with_meta(manifest: dict[str, Any], namespace: str | None, **local: Any) -> dict[str, Any]:
     item = defaulted(manifest)
     metadata = dict(item.get("metadata") or {})
@@ -68,6 +74,10 @@ def list_objects(runtime: LocalRuntime, kind: str, namespace: str | None) -> lis
         for (ns, name), graph in runtime.graphs.items():
             if namespace is None or ns == namespace:
                 items.append(((ns, name), graph_view(graph)))
+    elif kind == "LLMInferenceService":
+        for (ns, name), llm in runtime.llms.items():
+            if namespace is None or ns == namespace:
+                items.append(((ns, name), llm_view(llm)))
     elif kind == "ClusterServingRuntime":
         for name, rt in runtime.cluster_runtimes.items():
             applied = runtime.applied.get(f"ClusterServingRuntime//{name}")

@@ -15,6 +15,8 @@ from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, component_host, service_hos
 PATH_PREFIX = "/serving/"
 # the component of a host table entry that names an InferenceGraph (its router)
 GRAPH = "graph"
+# the component of an entry that names an LLMInferenceService (its router or workers)
+LLM = "llm"
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,14 @@ def host_table(
     domain: str,
     template: str = DEFAULT_DOMAIN_TEMPLATE,
     graphs: Sequence[tuple[str, str]] = (),
+    llms: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Entry]:
     """Host -> (namespace, name, component or None) for (namespace, name, components) triples.
 
     Path routing uses the same table under the keys `/{namespace}/{name}` and
     `/{namespace}/{name}-{component}` (the component's Service name in KServe). InferenceGraphs
     (namespace, name) get the same host and path, with the component `GRAPH`; an
-    InferenceService of the same name keeps its host.
+    InferenceService of the same name keeps its host. LLMInferenceServices likewise, with `LLM`.
     """
     table: dict[str, Entry] = {}
     for namespace, name, components in services:
@@ -52,6 +55,9 @@ def host_table(
     for namespace, name in graphs:
         table.setdefault(service_host(name, namespace, domain, template), (namespace, name, GRAPH))
         table.setdefault(f"/{namespace}/{name}", (namespace, name, GRAPH))
+    for namespace, name in llms:
+        table.setdefault(service_host(name, namespace, domain, template), (namespace, name, LLM))
+        table.setdefault(f"/{namespace}/{name}", (namespace, name, LLM))
     return table
 
 

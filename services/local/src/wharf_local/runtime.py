@@ -20,13 +20,17 @@ from typing import Any
 
 import httpx
 
-from wharf_api import NoSupportingRuntimeError
+from wharf_api import NoSupportingRuntimeError, parse_object
+from wharf_api.config import InferenceServiceConfig
+from wharf_api.llm import LLMPlanError, plan_llm_inference_service
 from wharf_api.names import service_host
 from wharf_api.plan import PlanError, ServicePlan, plan_inference_service
 from wharf_api.resources import (
     ClusterServingRuntime,
     InferenceGraph,
     InferenceService,
+    LLMInferenceService,
+    LLMInferenceServiceConfig,
     ServingRuntime,
 )
 from wharf_api.status import COMMAND_NOT_FOUND
@@ -41,6 +45,7 @@ from wharf_local.fetcher import ModelFetcher
 from wharf_local.graphs import Graph, GraphRunner
 from wharf_local.home import Home
 from wharf_local.launch import CommandError, predictor_url, replica_process
+from wharf_local.llms import LLMRunner, LLMService
 from wharf_local.revisions import apply_plan
 from wharf_local.routing import host_table
 from wharf_local.settings import Settings
@@ -63,7 +68,9 @@ log = logging.getLogger("wharf.local")
 
 TICK_S = 0.2
 # the kinds that run processes: applying one reconciles at once
-RUN_KINDS = frozenset({"InferenceService", "InferenceGraph"})
+RUN_KINDS = frozenset({"InferenceService", "InferenceGraph", "LLMInferenceService"})
+# where KServe keeps the LLMInferenceServiceConfigs every namespace may use
+LLM_CONFIG_NAMESPACE = "kserve"
 
 
 def now_iso() -> str:
@@ -110,6 +117,13 @@ class LocalRuntime:
             self.ingress_url,
             now_iso,
         )
+        self.llm_runner = LLMRunner(
+            self._probe_client, self._spawn, self.models, home.log_dir, free_port, now_iso
+        )
+
+    @property
+    def llms(self) -> dict[tuple[str, str], LLMService]:
+        return self.llm_runner.services
 
     @property
     def ingress_url(self) -> str:
@@ -147,6 +161,7 @@ class LocalRuntime:
                 await self._loop_task
         await asyncio.gather(*(self._stop_service(s) for s in list(self.services.values())))
         await self.graph_runner.close()
+        await self.llm_runner.close()
         await self._probe_client.aclose()
 
     async def _run(self) -> None:
@@ -184,6 +199,16 @@ class LocalRuntime:
             return self.catalog.apply_runtime(doc, obj)
         if isinstance(obj, InferenceGraph):
             return self._apply_graph(doc, obj, namespace)
+        if isinstance(obj, LLMInferenceServiceConfig):
+            key = applied_key(obj.kind, namespace, obj.name)
+            before = self.applied.get(key)
+            self.applied[key] = doc
+            action: ApplyAction = (
+                "created" if before is None else "unchanged" if before == doc else "configured"
+            )
+            return ApplyResult(obj.kind, obj.name, namespace, action)
+        if isinstance(obj, LLMInferenceService):
+            return self._apply_llm(doc, obj, namespace)
         if not isinstance(obj, InferenceService):
             return ApplyResult(
                 obj.kind,
@@ -191,7 +216,8 @@ class LocalRuntime:
                 namespace,
                 "unsupported",
                 error=f"{obj.kind} is not run by the local runtime yet (InferenceService, "
-                "InferenceGraph, ServingRuntime and ClusterServingRuntime are)",
+                "InferenceGraph, LLMInferenceService, ServingRuntime and ClusterServingRuntime "
+                "are)",
             )
         try:
             plan = plan_inference_service(
@@ -235,6 +261,54 @@ class LocalRuntime:
         self._refresh_hosts()
         return ApplyResult(
             obj.kind, obj.name, namespace, action, url=graph.url, generation=graph.generation
+        )
+
+    def llm_configs(self, namespace: str) -> dict[str, LLMInferenceServiceConfig]:
+        """The LLMInferenceServiceConfigs a service may name: its namespace's, then `kserve`'s."""
+        found: dict[str, LLMInferenceServiceConfig] = {}
+        for ns in (LLM_CONFIG_NAMESPACE, namespace):
+            prefix = f"LLMInferenceServiceConfig/{ns}/"
+            for key, doc in self.applied.items():
+                if key.startswith(prefix):
+                    parsed = parse_object(doc)
+                    if isinstance(parsed, LLMInferenceServiceConfig):
+                        found[key[len(prefix) :]] = parsed
+        return found
+
+    def _llm_config(self) -> InferenceServiceConfig:
+        """`inferenceservice-config` with the ingress domain the runtime routes (WHARF_DOMAIN)."""
+        config = self.settings.config
+        if config.ingress.ingress_domain == self.settings.domain:
+            return config
+        ingress = config.ingress.model_copy(update={"ingress_domain": self.settings.domain})
+        return config.model_copy(update={"ingress": ingress})
+
+    def _apply_llm(
+        self, doc: dict[str, Any], obj: LLMInferenceService, namespace: str
+    ) -> ApplyResult:
+        """An LLMInferenceService: worker processes, and a router when it has a scheduler."""
+        try:
+            plan = plan_llm_inference_service(
+                obj, self.llm_configs(namespace), config=self._llm_config()
+            )
+        except (LLMPlanError, ValueError) as exc:
+            return ApplyResult(obj.kind, obj.name, namespace, "invalid", error=str(exc))
+        key = (namespace, obj.name)
+        svc = self.llms.get(key)
+        action: ApplyAction
+        if svc is None:
+            svc = LLMService(namespace, obj.name, doc, plan, 1, now_iso(), time.monotonic())
+            self.llms[key] = svc
+            action = "created"
+        elif svc.manifest == doc and svc.plan == plan:
+            action = "retried" if self.llm_runner.retry(svc) else "unchanged"
+        else:
+            self.llm_runner.apply(svc, plan, doc)
+            action = "configured"
+        self.applied[applied_key(obj.kind, namespace, obj.name)] = doc
+        self._refresh_hosts()
+        return ApplyResult(
+            obj.kind, obj.name, namespace, action, url=plan.url, generation=svc.generation
         )
 
     def _apply_service(
@@ -283,6 +357,14 @@ class LocalRuntime:
             self._refresh_hosts()
             await self.graph_runner.stop(graph)
             return True
+        if kind == "LLMInferenceService":
+            llm = self.llms.pop((namespace or "default", name), None)
+            self.applied.pop(applied_key(kind, namespace or "default", name), None)
+            if llm is None:
+                return False
+            self._refresh_hosts()
+            await self.llm_runner.stop(llm)
+            return True
         return self.catalog.delete(kind, namespace, name)
 
     def _refresh_hosts(self) -> None:
@@ -291,6 +373,7 @@ class LocalRuntime:
             self.settings.domain,
             self.settings.config.ingress.domain_template,
             graphs=list(self.graphs),
+            llms=list(self.llms),
         )
 
     def _event(self, svc: Service, type_: EventType, reason: str, message: str, obj: str) -> None:
@@ -314,6 +397,7 @@ class LocalRuntime:
                 observations.append(step.observation(view))
             self._update_status(svc, observations)
         self.graph_runner.reconcile(self._entry_protocols())
+        self.llm_runner.reconcile()
 
     def _entry_protocols(self) -> dict[str, dict[str, str]]:
         """namespace -> InferenceService -> the protocol of the component that takes its
