@@ -1,0 +1,1 @@
+"""wharf_controller: InferenceServices on Kubernetes (Standard mode), from wharf-api's plan."""

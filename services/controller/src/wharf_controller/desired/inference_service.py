@@ -1,0 +1,105 @@
+"""Every child of an InferenceService in Standard mode: per component a Deployment, a Service,
+an HPA or a KEDA ScaledObject (or none) and a PodDisruptionBudget when minReplicas > 1; and one
+HTTPRoute or Ingress for the service (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wharf_api.config import InferenceServiceConfig
+from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, isvc_labels, selector_labels
+from wharf_api.plan import ComponentPlan, ServicePlan
+from wharf_api.resources import InferenceService
+from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
+from wharf_controller.desired.routing import expected_http_route, expected_ingress
+from wharf_controller.desired.scaling import autoscaler_for, expected_hpa, expected_scaled_object
+from wharf_controller.desired.storage import CredentialRefs, pod_storage
+from wharf_controller.desired.workload import (
+    WorkloadError,
+    expected_deployment,
+    expected_pdb,
+    expected_service,
+)
+
+JSON = dict[str, Any]
+
+
+class DesiredError(ValueError):
+    """The resource cannot be rendered; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the children of one InferenceService depend on."""
+
+    isvc: InferenceService  # defaulted
+    plan: ServicePlan
+    config: InferenceServiceConfig
+    storage_containers: Sequence[ClusterStorageContainer] = ()
+    credentials: CredentialRefs | None = None
+    owner: JSON | None = None  # the owner reference (None when rendering offline)
+
+
+def service_labels(name: str) -> dict[str, str]:
+    """Labels of the objects that belong to the whole service (the route)."""
+    return {ISVC_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
+    isvc, config, owner = inputs.isvc, inputs.config, inputs.owner
+    namespace = inputs.plan.namespace
+    labels = isvc_labels(isvc.name, comp.component)
+    selector = selector_labels(isvc.name, comp.component)
+    annotations: Mapping[str, str] = isvc.metadata.annotations or {}
+    autoscaler = autoscaler_for(comp, annotations)
+    storage = pod_storage(
+        comp.storage if comp.component == "predictor" else (),
+        config,
+        inputs.storage_containers,
+        inputs.credentials,
+    )
+    spec = getattr(isvc.spec, comp.component)
+    strategy = spec.deployment_strategy if spec is not None else None
+    out = [
+        expected_deployment(
+            comp,
+            namespace,
+            labels,
+            selector,
+            owner,
+            config,
+            storage,
+            replicas=comp.scaling.min_replicas if autoscaler in ("none",) else None,
+            strategy=strategy.model_dump(by_alias=True, exclude_none=True, mode="json")
+            if strategy is not None
+            else None,
+        ),
+        expected_service(comp, namespace, labels, selector, owner),
+    ]
+    if autoscaler == "hpa":
+        out.append(expected_hpa(comp, namespace, labels, owner, config))
+    elif autoscaler == "keda":
+        out.append(expected_scaled_object(comp, namespace, labels, owner, config))
+    if comp.scaling.min_replicas > 1:
+        out.append(expected_pdb(comp, namespace, labels, selector, owner))
+    return out
+
+
+def expected_children(inputs: Inputs) -> list[JSON]:
+    """The objects, in the order they are applied (workloads before the route)."""
+    children: list[JSON] = []
+    try:
+        for comp in inputs.plan.components:
+            children += _component_children(inputs, comp)
+    except WorkloadError as exc:
+        raise DesiredError(f"InferenceService {inputs.isvc.name}: {exc}") from None
+    ingress = inputs.config.ingress
+    if not ingress.disable_ingress_creation:
+        labels = service_labels(inputs.isvc.name)
+        if ingress.enable_gateway_api:
+            children.append(expected_http_route(inputs.plan, labels, inputs.owner, inputs.config))
+        else:
+            children.append(expected_ingress(inputs.plan, labels, inputs.owner, inputs.config))
+    return children

@@ -1,0 +1,178 @@
+"""The model download of a serving pod: the storage-initializer init container, the volume at
+`/mnt/models`, and the credentials it reads (as KServe's pod webhook injects them).
+
+Which image downloads a URI is the ClusterStorageContainer that supports it
+(`wharf_api.storage_containers`), else `storageInitializer.image` of the config. Credentials are
+those `wharf_api.credentials` finds for the ServiceAccount; on a cluster a value that comes from a
+Secret is referenced (`secretKeyRef`), never copied into the pod spec, and a credential file is
+the Secret mounted as a volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wharf_api.config import InferenceServiceConfig
+from wharf_api.credentials import (
+    CredentialSettings,
+    StorageCredentials,
+    parse_secret,
+    storage_credentials,
+)
+from wharf_api.plan import StorageMount
+from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
+from wharf_api.storage_containers import select_storage_container
+
+JSON = dict[str, Any]
+
+INIT_CONTAINER_NAME = "storage-initializer"
+MODEL_VOLUME = "kserve-provision-location"
+SECRETS_DIR = "/var/run/secrets/wharf-storage"
+
+
+@dataclass(frozen=True)
+class CredentialRefs:
+    """Credentials in the shape a pod takes them."""
+
+    env: tuple[JSON, ...] = ()
+    volumes: tuple[JSON, ...] = ()
+    mounts: tuple[JSON, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodStorage:
+    init_containers: tuple[JSON, ...] = ()
+    volumes: tuple[JSON, ...] = ()
+    # mounts for the serving container
+    mounts: tuple[JSON, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+def credential_refs(
+    storage_uri: str,
+    service_account: Mapping[str, Any] | None,
+    secrets: Sequence[Mapping[str, Any]],
+    *,
+    annotations: Mapping[str, str] | None,
+    config: InferenceServiceConfig,
+) -> CredentialRefs:
+    """KServe's credential rules (`wharf_api.credentials`), rendered for a pod."""
+    settings = CredentialSettings.from_config(config.credentials.model_dump(by_alias=True))
+    found: StorageCredentials = storage_credentials(
+        storage_uri,
+        service_account,
+        secrets,
+        secrets_dir=SECRETS_DIR,
+        annotations=annotations,
+        settings=settings,
+    )
+    used = {s.name: s for s in map(parse_secret, secrets) if s.name in found.secrets_used}
+    env: list[JSON] = []
+    for name, value in sorted(found.env.items()):
+        ref = next(
+            (
+                {"secretKeyRef": {"name": secret.name, "key": key}}
+                for secret in used.values()
+                for key, raw in sorted(secret.data.items())
+                if raw == value.encode("utf-8")
+            ),
+            None,
+        )
+        env.append({"name": name, "valueFrom": ref} if ref else {"name": name, "value": value})
+    volumes: list[JSON] = []
+    mounts: list[JSON] = []
+    notes = list(found.notes)
+    for secret_file in found.files:
+        owner = secret_file.path.removeprefix(SECRETS_DIR + "/").split("/", 1)[0]
+        if owner not in used:
+            # a file merged from several Secrets (oci:// registry logins) has no one Secret
+            notes.append(
+                f"{secret_file.path}: merged credential files are not mounted on a cluster"
+            )
+            continue
+        volume = f"storage-secret-{owner}"[:63]
+        if all(v["name"] != volume for v in volumes):
+            volumes.append({"name": volume, "secret": {"secretName": owner, "defaultMode": 0o400}})
+            mounts.append({"name": volume, "mountPath": f"{SECRETS_DIR}/{owner}", "readOnly": True})
+    return CredentialRefs(tuple(env), tuple(volumes), tuple(mounts), tuple(notes))
+
+
+def _pvc(uri: str) -> tuple[str, str] | None:
+    if not uri.startswith("pvc://"):
+        return None
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    return claim, path
+
+
+def pod_storage(
+    storage: Sequence[StorageMount],
+    config: InferenceServiceConfig,
+    containers: Sequence[ClusterStorageContainer],
+    credentials: CredentialRefs | None,
+) -> PodStorage:
+    """The init container, volumes and mounts that put each URI at its mount path.
+
+    `pvc://claim/path` mounts the claim directly (KServe's enableDirectPvcVolumeMount), read-only,
+    with no download.
+    """
+    creds = credentials or CredentialRefs()
+    init: list[JSON] = []
+    volumes: list[JSON] = []
+    mounts: list[JSON] = []
+    downloads: list[tuple[str, str, str]] = []  # uri, mount path, volume
+    for i, mount in enumerate(storage):
+        volume = MODEL_VOLUME if i == 0 else f"{MODEL_VOLUME}-{i}"
+        pvc = _pvc(mount.uri)
+        if pvc is not None and config.storage_initializer.enable_direct_pvc_volume_mount:
+            claim, path = pvc
+            volumes.append(
+                {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            )
+            entry: JSON = {"name": volume, "mountPath": mount.mount_path, "readOnly": True}
+            if path:
+                entry["subPath"] = path
+            mounts.append(entry)
+            continue
+        volumes.append({"name": volume, "emptyDir": {}})
+        mounts.append({"name": volume, "mountPath": mount.mount_path, "readOnly": True})
+        downloads.append((mount.uri, mount.mount_path, volume))
+    if downloads:
+        init.append(_init_container(downloads, config, containers, creds))
+        volumes.extend(creds.volumes)
+    return PodStorage(tuple(init), tuple(volumes), tuple(mounts), creds.notes)
+
+
+def _init_container(
+    downloads: Sequence[tuple[str, str, str]],
+    config: InferenceServiceConfig,
+    containers: Sequence[ClusterStorageContainer],
+    creds: CredentialRefs,
+) -> JSON:
+    si = config.storage_initializer
+    chosen = select_storage_container(downloads[0][0], containers)
+    base: JSON = {}
+    if chosen is not None and chosen.spec.container is not None:
+        base = chosen.spec.container.model_dump(by_alias=True, exclude_none=True, mode="json")
+    args = [part for uri, path, _ in downloads for part in (uri, path)]
+    container: JSON = {
+        **base,
+        "name": INIT_CONTAINER_NAME,
+        "image": base.get("image") or si.image,
+        "args": args,
+        "resources": base.get("resources")
+        or {
+            "requests": {"cpu": si.cpu_request, "memory": si.memory_request},
+            "limits": {"cpu": si.cpu_limit, "memory": si.memory_limit},
+        },
+        "volumeMounts": [
+            *[{"name": volume, "mountPath": path} for _, path, volume in downloads],
+            *creds.mounts,
+        ],
+    }
+    env = [*(base.get("env") or []), *creds.env]
+    if env:
+        container["env"] = env
+    return container

@@ -1,0 +1,80 @@
+"""`wharf-controller run`: health endpoints, leader election, then the controller."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+from aiohttp import web
+
+from wharf_controller.controller import Controller
+from wharf_controller.kube.api import Api, connect
+from wharf_controller.kube.health import health_app
+from wharf_controller.kube.leader import LeaderElector
+from wharf_controller.metrics import Metrics
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "wharf-controller-leader"
+
+
+async def run(args: argparse.Namespace) -> int:
+    client = await connect(args.kubeconfig)
+    api = Api(client)
+    metrics = Metrics()
+    controller = Controller(
+        api,
+        config_namespace=args.namespace,
+        workers=args.workers,
+        resync_s=args.resync_seconds,
+        metrics=metrics,
+    )
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    elector = (
+        LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
+    )
+    runner = web.AppRunner(
+        health_app(metrics.registry, lambda: True, controller.caches_synced), access_log=None
+    )
+    await runner.setup()
+    await web.TCPSite(runner, args.metrics_host, args.metrics_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        await controller.start_caches()
+        campaign = asyncio.create_task(elector.run()) if elector else None
+        if elector is not None:
+            leading = asyncio.create_task(elector.leading.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({leading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            leading.cancel()
+        if not stop.is_set():
+            metrics.leader.set(1)
+            await controller.start_workers()
+            waits = {asyncio.create_task(stop.wait())}
+            if elector is not None:
+                waits.add(asyncio.create_task(elector.lost.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if elector is not None and elector.lost.is_set():
+                log.error("leadership lost: exiting so a fresh replica campaigns again")
+                code = 1
+        if campaign is not None:
+            campaign.cancel()
+    finally:
+        await controller.stop()
+        if elector is not None:
+            await elector.release()
+        await runner.cleanup()
+        await client.close()
+    return code
+
+
+def run_forever(args: argparse.Namespace) -> int:
+    return asyncio.run(run(args))

@@ -1,0 +1,98 @@
+"""`wharf-controller render`: what the controller would create for the InferenceServices of a
+file, offline (no cluster: no owner references, no credentials from ServiceAccounts).
+
+ServingRuntimes, ClusterServingRuntimes, ClusterStorageContainers and an
+`inferenceservice-config` ConfigMap in the same files are used as the cluster would use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wharf_api import default, parse_object, validate
+from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
+from wharf_api.plan import plan_inference_service
+from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
+from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
+from wharf_controller.decisions import deployment_mode
+from wharf_controller.desired import Inputs, expected_children
+
+JSON = dict[str, Any]
+STANDARD = "Standard"
+
+
+class RenderError(ValueError):
+    """A document cannot be rendered; the message names the object and the field."""
+
+
+@dataclass
+class Catalog:
+    """The objects a render can see: what a cluster would hold."""
+
+    runtimes: list[ServingRuntime] = field(default_factory=list)
+    cluster_runtimes: list[ClusterServingRuntime] = field(default_factory=list)
+    storage_containers: list[ClusterStorageContainer] = field(default_factory=list)
+    config: InferenceServiceConfig = field(default_factory=InferenceServiceConfig)
+    services: list[InferenceService] = field(default_factory=list)
+
+    def add(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("kind") == "ConfigMap":
+            if (doc.get("metadata") or {}).get("name") == CONFIGMAP_NAME:
+                self.config = from_mapping(doc)
+            return
+        if not str(doc.get("apiVersion", "")).startswith("serving.kserve.io/"):
+            return  # other kinds (Secrets, Kustomizations) are not the controller's input
+        obj = default(parse_object(dict(doc)))
+        if isinstance(obj, ServingRuntime):
+            self.runtimes.append(obj)
+        elif isinstance(obj, ClusterServingRuntime):
+            self.cluster_runtimes.append(obj)
+        elif isinstance(obj, ClusterStorageContainer):
+            self.storage_containers.append(obj)
+        elif isinstance(obj, InferenceService):
+            validate(obj)
+            self.services.append(obj)
+
+
+def render_service(
+    isvc: InferenceService,
+    catalog: Catalog,
+    *,
+    mode: str | None = None,
+    owner: JSON | None = None,
+    credentials: Any = None,
+) -> list[JSON]:
+    """The children of one InferenceService in Standard mode (RenderError otherwise)."""
+    namespace = isvc.metadata.namespace or "default"
+    runtimes = [r for r in catalog.runtimes if (r.metadata.namespace or "default") == namespace]
+    chosen = mode or deployment_mode(
+        isvc.model_dump(by_alias=True, mode="json"), catalog.config.deploy.default_deployment_mode
+    )
+    if chosen != STANDARD:
+        raise RenderError(
+            f"InferenceService {isvc.name}: deployment mode {chosen}: only Standard is rendered "
+            "(set the annotation serving.kserve.io/deploymentMode: Standard)"
+        )
+    plan = plan_inference_service(isvc, runtimes, catalog.cluster_runtimes, config=catalog.config)
+    return expected_children(
+        Inputs(
+            isvc=isvc,
+            plan=plan,
+            config=catalog.config,
+            storage_containers=catalog.storage_containers,
+            credentials=credentials,
+            owner=owner,
+        )
+    )
+
+
+def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = None) -> list[JSON]:
+    catalog = Catalog()
+    for doc in docs:
+        catalog.add(doc)
+    out: list[JSON] = []
+    for isvc in catalog.services:
+        out += render_service(isvc, catalog, mode=mode)
+    return out

@@ -1,0 +1,123 @@
+"""An InferenceService's status from its observed Deployments (pure), through wharf_api.status.
+
+In Standard mode a component has no revisions: its Deployment stands for its one revision,
+ready when the rollout of the current generation is complete and a replica is available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from wharf_api.names import cluster_url
+from wharf_api.plan import ServicePlan
+from wharf_api.status import (
+    ComponentObservation,
+    Condition,
+    RevisionObservation,
+    service_status,
+    status_document,
+)
+from wharf_api.traffic import RolloutState, TrafficTarget
+
+JSON = dict[str, Any]
+INVALID_SPEC = "InvalidSpec"
+
+
+def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
+    if deployment is None:
+        return False
+    meta, spec = deployment["metadata"], deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return False
+    wanted = int(spec.get("replicas", 1))
+    if wanted == 0:
+        return False
+    return (
+        int(status.get("updatedReplicas") or 0) >= wanted
+        and int(status.get("availableReplicas") or 0) >= 1
+    )
+
+
+def observe(component: str, deployment: Mapping[str, Any] | None) -> ComponentObservation:
+    name = deployment["metadata"]["name"] if deployment else None
+    if name is None:
+        return ComponentObservation(component, RolloutState())
+    ready = deployment_ready(deployment)
+    rollout = RolloutState(
+        latest_created=name,
+        latest_ready=name if ready else None,
+        latest_rolledout=name if ready else None,
+    )
+    traffic = (TrafficTarget(name, 100, "latest", True),) if ready else ()
+    return ComponentObservation(component, rollout, traffic, RevisionObservation(name, 1, ready))
+
+
+def _previous(status: Mapping[str, Any]) -> list[Condition]:
+    return [
+        Condition(
+            c["type"],
+            c["status"],
+            c.get("lastTransitionTime", ""),
+            c.get("reason"),
+            c.get("message"),
+        )
+        for c in status.get("conditions") or []
+    ]
+
+
+def standard_status(
+    plan: ServicePlan,
+    deployments: Mapping[str, Mapping[str, Any] | None],
+    generation: int,
+    now: str,
+    previous: Mapping[str, Any],
+    runtime: tuple[str | None, str | None] = (None, None),
+) -> JSON:
+    """`.status` for the plan, given each component's observed Deployment (or None)."""
+    observations = [observe(c.component, deployments.get(c.component)) for c in plan.components]
+    status = service_status(observations, generation, now, _previous(previous))
+    entry = plan.entry
+    raw = status_document(status, plan.url, cluster_url(entry.service_name, plan.namespace))
+    doc: JSON = _without_nulls(raw)
+    doc["deploymentMode"] = "Standard"
+    name, kind = runtime
+    if name and kind == "ServingRuntime":
+        doc["servingRuntimeName"] = name
+    elif name and kind == "ClusterServingRuntime":
+        doc["clusterServingRuntimeName"] = name
+    return doc
+
+
+def failed_status(
+    reason: str, message: str, generation: int, now: str, previous: Mapping[str, Any], mode: str
+) -> JSON:
+    """Status of a resource that cannot be reconciled (invalid spec, no runtime, other mode)."""
+    before = {c.type: c for c in _previous(previous)}
+    old = before.get("Ready")
+    since = old.last_transition_time if old is not None and old.status == "False" else now
+    doc: JSON = {
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "lastTransitionTime": since,
+                "reason": reason,
+                "message": message[:1024],
+            }
+        ],
+    }
+    if mode:
+        doc["deploymentMode"] = mode
+    return doc
+
+
+def _without_nulls(value: Any) -> Any:
+    # the API server drops nulls from a stored status: leave them out to compare like with like
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
