@@ -5,7 +5,7 @@ under the user's `baseRefs` and the service's own spec. Wharf ships configs with
 and the same roles, written for Wharf's parts: the main container runs `wharf-llm-worker` (see
 `worker_cli.py`) on port 8000 and the model at `/mnt/models`, the decode pod has no llm-d
 routing sidecar (Wharf's router does the prefill/decode hand-off itself, see
-docs/adr/0004-llm-presets-run-wharf-workers.md) and the scheduler is Wharf's router. Values may
+docs/adr/0007-llm-presets-run-wharf-workers.md) and the scheduler is Wharf's router. Values may
 use KServe's Go templates (`{{ .Spec.Model.Name }}`, `{{ .ObjectMeta.Name }}`, ...), rendered as
 KServe renders them. A config of the same name that the caller passes replaces a built-in one,
 as a config in the service's namespace replaces KServe's in the `kserve` namespace.
