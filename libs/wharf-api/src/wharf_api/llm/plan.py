@@ -51,6 +51,7 @@ from wharf_api.llm.worker_cli import (
     is_worker_command,
 )
 from wharf_api.names import DEFAULT_DOMAIN_TEMPLATE, DEFAULT_NAMESPACE, service_host
+from wharf_api.plan import arg_value
 from wharf_api.resources import LLMInferenceService, LLMInferenceServiceConfig
 from wharf_api.resources.llm_inference_service import (
     LLMInferenceServiceSpec,
@@ -173,16 +174,6 @@ def _pod(spec: PodSpec, service: str, path: str) -> LLMPod:
     )
 
 
-def _flag(values: Sequence[str], flag: str) -> str | None:
-    found: str | None = None
-    for i, arg in enumerate(values):
-        if arg.startswith(flag + "="):
-            found = arg[len(flag) + 1 :]
-        elif arg == flag and i + 1 < len(values):
-            found = values[i + 1]
-    return found
-
-
 def _engine(pod: LLMPod, model_name: str) -> EngineSettings:
     main = pod.main
     if is_worker_command(main.command):
@@ -190,12 +181,12 @@ def _engine(pod: LLMPod, model_name: str) -> EngineSettings:
         cut = command.index(ENGINE_ARGS_SEPARATOR) if ENGINE_ARGS_SEPARATOR in command else None
         own = command[:cut] if cut is not None else command
         engine_args = (*command[cut + 1 :], *main.args) if cut is not None else main.args
-        port = _flag(own, PORT_FLAG)
-        served = _flag(own, SERVED_MODEL_NAME_FLAG)
+        port = arg_value(own, PORT_FLAG)
+        served = arg_value(own, SERVED_MODEL_NAME_FLAG)
         return EngineSettings(
             port=int(port) if port and port.isdigit() else WORKER_PORT,
             served_model_names=(served or model_name,),
-            model=_flag(own, MODEL_FLAG) or MODEL_DIR,
+            model=arg_value(own, MODEL_FLAG) or MODEL_DIR,
             engine_args=tuple(engine_args),
             worker=True,
         )
