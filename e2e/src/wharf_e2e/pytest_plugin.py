@@ -71,6 +71,37 @@ async def kube_namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIte
 # --- LLM workers (marker `vllm`): real vLLM, CPU build, from the engine environment ----------
 # One worker per role per session, started by the first test that asks and shared; see
 # wharf_e2e.vllm_servers. Tests using them set @pytest.mark.timeout(vllm_servers.TEST_TIMEOUT_S).
+#
+# An idle vLLM CPU engine still spins (about half a core each), so an engine started while the
+# pool is up can starve on a 2-core machine. The run is therefore ordered: every other test
+# first, then the `vllm` tests that start engines of their own, then the pool's users, one after
+# another; the pool stops right after its last user.
+
+_POOL = pytest.StashKey[WorkerPool]()
+_LAST_POOL_USER = pytest.StashKey[str]()
+
+
+def _uses_pool(item: pytest.Item) -> bool:
+    return "vllm_pool" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    pool_users = [item for item in items if _uses_pool(item)]
+    engines = [i for i in items if i.get_closest_marker("vllm") and not _uses_pool(i)]
+    taken = {id(item) for item in pool_users + engines}
+    items[:] = [item for item in items if id(item) not in taken] + engines + pool_users
+    if pool_users:
+        config.stash[_LAST_POOL_USER] = pool_users[-1].nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield
+    if item.config.stash.get(_LAST_POOL_USER, None) == item.nodeid:
+        pool = item.config.stash.get(_POOL, None)
+        if pool is not None:
+            pool.close()
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +111,16 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_pool(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+def vllm_pool(
+    tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[WorkerPool]:
     reason = engine_missing_reason()
     if reason is not None:
         if engine_required():
             pytest.fail(reason)
         pytest.skip(reason)
     pool = WorkerPool(tiny_llama, tmp_path_factory.mktemp("vllm-logs"))
+    request.config.stash[_POOL] = pool
     yield pool
     pool.close()
 
