@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,34 @@ async def test_until_is_async() -> None:
     assert await until(lambda: next(seen), "second call", every_s=0) is True
     with pytest.raises(AssertionError, match="never"):
         await until(lambda: False, "never", timeout_s=0.05)
+
+
+def test_a_server_started_with_die_with_parent_goes_when_the_test_process_is_killed() -> None:
+    # The "test process": starts a long sleeper as the fixtures start servers, then is killed.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from wharf_e2e.testing import die_with_parent\n"
+            "child = subprocess.Popen(['sleep', '300'], preexec_fn=die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(300)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _running(child)
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    wait_until(lambda: not _running(child), "the orphaned server to stop", timeout_s=30)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from wharf_e2e.testing import free_port, wait_until
+from wharf_e2e.testing import die_with_parent, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 WHARF = Path(sys.executable).with_name("wharf")
@@ -84,7 +84,11 @@ class ModelServerProcess:
         ]  # fmt: skip
         with log_path.open("w") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                preexec_fn=die_with_parent,
             )
 
     @property

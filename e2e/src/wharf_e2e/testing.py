@@ -7,9 +7,22 @@ turns a hang into a clear failure; they never sleep a fixed time and count what 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn` for the servers tests start: the child gets SIGTERM when the test process
+    dies, so a killed or timed-out pytest leaves no control plane or vLLM engine behind (an idle
+    CPU engine spins and slows every later run on the machine). Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from wharf_e2e.testing import free_port
+from wharf_e2e.testing import die_with_parent, free_port
 
 # Started alone on an idle 2-core machine a worker is up in 70-155 s; three at once, or next to
 # other test jobs, take several times longer. This only turns a hang into a failure with the log.
@@ -114,6 +114,7 @@ class VllmWorker:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **ENGINE_ENV},
                 start_new_session=True,  # its engine process goes with it on stop
+                preexec_fn=die_with_parent,
             )
 
     def alive(self) -> bool:
