@@ -240,3 +240,62 @@ async def test_an_h2c_connection_handed_to_the_grpc_sniffer_keeps_no_head_clock(
     finally:
         upstream.close()
         await upstream.wait_closed()
+
+
+# -- slow bodies ----------------------------------------------------------------------------------
+
+RATE = 1000  # bytes/s
+
+
+@contextlib.asynccontextmanager
+async def body_rate(serve: Serve, app: Any = echo_length, rate: int = RATE) -> AsyncIterator[int]:
+    protocol = head_limited(LIMIT, min_body_rate=rate, body_grace_s=SHORT_S)
+    async with serve(app, http=protocol) as port:
+        yield port
+
+
+async def _trickle_body(port: int, every_s: float, piece: bytes, total: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+    reading = asyncio.create_task(_read_all(reader))
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < total and not reading.done():
+            writer.write(piece[: total - sent])
+            sent += len(piece[: total - sent])
+            await writer.drain()
+            await asyncio.sleep(every_s)
+    answer = await reading
+    writer.close()
+    return answer
+
+
+async def test_a_body_sent_a_few_bytes_at_a_time_is_cut_off_with_408(serve: Serve) -> None:
+    async with body_rate(serve) as port:
+        # 4 bytes every 50 ms: 80 bytes/s, for a body that would take 2 minutes
+        answer = await _trickle_body(port, 0.05, b"bbbb", 10_000)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"request body slower than 1000 bytes/s" in answer
+
+
+async def test_a_body_above_the_rate_is_served_however_long_it_takes(serve: Serve) -> None:
+    async with body_rate(serve) as port:
+        # 200 bytes every 50 ms: about 4,000 bytes/s, for longer than the grace period
+        answer = await _trickle_body(port, 0.05, b"b" * 200, 8_000)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.endswith(b"8000")
+
+
+async def test_an_application_that_does_not_read_is_not_the_clients_fault(serve: Serve) -> None:
+    async def reads_late(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(4 * SHORT_S)  # the body waits in uvicorn's buffer, reading paused
+        await echo_length(scope, receive, send)
+
+    body = b"b" * (4 * 1024 * 1024)  # past uvicorn's high-water mark: it pauses reading
+    # at 10 MB/s the body would be late by the first check if the paused time counted
+    async with body_rate(serve, reads_late, rate=10_000_000) as port:
+        answer = await _exchange(
+            port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.endswith(str(len(body)).encode())

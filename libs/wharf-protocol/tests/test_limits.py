@@ -3,11 +3,14 @@ import pytest
 from wharf_protocol.limits import (
     DEFAULT_HEAD_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MIN_BODY_RATE,
     HEAD_TIMEOUT_ENV,
     MAX_MESSAGE_BYTES_ENV,
+    MIN_BODY_RATE_ENV,
     grpc_size_options,
     head_timeout_s,
     max_message_bytes,
+    min_body_rate,
 )
 
 
@@ -39,3 +42,11 @@ def test_head_timeout_from_the_environment() -> None:
     for bad in ("soon", "0", "-1", "nan", "inf"):
         with pytest.raises(ValueError, match=HEAD_TIMEOUT_ENV):
             head_timeout_s({HEAD_TIMEOUT_ENV: bad})
+
+
+def test_min_body_rate_from_the_environment() -> None:
+    assert min_body_rate({}) == DEFAULT_MIN_BODY_RATE == 1024
+    assert min_body_rate({MIN_BODY_RATE_ENV: " 4096 "}) == 4096
+    for bad in ("fast", "0", "-1", "1.5"):
+        with pytest.raises(ValueError, match=MIN_BODY_RATE_ENV):
+            min_body_rate({MIN_BODY_RATE_ENV: bad})

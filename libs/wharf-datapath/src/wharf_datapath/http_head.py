@@ -15,6 +15,12 @@ Slow clients: uvicorn closes an idle keep-alive connection, but a connection tha
 of a head (a byte now and then, slowloris) or nothing at all is held forever. The head must
 arrive whole within `head_timeout_s` of its first byte, or of the connection's start: if not,
 the answer is `408 {"error": ...}` and the connection is closed.
+
+The body, once the head is in, must keep an average of `min_body_rate` bytes a second after a
+grace of `body_grace_s` (the rule of Kestrel's MinRequestBodyDataRate; nginx's 60 s between two
+reads does not stop a client that sends a byte every few seconds). Time while the application
+is not reading (uvicorn paused the socket) does not count against the client. A body below the
+rate gets `408 {"error": ...}` (when no answer has started) and the connection is closed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 # nginx's client_header_timeout is 60 s, Node's headersTimeout 60 s
 DEFAULT_HEAD_TIMEOUT_S = 30.0
+# Kestrel's defaults are 240 bytes/s after 5 s; a tensor upload is far faster than either
+DEFAULT_MIN_BODY_RATE = 1024
+DEFAULT_BODY_GRACE_S = 10.0
+_BODY_CHECK_EVERY_S = 1.0
 
 
 class HeadTooLarge(Exception):
@@ -39,7 +49,12 @@ class HeadTooLarge(Exception):
 class HeadLimitedHttpProtocol(HttpToolsProtocol):
     max_head_bytes: ClassVar[int] = DEFAULT_MAX_HEAD_BYTES
     head_timeout_s: ClassVar[float] = DEFAULT_HEAD_TIMEOUT_S
+    min_body_rate: ClassVar[int] = DEFAULT_MIN_BODY_RATE
+    body_grace_s: ClassVar[float] = DEFAULT_BODY_GRACE_S
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _body_since = 0.0  # when the current measure of the body's rate started
+    _body_bytes = 0  # body bytes received since then
     _in_head = True  # between requests, or reading a request line and its headers
     _read_in_head = 0  # bytes of the reads that fell wholly inside the current head
     _parsed_head = 0  # bytes of request target and headers the parser has handed over
@@ -85,8 +100,14 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         self._heads_done += 1
         self._read_in_head = 0
         super().on_headers_complete()
+        self._start_body_clock(self.body_grace_s)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._stop_body_clock()
         super().on_message_complete()
         self._in_head = True
         self._read_in_head = 0
@@ -108,11 +129,38 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
     def stop_head_timer(self) -> None:
-        """Stop the clock on the head (also when the connection is handed to another
-        protocol, as the ingress does with h2c)."""
+        """Stop the clocks on the head and the body (also when the connection is handed to
+        another protocol, as the ingress does with h2c)."""
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._stop_body_clock()
+
+    def _start_body_clock(self, after_s: float) -> None:
+        self._stop_body_clock()
+        self._body_since, self._body_bytes = self.loop.time(), 0
+        self._body_timer = self.loop.call_later(after_s, self._check_body_rate)
+
+    def _stop_body_clock(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _check_body_rate(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        flow: Any = getattr(self, "flow", None)
+        if flow is not None and flow.read_paused:
+            self._start_body_clock(self.body_grace_s)  # the application's delay: start again
+            return
+        elapsed = self.loop.time() - self._body_since
+        if self._body_bytes < self.min_body_rate * elapsed:
+            rate = self.min_body_rate
+            message = f"request body slower than {rate} bytes/s"
+            self._answer(b"408 Request Timeout", message, writable=self._not_answering())
+            return
+        self._body_timer = self.loop.call_later(_BODY_CHECK_EVERY_S, self._check_body_rate)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -128,15 +176,21 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         cycle: Any = getattr(self, "cycle", None)
         return cycle is None or bool(cycle.response_complete)
 
+    def _not_answering(self) -> bool:
+        """No answer has started for the request whose body is being read."""
+        cycle: Any = getattr(self, "cycle", None)
+        return cycle is None or not cycle.response_started or bool(cycle.response_complete)
+
     def _refuse_head(self) -> None:
         limit = self.max_head_bytes
         message = f"request line and headers larger than the limit of {limit} bytes"
         self._answer(b"431 Request Header Fields Too Large", message)
 
-    def _answer(self, status: bytes, message: str) -> None:
+    def _answer(self, status: bytes, message: str, writable: bool | None = None) -> None:
         self.stop_head_timer()
-        # a response still being sent on this connection must not be cut by another one
-        if self._idle():
+        # a response still being sent on this connection (or owed to a pipelined request before
+        # this one) must not be cut by another one
+        if self._idle() if writable is None else writable:
             body = json.dumps({"error": message}).encode()
             self.transport.write(
                 b"HTTP/1.1 " + status + b"\r\n"
@@ -148,8 +202,16 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
 
 
 def head_limited(
-    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S,
+    min_body_rate: int = DEFAULT_MIN_BODY_RATE,
+    body_grace_s: float = DEFAULT_BODY_GRACE_S,
 ) -> type[HeadLimitedHttpProtocol]:
     """The protocol class for `uvicorn.Config(http=...)`, with these limits."""
-    limits = {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s}
+    limits = {
+        "max_head_bytes": max_head_bytes,
+        "head_timeout_s": head_timeout_s,
+        "min_body_rate": min_body_rate,
+        "body_grace_s": body_grace_s,
+    }
     return type("HeadLimitedHttpProtocol", (HeadLimitedHttpProtocol,), limits)

@@ -18,7 +18,11 @@ from typing import Any, ClassVar
 
 import hpack
 
-from wharf_datapath.http_head import DEFAULT_HEAD_TIMEOUT_S, HeadLimitedHttpProtocol
+from wharf_datapath.http_head import (
+    DEFAULT_HEAD_TIMEOUT_S,
+    DEFAULT_MIN_BODY_RATE,
+    HeadLimitedHttpProtocol,
+)
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADERS, _CONTINUATION = 0x1, 0x9
@@ -198,8 +202,14 @@ class SniffingHttpProtocol(HeadLimitedHttpProtocol):
 
 
 def protocol_for(
-    port_for: PortFor, head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+    port_for: PortFor,
+    head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S,
+    min_body_rate: int = DEFAULT_MIN_BODY_RATE,
 ) -> type[SniffingHttpProtocol]:
     """The HTTP protocol class for uvicorn, handing h2c connections to `port_for`'s proxies."""
-    fields = {"port_for": staticmethod(port_for), "head_timeout_s": head_timeout_s}
+    fields = {
+        "port_for": staticmethod(port_for),
+        "head_timeout_s": head_timeout_s,
+        "min_body_rate": min_body_rate,
+    }
     return type("IngressHttpProtocol", (SniffingHttpProtocol,), fields)

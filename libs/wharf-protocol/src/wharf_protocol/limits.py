@@ -56,6 +56,28 @@ def head_timeout_s(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
+# The slowest average rate, in bytes a second, at which a request body may arrive once its head
+# is in (after a grace period); a slower body is answered 408 (slow clients).
+DEFAULT_MIN_BODY_RATE = 1024
+MIN_BODY_RATE_ENV = "WHARF_HTTP_MIN_BODY_RATE"
+
+
+def min_body_rate(environ: Mapping[str, str] | None = None) -> int:
+    """`$WHARF_HTTP_MIN_BODY_RATE` (bytes a second, positive) when set, else the default. A
+    malformed value raises ValueError naming the variable."""
+    env = os.environ if environ is None else environ
+    raw = env.get(MIN_BODY_RATE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MIN_BODY_RATE
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MIN_BODY_RATE_ENV}={raw!r}: expected bytes a second") from None
+    if value <= 0:
+        raise ValueError(f"{MIN_BODY_RATE_ENV}={raw!r}: must be positive")
+    return value
+
+
 def grpc_size_options(limit: int) -> list[tuple[str, int]]:
     """gRPC channel/server options that apply one limit to both directions."""
     return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]

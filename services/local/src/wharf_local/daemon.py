@@ -32,7 +32,7 @@ from wharf_local.objects import get_object, list_objects
 from wharf_local.runtime import LocalRuntime
 from wharf_local.security import OwnerOnlyProtocol, bind_private_socket, private_dir
 from wharf_local.settings import Settings
-from wharf_protocol.limits import head_timeout_s
+from wharf_protocol.limits import head_timeout_s, min_body_rate
 
 log = logging.getLogger("wharf.daemon")
 
@@ -206,7 +206,7 @@ async def serve(home: Home, settings: Settings) -> None:
             port=settings.ingress_port,
             loop="none",
             # gRPC (h2c) on the HTTP port too: piped to the gRPC ingress
-            http=protocol_for(router.port_for, head_timeout_s()),
+            http=protocol_for(router.port_for, head_timeout_s(), min_body_rate()),
             lifespan="off",
             access_log=False,
             log_level="warning",

@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 from wharf_datapath.http_head import head_limited
-from wharf_protocol.limits import head_timeout_s
+from wharf_protocol.limits import head_timeout_s, min_body_rate
 
 
 class _Server(uvicorn.Server):
@@ -37,8 +37,9 @@ class RestServer:
             app,
             host=host,
             port=port,
-            # httptools, with a bound on the request line and headers (431 above it)
-            http=head_limited(head_timeout_s=head_timeout_s()),
+            # httptools, with bounds on the request line and headers (431 above it) and on slow
+            # heads and bodies (408)
+            http=head_limited(head_timeout_s=head_timeout_s(), min_body_rate=min_body_rate()),
             lifespan="on",
             access_log=False,
             server_header=False,
