@@ -72,3 +72,44 @@ async def test_routed_by_authority_or_refused_with_a_hint(router: GrpcRouter) ->
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _call(router, None, b"hi", metadata=(("host", "other.test"),))
     assert "unknown host 'other.test'" in (err.value.details() or "")
+
+
+# -- a replica that went away -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def one_dead_replica(
+    list_backends: Any, refused_port: Any
+) -> AsyncIterator[tuple[GrpcRouter, Any, int]]:
+    """Two replicas: the first refuses connections (its process died), the second echoes."""
+    server = grpc.aio.server(handlers=[_Echo()], options=size_options(LIMIT))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    dead = await refused_port()
+    backends = list_backends([dead, port], [dead, port])
+    router = GrpcRouter(backends, max_message_bytes=LIMIT, label_metadata="x-served-by")
+    try:
+        yield router, backends, dead
+    finally:
+        await router.aclose()
+        await server.stop(None)
+
+
+async def test_a_call_to_a_replica_that_refuses_is_sent_to_another(
+    one_dead_replica: tuple[GrpcRouter, Any, int],
+) -> None:
+    router, backends, dead = one_dead_replica
+    reply, metadata = await _call(router, None, b"hi", metadata=(("host", "svc.test"),))
+    assert reply == b"hi"
+    assert metadata["x-served-by"] == "replica-1"
+    assert backends.unreachable == {dead}
+    assert backends.released == backends.leased == 2
+
+
+def test_only_a_connection_that_was_never_made_counts_as_refused() -> None:
+    from wharf_datapath.retry import Failure, grpc_failure
+
+    assert grpc_failure("UNAVAILABLE", "failed to connect to all addresses") is Failure.REFUSED
+    assert grpc_failure("UNAVAILABLE", "Socket closed") is Failure.UNANSWERED
+    assert grpc_failure("UNAVAILABLE", "model iris is not ready") is Failure.UNANSWERED
+    assert grpc_failure("INVALID_ARGUMENT", "bad tensor") is None

@@ -7,6 +7,10 @@ and one routed by metadata; the sniffer pipes each h2c connection to the right o
 
 The proxy's server and its channels to the replicas take the same message limit, so a message
 that the client and the model server accept is not refused in between.
+
+A call that could not reach its replica (the connection was refused: a replica that just died)
+is sent to another one, as the HTTP proxy does (`retry`), when the request messages read so far
+are still at hand (up to `buffer_bytes`) and nothing was answered yet.
 """
 
 from __future__ import annotations
@@ -17,10 +21,37 @@ from collections.abc import AsyncIterator, Hashable
 
 import grpc
 
-from wharf_datapath.backends import Backends, Unavailable
+from wharf_datapath import retry
+from wharf_datapath.backends import Backends, Lease, Unavailable
 from wharf_datapath.upstream import Address
 
 ROUTE_KEYS = ("host", "x-wharf-host")
+# request bytes kept to resend a call to another replica (the HTTP proxy's buffer)
+DEFAULT_BUFFER_BYTES = 1024 * 1024
+
+
+class _Replayable:
+    """The client's request messages, recorded as the upstream call reads them (up to a size),
+    so that a call that reached no replica can be sent again with the same messages."""
+
+    def __init__(self, requests: AsyncIterator[bytes], limit: int) -> None:
+        self._requests = requests
+        self._limit = limit
+        self._sent: list[bytes] = []
+        self._size = 0
+        self.whole = True  # every message read so far is recorded
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        for message in list(self._sent):
+            yield message
+        async for message in self._requests:
+            if self.whole:
+                self._size += len(message)
+                if self._size <= self._limit:
+                    self._sent.append(message)
+                else:
+                    self.whole, self._sent = False, []
+            yield message
 
 
 def size_options(limit: int) -> list[tuple[str, int]]:
@@ -37,8 +68,10 @@ class GrpcProxy(grpc.GenericRpcHandler):
         authority: str | None = None,
         label_metadata: str | None = None,
         hint: str = "",
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self.backends = backends
+        self.buffer_bytes = buffer_bytes
         self.authority = authority
         self.label_metadata = label_metadata
         self.hint = hint
@@ -93,30 +126,56 @@ class GrpcProxy(grpc.GenericRpcHandler):
         if isinstance(route, str):
             await context.abort(grpc.StatusCode.NOT_FOUND, route)
             return
-        try:
-            lease = await self.backends.acquire(route)
-        except Unavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            return
-        try:
-            if lease.grpc_port is None:
-                await context.abort(
-                    grpc.StatusCode.UNIMPLEMENTED, f"{lease.label} serves no gRPC port"
-                )
-                return
-            forward = [(k, v) for k, v in metadata if k not in ROUTE_KEYS]
-            call: grpc.aio.StreamStreamCall[bytes, bytes] = self._channel(
-                (lease.host, lease.grpc_port)
-            ).stream_stream(method)(requests, metadata=forward)  # type: ignore[arg-type]
-            if self.label_metadata is not None:
-                await context.send_initial_metadata(((self.label_metadata, lease.label),))
+        forward = [(k, v) for k, v in metadata if k not in ROUTE_KEYS]
+        replay = _Replayable(requests, self.buffer_bytes)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                async for response in call:
-                    yield response
-            except grpc.aio.AioRpcError as exc:
-                await context.abort(exc.code(), exc.details() or "")
-        finally:
-            self.backends.release(lease)
+                lease = await self.backends.acquire(route)
+            except Unavailable as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                return
+            answered = False
+            try:
+                if lease.grpc_port is None:
+                    await context.abort(
+                        grpc.StatusCode.UNIMPLEMENTED, f"{lease.label} serves no gRPC port"
+                    )
+                    return
+                call: grpc.aio.StreamStreamCall[bytes, bytes] = self._channel(
+                    (lease.host, lease.grpc_port)
+                ).stream_stream(method)(replay.messages(), metadata=forward)  # type: ignore[arg-type]
+                try:
+                    async for response in call:
+                        if not answered:
+                            answered = True
+                            await self._label(context, lease)
+                        yield response
+                    if not answered:
+                        await self._label(context, lease)
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    failure = (
+                        None
+                        if answered
+                        else retry.grpc_failure(exc.code().name, exc.details() or "")
+                    )
+                    if failure is retry.Failure.REFUSED:
+                        self.backends.mark_unreachable(lease)
+                    if failure is None or not retry.may_resend(
+                        "POST", failure, replayable=replay.whole, attempt=attempt
+                    ):
+                        if not answered:
+                            await self._label(context, lease)
+                        await context.abort(exc.code(), exc.details() or "")
+                        return
+            finally:
+                self.backends.release(lease)
+
+    async def _label(self, context: grpc.aio.ServicerContext[bytes, bytes], lease: Lease) -> None:
+        if self.label_metadata is not None:
+            await context.send_initial_metadata(((self.label_metadata, lease.label),))
 
     async def aclose(self) -> None:
         for channel in self._channels.values():

@@ -14,6 +14,10 @@ at hand (buffered, or not yet read from the client):
 
 A request that made a replica die is not sent to the next one unless its method says that is
 safe: a request that crashes servers would otherwise crash them all.
+
+gRPC says less: a call that failed before any response is UNAVAILABLE either way, and only its
+details tell a connection that could not be made (retried: nothing was sent) from one that broke
+(not retried: every gRPC call is a POST).
 """
 
 from __future__ import annotations
@@ -36,3 +40,18 @@ def may_resend(method: str, failure: Failure, *, replayable: bool, attempt: int)
     if attempt >= MAX_ATTEMPTS or not replayable:
         return False
     return failure is not Failure.UNANSWERED or method in IDEMPOTENT_METHODS
+
+
+# what grpc-core says when no connection to the replica could be made
+_GRPC_NOT_CONNECTED = ("failed to connect", "connection refused", "connect failed")
+
+
+def grpc_failure(code_name: str, details: str) -> Failure | None:
+    """The failure of a gRPC call that got no response, from its status code and details;
+    None when the replica answered (any status but UNAVAILABLE is the replica's answer)."""
+    if code_name != "UNAVAILABLE":
+        return None
+    lowered = details.lower()
+    if any(marker in lowered for marker in _GRPC_NOT_CONNECTED):
+        return Failure.REFUSED
+    return Failure.UNANSWERED
