@@ -12,6 +12,7 @@ The Dockerfile reader below is small, enough for the files in this repository: c
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import os
 import re
@@ -380,3 +381,30 @@ def test_hadolint_fails_an_unpinned_root_image(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "DL3007" in done.stdout, done.stdout  # `latest`
     assert "DL3013" in done.stdout, done.stdout  # unpinned pip install
+
+
+def _allowed_by_dockerignore() -> list[str]:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", ".dockerignore is an allow-list: it starts by leaving everything out"
+    return [line[1:].rstrip("/") for line in lines if line.startswith("!")]
+
+
+def test_the_build_context_holds_every_workspace_member() -> None:
+    # uv reads every member's pyproject.toml even for one --package: a member the context
+    # leaves out breaks every image's build.
+    allowed = _allowed_by_dockerignore()
+    needed = ["pyproject.toml", "uv.lock", f"{ENGINE_ENV}/pyproject.toml", f"{ENGINE_ENV}/uv.lock"]
+    for folder in workspace_members().values():
+        relative = folder.relative_to(ROOT).as_posix()
+        needed.append(f"{relative}/pyproject.toml")
+        if folder.parent.name in ("libs", "services"):
+            needed.append(f"{relative}/src")  # what the images install
+    for path in needed:
+        assert any(fnmatch.fnmatchcase(path, pattern) for pattern in allowed), (
+            f"{path} is not in the build context (.dockerignore)"
+        )
+        assert (ROOT / path).exists(), path
