@@ -43,3 +43,7 @@ crds: ## regenerate deploy/base/crds from the pydantic models
 .PHONY: protos
 protos: ## regenerate the gRPC modules in libs/wharf-protocol from protos/
 	$(UV) run python -m wharf_protocol.codegen
+
+.PHONY: images
+images: ## build the service images, ghcr.io/wharf-serving/<service>:0.1.0 (docker, podman or buildah)
+	./scripts/build-images
