@@ -139,6 +139,6 @@ def render_graph(graph: InferenceGraph, catalog: Catalog, *, mode: str | None = 
         raise RenderError(
             f"InferenceGraph {graph.name}: "
             + "; ".join(u.message() for u in unresolved)
-            + " (give its manifest with -f)"
+            + " (give each InferenceService's manifest with -f)"
         )
     return expected_graph_children(graph, resolved, catalog.config)
