@@ -102,6 +102,19 @@ def _isvc() -> dict[str, Any]:
     }
 
 
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _idle(services: Controller, graphs: GraphController) -> None:
+    """Wait until both queues are empty and no worker holds a key."""
+
+    def idle() -> bool:
+        return all(len(q) == 0 and not q._processing for q in (services.queue, graphs.queue))
+
+    await wait_for(lambda: _async(idle()), "idle queues")
+
+
 def _ready(obj: dict[str, Any] | None) -> dict[str, Any]:
     conditions = (obj or {}).get("status", {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == "Ready"), {})
@@ -155,6 +168,20 @@ async def test_a_graph_waits_for_its_service_then_runs_its_router_until_deleted(
     graph = await wait_for(ready, "the graph Ready", within=90)
     assert graph["status"]["url"] == f"http://chain-{ns}.models.test"
     assert graph["status"]["observedGeneration"] == 1
+
+    # once the InferenceService is Ready too, a resync of the graph writes nothing
+    async def service_ready() -> dict[str, Any]:
+        got = await get(ISVC, "InferenceService", "iris")
+        return got if _ready(got).get("status") == "True" else {}
+
+    await wait_for(service_ready, "the InferenceService Ready", within=90)
+    services, graphs = controllers
+    await _idle(services, graphs)
+    writes, runs = services.api.writes, graphs.reconciled
+    graphs._enqueue_all()
+    await wait_for(lambda: _async(graphs.reconciled > runs), "a resync reconcile")
+    await _idle(services, graphs)
+    assert services.api.writes == writes
 
     # deleting the graph garbage-collects its router (kube-controller-manager's collector)
     await kube.delete(GRAPH, "InferenceGraph", "chain", ns)
