@@ -13,6 +13,7 @@ from wharf_api.resources.inference_graph import InferenceGraph
 from wharf_controller.desired.inference_graph import (
     Endpoint,
     expected_graph_children,
+    model_name,
     resolve_steps,
 )
 from wharf_controller.graph_status import graph_status
@@ -237,3 +238,30 @@ def test_the_autoscaler_class_annotation_chooses_keda_or_none() -> None:
 def test_no_route_when_ingress_creation_is_disabled() -> None:
     children = _children(graph(), {"ingress": json.dumps({"disableIngressCreation": True})})
     assert set(children) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+
+
+def _isvc(predictor: dict[str, Any], transformer: dict[str, Any] | None = None) -> Any:
+    spec: dict[str, Any] = {"predictor": predictor}
+    if transformer is not None:
+        spec["transformer"] = transformer
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "team"},
+        "spec": spec,
+    }
+    return default(parse_object(doc))
+
+
+def test_the_model_name_is_read_where_kserve_reads_it() -> None:
+    model = {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://b/m"}
+    assert model_name(_isvc({"model": model})) == "iris"
+    assert model_name(_isvc({"model": {**model, "args": ["--model_name=flowers"]}})) == "flowers"
+    mlserver = {**model, "env": [{"name": "MLSERVER_MODEL_NAME", "value": "ml"}]}
+    assert model_name(_isvc({"model": mlserver})) == "ml"
+    custom = {"containers": [{"name": "c", "image": "i", "args": ["--model_name", "custom"]}]}
+    assert model_name(_isvc(custom)) == "custom"
+    transformer = {"containers": [{"name": "t", "image": "t", "args": ["--model_name=front"]}]}
+    assert model_name(_isvc({"model": model}, transformer)) == "front"
+    resolved, _ = resolve_steps(graph().spec, {"a": Endpoint("http://a", "v2", "front")})
+    assert _steps(resolved)["root"][0] == "http://a/v2/models/front/infer"

@@ -35,6 +35,7 @@ from wharf_controller.desired.inference_graph import (
     Endpoint,
     GraphError,
     expected_graph_children,
+    model_name,
     resolve_steps,
     router_plan,
 )
@@ -192,7 +193,7 @@ class GraphController:
             except (WharfValidationError, PlanError, NoSupportingRuntimeError, ValueError):
                 out[name] = Endpoint(None)
                 continue
-            out[name] = Endpoint(address, plan.entry.protocol)
+            out[name] = Endpoint(address, plan.entry.protocol, model_name(isvc))
         return out
 
     async def reconcile(self, key: Key) -> None:

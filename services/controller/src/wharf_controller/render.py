@@ -24,6 +24,7 @@ from wharf_controller.desired import Inputs, expected_children
 from wharf_controller.desired.inference_graph import (
     Endpoint,
     expected_graph_children,
+    model_name,
     resolve_steps,
 )
 
@@ -133,7 +134,7 @@ def render_graph(graph: InferenceGraph, catalog: Catalog, *, mode: str | None = 
             isvc, runtimes, catalog.cluster_runtimes, config=catalog.config
         )
         address = cluster_url(plan.entry.service_name, namespace)
-        endpoints[isvc.name] = Endpoint(address, plan.entry.protocol)
+        endpoints[isvc.name] = Endpoint(address, plan.entry.protocol, model_name(isvc))
     resolved, unresolved = resolve_steps(graph.spec, endpoints)
     if unresolved:
         raise RenderError(

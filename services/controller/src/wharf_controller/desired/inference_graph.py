@@ -22,7 +22,8 @@ from wharf_api.names import (
     graph_labels,
     service_host,
 )
-from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan, ServicePlan
+from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan, ServicePlan, arg_value
+from wharf_api.resources import InferenceService
 from wharf_api.resources.inference_graph import InferenceGraph, InferenceGraphSpec
 from wharf_controller.desired.meta import child
 from wharf_controller.desired.routing import (
@@ -37,6 +38,8 @@ JSON = dict[str, Any]
 ROUTER_PORT = 8080  # KServe's RouterPort
 READINESS_PATH = "/readyz"  # KServe's RouterReadinessEndpoint
 PROPAGATE_HEADERS_ENV = "PROPAGATE_HEADERS"
+MODEL_NAME_ARG = "--model_name"
+MLSERVER_MODEL_NAME_ENV = "MLSERVER_MODEL_NAME"
 DEFAULT_SCALE_METRIC = "cpu"  # an HPA scales a graph's router on cpu unless told otherwise
 
 
@@ -52,6 +55,7 @@ class Endpoint:
 
     address: str | None
     protocol: str = "v1"
+    model: str | None = None  # the model's name when it is not the InferenceService's
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,27 @@ class Unresolved:
         return f"{self.field}: InferenceService {self.service} is not ready (no address yet)"
 
 
+def model_name(isvc: InferenceService) -> str:
+    """KServe's `GetModelName`: `--model_name` of the transformer's container, else
+    `MLSERVER_MODEL_NAME` or `--model_name` of the predictor's model, else `--model_name` of its
+    first container, else the InferenceService's name."""
+    spec = isvc.spec
+    found: str | None = None
+    if spec.transformer is not None and spec.transformer.containers:
+        found = arg_value(spec.transformer.containers[0].args or [], MODEL_NAME_ARG)
+        if found:
+            return found
+    model = spec.predictor.model
+    if model is not None:
+        for env in model.env or []:
+            if env.name == MLSERVER_MODEL_NAME_ENV and env.value:
+                return env.value
+        found = arg_value(model.args or [], MODEL_NAME_ARG)
+    elif spec.predictor.containers:
+        found = arg_value(spec.predictor.containers[0].args or [], MODEL_NAME_ARG)
+    return found or isvc.name
+
+
 def predict_path(model: str, protocol: str) -> str:
     """KServe's predict path for a protocol (`constants.PredictPath`)."""
     return f"/v2/models/{model}/infer" if protocol.endswith("v2") else f"/v1/models/{model}:predict"
@@ -77,7 +102,7 @@ def resolve_steps(
     spec: InferenceGraphSpec, endpoints: Mapping[str, Endpoint | None]
 ) -> tuple[InferenceGraphSpec, list[Unresolved]]:
     """The spec the router runs: as KServe's controller, a `serviceName` step without a
-    `serviceUrl` gets `{address}{predict path}` (the model named after the InferenceService).
+    `serviceUrl` gets `{address}{predict path}` (the model's name from `model_name`).
     `endpoints` maps the namespace's InferenceServices; a name not in it does not exist."""
     resolved = spec.model_copy(deep=True)
     problems: list[Unresolved] = []
@@ -91,7 +116,8 @@ def resolve_steps(
             if found is None or not found.address:
                 problems.append(Unresolved(field, name, found is not None))
                 continue
-            step.service_url = found.address.rstrip("/") + predict_path(name, found.protocol)
+            model = found.model or name
+            step.service_url = found.address.rstrip("/") + predict_path(model, found.protocol)
     return resolved, problems
 
 
