@@ -44,6 +44,20 @@ async def _established(kube: Kube, name: str) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
+def _configmap(namespace: str, router_image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "inferenceservice-config", "namespace": namespace},
+        "data": {
+            "deploy": json.dumps({"defaultDeploymentMode": "Standard"}),
+            # an Ingress: the Gateway API CRDs are not needed here
+            "ingress": json.dumps({"ingressDomain": "models.test", "ingressClassName": "nginx"}),
+            "router": json.dumps({"image": router_image}),
+        },
+    }
+
+
 @pytest.fixture
 async def controllers(
     kube: Kube, kube_namespace: str
@@ -53,18 +67,7 @@ async def controllers(
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "inferenceservice-config", "namespace": kube_namespace},
-        "data": {
-            "deploy": json.dumps({"defaultDeploymentMode": "Standard"}),
-            # an Ingress: the Gateway API CRDs are not needed here
-            "ingress": json.dumps({"ingressDomain": "models.test", "ingressClassName": "nginx"}),
-            "router": json.dumps({"image": "router:test"}),
-        },
-    }
-    await kube.apply(config, namespace=kube_namespace)
+    await kube.apply(_configmap(kube_namespace, "router:test"), namespace=kube_namespace)
     services = Controller(Api(kube.api), config_namespace=kube_namespace, workers=1, resync_s=3600)
     graphs = GraphController(services, workers=1)
     await services.start_caches()
@@ -182,6 +185,17 @@ async def test_a_graph_waits_for_its_service_then_runs_its_router_until_deleted(
     await wait_for(lambda: _async(graphs.reconciled > runs), "a resync reconcile")
     await _idle(services, graphs)
     assert services.api.writes == writes
+
+    # a new router image in the ConfigMap rolls out to the graph
+    await kube.apply(_configmap(ns, "router:test2"), namespace=ns)
+
+    async def rolled() -> bool:
+        dep = await get("apps/v1", "Deployment", "chain")
+        return bool(dep) and dep["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "router:test2"
+        )
+
+    await wait_for(rolled, "the new router image")
 
     # deleting the graph garbage-collects its router (kube-controller-manager's collector)
     await kube.delete(GRAPH, "InferenceGraph", "chain", ns)
