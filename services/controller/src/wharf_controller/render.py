@@ -1,5 +1,6 @@
 """`wharf-controller render`: what the controller would create for the InferenceServices and
-InferenceGraphs of a file, offline (no cluster: no owner references, no credentials from ServiceAccounts).
+InferenceGraphs of a file, offline (no cluster: no owner references, no credentials from
+ServiceAccounts).
 
 ServingRuntimes, ClusterServingRuntimes, ClusterStorageContainers and an
 `inferenceservice-config` ConfigMap in the same files are used as the cluster would use them. A
