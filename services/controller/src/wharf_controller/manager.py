@@ -12,6 +12,7 @@ import socket
 from aiohttp import web
 
 from wharf_controller.controller import Controller
+from wharf_controller.graph_controller import GraphController
 from wharf_controller.kube.api import Api, connect
 from wharf_controller.kube.health import health_app
 from wharf_controller.kube.leader import LeaderElector
@@ -32,12 +33,18 @@ async def run(args: argparse.Namespace) -> int:
         resync_s=args.resync_seconds,
         metrics=metrics,
     )
+    graphs = GraphController(controller, workers=max(1, args.workers // 2))
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = (
         LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
     )
     runner = web.AppRunner(
-        health_app(metrics.registry, lambda: True, controller.caches_synced), access_log=None
+        health_app(
+            metrics.registry,
+            lambda: True,
+            lambda: controller.caches_synced() and graphs.caches_synced(),
+        ),
+        access_log=None,
     )
     await runner.setup()
     await web.TCPSite(runner, args.metrics_host, args.metrics_port).start()
@@ -48,6 +55,7 @@ async def run(args: argparse.Namespace) -> int:
     code = 0
     try:
         await controller.start_caches()
+        await graphs.start_caches()
         campaign = asyncio.create_task(elector.run()) if elector else None
         if elector is not None:
             leading = asyncio.create_task(elector.leading.wait())
@@ -58,6 +66,7 @@ async def run(args: argparse.Namespace) -> int:
         if not stop.is_set():
             metrics.leader.set(1)
             await controller.start_workers()
+            await graphs.start_workers()
             waits = {asyncio.create_task(stop.wait())}
             if elector is not None:
                 waits.add(asyncio.create_task(elector.lost.wait()))
@@ -68,6 +77,7 @@ async def run(args: argparse.Namespace) -> int:
         if campaign is not None:
             campaign.cancel()
     finally:
+        await graphs.stop()
         await controller.stop()
         if elector is not None:
             await elector.release()

@@ -1,8 +1,10 @@
-"""`wharf-controller render`: what the controller would create for the InferenceServices of a
-file, offline (no cluster: no owner references, no credentials from ServiceAccounts).
+"""`wharf-controller render`: what the controller would create for the InferenceServices and
+InferenceGraphs of a file, offline (no cluster: no owner references, no credentials from
+ServiceAccounts).
 
 ServingRuntimes, ClusterServingRuntimes, ClusterStorageContainers and an
-`inferenceservice-config` ConfigMap in the same files are used as the cluster would use them.
+`inferenceservice-config` ConfigMap in the same files are used as the cluster would use them. A
+graph's `serviceName` steps resolve to the InferenceServices of the same files.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from typing import Any
 
 from wharf_api import default, parse_object, validate
 from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
+from wharf_api.names import cluster_url
 from wharf_api.plan import plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
+from wharf_api.resources.inference_graph import InferenceGraph
 from wharf_controller.decisions import deployment_mode
 from wharf_controller.desired import Inputs, expected_children
+from wharf_controller.desired.inference_graph import (
+    Endpoint,
+    expected_graph_children,
+    model_name,
+    resolve_steps,
+)
 
 JSON = dict[str, Any]
 STANDARD = "Standard"
@@ -36,6 +46,7 @@ class Catalog:
     storage_containers: list[ClusterStorageContainer] = field(default_factory=list)
     config: InferenceServiceConfig = field(default_factory=InferenceServiceConfig)
     services: list[InferenceService] = field(default_factory=list)
+    graphs: list[InferenceGraph] = field(default_factory=list)
 
     def add(self, doc: Mapping[str, Any]) -> None:
         if doc.get("kind") == "ConfigMap":
@@ -54,6 +65,9 @@ class Catalog:
         elif isinstance(obj, InferenceService):
             validate(obj)
             self.services.append(obj)
+        elif isinstance(obj, InferenceGraph):
+            validate(obj)
+            self.graphs.append(obj)
 
 
 def render_service(
@@ -95,4 +109,38 @@ def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = No
     out: list[JSON] = []
     for isvc in catalog.services:
         out += render_service(isvc, catalog, mode=mode)
+    for graph in catalog.graphs:
+        out += render_graph(graph, catalog, mode=mode)
     return out
+
+
+def render_graph(graph: InferenceGraph, catalog: Catalog, *, mode: str | None = None) -> list[JSON]:
+    """The children of one InferenceGraph in Standard mode, its `serviceName` steps resolved to
+    the cluster-local address the controller gives each InferenceService of the catalog."""
+    namespace = graph.metadata.namespace or "default"
+    dumped = graph.model_dump(by_alias=True, mode="json")
+    chosen = mode or deployment_mode(dumped, catalog.config.deploy.default_deployment_mode)
+    if chosen != STANDARD:
+        raise RenderError(
+            f"InferenceGraph {graph.name}: deployment mode {chosen}: only Standard is rendered "
+            "(set the annotation serving.kserve.io/deploymentMode: Standard)"
+        )
+    runtimes = [r for r in catalog.runtimes if (r.metadata.namespace or "default") == namespace]
+    endpoints: dict[str, Endpoint | None] = {}
+    named = {s.service_name for n in graph.spec.nodes.values() for s in n.steps or []}
+    for isvc in catalog.services:
+        if (isvc.metadata.namespace or "default") != namespace or isvc.name not in named:
+            continue
+        plan = plan_inference_service(
+            isvc, runtimes, catalog.cluster_runtimes, config=catalog.config
+        )
+        address = cluster_url(plan.entry.service_name, namespace)
+        endpoints[isvc.name] = Endpoint(address, plan.entry.protocol, model_name(isvc))
+    resolved, unresolved = resolve_steps(graph.spec, endpoints)
+    if unresolved:
+        raise RenderError(
+            f"InferenceGraph {graph.name}: "
+            + "; ".join(u.message() for u in unresolved)
+            + " (give each InferenceService's manifest with -f)"
+        )
+    return expected_graph_children(graph, resolved, catalog.config)

@@ -645,6 +645,56 @@ def _follow(offsets: dict[Path, int], current: Any) -> None:
         return
 
 
+CONTROLLER = "wharf-controller"
+
+
+@main.command()
+@_files_option
+@click.option(
+    "--runtimes",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A file or folder of ServingRuntimes/ClusterServingRuntimes the cluster holds.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["Standard"]),
+    help="Render as this deployment mode, whatever the manifest or config says.",
+)
+def render(paths: tuple[Path, ...], runtimes: tuple[Path, ...], mode: str | None) -> None:
+    """Print what the controller would create on Kubernetes for the manifests, as YAML.
+
+    Runs `wharf-controller render` (the controller's own renderer, offline: no cluster).
+    """
+    import subprocess
+
+    from wharf_local.processes import resolve_command
+
+    try:
+        argv = resolve_command([CONTROLLER, "render"])
+    except FileNotFoundError as exc:
+        raise click.ClickException(
+            f"wharf render needs the {CONTROLLER} command ({exc}): install the wharf-controller "
+            "package beside wharf (uv sync --package wharf-controller, or pip install "
+            "wharf-controller)"
+        ) from None
+    stdin = None
+    for path in _files(paths):
+        if path == STDIN:
+            stdin = _stdin()
+            path = Path("/dev/stdin")
+        argv += ["-f", str(path)]
+    for runtime in runtimes:
+        argv += ["--runtimes", str(runtime)]
+    if mode:
+        argv += ["--mode", mode]
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    click.echo(done.stdout, nl=False)
+    click.echo(done.stderr, nl=False, err=True)
+    if done.returncode:
+        raise SystemExit(done.returncode)
+
+
 @main.command()
 def down() -> None:
     """Stop the local runtime and every process it started."""

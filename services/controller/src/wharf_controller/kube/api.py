@@ -32,6 +32,7 @@ class Kind:
 
 
 INFERENCE_SERVICE = Kind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices")
+INFERENCE_GRAPH = Kind("serving.kserve.io/v1alpha1", "InferenceGraph", "inferencegraphs")
 SERVING_RUNTIME = Kind("serving.kserve.io/v1alpha1", "ServingRuntime", "servingruntimes")
 CLUSTER_SERVING_RUNTIME = Kind(
     "serving.kserve.io/v1alpha1", "ClusterServingRuntime", "clusterservingruntimes", False

@@ -1,0 +1,122 @@
+"""Golden files of what the controller renders for every InferenceGraph in `examples/` and in
+`fixtures/graphs/`, each rendered with the InferenceServices of its own folder (what its
+`serviceName` steps resolve to); every object of a built-in kind passes `kubernetes-validate`
+(strict) for the pinned Kubernetes minor, and every custom object passes its CRD's schema.
+
+Regenerate after an intended change with `WHARF_UPDATE_GOLDEN=1 uv run pytest
+services/controller/tests/test_graph_render_golden.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from wharf_api import load_documents
+from wharf_api.crdgen.k8s_schemas import KUBERNETES_MINOR
+from wharf_api.names import GRAPH_LABEL
+from wharf_controller.render import render_documents
+
+REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+RUNTIMES = REPO / "deploy" / "base" / "runtimes"
+FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
+UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
+BUILT_IN = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
+
+
+def _graph_manifests() -> list[Path]:
+    candidates = [
+        *sorted((REPO / "examples").rglob("*.yaml")),
+        *sorted(HERE.glob("fixtures/graphs/*.yaml")),
+    ]
+    return [
+        p for p in candidates if any(d.get("kind") == "InferenceGraph" for d in load_documents(p))
+    ]
+
+
+def _context(path: Path) -> list[dict[str, Any]]:
+    """The ServingRuntimes of the deploy and the InferenceServices the graph's steps name:
+    from the graph's folder first, then from its subfolders."""
+    runtimes = [
+        d
+        for p in sorted(RUNTIMES.glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+        for d in load_documents(p)
+    ]
+    wanted = {
+        step["serviceName"]
+        for doc in load_documents(path)
+        if doc.get("kind") == "InferenceGraph"
+        for node in doc["spec"]["nodes"].values()
+        for step in node.get("steps") or []
+        if "serviceName" in step
+    }
+    found: dict[str, dict[str, Any]] = {}
+    folders = [*sorted(path.parent.glob("*.yaml")), *sorted(path.parent.glob("*/*.yaml"))]
+    for p in folders:
+        for d in load_documents(p) if p != path else []:
+            name = d.get("metadata", {}).get("name")
+            if d.get("kind") == "InferenceService" and name in wanted:
+                found.setdefault(name, d)
+    return [*runtimes, *found.values()]
+
+
+def _golden_name(path: Path) -> str:
+    # a prefix of its own: a file holding InferenceServices too has test_render_golden's name
+    return "graph__" + str(path.relative_to(REPO)).replace("/", "__")
+
+
+def _render(path: Path) -> list[dict[str, Any]]:
+    objects = render_documents([*_context(path), *load_documents(path)], mode="Standard")
+    return [o for o in objects if GRAPH_LABEL in (o["metadata"].get("labels") or {})]
+
+
+def test_every_example_graph_is_covered() -> None:
+    names = {p.name for p in _graph_manifests()}
+    assert {
+        "inference-graph.yaml",
+        "inference-graph-local.yaml",
+        "graph-gateway-splitter.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", _graph_manifests(), ids=_golden_name)
+def test_render_matches_the_golden_file(path: Path) -> None:
+    text = yaml.safe_dump_all(_render(path), sort_keys=False)
+    golden = GOLDEN / _golden_name(path)
+    if UPDATE:
+        golden.write_text(text)
+    assert golden.exists(), f"{golden} is missing: run with WHARF_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(), f"{path} renders differently from {golden}"
+
+
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    schemas = {}
+    for path in FIXTURE_CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+@pytest.mark.parametrize("path", _graph_manifests(), ids=_golden_name)
+def test_every_rendered_object_is_valid_for_its_schema(path: Path) -> None:
+    objects = _render(path)
+    assert {o["kind"] for o in objects} >= {"Deployment", "Service"}
+    schemas = _crd_schemas()
+    for obj in objects:
+        if obj["apiVersion"] in BUILT_IN:
+            kubernetes_validate.validate(obj, KUBERNETES_MINOR, strict=True)
+        else:
+            jsonschema.validate(obj, schemas[(obj["apiVersion"], obj["kind"])])
