@@ -181,7 +181,9 @@ def test_multi_node_plan_is_a_leader_worker_set() -> None:
     assert (main.kind, main.name, main.size) == ("LeaderWorkerSet", "llm-kserve-mn", 2)
     assert main.leader is not None and main.worker is not None
     for pod in (main.leader, main.worker):
-        assert "$(LWS_WORKER_INDEX)" in pod.main.command
+        # every pod runs one node of the group; LWS_* in its environment say which
+        assert pod.main.command[:2] == ("wharf-llm-worker", "multinode")
+        assert not any("$(" in part for part in pod.main.command)
         assert pod.main.args[:4] == ("--tensor-parallel-size", "2", "--pipeline-parallel-size", "2")
     assert main.worker_labels is not None and "llm-d.ai/role" not in main.worker_labels
 

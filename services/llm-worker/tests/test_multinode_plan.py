@@ -190,7 +190,7 @@ def test_gpu_shortfall_only_for_gpu_groups() -> None:
         model="/m", nnodes=2, layout=Layout.RAY_EXECUTOR, device=Device.GPU, tensor_parallel_size=4
     )
     member = membership([_node(0, "a", gpus=4), _node(1, "b", gpus=2)], nnodes=2)
-    assert gpu_shortfall(member, spec) == ["node rank 1 (b) has 2 GPU(s), a stage needs 4"]
+    assert gpu_shortfall(member, spec) == ["node rank 1 (b) has 2 GPU(s), a node needs 4"]
     assert gpu_shortfall(member, GroupSpec(model="/m", nnodes=2)) == []
 
 

@@ -5,6 +5,7 @@
         [--kv-side-channel-host H] [--kv-shared-path DIR] [--lora name=path]...
         [--drain-timeout S] [--dry-run] [-- extra vLLM args]
     wharf-llm-worker multinode ARGS...
+    wharf-llm-worker engine-python [PYTHON ARGS...]
 
 The process becomes vLLM's OpenAI server (exec, same PID) under the engine environment's python
 (`scripts/install-llm-engine`): signals from a supervisor reach vLLM directly, and there is no
@@ -108,8 +109,31 @@ def _run(launch: EngineLaunch, python: str, dry_run: bool) -> int:
     os.execve(python, [python, *launch.args], process_env(launch, os.environ))
 
 
+ENGINE_PYTHON_COMMAND = "engine-python"
+
+
+def engine_python_main(args: Sequence[str]) -> int:
+    """`wharf-llm-worker engine-python [ARGS...]`: the engine environment's interpreter. With
+    no arguments it prints the interpreter's path; with arguments it becomes that interpreter
+    (exec) running them. The one way other services start code that needs torch or vLLM (the
+    Hugging Face runtime's `wharf-model-server`), since they may not import this package."""
+    try:
+        python = str(engine_python())
+    except EngineEnvironmentMissing as error:
+        print(f"wharf-llm-worker: {error}", file=sys.stderr)
+        return 3
+    if not args:
+        print(python)
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(python, [python, *args])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == ENGINE_PYTHON_COMMAND:
+        return engine_python_main(args[1:])
     if args and args[0] == "multinode":
         # Imported lazily: the multi-node layer brings Ray helpers the single worker never needs.
         multinode = importlib.import_module("wharf_llm_worker.multinode.cli")

@@ -44,7 +44,8 @@ MAX_EXTRA_ARGS = 256
 MAX_ARG_LENGTH = 4096
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$")
+# vLLM names a model after its --model when no name is given, so a path is a name too
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._:/-]{0,255}$")
 # vLLM's flags that the worker owns: given again as extra arguments they would silently win.
 _OWNED_FLAGS = (
     "--model",
@@ -165,7 +166,7 @@ def _validate(options: WorkerOptions) -> None:
     if not _SERVED_NAME.match(options.served_model_name):
         raise LaunchError(
             f"--served-model-name: {options.served_model_name!r} must be 1-256 letters, digits "
-            "or . _ : / -, starting with a letter or digit"
+            "or . _ : / -, starting with a letter, digit or /"
         )
     for flag, port in (
         ("--port", options.port),
@@ -196,33 +197,41 @@ def _validate(options: WorkerOptions) -> None:
         raise LaunchError("--kv-side-channel-port/--kv-side-channel-host need --kv-transfer nixl")
 
 
-def build_launch(options: WorkerOptions) -> EngineLaunch:
-    """The engine's command line (after the interpreter) and the environment it needs."""
+@dataclass(frozen=True)
+class RoleFlags:
+    """What a role adds to a vLLM engine, split by which process needs it.
+
+    `server_args` are the OpenAI server's (served name, Wharf's middleware, the drain);
+    `engine_args` every engine rank's (the KV connector, LoRA), so that a multi-node group's
+    headless ranks build the same engine configuration as its serving rank.
+    """
+
+    server_args: tuple[str, ...]
+    engine_args: tuple[str, ...]
+    env: dict[str, str]
+    kill_timeout_s: int
+
+
+def role_flags(options: WorkerOptions) -> RoleFlags:
+    """The worker's decisions for a role, validated; `build_launch` and the multi-node group
+    both start vLLM with them."""
     _validate(options)
-    args: list[str] = [
-        "-m",
-        ENGINE_MODULE,
-        "--model",
-        options.model,
+    server: list[str] = [
         "--served-model-name",
         options.served_model_name,
-        "--host",
-        options.host,
-        "--port",
-        str(options.port),
         "--middleware",
         MIDDLEWARE,
         # vLLM drains in-flight requests on SIGTERM for this long (0 would abort them).
         "--shutdown-timeout",
         str(options.drain_timeout_s),
     ]
+    engine: list[str] = []
     kv_config = kv_transfer_config(options)
     if kv_config is not None:
-        args += ["--kv-transfer-config", json.dumps(kv_config, separators=(",", ":"))]
+        engine += ["--kv-transfer-config", json.dumps(kv_config, separators=(",", ":"))]
     if options.lora:
-        args += ["--enable-lora", "--lora-modules"]
-        args += [f"{adapter.name}={adapter.path}" for adapter in options.lora]
-    args += options.extra_args
+        engine += ["--enable-lora", "--lora-modules"]
+        engine += [f"{adapter.name}={adapter.path}" for adapter in options.lora]
     env = {
         ROLE_ENV: options.role,
         SERVED_NAME_ENV: options.served_model_name,
@@ -234,9 +243,31 @@ def build_launch(options: WorkerOptions) -> EngineLaunch:
             env[NIXL_PORT_ENV] = str(options.kv_side_channel_port)
         if options.kv_side_channel_host is not None:
             env[NIXL_HOST_ENV] = options.kv_side_channel_host
-    return EngineLaunch(
-        args=tuple(args), env=env, kill_timeout_s=kill_timeout_s(options.drain_timeout_s)
+    return RoleFlags(
+        server_args=tuple(server),
+        engine_args=tuple(engine),
+        env=env,
+        kill_timeout_s=kill_timeout_s(options.drain_timeout_s),
     )
+
+
+def build_launch(options: WorkerOptions) -> EngineLaunch:
+    """The engine's command line (after the interpreter) and the environment it needs."""
+    flags = role_flags(options)
+    args: list[str] = [
+        "-m",
+        ENGINE_MODULE,
+        "--model",
+        options.model,
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        *flags.server_args,
+        *flags.engine_args,
+        *options.extra_args,
+    ]
+    return EngineLaunch(args=tuple(args), env=flags.env, kill_timeout_s=flags.kill_timeout_s)
 
 
 def process_env(launch: EngineLaunch, inherited: Mapping[str, str]) -> dict[str, str]:

@@ -3,8 +3,13 @@ model server, which serves the same formats with the same flags. Pure.
 
 On a cluster an image's entrypoint runs; here there is no image, so a runtime written for
 KServe (`image: kserve/sklearnserver:latest`, no `command`, as KServe's docs write them) would
-have nothing to run. These images are KServe's own predictive servers; anything else still
-needs a `command`.
+have nothing to run. These images are KServe's own servers (predictive, and its
+huggingfaceserver); anything else still needs a `command`.
+
+The Hugging Face runtime needs torch, transformers and vLLM, which live in the LLM engine
+environment only: `wharf-model-server --model-format=huggingface` started here hands itself to
+that environment's python (`wharf-llm-worker engine-python`, docs/huggingface.md), so the
+command is the same as on a cluster.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ KSERVE_IMAGES = {
     "sklearnserver": "sklearn",
     "xgbserver": "xgboost",
     "lgbserver": "lightgbm",
+    "huggingfaceserver": "huggingface",
 }
-WHARF_IMAGES = frozenset({"model-server", "wharf-model-server"})
+WHARF_IMAGES = frozenset({"model-server", "wharf-model-server", "huggingface-server"})
 
 
 def repository(image: str) -> str:

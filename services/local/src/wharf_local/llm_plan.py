@@ -6,16 +6,21 @@ pod's. A container's command line is rewritten for one machine: the worker liste
 127.0.0.1 and a port of its own, reads the model from the cache folder instead of
 `/mnt/models`, and a P/D worker gets its own KV side-channel port (two on one host would clash
 on NIXL's default). `$(VAR)` is expanded from the container's environment and the
-LeaderWorkerSet variables, as the kubelet does. The gateway (`wharf-router gateway`) gets the
+LeaderWorkerSet variables, as the kubelet does. A multi-node group (`wharf-llm-worker
+multinode` in every pod) gets, besides the `LWS_*` environment, what two Ray nodes on one
+machine need: the group's own Ray and vLLM ports, one Ray temp folder and token file per group,
+and a block of Ray node ports and a log folder per rank. The gateway (`wharf-router gateway`) gets the
 leaders as endpoints, with their roles when the service has a prefill workload.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from wharf_api.llm import LLMPlan, LLMPod, LLMWorkload
 from wharf_api.llm.worker_cli import (
@@ -27,6 +32,7 @@ from wharf_api.llm.worker_cli import (
     PORT_FLAG,
     WORKER_INDEX_ENV,
     Role,
+    is_multinode_command,
     is_worker_command,
 )
 
@@ -42,6 +48,12 @@ MAX_PROCESSES = 64
 # machine (on two cores: core 0 for all), so the local runtime gives each engine its own
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 CRASH_LOOP_AFTER = 3
+# Ray's socket paths grow from its temp folder and must stay under the kernel's limit, so a
+# group's Ray folder is short and under /tmp rather than in the state folder
+RAY_TEMP_ROOT = "/tmp/wharf-ray-"
+RAY_TOKEN_FILE = "ray-auth-token"
+# Ray's node-local ports from `--ports-base` (the multinode command's PORTS_SPAN)
+RAY_PORTS_SPAN = 60
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -79,6 +91,12 @@ class WorkerProcess:
     worker: bool
     # one engine on one rank: no multi-node group, no tensor or pipeline parallelism
     single_engine: bool = True
+    # a multi-node group's folder (its Ray token file, its ranks' logs); None otherwise
+    group_dir: str | None = None
+
+    @property
+    def ray_token_file(self) -> str | None:
+        return str(PurePosixPath(self.group_dir) / RAY_TOKEN_FILE) if self.group_dir else None
 
     @property
     def name(self) -> str:
@@ -185,11 +203,67 @@ def with_cpu_binding(
     return out
 
 
+@dataclass(frozen=True)
+class _Group:
+    """What the ranks of one multi-node group share on this machine."""
+
+    dir: str
+    ray_port: int
+    master_port: int
+    data_parallel_rpc_port: int
+
+
+def _group(
+    workload: LLMWorkload, replica: int, root: str, free_port: Callable[[], int]
+) -> _Group | None:
+    if not workload.multi_node:
+        return None
+    return _Group(
+        dir=str(PurePosixPath(root) / f"{workload.name}-{replica}"),
+        ray_port=free_port(),
+        master_port=free_port(),
+        data_parallel_rpc_port=free_port(),
+    )
+
+
+def ray_temp_dir(namespace: str, name: str, workload: str, replica: int) -> str:
+    """A group's Ray temp folder: short (Ray's socket paths), one per group."""
+    key = f"{namespace}/{name}/{workload}/{replica}".encode()
+    return RAY_TEMP_ROOT + hashlib.sha256(key).hexdigest()[:12]
+
+
+def multinode_local_flags(
+    own: list[str],
+    *,
+    group: _Group,
+    temp_dir: str,
+    rank: int,
+    ports_base: int,
+) -> list[str]:
+    """The multinode command's own flags for one rank of a group on this machine."""
+    flags = {
+        "--node-ip": LOOPBACK,
+        "--ray-port": str(group.ray_port),
+        "--master-port": str(group.master_port),
+        "--ports-base": str(min(ports_base, 65535 - RAY_PORTS_SPAN)),
+        "--ray-temp-dir": temp_dir,
+        "--auth-token-file": str(PurePosixPath(group.dir) / RAY_TOKEN_FILE),
+        "--log-dir": str(PurePosixPath(group.dir) / f"rank-{rank}"),
+    }
+    for flag, value in flags.items():
+        own = _set_flag(own, flag, value)
+    return own
+
+
 def worker_processes(
-    plan: LLMPlan, model_dirs: Mapping[str, str], free_port: Callable[[], int]
+    plan: LLMPlan,
+    model_dirs: Mapping[str, str],
+    free_port: Callable[[], int],
+    groups_root: str = "wharf-multinode",
 ) -> list[WorkerProcess]:
     """Every process of every workload. `model_dirs` maps mount paths (`/mnt/models`,
-    `/mnt/lora/NAME`) to local folders; `free_port` gives a port not in use."""
+    `/mnt/lora/NAME`) to local folders; `free_port` gives a port not in use; a multi-node
+    group keeps its token and logs in a folder under `groups_root`."""
     total = sum(w.replicas * w.size for w in plan.workloads)
     if total > MAX_PROCESSES:
         raise LocalPlanError(
@@ -200,9 +274,12 @@ def worker_processes(
     for workload in plan.workloads:
         for replica in range(workload.replicas):
             leader_port = free_port()
+            group = _group(workload, replica, groups_root, free_port)
             for rank in range(workload.size):
                 out.append(
-                    _process(plan, workload, replica, rank, leader_port, model_dirs, free_port)
+                    _process(
+                        plan, workload, replica, rank, leader_port, model_dirs, free_port, group
+                    )
                 )
     return out
 
@@ -215,6 +292,7 @@ def _process(
     leader_port: int,
     model_dirs: Mapping[str, str],
     free_port: Callable[[], int],
+    group: _Group | None,
 ) -> WorkerProcess:
     main = _pod_for(workload, rank).main
     env: dict[str, str] = {}
@@ -236,6 +314,20 @@ def _process(
     )
     if not argv:
         raise LocalPlanError(f"workload {workload.name}: the main container has no command")
+    multinode = group is not None and is_multinode_command(tuple(main.command))
+    if multinode:
+        assert group is not None
+        cut = argv.index(ENGINE_ARGS_SEPARATOR) if ENGINE_ARGS_SEPARATOR in argv else len(argv)
+        own = multinode_local_flags(
+            argv[:cut],
+            group=group,
+            temp_dir=ray_temp_dir(plan.namespace, plan.name, workload.name, replica),
+            rank=rank,
+            ports_base=free_port(),
+        )
+        if "--data-parallel-size" in argv and "--data-parallel-rpc-port" not in argv:
+            own = _set_flag(own, "--data-parallel-rpc-port", str(group.data_parallel_rpc_port))
+        argv = [*own, *argv[cut:]]
     return WorkerProcess(
         workload=workload.name,
         component=workload.component,
@@ -247,6 +339,7 @@ def _process(
         port=port if rank == 0 else 0,
         worker=is_worker_command(main.command),
         single_engine=_single_engine(workload),
+        group_dir=group.dir if multinode and group is not None else None,
     )
 
 

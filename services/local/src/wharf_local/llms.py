@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -241,13 +242,16 @@ class LLMRunner:
         s.started_generation = s.generation
         assert s.model_dirs is not None
         try:
-            specs = worker_processes(s.plan, s.model_dirs, self._free_port)
+            groups = self._log_dir(s.namespace, s.name, "multinode")
+            specs = worker_processes(s.plan, s.model_dirs, self._free_port, str(groups))
             specs = with_cpu_binding(specs, len(os.sched_getaffinity(0)), os.environ)
         except LocalPlanError as exc:
             s.failure = str(exc)
             self.event(s, "Warning", "InvalidPlan", str(exc), s.name)
             return
         for spec in specs:
+            if spec.leader and spec.ray_token_file is not None:
+                _write_ray_token(Path(spec.ray_token_file))
             try:
                 argv = resolve_command(spec.argv)
             except (FileNotFoundError, ValueError) as exc:
@@ -286,6 +290,8 @@ class LLMRunner:
         with contextlib.suppress(Exception):
             proc = await asyncio.create_subprocess_exec(
                 *dry_run_argv(unit.argv),
+                # a multi-node rank reads its place in the group (LWS_*) from its environment
+                env={**os.environ, **unit.env},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
             )
@@ -437,6 +443,14 @@ class LLMRunner:
         # refused a connection: its watcher probes it again before it gets another request
         if unit.state == "ready":
             unit.state = "starting"
+
+
+def _write_ray_token(path: Path) -> None:
+    """A fresh Ray token for a multi-node group, readable by its ranks only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
 
 
 def _unit_view(u: Unit) -> dict[str, Any]:

@@ -4,9 +4,10 @@ storage and ports, and the router parts (route, gateway, scheduler).
 
 The controller renders a plan as Deployments, LeaderWorkerSets, Services, an InferencePool
 and an HTTPRoute; `wharf up` as worker processes behind its router. Ports and paths in a plan
-are the container's (8000, `/mnt/models`, `/mnt/lora/NAME`); a multi-node command reads
-`$(LWS_LEADER_ADDRESS)`, `$(LWS_GROUP_SIZE)` and `$(LWS_WORKER_INDEX)`, which a LeaderWorkerSet
-sets and the kubelet expands, and which `wharf up` sets and expands the same way.
+are the container's (8000, `/mnt/models`, `/mnt/lora/NAME`); a multi-node pod runs
+`wharf-llm-worker multinode`, which reads `LWS_LEADER_ADDRESS`, `LWS_GROUP_SIZE` and
+`LWS_WORKER_INDEX` from the environment a LeaderWorkerSet gives each pod (and `wharf up` gives
+each rank the same way).
 
 Pure: no I/O.
 """

@@ -11,6 +11,7 @@ started from another interpreter, the command re-executes itself there.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import secrets
@@ -21,8 +22,14 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from wharf_llm_worker.multinode.ranks import group_plan
 from wharf_llm_worker.multinode.rayargs import head_address, ray_env
-from wharf_llm_worker.multinode.settings import Settings, SettingsError, parse_settings
+from wharf_llm_worker.multinode.settings import (
+    RAY_STOP_ALLOWANCE_S,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
 
 PROG = "wharf-llm-worker multinode"
 MAX_TOKEN_BYTES = 4096
@@ -76,6 +83,24 @@ def _token_file(settings: Settings) -> tuple[Path | None, str | None]:
     return path, None
 
 
+def dry_run_document(settings: Settings) -> dict[str, object]:
+    """What `--dry-run` prints: this node's part, and on the leader every rank's vLLM args."""
+    document: dict[str, object] = {
+        "leader": settings.is_leader,
+        "node_rank": settings.node.node_rank,
+        "role": settings.role,
+        "served_model_name": settings.served_model_name,
+        "kill_timeout_s": settings.kill_timeout_s,
+    }
+    if settings.spec is not None:
+        document["nnodes"] = settings.spec.nnodes
+        plans = group_plan(settings.spec, master_addr="<leader>", ray_address="<ray-head>")
+        document["ranks"] = [
+            {"rank": p.rank, "args": list(p.args), "env": dict(p.env)} for p in plans
+        ]
+    return document
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s multinode %(message)s")
@@ -83,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(args, os.environ)
     except SettingsError as exc:
         return _error(str(exc), 2)
+    if settings.dry_run:
+        print(json.dumps(dry_run_document(settings), indent=2))
+        return 0
     # Only look for Ray here: importing it reads RAY_AUTH_MODE once, before it is set below.
     if importlib.util.find_spec("ray") is None:
         return _reexec_in_engine_env(args)
@@ -142,6 +170,8 @@ def _lead(settings: Settings, group_id: str, stop: threading.Event) -> int:
             wait_timeout_s=settings.wait_timeout_s,
             ready_timeout_s=settings.ready_timeout_s,
             policy=settings.policy,
+            # the serving rank drains for --drain-timeout on SIGTERM before it is killed
+            stop_grace_s=float(settings.kill_timeout_s - RAY_STOP_ALLOWANCE_S),
         )
     )
     # The signal handler's event is the supervisor's: SIGTERM tears the group down.

@@ -42,7 +42,7 @@ def rank_gpus(spec: GroupSpec) -> int:
     sets CUDA_VISIBLE_DEVICES for the rank); with the Ray executor none, since vLLM reserves
     its one-GPU bundles itself and a group holding them would starve vLLM's placement group."""
     if spec.layout is Layout.MULTIPROCESS and spec.device is Device.GPU:
-        return spec.tensor_parallel_size
+        return spec.ranks_per_node
     return 0
 
 
@@ -99,12 +99,13 @@ def describe_missing(member: Membership, nnodes: int, waited_s: float) -> str:
 
 
 def gpu_shortfall(member: Membership, spec: GroupSpec) -> list[str]:
-    """Nodes that cannot hold a pipeline stage (tensor_parallel_size GPUs) on a GPU group."""
+    """Nodes that cannot hold their ranks (a pipeline stage's tensor_parallel_size GPUs, times
+    the local data-parallel engines) on a GPU group."""
     if spec.device is not Device.GPU:
         return []
     return [
         f"node rank {rank} ({node.address}) has {node.resources.get('GPU', 0):g} GPU(s), "
-        f"a stage needs {spec.tensor_parallel_size}"
+        f"a node needs {spec.ranks_per_node}"
         for rank, node in sorted(member.joined.items())
-        if node.resources.get("GPU", 0) < spec.tensor_parallel_size
+        if node.resources.get("GPU", 0) < spec.ranks_per_node
     ]

@@ -48,14 +48,25 @@ def _parallel_args(spec: GroupSpec) -> tuple[str, ...]:
     )
 
 
-def multiprocess_rank(spec: GroupSpec, rank: int, master_addr: str) -> RankPlan:
-    """vLLM's own multi-node ranks: rank 0 serves the API, the others run headless."""
-    if not 0 <= rank < spec.nnodes:
-        raise ValueError(f"rank {rank} is outside a group of {spec.nnodes} nodes")
-    args: tuple[str, ...] = (
-        "serve",
-        spec.model,
-        *_parallel_args(spec),
+def _world_args(spec: GroupSpec, rank: int, master_addr: str) -> tuple[str, ...]:
+    """How a rank finds the others: vLLM's multi-node ranks (one pipeline stage per node), or
+    its data-parallel engines (`data_parallel_size_local` per node, as vLLM's docs start them
+    on each node)."""
+    if spec.data_parallel:
+        local = spec.data_parallel_size_local or 1
+        return (
+            "--data-parallel-size",
+            str(spec.data_parallel_size),
+            "--data-parallel-size-local",
+            str(local),
+            "--data-parallel-start-rank",
+            str(rank * local),
+            "--data-parallel-address",
+            master_addr,
+            "--data-parallel-rpc-port",
+            str(spec.data_parallel_rpc_port),
+        )
+    return (
         "--nnodes",
         str(spec.nnodes),
         "--node-rank",
@@ -65,12 +76,24 @@ def multiprocess_rank(spec: GroupSpec, rank: int, master_addr: str) -> RankPlan:
         "--master-port",
         str(spec.master_port),
     )
+
+
+def multiprocess_rank(spec: GroupSpec, rank: int, master_addr: str) -> RankPlan:
+    """vLLM's own multi-node ranks: rank 0 serves the API, the others run headless."""
+    if not 0 <= rank < spec.nnodes:
+        raise ValueError(f"rank {rank} is outside a group of {spec.nnodes} nodes")
+    args: tuple[str, ...] = (
+        "serve",
+        spec.model,
+        *_parallel_args(spec),
+        *_world_args(spec, rank, master_addr),
+    )
     if rank == 0:
-        args += ("--host", spec.host, "--port", str(spec.port))
+        args += ("--host", spec.host, "--port", str(spec.port), *spec.server_args)
     else:
         args += ("--headless",)
-    args += _compilation_default(spec) + spec.engine_args
-    return RankPlan(rank=rank, args=args, serves_api=rank == 0)
+    args += spec.rank_args + _compilation_default(spec) + spec.engine_args
+    return RankPlan(rank=rank, args=args, serves_api=rank == 0, env=spec.env)
 
 
 def ray_executor_leader(spec: GroupSpec, ray_address: str) -> RankPlan:
@@ -85,10 +108,13 @@ def ray_executor_leader(spec: GroupSpec, ray_address: str) -> RankPlan:
         spec.host,
         "--port",
         str(spec.port),
+        *spec.server_args,
+        *spec.rank_args,
         *spec.engine_args,
     )
     # vLLM's executor calls ray.init(); RAY_ADDRESS points it at this group's cluster.
-    return RankPlan(rank=0, args=args, serves_api=True, env=(("RAY_ADDRESS", ray_address),))
+    env = (*spec.env, ("RAY_ADDRESS", ray_address))
+    return RankPlan(rank=0, args=args, serves_api=True, env=env)
 
 
 def group_plan(spec: GroupSpec, master_addr: str, ray_address: str) -> list[RankPlan]:

@@ -1,4 +1,11 @@
-"""`wharf-llm-worker multinode` flags and the LeaderWorkerSet environment -> settings. Pure."""
+"""`wharf-llm-worker multinode` flags and the LeaderWorkerSet environment -> settings. Pure.
+
+The command takes the single worker's role flags too (`--role`, `--served-model-name`,
+`--kv-transfer`, `--lora`, `--drain-timeout`, ...) so that one command line, the one an
+LLMInferenceService's multi-node presets give every pod of a group, starts a leader or a
+joining node. The leader applies them to its ranks with the worker's own decisions
+(`wharf_llm_worker.launch.role_flags`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wharf_llm_worker.launch import (
+    DEFAULT_DRAIN_TIMEOUT_S,
+    KV_TRANSFERS,
+    ROLES,
+    LaunchError,
+    LoraAdapter,
+    Role,
+    RoleFlags,
+    WorkerOptions,
+    role_flags,
+)
+from wharf_llm_worker.multinode.parallel_flags import (
+    ParallelFlagError,
+    ParallelFlags,
+    lift_parallel_flags,
+    merge,
+)
 from wharf_llm_worker.multinode.rayargs import (
     DEFAULT_RAY_PORT,
     RayArgsError,
@@ -14,7 +38,13 @@ from wharf_llm_worker.multinode.rayargs import (
     split_address,
 )
 from wharf_llm_worker.multinode.restart import RestartPolicy
-from wharf_llm_worker.multinode.spec import Device, GroupSpec, Layout, SpecError
+from wharf_llm_worker.multinode.spec import (
+    DEFAULT_DATA_PARALLEL_RPC_PORT,
+    Device,
+    GroupSpec,
+    Layout,
+    SpecError,
+)
 
 # The LeaderWorkerSet convention (and the controller's): the leader's address, the group size
 # and this pod's index in the group (0 is the leader).
@@ -22,6 +52,8 @@ LWS_LEADER_ADDRESS = "LWS_LEADER_ADDRESS"
 LWS_GROUP_SIZE = "LWS_GROUP_SIZE"
 LWS_WORKER_INDEX = "LWS_WORKER_INDEX"
 TOKEN_FILE_ENV = "RAY_AUTH_TOKEN_PATH"
+# After the ranks have drained: stopping them and the Ray node (`ray stop` of this node).
+RAY_STOP_ALLOWANCE_S = 15
 
 
 class SettingsError(ValueError):
@@ -38,6 +70,12 @@ class Settings:
     wait_timeout_s: float
     ready_timeout_s: float
     policy: RestartPolicy
+    role: Role = "both"
+    served_model_name: str | None = None
+    # seconds a supervisor allows between SIGTERM and SIGKILL: the serving rank's drain, its
+    # teardown, and stopping the Ray node
+    kill_timeout_s: int = DEFAULT_DRAIN_TIMEOUT_S + RAY_STOP_ALLOWANCE_S
+    dry_run: bool = False
 
     @property
     def is_leader(self) -> bool:
@@ -61,7 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=[m.value for m in Layout], default=Layout.MULTIPROCESS)
     p.add_argument("--device", choices=[d.value for d in Device])
     p.add_argument("--model", help="model path or id (leader)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="ranks per node")
+    p.add_argument("--tensor-parallel-size", type=int, help="ranks per node (default 1)")
+    p.add_argument(
+        "--pipeline-parallel-size", type=int, help="must equal --nnodes (one stage per node)"
+    )
+    p.add_argument("--data-parallel-size", type=int, help="engines in the group (data parallel)")
+    p.add_argument("--data-parallel-size-local", type=int, help="engines per node")
+    p.add_argument("--data-parallel-rpc-port", type=int, help="vLLM's data-parallel RPC port")
+    worker = p.add_argument_group("the worker's role (as `wharf-llm-worker` takes them)")
+    worker.add_argument("--role", choices=ROLES, default="both")
+    worker.add_argument("--served-model-name", help="the model's name in the API (default --model)")
+    worker.add_argument("--kv-transfer", choices=KV_TRANSFERS, default=None)
+    worker.add_argument("--kv-side-channel-port", type=int)
+    worker.add_argument("--kv-side-channel-host")
+    worker.add_argument("--kv-shared-path")
+    worker.add_argument("--lora", action="append", default=[], metavar="NAME=PATH")
+    worker.add_argument("--drain-timeout", type=int, default=DEFAULT_DRAIN_TIMEOUT_S)
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the settings and ranks as JSON and exit"
+    )
     p.add_argument("--host", default="0.0.0.0", help="the leader's API host")
     p.add_argument("--port", type=int, default=8000, help="the leader's API port")
     p.add_argument("--master-port", type=int, default=29500, help="vLLM's rank-0 TCP store")
@@ -121,11 +177,17 @@ def _role(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[bool, s
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    args = build_parser().parse_args(list(argv))
+    argv = list(argv)
+    # `--` ends the group's flags even when the first engine argument looks like one of them
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.engine_args = [*args.engine_args, *argv[cut + 1 :]]
     is_leader, join, rank = _role(args, environ)
     nnodes = args.nnodes if args.nnodes is not None else _env_int(environ, LWS_GROUP_SIZE)
     token = args.auth_token_file or environ.get(TOKEN_FILE_ENV, "").strip() or None
+    served = args.served_model_name
     try:
+        flags = _role_flags(args) if args.model else None
         head_address = None
         if join is not None:
             host, port = split_address(join, args.ray_port)
@@ -153,21 +215,32 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
                 args.device
                 or (Device.GPU.value if layout is Layout.RAY_EXECUTOR else Device.CPU.value)
             )
+            lifted, engine_args = lift_parallel_flags(args.engine_args)
+            data, local, rpc = _data_parallel(args, lifted, nnodes)
+            assert flags is not None
             spec = GroupSpec(
                 model=args.model,
                 nnodes=nnodes,
                 layout=layout,
                 device=device,
-                tensor_parallel_size=args.tensor_parallel_size,
+                tensor_parallel_size=(
+                    merge("--tensor-parallel-size", args.tensor_parallel_size, lifted.tensor) or 1
+                ),
                 port=args.port,
                 host=args.host,
                 master_port=args.master_port,
-                engine_args=tuple(args.engine_args),
+                engine_args=engine_args,
+                data_parallel_size=data,
+                data_parallel_size_local=local,
+                data_parallel_rpc_port=DEFAULT_DATA_PARALLEL_RPC_PORT if rpc is None else rpc,
+                server_args=flags.server_args,
+                rank_args=flags.engine_args,
+                env=tuple(sorted(flags.env.items())),
             )
         elif nnodes is not None and rank >= nnodes:
             raise SettingsError(f"--node-rank {rank} is outside a group of {nnodes} nodes")
         policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
-    except (RayArgsError, SpecError, ValueError) as exc:
+    except (RayArgsError, SpecError, LaunchError, ParallelFlagError, ValueError) as exc:
         if isinstance(exc, SettingsError):
             raise
         raise SettingsError(str(exc)) from exc
@@ -186,4 +259,49 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         wait_timeout_s=args.wait_timeout,
         ready_timeout_s=args.ready_timeout,
         policy=policy,
+        role=args.role,
+        served_model_name=served or args.model,
+        kill_timeout_s=(flags.kill_timeout_s if flags else args.drain_timeout)
+        + RAY_STOP_ALLOWANCE_S,
+        dry_run=bool(args.dry_run),
     )
+
+
+def _role_flags(args: argparse.Namespace) -> RoleFlags:
+    """The worker's decisions for this role (validated as `wharf-llm-worker` validates them)."""
+    options = WorkerOptions(
+        role=args.role,
+        model=args.model,
+        served_model_name=args.served_model_name or args.model,
+        port=args.port,
+        host=args.host,
+        kv_transfer=args.kv_transfer,
+        kv_side_channel_port=args.kv_side_channel_port,
+        kv_side_channel_host=args.kv_side_channel_host,
+        kv_shared_path=args.kv_shared_path,
+        lora=tuple(LoraAdapter.parse(text) for text in args.lora),
+        drain_timeout_s=args.drain_timeout,
+        extra_args=tuple(args.engine_args),
+    )
+    return role_flags(options)
+
+
+def _data_parallel(
+    args: argparse.Namespace, lifted: ParallelFlags, nnodes: int
+) -> tuple[int | None, int | None, int | None]:
+    """The group's data-parallel size, local size and RPC port; the pipeline size checked
+    against the layout."""
+    data = merge("--data-parallel-size", args.data_parallel_size, lifted.data)
+    local = merge("--data-parallel-size-local", args.data_parallel_size_local, lifted.data_local)
+    rpc = merge("--data-parallel-rpc-port", args.data_parallel_rpc_port, lifted.data_rpc_port)
+    pipeline = merge("--pipeline-parallel-size", args.pipeline_parallel_size, lifted.pipeline)
+    if data is not None and local is None:
+        # vLLM's default: every engine on the first node, which a group of nodes contradicts
+        local = data // nnodes if data % nnodes == 0 else None
+    expected = 1 if data is not None else nnodes
+    if pipeline is not None and pipeline != expected:
+        raise SettingsError(
+            f"--pipeline-parallel-size {pipeline}: a group of {nnodes} nodes runs "
+            + ("data parallel, so 1" if data is not None else f"one stage per node, so {nnodes}")
+        )
+    return data, local, rpc

