@@ -15,6 +15,7 @@ from wharf_controller.controller import Controller
 from wharf_controller.kube.api import Api, connect
 from wharf_controller.kube.health import health_app
 from wharf_controller.kube.leader import LeaderElector
+from wharf_controller.llm_controller import LLMController
 from wharf_controller.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,24 @@ async def run(args: argparse.Namespace) -> int:
         resync_s=args.resync_seconds,
         metrics=metrics,
     )
+    llm = LLMController(
+        api,
+        config_namespace=args.namespace,
+        workers=max(args.workers // 2, 1),
+        resync_s=args.resync_seconds,
+        metrics=metrics,
+    )
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = (
         LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
     )
     runner = web.AppRunner(
-        health_app(metrics.registry, lambda: True, controller.caches_synced), access_log=None
+        health_app(
+            metrics.registry,
+            lambda: True,
+            lambda: controller.caches_synced() and llm.caches_synced(),
+        ),
+        access_log=None,
     )
     await runner.setup()
     await web.TCPSite(runner, args.metrics_host, args.metrics_port).start()
@@ -48,6 +61,7 @@ async def run(args: argparse.Namespace) -> int:
     code = 0
     try:
         await controller.start_caches()
+        await llm.start_caches()
         campaign = asyncio.create_task(elector.run()) if elector else None
         if elector is not None:
             leading = asyncio.create_task(elector.leading.wait())
@@ -58,6 +72,7 @@ async def run(args: argparse.Namespace) -> int:
         if not stop.is_set():
             metrics.leader.set(1)
             await controller.start_workers()
+            await llm.start_workers()
             waits = {asyncio.create_task(stop.wait())}
             if elector is not None:
                 waits.add(asyncio.create_task(elector.lost.wait()))
@@ -69,6 +84,7 @@ async def run(args: argparse.Namespace) -> int:
             campaign.cancel()
     finally:
         await controller.stop()
+        await llm.stop()
         if elector is not None:
             await elector.release()
         await runner.cleanup()

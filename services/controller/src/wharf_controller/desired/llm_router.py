@@ -149,7 +149,7 @@ def _router_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> tuple[LLMPod, int]:
         if c.name == MAIN_CONTAINER and is_router_command(c.command):
             c = dataclasses.replace(c, command=tuple(router_command(c.command, plan, scheduler)))
         containers.append(c)
-    ports = [p.get("containerPort") for p in main.ports if isinstance(p.get("containerPort"), int)]
+    ports = [p["containerPort"] for p in main.ports if isinstance(p.get("containerPort"), int)]
     port = int(ports[0]) if ports else ROUTER_PORT
     account = pod.service_account_name or names(plan.name)["service_account"]
     return dataclasses.replace(
