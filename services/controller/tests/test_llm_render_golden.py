@@ -133,3 +133,33 @@ def test_the_sources_cover_every_shape() -> None:
                    "examples-llm-inference-service-qwen-small.yaml",
                    "seeds-004-huggingface-gemma3.yaml"):  # fmt: skip
         assert wanted in names
+
+
+def test_the_render_command_prints_an_llm_services_children(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wharf_controller.__main__ import main
+
+    code = main(
+        ["render", "-f", str(REPO / "examples" / "llm-config-cpu.yaml"),
+         "-f", str(REPO / "examples" / "llm-pd.yaml")]
+    )  # fmt: skip
+    assert code == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert objects == render(
+        next(d for d in load_documents(REPO / "examples" / "llm-pd.yaml")),
+        list(load_documents(REPO / "examples" / "llm-config-cpu.yaml")),
+    )
+
+
+def test_the_render_command_names_the_field_of_an_unplannable_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wharf_controller.__main__ import main
+
+    doc = next(d for d in load_documents(REPO / "examples" / "llm-pd.yaml"))
+    doc["spec"]["baseRefs"] = [{"name": "no-such-config"}]
+    path = tmp_path / "llm.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["render", "-f", str(path)]) == 1
+    assert "spec.baseRefs[0].name" in capsys.readouterr().err
