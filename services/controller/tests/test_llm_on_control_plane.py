@@ -67,6 +67,15 @@ async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[LLMContro
     await ctl.stop()
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _idle(ctl: LLMController) -> None:
+    """Wait until the queue is empty and no worker holds a key."""
+    await wait_for(lambda: _true(len(ctl.queue) == 0 and not ctl.queue._processing), "idle")
+
+
 def _conditions(obj: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
 
@@ -123,6 +132,14 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
         f"http://qwen-pd-epp-service.{ns}.svc.cluster.local:8080"
     )
     assert svc["status"]["observedGeneration"] == svc["metadata"]["generation"]
+
+    # a no-op resync writes nothing (every child and the status already match)
+    await _idle(controller)
+    before_writes, before_runs = controller.api.writes, controller.reconciled
+    controller.resync()
+    await wait_for(lambda: _true(controller.reconciled > before_runs), "a resync reconcile")
+    await _idle(controller)
+    assert controller.api.writes == before_writes
 
     # a change of a config the service names reaches its pods
     config = _example("llm-config-cpu.yaml", "LLMInferenceServiceConfig")
