@@ -228,3 +228,15 @@ def test_a_config_in_the_services_namespace_wins_over_the_system_ones() -> None:
     chosen = configs_for("team", [cfg("kserve", "sys"), cfg("team", "own"), cfg("other", "x")])
     assert chosen["c"].metadata.namespace == "team"
     assert configs_for("nobody", [cfg("other", "x")]) == {}
+
+
+def test_a_leader_worker_set_is_ready_when_its_groups_are() -> None:
+    from wharf_controller.llm_status import leader_worker_set_ready
+
+    lws = {"spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    assert not leader_worker_set_ready(lws)
+    assert leader_worker_set_ready({**lws, "status": {"readyReplicas": 2}})
+    available = {"conditions": [{"type": "Available", "status": "True"}]}
+    assert leader_worker_set_ready({**lws, "status": available})
+    assert not leader_worker_set_ready({"spec": {"replicas": 0}, "status": available})
+    assert not leader_worker_set_ready(None)

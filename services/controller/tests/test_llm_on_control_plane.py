@@ -84,12 +84,24 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
     kube: Kube, controller: LLMController, kube_namespace: str
 ) -> None:
     ns = kube_namespace
-    await kube.apply(_example("llm-config-cpu.yaml", "LLMInferenceServiceConfig"), namespace=ns)
     created = await kube.apply(_example("llm-pd.yaml", "LLMInferenceService"), namespace=ns)
     uid = created["metadata"]["uid"]
 
     async def child(api_version: str, kind: str, name: str) -> dict[str, Any]:
         return await kube.get(api_version, kind, name, ns) or {}
+
+    # its baseRef does not exist yet: the status names the field, nothing is created
+    async def refused() -> dict[str, Any]:
+        got = await child(LLM, "LLMInferenceService", "qwen-pd")
+        return got if _conditions(got).get("Ready") == "False" else {}
+
+    failed = await wait_for(refused, "Ready=False for the missing baseRef")
+    ready_condition = failed["status"]["conditions"][0]
+    assert ready_condition["reason"] == "InvalidSpec"
+    assert "spec.baseRefs[0].name" in ready_condition["message"]
+    assert not await child("apps/v1", "Deployment", "qwen-pd-kserve")
+    # the config arrives: the service that names it is reconciled again
+    await kube.apply(_example("llm-config-cpu.yaml", "LLMInferenceServiceConfig"), namespace=ns)
 
     expected = [
         ("apps/v1", "Deployment", "qwen-pd-kserve"),
@@ -152,6 +164,25 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
         return {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "6"} in env
 
     await wait_for(rolled, "the changed config in the decode pods")
+
+    # multi-node: a LeaderWorkerSet (no LeaderWorkerSet controller runs here, so it stays
+    # unready, and the status says which object)
+    await kube.apply(_example("llm-multinode.yaml", "LLMInferenceService"), namespace=ns)
+    lws = await wait_for(
+        partial(child, "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "llama-70b-kserve-mn"),
+        "the LeaderWorkerSet",
+    )
+    group = lws["spec"]["leaderWorkerTemplate"]
+    assert group["size"] == 2 and lws["metadata"]["ownerReferences"][0]["name"] == "llama-70b"
+
+    async def unready() -> dict[str, Any]:
+        got = await child(LLM, "LLMInferenceService", "llama-70b")
+        conds = {c["type"]: c for c in (got.get("status") or {}).get("conditions") or []}
+        return conds.get("MainWorkloadReady") or {}
+
+    main_ready = await wait_for(unready, "MainWorkloadReady of the multi-node service")
+    assert main_ready["status"] == "False"
+    assert "LeaderWorkerSet llama-70b-kserve-mn" in main_ready["message"]
 
     # deleting the service garbage-collects its children
     await kube.delete(LLM, "LLMInferenceService", "qwen-pd", ns)
