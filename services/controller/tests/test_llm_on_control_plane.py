@@ -165,6 +165,21 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
 
     await wait_for(rolled, "the changed config in the decode pods")
 
+    # without prefill the prefill workload and its Service are pruned
+    aggregated = _example("llm-pd.yaml", "LLMInferenceService")
+    del aggregated["spec"]["prefill"]
+    await kube.apply(aggregated, namespace=ns)
+
+    async def pruned() -> bool:
+        return not await child("apps/v1", "Deployment", "qwen-pd-kserve-prefill") and not (
+            await child("v1", "Service", "qwen-pd-kserve-prefill")
+        )
+
+    await wait_for(pruned, "the prefill workload pruned")
+    decode = await child("apps/v1", "Deployment", "qwen-pd-kserve")
+    assert decode["spec"]["template"]["metadata"]["labels"]["llm-d.ai/role"] == "both"
+    expected = [e for e in expected if "prefill" not in e[2]]
+
     # multi-node: a LeaderWorkerSet (no LeaderWorkerSet controller runs here, so it stays
     # unready, and the status says which object)
     await kube.apply(_example("llm-multinode.yaml", "LLMInferenceService"), namespace=ns)
