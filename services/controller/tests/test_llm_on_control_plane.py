@@ -84,7 +84,16 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
     kube: Kube, controller: LLMController, kube_namespace: str
 ) -> None:
     ns = kube_namespace
-    created = await kube.apply(_example("llm-pd.yaml", "LLMInferenceService"), namespace=ns)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hf-token"},
+        "stringData": {"HF_TOKEN": "hf_test_value"},
+    }
+    await kube.apply(secret, namespace=ns)
+    service = _example("llm-pd.yaml", "LLMInferenceService")
+    service["metadata"]["annotations"] = {"serving.kserve.io/storageSecretName": "hf-token"}
+    created = await kube.apply(service, namespace=ns)
     uid = created["metadata"]["uid"]
 
     async def child(api_version: str, kind: str, name: str) -> dict[str, Any]:
@@ -126,6 +135,13 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
     assert decode["spec"]["template"]["metadata"]["labels"]["llm-d.ai/role"] == "decode"
     assert prefill["spec"]["template"]["metadata"]["labels"]["llm-d.ai/role"] == "prefill"
     assert decode["spec"]["replicas"] == 2
+    # the download reads the token from the Secret; its value is never copied into the pod
+    init = decode["spec"]["template"]["spec"]["initContainers"][0]
+    assert {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}},
+    } in init["env"]
+    assert "hf_test_value" not in json.dumps(decode)
     router = await child("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler")
     command = router["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--kube-namespace") + 1] == ns

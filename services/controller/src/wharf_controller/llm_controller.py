@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from wharf_api.config import (
     InferenceServiceConfig,
     from_configmap_data,
 )
+from wharf_api.credentials import CredentialsError
 from wharf_api.llm import LLMPlan, LLMPlanError
 from wharf_api.resources import LLMInferenceServiceConfig
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
@@ -29,10 +31,12 @@ from wharf_controller.desired.llm_inference_service import (
     LLMDesiredError,
     LLMInputs,
     entry_point,
+    expected_llm_children,
 )
 from wharf_controller.desired.llm_router import names
 from wharf_controller.desired.llm_workload import NAME_LABEL, PART_OF, PART_OF_LABEL
 from wharf_controller.desired.meta import owner_reference
+from wharf_controller.desired.storage import CredentialRefs, credential_refs
 from wharf_controller.kube.api import (
     BY_KIND,
     CLUSTER_STORAGE_CONTAINER,
@@ -43,6 +47,8 @@ from wharf_controller.kube.api import (
     LLM_CHILD_KINDS,
     LLM_INFERENCE_SERVICE,
     LLM_INFERENCE_SERVICE_CONFIG,
+    SECRET,
+    SERVICE_ACCOUNT,
     Api,
     ApiError,
 )
@@ -280,13 +286,29 @@ class LLMController:
                 system_namespace=self.config_namespace,
             )
             self.used[key] = {a.name for a in plan.applied_configs}
+            credentials = await self._credentials(plan, obj)
+            if credentials is not None:
+                inputs = dataclasses.replace(inputs, credentials=credentials)
+                desired = expected_llm_children(inputs)
             for child in desired:
                 if self.children[child["kind"]].missing:
                     raise NotReconciled(
                         "MissingCRD", f"{child['kind']} is not served: install its CRD"
                     )
-        except (WharfValidationError, LLMPlanError, LLMDesiredError, NotReconciled) as exc:
-            reason = exc.reason if isinstance(exc, NotReconciled) else "InvalidSpec"
+        except (
+            WharfValidationError,
+            LLMPlanError,
+            LLMDesiredError,
+            CredentialsError,
+            NotReconciled,
+        ) as exc:
+            reason = (
+                exc.reason
+                if isinstance(exc, NotReconciled)
+                else "StorageCredentials"
+                if isinstance(exc, CredentialsError)
+                else "InvalidSpec"
+            )
             await self._write_status(
                 obj, failed_status(reason, str(exc), generation, _now(), previous, "")
             )
@@ -294,6 +316,30 @@ class LLMController:
         await self._apply(desired)
         await self._prune(obj, desired)
         await self._write_status(obj, self._status(plan, inputs, desired, generation, previous))
+
+    async def _credentials(self, plan: LLMPlan, obj: Mapping[str, Any]) -> CredentialRefs | None:
+        """The model download's credentials, as for an InferenceService: the Secrets of the
+        pods' ServiceAccount (default `default`), or the one named by the annotation
+        `serving.kserve.io/storageSecretName`. Read by GET each reconcile, never cached."""
+        downloads = [m for m in plan.storage if not m.uri.startswith("pvc://")]
+        if not plan.storage_initializer or not downloads:
+            return None
+        pod = plan.main.leader or plan.main.worker
+        account_name = (pod.service_account_name if pod is not None else None) or "default"
+        account = await self.api.get(SERVICE_ACCOUNT, account_name, plan.namespace)
+        names = {s.get("name") for s in (account or {}).get("secrets") or []}
+        annotations = obj["metadata"].get("annotations") or {}
+        chosen = annotations.get(self.config.credentials.storage_secret_name_annotation)
+        if chosen:
+            names.add(chosen)
+        secrets = []
+        for secret_name in sorted(n for n in names if n):
+            found = await self.api.get(SECRET, secret_name, plan.namespace)
+            if found is not None:
+                secrets.append(found)
+        return credential_refs(
+            downloads[0].uri, account, secrets, annotations=annotations, config=self.config
+        )
 
     def _status(
         self,
