@@ -16,6 +16,7 @@ from wharf_controller.graph_controller import GraphController
 from wharf_controller.kube.api import Api, connect
 from wharf_controller.kube.health import health_app
 from wharf_controller.kube.leader import LeaderElector
+from wharf_controller.llm_controller import LLMController
 from wharf_controller.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ async def run(args: argparse.Namespace) -> int:
         metrics=metrics,
     )
     graphs = GraphController(controller, workers=max(1, args.workers // 2))
+    llm = LLMController(
+        api,
+        config_namespace=args.namespace,
+        workers=max(args.workers // 2, 1),
+        resync_s=args.resync_seconds,
+        metrics=metrics,
+    )
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = (
         LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
@@ -42,7 +50,9 @@ async def run(args: argparse.Namespace) -> int:
         health_app(
             metrics.registry,
             lambda: True,
-            lambda: controller.caches_synced() and graphs.caches_synced(),
+            lambda: controller.caches_synced()
+            and graphs.caches_synced()
+            and llm.caches_synced(),
         ),
         access_log=None,
     )
@@ -56,6 +66,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await controller.start_caches()
         await graphs.start_caches()
+        await llm.start_caches()
         campaign = asyncio.create_task(elector.run()) if elector else None
         if elector is not None:
             leading = asyncio.create_task(elector.leading.wait())
@@ -67,6 +78,7 @@ async def run(args: argparse.Namespace) -> int:
             metrics.leader.set(1)
             await controller.start_workers()
             await graphs.start_workers()
+            await llm.start_workers()
             waits = {asyncio.create_task(stop.wait())}
             if elector is not None:
                 waits.add(asyncio.create_task(elector.lost.wait()))
@@ -79,6 +91,7 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await graphs.stop()
         await controller.stop()
+        await llm.stop()
         if elector is not None:
             await elector.release()
         await runner.cleanup()

@@ -1,6 +1,6 @@
-"""`wharf-controller render`: what the controller would create for the InferenceServices and
-InferenceGraphs of a file, offline (no cluster: no owner references, no credentials from
-ServiceAccounts).
+"""`wharf-controller render`: what the controller would create for the InferenceServices,
+InferenceGraphs and LLMInferenceServices of a file, offline (no cluster: no owner references, no
+credentials from ServiceAccounts).
 
 ServingRuntimes, ClusterServingRuntimes, ClusterStorageContainers and an
 `inferenceservice-config` ConfigMap in the same files are used as the cluster would use them. A
@@ -17,7 +17,13 @@ from wharf_api import default, parse_object, validate
 from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
 from wharf_api.names import cluster_url
 from wharf_api.plan import plan_inference_service
-from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
+from wharf_api.resources import (
+    ClusterServingRuntime,
+    InferenceService,
+    LLMInferenceService,
+    LLMInferenceServiceConfig,
+    ServingRuntime,
+)
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_api.resources.inference_graph import InferenceGraph
 from wharf_controller.decisions import deployment_mode
@@ -28,6 +34,7 @@ from wharf_controller.desired.inference_graph import (
     model_name,
     resolve_steps,
 )
+from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
 
 JSON = dict[str, Any]
 STANDARD = "Standard"
@@ -47,6 +54,8 @@ class Catalog:
     config: InferenceServiceConfig = field(default_factory=InferenceServiceConfig)
     services: list[InferenceService] = field(default_factory=list)
     graphs: list[InferenceGraph] = field(default_factory=list)
+    llm_services: list[LLMInferenceService] = field(default_factory=list)
+    llm_configs: list[LLMInferenceServiceConfig] = field(default_factory=list)
 
     def add(self, doc: Mapping[str, Any]) -> None:
         if doc.get("kind") == "ConfigMap":
@@ -55,6 +64,12 @@ class Catalog:
             return
         if not str(doc.get("apiVersion", "")).startswith("serving.kserve.io/"):
             return  # other kinds (Secrets, Kustomizations) are not the controller's input
+        if doc.get("kind") == "LLMInferenceService":
+            self.llm_services.append(parse_llm(doc))
+            return
+        if doc.get("kind") == "LLMInferenceServiceConfig":
+            self.llm_configs.append(parse_llm_config(doc))
+            return
         obj = default(parse_object(dict(doc)))
         if isinstance(obj, ServingRuntime):
             self.runtimes.append(obj)
@@ -111,6 +126,13 @@ def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = No
         out += render_service(isvc, catalog, mode=mode)
     for graph in catalog.graphs:
         out += render_graph(graph, catalog, mode=mode)
+    for llmisvc in catalog.llm_services:
+        out += render_llm_service(
+            llmisvc,
+            catalog.llm_configs,
+            catalog.config,
+            storage_containers=catalog.storage_containers,
+        )[2]
     return out
 
 

@@ -54,6 +54,29 @@ SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 CHILD_KINDS = (DEPLOYMENT, SERVICE, HPA, PDB, INGRESS, HTTP_ROUTE, SCALED_OBJECT)
 BY_KIND = {k.kind: k for k in (*CHILD_KINDS, INFERENCE_SERVICE)}
 
+# LLMInferenceService, its configs and the kinds of its children
+LLM_INFERENCE_SERVICE = Kind(
+    "serving.kserve.io/v1alpha2", "LLMInferenceService", "llminferenceservices"
+)
+LLM_INFERENCE_SERVICE_CONFIG = Kind(
+    "serving.kserve.io/v1alpha2", "LLMInferenceServiceConfig", "llminferenceserviceconfigs"
+)
+LEADER_WORKER_SET = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
+ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
+ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+INFERENCE_POOL = Kind("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
+LLM_CHILD_KINDS = (
+    DEPLOYMENT,
+    SERVICE,
+    LEADER_WORKER_SET,
+    SERVICE_ACCOUNT,
+    ROLE,
+    ROLE_BINDING,
+    INFERENCE_POOL,
+    HTTP_ROUTE,
+)
+BY_KIND.update({k.kind: k for k in (*LLM_CHILD_KINDS, LLM_INFERENCE_SERVICE)})
+
 
 class ApiError(Exception):
     def __init__(self, status: int, reason: str) -> None:
