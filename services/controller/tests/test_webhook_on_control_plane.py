@@ -29,6 +29,7 @@ import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from wharf_api.conversion import LORA_CRITICALITIES_ANNOTATION, MODEL_CRITICALITY_ANNOTATION
+from wharf_controller.webhook.server import WebhookServer
 from wharf_e2e.kube import Kube, KubeError, wait_for
 from wharf_e2e.testing import free_port
 
@@ -187,10 +188,30 @@ def _isvc(name: str, **predictor: Any) -> dict[str, Any]:
     }
 
 
+@contextlib.asynccontextmanager
+async def _configured(kube: Kube, hooks: Webhooks) -> AsyncIterator[Webhooks]:
+    """Webhook configurations and the LLM CRD's conversion pointed at `hooks`, then put back."""
+    configurations = _configurations(hooks)
+    try:
+        await wait_for(partial(_serving, hooks.port), "the webhook server", within=60)
+        for configuration in configurations:
+            await kube.apply(configuration)
+        await _install(kube, _llm_crd_with_loopback_conversion(hooks))
+        yield hooks
+    finally:
+        for configuration in configurations:
+            meta = configuration["metadata"]
+            # not there when the setup failed before creating it
+            with contextlib.suppress(KubeError, ApiException):
+                await kube.delete(configuration["apiVersion"], configuration["kind"], meta["name"])
+        await _install(kube, _crd(LLM_CRD))
+
+
 @pytest.fixture
-async def webhooks(
+async def cli_webhooks(
     kube: Kube, kube_cluster: Any, kube_namespace: str, tmp_path: Path
 ) -> AsyncIterator[Webhooks]:
+    """The webhooks as `wharf-controller run --webhook-cert-dir ...` serves them."""
     ca = make_ca()
     issue_serving_cert(ca, tmp_path / "certs")
     hooks = Webhooks(kube_namespace, free_port(), ca)
@@ -211,29 +232,33 @@ async def webhooks(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    configurations = _configurations(hooks)
     try:
-        await wait_for(partial(_serving, hooks.port), "the webhook server", within=60)
-        for configuration in configurations:
-            await kube.apply(configuration)
-        await _install(kube, _llm_crd_with_loopback_conversion(hooks))
-        yield hooks
+        async with _configured(kube, hooks):
+            yield hooks
     finally:
-        for configuration in configurations:
-            meta = configuration["metadata"]
-            # not there when the setup failed before creating it
-            with contextlib.suppress(KubeError, ApiException):
-                await kube.delete(configuration["apiVersion"], configuration["kind"], meta["name"])
-        await _install(kube, _crd(LLM_CRD))
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
 
 
+@pytest.fixture
+async def webhooks(kube: Kube, kube_namespace: str, tmp_path: Path) -> AsyncIterator[Webhooks]:
+    """The same server in this process (starting a second controller costs seconds)."""
+    ca = make_ca()
+    issue_serving_cert(ca, tmp_path / "certs")
+    server = WebhookServer(tmp_path / "certs", host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with _configured(kube, Webhooks(kube_namespace, server.port, ca)) as hooks:
+            yield hooks
+    finally:
+        await server.stop()
+
+
 async def test_admission_defaults_rejects_naming_the_field_and_freezes_the_mode(
-    kube: Kube, webhooks: Webhooks
+    kube: Kube, cli_webhooks: Webhooks
 ) -> None:
-    ns = webhooks.namespace
+    ns = cli_webhooks.namespace
 
     # the webhook configuration reaches the API server's informer a moment after it is written
     async def invalid_refused() -> str:
