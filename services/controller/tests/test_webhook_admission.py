@@ -121,7 +121,7 @@ def test_a_serving_runtime_is_validated() -> None:
 
 
 def test_a_v1alpha1_llm_inference_service_is_validated_as_stored() -> None:
-    llm = {
+    llm: dict[str, Any] = {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "LLMInferenceService",
         "metadata": {"name": "llm"},

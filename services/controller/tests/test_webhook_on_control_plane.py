@@ -338,7 +338,7 @@ async def test_llm_inference_service_converts_between_versions_through_the_api_s
             return None
 
     answer = await wait_for(created, "a v1alpha1 LLMInferenceService created", within=60)
-    assert answer["apiVersion"] == V1ALPHA1
+    assert answer is not None and answer["apiVersion"] == V1ALPHA1
     assert answer["spec"]["model"]["criticality"] == "Critical"
 
     stored = await kube.get(V1ALPHA2, "LLMInferenceService", "llm", ns)
