@@ -139,3 +139,14 @@ async def test_a_half_written_pair_keeps_the_old_certificate(
 def test_a_missing_certificate_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"tls\.crt"):
         tls_context(tmp_path)
+
+
+def test_run_takes_the_webhook_flags(tmp_path: Path) -> None:
+    from wharf_controller.__main__ import parser
+
+    args = parser().parse_args(
+        ["run", f"--webhook-cert-dir={tmp_path}", "--webhook-port=8443", "--webhook-host=::"]
+    )
+    assert (args.webhook_cert_dir, args.webhook_port, args.webhook_host) == (tmp_path, 8443, "::")
+    defaults = parser().parse_args(["run"])
+    assert defaults.webhook_cert_dir is None and defaults.webhook_port == 9443
