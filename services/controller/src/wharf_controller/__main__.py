@@ -70,6 +70,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--identity", help="leader-election identity (default: host name + pid)")
     run.add_argument("--lease-seconds", type=int, default=15, help="how long a Lease holds")
     run.add_argument("--renew-seconds", type=float, default=2.0, help="how often it is renewed")
+    run.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        help="serve the admission and conversion webhooks over TLS with DIR/tls.crt and "
+        "DIR/tls.key (cert-manager's Secret mounted there); without it no webhooks are served",
+    )
+    run.add_argument("--webhook-port", type=int, default=9443, help="the webhooks' HTTPS port")
+    run.add_argument("--webhook-host", default="0.0.0.0", help="address of that port")
     run.set_defaults(func=_run)
     return top
 

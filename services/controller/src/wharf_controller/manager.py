@@ -1,4 +1,5 @@
-"""`wharf-controller run`: health endpoints, leader election, then the controller."""
+"""`wharf-controller run`: health endpoints, the webhooks (every replica serves them), leader
+election, then the controller."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from wharf_controller.kube.health import health_app
 from wharf_controller.kube.leader import LeaderElector
 from wharf_controller.llm_controller import LLMController
 from wharf_controller.metrics import Metrics
+from wharf_controller.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "wharf-controller-leader"
@@ -58,6 +60,15 @@ async def run(args: argparse.Namespace) -> int:
     )
     await runner.setup()
     await web.TCPSite(runner, args.metrics_host, args.metrics_port).start()
+    webhooks = None
+    if getattr(args, "webhook_cert_dir", None) is not None:
+        webhooks = WebhookServer(args.webhook_cert_dir, args.webhook_host, args.webhook_port)
+        try:
+            await webhooks.start()
+        except BaseException:
+            await runner.cleanup()
+            await client.close()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,6 +105,8 @@ async def run(args: argparse.Namespace) -> int:
         await llm.stop()
         if elector is not None:
             await elector.release()
+        if webhooks is not None:
+            await webhooks.stop()
         await runner.cleanup()
         await client.close()
     return code

@@ -46,6 +46,8 @@ class CrdSource:
     short_names: Sequence[str] = ()
     categories: Sequence[str] = ("kserve", "wharf")
     columns: Sequence[PrinterColumn] = field(default=(AGE,))
+    # `spec.conversion` (strategy Webhook) when the versions differ in shape; None: no conversion
+    conversion: Mapping[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -92,14 +94,17 @@ def build_crd(source: CrdSource, k8s_definitions: Mapping[str, Any]) -> dict[str
         names["shortNames"] = list(source.short_names)
     if source.categories:
         names["categories"] = list(source.categories)
+    spec: dict[str, Any] = {
+        "group": source.group,
+        "names": names,
+        "scope": source.scope,
+        "versions": versions,
+    }
+    if source.conversion is not None:
+        spec["conversion"] = dict(source.conversion)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": source.name},
-        "spec": {
-            "group": source.group,
-            "names": names,
-            "scope": source.scope,
-            "versions": versions,
-        },
+        "spec": spec,
     }

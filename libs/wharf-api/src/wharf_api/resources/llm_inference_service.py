@@ -1,5 +1,9 @@
 """LLMInferenceService, `serving.kserve.io` served at v1alpha1 and v1alpha2, stored at v1alpha2
-(short name `llmisvc`)."""
+(short name `llmisvc`).
+
+These are the stored (v1alpha2) types; v1alpha1's shape is in `llm_inference_service_v1alpha1`,
+and `wharf_api.conversion` converts between them.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,6 @@ class LLMModelSpec(KServeModel):
     name: str | None = None
     lora: LoraSpec | None = None
     confidential: ConfidentialSpec | None = None
-    # served at v1alpha1 only (KServe's v1alpha1 LLMModelSpec); kept so it is not pruned
-    criticality: str | None = None
 
 
 # KServe's LoRA adapters are LLMModelSpecs (uri, name, ...)
