@@ -48,15 +48,14 @@ def isvc(predictor: dict[str, Any], **spec: Any) -> InferenceService:
 SKLEARN = {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "file:///models/iris"}}
 
 
+PREDICTIVE = {"kserve-sklearnserver", "kserve-xgbserver", "kserve-lgbserver", "wharf-onnxserver"}
+LLM = {"kserve-huggingfaceserver", "kserve-huggingfaceserver-multinode", "kserve-vllmserver"}
+
+
 def test_builtin_runtimes_cover_the_predictive_formats() -> None:
     names = {rt.name: rt for rt in builtin_runtimes()}
-    assert set(names) == {
-        "kserve-sklearnserver",
-        "kserve-xgbserver",
-        "kserve-lgbserver",
-        "wharf-onnxserver",
-    }
-    for rt in names.values():
+    assert set(names) == PREDICTIVE | LLM
+    for rt in (names[name] for name in PREDICTIVE):
         assert rt.spec.protocol_versions == ["v1", "v2", "grpc-v2"]
         assert rt.spec.containers and rt.spec.containers[0].command == ["wharf-model-server"]
 
