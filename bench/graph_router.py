@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -26,19 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router_overhead import wrk
+from router_overhead import cpu_seconds, wrk
 from tooling import CACHE_DIR, free_port, markdown_table, serving
 
 from wharf_e2e.enginesim.fleet import SimFleet
 
 MODEL = "sim-model"
 BENCH_DIR = Path(__file__).resolve().parent
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 def graph_json(pod: str, steps: int) -> str:
