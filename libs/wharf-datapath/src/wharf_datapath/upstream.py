@@ -38,6 +38,10 @@ class UpstreamClosedError(ConnectionError):
     """The replica closed the connection before any byte of a response."""
 
 
+class UpstreamTooLargeError(ValueError):
+    """A whole (non-streamed) answer grew past the caller's `max_body`: the connection is closed."""
+
+
 class UpstreamResetError(UpstreamClosedError):
     """The replica reset the connection before any byte of a response: it did not read all of
     the request (the kernel resets a socket closed with unread data)."""
@@ -134,10 +138,13 @@ class UpstreamPool:
         target: str,
         headers: list[tuple[bytes, bytes]],
         body: Body,
+        max_body: int | None = None,
     ) -> Response:
         """Send one request to `address` (host, port) and read the response's head.
 
         `headers` must not carry hop-by-hop fields nor Content-Length: the framing is added here.
+        `max_body` bounds an answer that is read whole (UpstreamTooLargeError past it); a
+        streamed answer's chunks are the caller's to count.
         """
         if isinstance(body, StreamedBody):
             return await self._request_streamed(address, method, target, headers, body)
@@ -147,12 +154,14 @@ class UpstreamPool:
         while idle:
             conn = idle.pop()
             try:
-                return await self._exchange(address, conn, raw, method)
+                return await self._exchange(address, conn, raw, method, max_body)
             except _StaleConnection:
                 # the server closed an idle keep-alive connection before reading: resend
                 continue
         try:
-            return await self._exchange(address, await self._connect(address), raw, method)
+            return await self._exchange(
+                address, await self._connect(address), raw, method, max_body
+            )
         except _StaleConnection as exc:
             raise _unanswered(address, exc) from exc
 
@@ -204,7 +213,9 @@ class UpstreamPool:
         else:
             writer.write(data)
 
-    async def _exchange(self, address: Address, conn: _Conn, raw: bytes, method: str) -> Response:
+    async def _exchange(
+        self, address: Address, conn: _Conn, raw: bytes, method: str, max_body: int | None = None
+    ) -> Response:
         resp = Response()
         parser = resp.parser = httptools.HttpResponseParser(resp)
         got_bytes = False
@@ -232,6 +243,10 @@ class UpstreamPool:
                     break
                 got_bytes = True
                 parser.feed_data(data)
+                if max_body is not None and len(resp.body) > max_body:
+                    raise UpstreamTooLargeError(
+                        f"{address[0]}:{address[1]}: the answer is over {max_body} bytes"
+                    )
         except (ConnectionResetError, BrokenPipeError) as exc:
             conn.close()
             if not got_bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from wharf_router.gateway.endpoints import (
 )
 from wharf_router.gateway.limits import ApiKeys, KeysError, load_keys_file
 from wharf_router.gateway.scheduling import POLICIES, parse_weights
+
+DEFAULT_KUBE_PORT = 8000
+# a Service name is an RFC 1035 label
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,13 +43,30 @@ def parser() -> argparse.ArgumentParser:
         help="an engine's base URL, role prefill|decode|both (default both); repeatable",
     )
     src.add_argument("--endpoints-file", type=Path, help="YAML/JSON list of {url, role, name}")
-    src.add_argument("--kube-selector", help="label selector of the engine pods")
-    src.add_argument("--kube-namespace", help="namespace of the engine pods")
     src.add_argument(
-        "--role-label", default=None, help="pod label holding the role (default llm-d.ai/role)"
+        "--kube-selector", help="label selector of the engine pods (or of the EndpointSlices)"
+    )
+    src.add_argument("--kube-namespace", help="namespace of the engine pods or Service")
+    src.add_argument(
+        "--kube-discovery",
+        choices=("pods", "endpointslices"),
+        default=None,
+        help="what --kube-selector selects: pods (default) or EndpointSlices",
     )
     src.add_argument(
-        "--kube-port", type=int, default=None, help="the engines' HTTP port (default 8000)"
+        "--kube-service",
+        help="a Service whose EndpointSlices list the engines (implies endpointslices)",
+    )
+    src.add_argument(
+        "--role-label",
+        default=None,
+        help="pod (or EndpointSlice) label holding the role (default llm-d.ai/role)",
+    )
+    src.add_argument(
+        "--kube-port",
+        type=int,
+        default=None,
+        help="the engines' HTTP port (default: 8000 for pods, the slice's port for slices)",
     )
     src.add_argument(
         "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, then ~/.kube/config)"
@@ -77,6 +99,45 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def kube_source(args: argparse.Namespace, kube_doc: dict[str, Any]) -> EndpointSource | None:
+    """The Kubernetes endpoint source the flags (or the file's `kube:`) name, if any."""
+    selector = args.kube_selector or kube_doc.get("selector")
+    service = args.kube_service or kube_doc.get("service")
+    discovery = args.kube_discovery or kube_doc.get("discovery", "pods")
+    if not selector and not service:
+        return None
+    from wharf_router.gateway.kube_endpoints import SERVICE_NAME_LABEL, KubeEndpoints, KubeSelection
+
+    if service:
+        if selector:
+            raise EndpointError("--kube-service and --kube-selector exclude each other")
+        if not isinstance(service, str) or not _DNS_LABEL.match(service):
+            raise EndpointError(f"--kube-service {service!r} is not a Service name")
+        if args.kube_discovery == "pods":
+            raise EndpointError("--kube-service watches EndpointSlices, not pods")
+        selector, discovery = f"{SERVICE_NAME_LABEL}={service}", "endpointslices"
+    if discovery not in ("pods", "endpointslices"):
+        raise EndpointError(f"kube.discovery {discovery!r}: pods or endpointslices")
+    namespace = args.kube_namespace or kube_doc.get("namespace")
+    if not namespace:
+        raise EndpointError(
+            f"{'--kube-service' if service else '--kube-selector'} needs --kube-namespace"
+        )
+    port = args.kube_port or kube_doc.get("port")
+    if port is None and discovery == "pods":
+        port = DEFAULT_KUBE_PORT
+    return KubeEndpoints(
+        KubeSelection(
+            namespace=namespace,
+            selector=str(selector),
+            role_label=args.role_label or kube_doc.get("role_label", "llm-d.ai/role"),
+            port=int(port) if port is not None else None,
+            kubeconfig=args.kubeconfig,
+            discovery=discovery,
+        )
+    )
+
+
 def build(args: argparse.Namespace) -> tuple[GatewayConfig, EndpointSource, ApiKeys | None]:
     """The settings, endpoint source and keys the flags and config file describe."""
     doc: dict[str, Any] = load_config_file(args.config) if args.config else {}
@@ -102,29 +163,16 @@ def build(args: argparse.Namespace) -> tuple[GatewayConfig, EndpointSource, ApiK
         static += load_endpoints_file(args.endpoints_file)
     if endpoints_doc is not None:
         static += parse_endpoints_document(endpoints_doc, f"{where}: endpoints")
-    selector = args.kube_selector or kube_doc.get("selector")
     source: EndpointSource
-    if selector:
+    kube = kube_source(args, kube_doc)
+    if kube is not None:
         if static:
             raise EndpointError("--kube-selector and static endpoints exclude each other: give one")
-        from wharf_router.gateway.kube_endpoints import KubeEndpoints, KubeSelection
-
-        namespace = args.kube_namespace or kube_doc.get("namespace")
-        if not namespace:
-            raise EndpointError("--kube-selector needs --kube-namespace")
-        source = KubeEndpoints(
-            KubeSelection(
-                namespace=namespace,
-                selector=selector,
-                role_label=args.role_label or kube_doc.get("role_label", "llm-d.ai/role"),
-                port=args.kube_port or int(kube_doc.get("port", 8000)),
-                kubeconfig=args.kubeconfig,
-            )
-        )
+        source = kube
     else:
         if not static:
             raise EndpointError(
-                "no endpoints: give --endpoint, --endpoints-file, or --kube-selector"
+                "no endpoints: give --endpoint, --endpoints-file, --kube-selector or --kube-service"
             )
         source = StaticEndpoints(check_unique(static, "endpoints"))
     keys_file = args.api_keys_file or (Path(keys_path) if keys_path else None)
