@@ -52,9 +52,7 @@ async def run(args: argparse.Namespace) -> int:
         health_app(
             metrics.registry,
             lambda: True,
-            lambda: controller.caches_synced()
-            and graphs.caches_synced()
-            and llm.caches_synced(),
+            lambda: controller.caches_synced() and graphs.caches_synced() and llm.caches_synced(),
         ),
         access_log=None,
     )
