@@ -135,8 +135,15 @@ def test_image_follows_the_scheme(where: str, image: str) -> None:
     assert match["service"] in SERVICES, f"{where}: {image}: unknown service {match['service']}"
 
 
-@pytest.mark.parametrize("bad", ["ghcr.io/wharf-serving/controller:latest", "ghcr.io/wharf/model-agent:0.1.0",
-                                 "ghcr.io/wharf-serving/controller", "ghcr.io/wharf-serving/huggingface-server:0.1.0"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ghcr.io/wharf-serving/controller:latest",
+        "ghcr.io/wharf/model-agent:0.1.0",
+        "ghcr.io/wharf-serving/controller",
+        "ghcr.io/wharf-serving/huggingface-server:0.1.0",
+    ],
+)
 def test_the_scheme_rejects(bad: str) -> None:
     match = SCHEME.fullmatch(bad)
     assert match is None or match["service"] not in SERVICES

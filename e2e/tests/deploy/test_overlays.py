@@ -192,7 +192,11 @@ def test_kind_e2e_leaves_the_webhooks_out(kustomize_build: Build) -> None:
 
 def test_gpu_overlay_puts_llm_runtimes_on_gpu_nodes(kustomize_build: Build) -> None:
     objects = kustomize_build("overlays/gpu")
-    for name in ("kserve-huggingfaceserver", "kserve-vllmserver", "kserve-huggingfaceserver-multinode"):
+    for name in (
+        "kserve-huggingfaceserver",
+        "kserve-vllmserver",
+        "kserve-huggingfaceserver-multinode",
+    ):
         spec = _find(objects, "ClusterServingRuntime", name)["spec"]
         specs = [spec, spec["workerSpec"]] if "workerSpec" in spec else [spec]
         for pod in specs:
@@ -207,7 +211,10 @@ def test_dev_overlay_logs_at_debug(kustomize_build: Build) -> None:
     objects = kustomize_build("overlays/dev")
     controller = _find(objects, "Deployment", "wharf-controller")
     assert controller["spec"]["replicas"] == 1
-    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["WHARF_LOG_LEVEL"] == "DEBUG"
     agent = _find(objects, "DaemonSet", "wharf-model-agent")
     assert "--log-level=DEBUG" in agent["spec"]["template"]["spec"]["containers"][0]["args"]
