@@ -82,9 +82,11 @@ def installed(kubectl: Kubectl) -> Kubectl:
     """docs/install.md's commands, for kind-e2e: the CRDs first (a CRD must be served before
     objects of its kind can be applied), then the overlay. The fixture CRDs stand for the
     prerequisites (Gateway API, KEDA, cert-manager, ...)."""
-    kubectl("apply", "--server-side", "-k", str(REPO / "e2e" / "cluster" / "crds"))
-    kubectl("apply", "--server-side", "-k", str(DEPLOY / "base" / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    for crds in (str(REPO / "e2e" / "cluster" / "crds"), str(DEPLOY / "base" / "crds")):
+        kubectl("apply", "--server-side", "-k", crds)
+        # `kubectl wait` takes no -k: the built CRDs on stdin.
+        wait = ("wait", "--for=condition=Established", "--timeout=60s", "-f", "-")
+        kubectl(*wait, stdin=kubectl("kustomize", crds))
     out = kubectl("apply", "--server-side", "-k", str(DEPLOY / "overlays" / "kind-e2e"))
     assert "deployment.apps/wharf-controller serverside-applied" in out
     return kubectl
