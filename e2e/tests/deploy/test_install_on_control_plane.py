@@ -99,8 +99,24 @@ def test_kind_e2e_is_installed(installed: Kubectl) -> None:
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "wharf-controller"
     runtimes = installed("get", "clusterservingruntimes", "-o", "name")
     assert "clusterservingruntime.serving.kserve.io/kserve-sklearnserver" in runtimes
+    # The pods pass admission (Pod Security included) and run (kwok runs them on fake nodes).
+    for selector in (
+        "app.kubernetes.io/name=wharf-controller",
+        "app.kubernetes.io/name=wharf-model-agent",
+    ):
+        wait_until(
+            partial(_running_pods, installed, selector),
+            f"a running pod with {selector}",
+            timeout_s=60,
+            every_s=0.5,
+        )
     # The Certificate and Issuer were accepted by their (fixture) CRDs.
     assert "wharf-serving-cert" in installed("get", "-n", NAMESPACE, "certificates", "-o", "name")
+
+
+def _running_pods(kubectl: Kubectl, selector: str) -> list[str]:
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json"))
+    return [p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running"]
 
 
 @pytest.mark.parametrize("overlay", OTHER_OVERLAYS)
