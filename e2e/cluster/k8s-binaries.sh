@@ -14,9 +14,7 @@
 # GOMODCACHE / GOCACHE are left at Go's defaults so they persist between runs.
 set -euo pipefail
 
-K8S_VERSION="${WHARF_K8S_VERSION:-v1.34.4}"      # go.mod: go 1.24.0
-ETCD_VERSION="${WHARF_ETCD_VERSION:-v3.6.16}"    # go.etcd.io/etcd/server/v3, go.mod: go 1.26.0
-KWOK_VERSION="${WHARF_KWOK_VERSION:-v0.8.0}"     # sigs.k8s.io/kwok, go.mod: go 1.26.0
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"   # K8S_VERSION, ETCD_VERSION, KWOK_VERSION
 
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
 

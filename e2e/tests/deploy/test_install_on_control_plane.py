@@ -1,0 +1,341 @@
+"""The install as users run it, on a real control plane (etcd, kube-apiserver, the controller
+manager, the scheduler, kwok running the pods), with the project's pinned kubectl:
+
+- `kubectl apply --server-side` of the CRDs, then of `overlays/kind-e2e`, succeeds;
+- every other overlay passes the API server's own validation (server-side dry run with strict
+  field validation), custom resources against their CRDs (cert-manager's, Gateway API's from
+  the fixture CRDs in e2e/cluster/crds);
+- `wharf-controller run`, a local process holding only a token of the overlay's ServiceAccount,
+  becomes ready and reconciles the examples' InferenceServices to Ready;
+- SubjectAccessReviews: that ServiceAccount may do what reconciling needs, nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from wharf_e2e.cluster import ControlPlane, kubeconfig_text
+from wharf_e2e.testing import free_port, wait_until
+
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[3]
+DEPLOY = REPO / "deploy"
+NAMESPACE = "kserve"
+ACCOUNT = f"system:serviceaccount:{NAMESPACE}:wharf-controller"
+ACCOUNT_GROUPS = [
+    "system:serviceaccounts",
+    f"system:serviceaccounts:{NAMESPACE}",
+    "system:authenticated",
+]
+OTHER_OVERLAYS = ("standard", "knative", "gpu", "dev")
+# The examples' InferenceServices the Standard-mode controller serves with the built-in
+# runtimes; examples/transformer-predictor.yaml names a pytorch model no built-in runtime
+# serves (its golden file says so), so it never becomes Ready.
+EXAMPLES = (
+    "sklearn-iris.yaml",
+    "sklearn-iris-shortcut.yaml",
+    "xgboost-v2.yaml",
+    "canary.yaml",
+    "scale-to-zero.yaml",
+)
+
+
+class Kubectl:
+    def __init__(self, tools: Path, kubeconfig: Path) -> None:
+        self.binary = str(tools / "kubectl")
+        self.kubeconfig = str(kubeconfig)
+
+    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        result = subprocess.run(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, f"kubectl {' '.join(args)}:\n{result.stderr}"
+        return result.stdout
+
+
+@pytest.fixture(scope="module")
+def kubectl(kube_cluster: ControlPlane, kube_tools: Path) -> Kubectl:
+    return Kubectl(kube_tools, kube_cluster.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def installed(kubectl: Kubectl) -> Kubectl:
+    """docs/install.md's commands, for kind-e2e: the CRDs first (a CRD must be served before
+    objects of its kind can be applied), then the overlay. The fixture CRDs stand for the
+    prerequisites (Gateway API, KEDA, cert-manager, ...)."""
+    for crds in (str(REPO / "e2e" / "cluster" / "crds"), str(DEPLOY / "base" / "crds")):
+        kubectl("apply", "--server-side", "-k", crds)
+        # `kubectl wait` takes no -k: the built CRDs on stdin.
+        wait = ("wait", "--for=condition=Established", "--timeout=60s", "-f", "-")
+        kubectl(*wait, stdin=kubectl("kustomize", crds))
+    out = kubectl("apply", "--server-side", "-k", str(DEPLOY / "overlays" / "kind-e2e"))
+    assert "deployment.apps/wharf-controller serverside-applied" in out
+    return kubectl
+
+
+def test_kind_e2e_is_installed(installed: Kubectl) -> None:
+    deployment = json.loads(
+        installed("get", "-n", NAMESPACE, "deployment", "wharf-controller", "-o", "json")
+    )
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "wharf-controller"
+    runtimes = installed("get", "clusterservingruntimes", "-o", "name")
+    assert "clusterservingruntime.serving.kserve.io/kserve-sklearnserver" in runtimes
+    # The pods pass admission (Pod Security included) and run (kwok runs them on fake nodes).
+    for selector in (
+        "app.kubernetes.io/name=wharf-controller",
+        "app.kubernetes.io/name=wharf-model-agent",
+    ):
+        wait_until(
+            partial(_running_pods, installed, selector),
+            f"a running pod with {selector}",
+            timeout_s=60,
+            every_s=0.5,
+        )
+    # The Certificate and Issuer were accepted by their (fixture) CRDs.
+    assert "wharf-serving-cert" in installed("get", "-n", NAMESPACE, "certificates", "-o", "name")
+
+
+def _running_pods(kubectl: Kubectl, selector: str) -> list[str]:
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json"))
+    return [p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running"]
+
+
+@pytest.mark.parametrize("overlay", OTHER_OVERLAYS)
+def test_overlay_passes_the_api_server(
+    installed: Kubectl, kustomize_build: Callable[[str], list[dict[str, Any]]], overlay: str
+) -> None:
+    """The overlay as the pinned kustomize builds it, dry-run on the server with strict field
+    validation. CRDs equal to the installed ones (kind-e2e's) are left out: they were applied
+    for real above, and they are most of the bytes."""
+    installed_crds = [
+        o for o in kustomize_build("overlays/kind-e2e") if o["kind"] == "CustomResourceDefinition"
+    ]
+    objects = [o for o in kustomize_build(f"overlays/{overlay}") if o not in installed_crds]
+    out = installed(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server", "--validate=strict",
+        "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )  # fmt: skip
+    assert out.count("serverside-applied (server dry run)") == len(objects), out
+    for applied in (
+        "clusterservingruntime.serving.kserve.io/kserve-sklearnserver",
+        "certificate.cert-manager.io/wharf-serving-cert",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/wharf-validating",
+        "customresourcedefinition.apiextensions.k8s.io/llminferenceservices.serving.kserve.io",
+    ):
+        assert f"{applied} serverside-applied (server dry run)" in out
+
+
+def test_a_typo_in_a_custom_resource_is_refused(installed: Kubectl) -> None:
+    """What the dry runs above are worth: a field the CRD does not have fails them."""
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "typo", "namespace": NAMESPACE},
+        "spec": {"secretName": "s", "issuerRef": {"name": "i"}, "dnsName": ["x"]},
+    }
+    result = subprocess.run(
+        [installed.binary, f"--kubeconfig={installed.kubeconfig}", "apply", "--server-side",
+         "--dry-run=server", "--validate=strict", "-f", "-"],
+        input=json.dumps(certificate), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "dnsName" in result.stderr
+
+
+def _service_account_kubeconfig(kubectl: Kubectl, plane: ControlPlane, path: Path) -> Path:
+    token = kubectl("create", "token", "wharf-controller", "-n", NAMESPACE, "--duration=1h").strip()
+    path.write_text(kubeconfig_text(plane.server, plane.ca_file, token))
+    return path
+
+
+@pytest.fixture
+def controller(installed: Kubectl, kube_cluster: ControlPlane, tmp_path: Path) -> Iterator[str]:
+    """`wharf-controller run` as a local process with only the ServiceAccount's token; yields
+    its metrics URL once /readyz answers."""
+    config = _service_account_kubeconfig(
+        installed, kube_cluster, tmp_path / "controller.kubeconfig"
+    )
+    port = free_port()
+    log = (tmp_path / "controller.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wharf_controller", "run", f"--kubeconfig={config}",
+         f"--namespace={NAMESPACE}", f"--metrics-port={port}", "--metrics-host=127.0.0.1",
+         f"--identity=e2e-{uuid.uuid4().hex[:6]}", "--resync-seconds=600"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(config)},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: process.poll() is None and httpx.get(f"{url}/readyz").status_code == 200,
+            "wharf-controller /readyz",
+            timeout_s=60,
+        )
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        forbidden = [
+            line for line in (tmp_path / "controller.log").read_text().splitlines() if "403" in line
+        ]
+        assert not forbidden, "the controller was refused:\n" + "\n".join(forbidden[:10])
+
+
+def _ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = json.loads(kubectl("get", "-n", namespace, "inferenceservice", name, "-o", "json"))
+    conditions = obj.get("status", {}).get("conditions") or []
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return obj if ready else None
+
+
+def test_controller_reconciles_the_examples_as_its_service_account(
+    installed: Kubectl, controller: str
+) -> None:
+    namespace = f"examples-{uuid.uuid4().hex[:6]}"
+    installed("create", "namespace", namespace)
+    try:
+        names = []
+        for example in EXAMPLES:
+            doc = yaml.safe_load((REPO / "examples" / example).read_text())
+            installed(
+                "apply", "--server-side", "-n", namespace, "-f", str(REPO / "examples" / example)
+            )
+            names.append(doc["metadata"]["name"])
+        for name in names:
+            obj = wait_until(
+                partial(_ready, installed, namespace, name),
+                f"InferenceService {namespace}/{name} Ready",
+                timeout_s=90,
+                every_s=0.5,
+            )
+            assert isinstance(obj, dict)
+            assert obj["status"]["url"] == f"http://{name}-{namespace}.kind.test"
+        # The kind-e2e configuration is the one it runs with: Gateway API routes.
+        routes = installed("get", "-n", namespace, "httproutes", "-o", "name")
+        assert f"httproute.gateway.networking.k8s.io/{names[0]}" in routes
+        lease = json.loads(
+            installed("get", "-n", NAMESPACE, "lease", "wharf-controller-leader", "-o", "json")
+        )
+        assert lease["spec"]["holderIdentity"].startswith("e2e-")
+        metrics = httpx.get(f"{controller}/metrics").text
+        assert (
+            'wharf_controller_reconciles_total{kind="InferenceService",result="success"}' in metrics
+        )
+    finally:
+        installed("delete", "namespace", namespace, "--wait=false")
+
+
+def _review(
+    namespace: str, verb: str, resource: str, group: str = "", **extra: str
+) -> dict[str, Any]:
+    attributes = {
+        "namespace": namespace,
+        "verb": verb,
+        "resource": resource,
+        "group": group,
+        **extra,
+    }
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": ACCOUNT, "groups": ACCOUNT_GROUPS, "resourceAttributes": attributes},
+    }
+
+
+SERVING = "serving.kserve.io"
+TEAM = "team-a"
+ALLOWED = [
+    *(_review("", v, r, SERVING) for v in ("get", "list", "watch")
+      for r in ("inferenceservices", "servingruntimes", "clusterservingruntimes", "clusterstoragecontainers")),
+    _review(TEAM, "patch", "inferenceservices", SERVING, subresource="status"),
+    _review(TEAM, "update", "inferenceservices", SERVING, subresource="finalizers"),
+    *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
+      for g, r in (("apps", "deployments"), ("", "services"), ("autoscaling", "horizontalpodautoscalers"),
+                   ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
+                   ("gateway.networking.k8s.io", "httproutes"), ("keda.sh", "scaledobjects"))),
+    _review(TEAM, "get", "secrets", name="s3-creds"),
+    _review(TEAM, "get", "serviceaccounts", name="default"),
+    *(_review(NAMESPACE, v, "configmaps", name="inferenceservice-config") for v in ("get", "list", "watch")),
+    _review(NAMESPACE, "create", "leases", "coordination.k8s.io"),
+    *(_review(NAMESPACE, v, "leases", "coordination.k8s.io", name="wharf-controller-leader") for v in ("get", "update")),
+]  # fmt: skip
+DENIED = [
+    # Secrets: one GET by name per reconcile, never listed or watched, anywhere.
+    *(_review(ns, v, "secrets") for ns in (TEAM, NAMESPACE, "") for v in ("list", "watch")),
+    *(_review(TEAM, v, "secrets", name="s3-creds") for v in ("create", "update", "patch", "delete")),
+    # Its own namespace: only its ConfigMap and its Lease.
+    _review(NAMESPACE, "get", "configmaps", name="other"),
+    _review(NAMESPACE, "list", "configmaps"),
+    _review(TEAM, "get", "configmaps", name="inferenceservice-config"),
+    _review(NAMESPACE, "update", "leases", "coordination.k8s.io", name="someone-elses"),
+    _review(TEAM, "create", "leases", "coordination.k8s.io"),
+    # Users' specs are theirs.
+    *(_review(TEAM, v, "inferenceservices", SERVING) for v in ("create", "update", "patch", "delete")),
+    _review("", "create", "servingruntimes", SERVING),
+    # Cluster administration.
+    _review("", "delete", "nodes"),
+    _review("", "create", "clusterroles", "rbac.authorization.k8s.io"),
+    _review("", "create", "clusterrolebindings", "rbac.authorization.k8s.io"),
+    _review(TEAM, "create", "rolebindings", "rbac.authorization.k8s.io"),
+    _review("", "bind", "clusterroles", "rbac.authorization.k8s.io", name="cluster-admin"),
+    _review("", "escalate", "clusterroles", "rbac.authorization.k8s.io"),
+    _review("", "impersonate", "users"),
+    _review("", "delete", "namespaces", name=NAMESPACE),
+    _review("", "create", "customresourcedefinitions", "apiextensions.k8s.io"),
+    _review("", "patch", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
+    _review(TEAM, "create", "pods"),
+    _review(TEAM, "create", "pods", subresource="exec"),
+    _review(TEAM, "get", "pods"),
+]  # fmt: skip
+
+
+def _decisions(kubectl: Kubectl, reviews: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+    body = {"apiVersion": "v1", "kind": "List", "items": reviews}
+    out = kubectl("create", "-o", "json", "-f", "-", stdin=json.dumps(body))
+    # One JSON document per review, one after another.
+    decoder, results, at = json.JSONDecoder(), [], 0
+    while at < len(out.rstrip()):
+        review, end = decoder.raw_decode(out, at)
+        results.append(review)
+        at = end + (len(out[end:]) - len(out[end:].lstrip()))
+    assert len(results) == len(reviews)
+    return [
+        (
+            json.dumps(r["spec"]["resourceAttributes"], sort_keys=True),
+            bool(r["status"].get("allowed")),
+        )
+        for r in results
+    ]
+
+
+def test_service_account_may_do_what_reconciling_needs(installed: Kubectl) -> None:
+    refused = [what for what, allowed in _decisions(installed, ALLOWED) if not allowed]
+    assert not refused, "denied:\n" + "\n".join(refused)
+
+
+def test_service_account_may_do_nothing_more(installed: Kubectl) -> None:
+    granted = [what for what, allowed in _decisions(installed, DENIED) if allowed]
+    assert not granted, "allowed:\n" + "\n".join(granted)
