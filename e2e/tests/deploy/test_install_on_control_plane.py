@@ -269,9 +269,20 @@ SERVING = "serving.kserve.io"
 TEAM = "team-a"
 ALLOWED = [
     *(_review("", v, r, SERVING) for v in ("get", "list", "watch")
-      for r in ("inferenceservices", "servingruntimes", "clusterservingruntimes", "clusterstoragecontainers")),
-    _review(TEAM, "patch", "inferenceservices", SERVING, subresource="status"),
-    _review(TEAM, "update", "inferenceservices", SERVING, subresource="finalizers"),
+      for r in ("inferenceservices", "inferencegraphs", "llminferenceservices", "llminferenceserviceconfigs",
+                "servingruntimes", "clusterservingruntimes", "clusterstoragecontainers")),
+    *(_review(TEAM, "patch", r, SERVING, subresource="status")
+      for r in ("inferenceservices", "inferencegraphs", "llminferenceservices")),
+    *(_review(TEAM, "update", r, SERVING, subresource="finalizers")
+      for r in ("inferenceservices", "inferencegraphs", "llminferenceservices")),
+    # An LLMInferenceService's children: multi-node workloads, the pool, the router's RBAC
+    # (a Role it may only fill with what the controller holds: get/list/watch pods).
+    *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
+      for g, r in (("leaderworkerset.x-k8s.io", "leaderworkersets"),
+                   ("inference.networking.k8s.io", "inferencepools"),
+                   ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings"),
+                   ("", "serviceaccounts"))),
+    *(_review(TEAM, v, "pods") for v in ("get", "list", "watch")),
     *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
       for g, r in (("apps", "deployments"), ("", "services"), ("autoscaling", "horizontalpodautoscalers"),
                    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
@@ -299,7 +310,7 @@ DENIED = [
     _review("", "delete", "nodes"),
     _review("", "create", "clusterroles", "rbac.authorization.k8s.io"),
     _review("", "create", "clusterrolebindings", "rbac.authorization.k8s.io"),
-    _review(TEAM, "create", "rolebindings", "rbac.authorization.k8s.io"),
+    _review("", "bind", "roles", "rbac.authorization.k8s.io"),
     _review("", "bind", "clusterroles", "rbac.authorization.k8s.io", name="cluster-admin"),
     _review("", "escalate", "clusterroles", "rbac.authorization.k8s.io"),
     _review("", "impersonate", "users"),
@@ -308,7 +319,8 @@ DENIED = [
     _review("", "patch", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
     _review(TEAM, "create", "pods"),
     _review(TEAM, "create", "pods", subresource="exec"),
-    _review(TEAM, "get", "pods"),
+    _review(TEAM, "delete", "pods"),
+    _review(TEAM, "update", "pods"),
 ]  # fmt: skip
 
 

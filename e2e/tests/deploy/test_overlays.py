@@ -15,8 +15,10 @@ import pytest
 
 from wharf_api.config import CONFIGMAP_NAME, from_configmap_data
 from wharf_api.crdgen.k8s_schemas import KUBERNETES_MINOR
+from wharf_controller.webhook.server import CONVERT_PATH, MUTATE_PATHS, VALIDATE_PATHS
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+WEBHOOK_SERVICE = "wharf-webhook-service"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if p.is_dir())
 
 Build = Callable[[str], list[dict[str, Any]]]
@@ -148,9 +150,9 @@ def test_webhooks_are_served_by_the_controller_with_an_injected_ca(
 ) -> None:
     objects = kustomize_build(f"overlays/{overlay}")
     certificate = _find(objects, "Certificate", "wharf-serving-cert")
-    service = _find(objects, "Service", "wharf-webhook")
+    service = _find(objects, "Service", WEBHOOK_SERVICE)
     inject = f"{NAMESPACE}/{certificate['metadata']['name']}"
-    assert f"wharf-webhook.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    assert f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
     # The Service reaches the controller's pods on the port named `webhook`: 9443.
     controller = _find(objects, "Deployment", "wharf-controller")
     pod = controller["spec"]["template"]
@@ -159,6 +161,10 @@ def test_webhooks_are_served_by_the_controller_with_an_injected_ca(
     assert ports[service["spec"]["ports"][0]["targetPort"]] == 9443
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["webhook-certs"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    # ... and the controller serves them from where the Secret is mounted
+    container = pod["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert f"--webhook-cert-dir={mounts['webhook-certs']}" in container["args"]
 
     paths = set()
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
@@ -166,18 +172,26 @@ def test_webhooks_are_served_by_the_controller_with_an_injected_ca(
         assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == inject
         for hook in config["webhooks"]:
             ref = hook["clientConfig"]["service"]
-            assert (ref["name"], ref["namespace"]) == ("wharf-webhook", NAMESPACE)
+            assert (ref["name"], ref["namespace"]) == (WEBHOOK_SERVICE, NAMESPACE)
             assert hook["failurePolicy"] == "Fail"
             paths.add(ref["path"])
-    assert {"/mutate-inferenceservice", "/validate-inferenceservice"} <= paths
-    assert "/validate-llminferenceservice" in paths
+    # exactly the paths the controller serves: a path it lacks would refuse every object
+    assert paths == set(MUTATE_PATHS) | set(VALIDATE_PATHS)
 
-    crd = _find(objects, "CustomResourceDefinition", "llminferenceservices.serving.kserve.io")
-    assert crd["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == inject
-    conversion = crd["spec"]["conversion"]
-    assert conversion["strategy"] == "Webhook"
-    ref = conversion["webhook"]["clientConfig"]["service"]
-    assert (ref["name"], ref["namespace"], ref["path"]) == ("wharf-webhook", NAMESPACE, "/convert")
+    for name in (
+        "llminferenceservices.serving.kserve.io",
+        "llminferenceserviceconfigs.serving.kserve.io",
+    ):
+        crd = _find(objects, "CustomResourceDefinition", name)
+        assert crd["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == inject
+        conversion = crd["spec"]["conversion"]
+        assert conversion["strategy"] == "Webhook"
+        ref = conversion["webhook"]["clientConfig"]["service"]
+        assert (ref["name"], ref["namespace"], ref["path"]) == (
+            WEBHOOK_SERVICE,
+            NAMESPACE,
+            CONVERT_PATH,
+        )
 
 
 def test_kind_e2e_leaves_the_webhooks_out(kustomize_build: Build) -> None:
