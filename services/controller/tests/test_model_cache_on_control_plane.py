@@ -118,6 +118,7 @@ async def test_a_cache_makes_node_lists_agent_and_volumes_and_goes_with_its_cach
     pvc = await wait_for(
         partial(kube.get, "v1", "PersistentVolumeClaim", claim, kube_namespace), "the serving PVC"
     )
+    assert pvc is not None
     assert pvc["spec"]["volumeName"] == f"{claim}-{kube_namespace}"
     assert pvc["metadata"]["ownerReferences"][0]["name"] == cache
     pv = await kube.get("v1", "PersistentVolume", f"{claim}-{kube_namespace}")
@@ -141,6 +142,7 @@ async def test_a_cache_makes_node_lists_agent_and_volumes_and_goes_with_its_cach
         return status if (status.get("copies") or {}).get("available") == 1 else None
 
     status = await wait_for(cache_status, "the cache's status")
+    assert status is not None
     assert status["nodeStatus"] == {GPU_NODE: "NodeDownloaded"}
     assert status["copies"] == {"total": 1, "available": 1, "failed": 0}
     assert status["inferenceServices"] == [{"namespace": kube_namespace, "name": "iris"}]

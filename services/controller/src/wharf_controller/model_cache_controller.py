@@ -295,7 +295,7 @@ class ModelCacheController:
         meta = obj["metadata"]
         kind = BY_KIND[obj["kind"]]
         # the whole status is ours: fields no longer wanted go (a merge patch keeps them)
-        patch = {k: None for k in current if k not in status} | status
+        patch: JSON = {k: None for k in current if k not in status} | status
         gone = set(current.get("nodeStatus") or {}) - set(status.get("nodeStatus") or {})
         if gone:
             patch["nodeStatus"] = {**status["nodeStatus"], **dict.fromkeys(gone)}
