@@ -238,3 +238,59 @@ def test_status_counts_nodes_as_kserve_reports_them() -> None:
     }
     assert status["copies"] == {"total": 4, "available": 1, "failed": 1}
     assert status["inferenceServices"] == [{"namespace": "b", "name": "svc"}]
+
+
+def test_a_covered_predictor_mounts_the_cache_instead_of_downloading() -> None:
+    from pathlib import Path
+
+    from wharf_api import load_documents
+    from wharf_controller.desired.model_cache import served_from_cache
+    from wharf_controller.render import render_documents
+
+    repo = Path(__file__).resolve().parents[3]
+    runtimes = [
+        d
+        for p in sorted((repo / "deploy" / "base" / "runtimes").glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+        for d in load_documents(p)
+    ]
+    children = render_documents(
+        [*runtimes, *load_documents(repo / "examples" / "sklearn-iris.yaml")], mode="Standard"
+    )
+    uri = next(d for d in load_documents(repo / "examples" / "sklearn-iris.yaml"))["spec"][
+        "predictor"
+    ]["model"]["storageUri"]
+    groups = {"gpu": _group("gpu", _in("pool", "gpu"))}
+    model = covering_cache(
+        uri, "default", None, [read_cache(_cache("iris", uri.rsplit("/", 1)[0], "gpu"))], groups
+    )
+    assert model is not None
+    served = served_from_cache(children, model)
+    before = next(c for c in children if c["kind"] == "Deployment")
+    assert "initContainers" in before["spec"]["template"]["spec"]  # it downloaded
+    pod = next(c for c in served if c["kind"] == "Deployment")["spec"]["template"]
+    assert "initContainers" not in pod["spec"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "kserve-provision-location")
+    assert volume == {
+        "name": "kserve-provision-location",
+        "persistentVolumeClaim": {"claimName": "iris-gpu", "readOnly": True},
+    }
+    mount = next(
+        m
+        for m in pod["spec"]["containers"][0]["volumeMounts"]
+        if m["name"] == "kserve-provision-location"
+    )
+    assert mount["subPath"] == "models/iris/" + uri.rsplit("/", 1)[1]
+    assert mount["readOnly"] is True
+    required = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert required["nodeSelectorTerms"] == [_in("pool", "gpu")]
+    assert (
+        pod["metadata"]["annotations"]["internal.serving.kserve.io/localmodel-pvc-name"]
+        == "iris-gpu"
+    )
+    # the other children are untouched
+    assert [c for c in served if c["kind"] != "Deployment"] == [
+        c for c in children if c["kind"] != "Deployment"
+    ]

@@ -6,6 +6,7 @@ per-model status becomes the cache's; deleting the cache removes them all."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from wharf_controller.controller import Controller
 from wharf_controller.kube.api import LOCAL_MODEL_NODE, Api
 from wharf_controller.model_cache_controller import ModelCacheController
 from wharf_e2e.kube import Kube, wait_for
@@ -31,8 +33,12 @@ CRDS = [
         "localmodelnamespacecaches",
         "localmodelnodegroups",
         "localmodelnodes",
+        "servingruntimes",
+        "clusterservingruntimes",
+        "clusterstoragecontainers",
     )
 ]
+RUNTIME = REPO / "deploy" / "base" / "runtimes" / "kserve-sklearnserver.yaml"
 V1A1 = "serving.kserve.io/v1alpha1"
 
 
@@ -48,11 +54,28 @@ async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[ModelCach
         crd = yaml.safe_load(path.read_text())
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
-    ctl = ModelCacheController(Api(kube.api), agent_namespace=kube_namespace, resync_s=3600)
+    await kube.apply(yaml.safe_load(RUNTIME.read_text()))
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "inferenceservice-config", "namespace": kube_namespace},
+        "data": {
+            "deploy": json.dumps({"defaultDeploymentMode": "Standard"}),
+            "ingress": json.dumps({"ingressDomain": "models.test", "ingressClassName": "nginx"}),
+        },
+    }
+    await kube.apply(config, namespace=kube_namespace)
+    api = Api(kube.api)
+    services = Controller(api, config_namespace=kube_namespace, workers=1, resync_s=3600)
+    ctl = ModelCacheController(api, agent_namespace=kube_namespace, resync_s=3600)
+    ctl.serve_for(services)
+    await services.start_caches()
     await ctl.start_caches()
+    await services.start_workers()
     await ctl.start_workers()
     yield ctl
     await ctl.stop()
+    await services.stop()
 
 
 def _group(name: str) -> dict[str, Any]:
@@ -127,6 +150,26 @@ async def test_a_cache_makes_node_lists_agent_and_volumes_and_goes_with_its_cach
     assert agent is not None
     pod = agent["spec"]["template"]["spec"]
     assert pod["volumes"][0]["hostPath"]["path"] == "/models"
+
+    # the covered predictor reads the cache: no download, the PVC read-only, the group's nodes
+    async def predictor_pod() -> dict[str, Any] | None:
+        deployment = await kube.get("apps/v1", "Deployment", "iris-predictor", kube_namespace)
+        # the cache's events may reach the controller after the service's: wait for the cache
+        template = deployment["spec"]["template"] if deployment else None
+        return template if template and "initContainers" not in template["spec"] else None
+
+    template = await wait_for(predictor_pod, "the predictor without its storage-initializer")
+    assert template is not None
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["kserve-provision-location"]["persistentVolumeClaim"] == {
+        "claimName": claim,
+        "readOnly": True,
+    }
+    mounts = {m["name"]: m for m in template["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["kserve-provision-location"]["subPath"] == f"models/{cache}/v1"
+    affinity = template["spec"]["affinity"]["nodeAffinity"]
+    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["values"] == [GPU_NODE]
 
     # the agent reports the model downloaded on its node: the cache counts one copy
     await Api(kube.api).request(

@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from wharf_controller.controller import Controller
 from wharf_controller.decisions import covers, key_of, needs_apply
 from wharf_controller.desired.model_cache import (
     AGENT_IMAGE,
     CACHE_LABEL,
     GROUP_LABEL,
     Cache,
+    CachedModel,
     ModelCacheError,
     covering_cache,
     desired_objects,
@@ -124,6 +126,19 @@ class ModelCacheController:
         for inf in self._informers():
             await inf.synced.wait()
 
+    def serve_for(self, services: Controller) -> None:
+        """Let the InferenceService controller read covered models from the cache, and
+        re-reconcile its services when a cache or node group changes."""
+        services.model_cache = self.lookup
+
+        def again(_event: str, _obj: JSON, _old: JSON | None) -> None:
+            for obj in services.services.items():
+                meta = obj["metadata"]
+                services.queue.add((meta.get("namespace") or "", meta["name"]))
+
+        for inf in (self.caches, self.namespace_caches, self.groups):
+            inf.handlers.append(again)
+
     def caches_synced(self) -> bool:
         return all(inf.synced.is_set() for inf in self._informers())
 
@@ -169,6 +184,15 @@ class ModelCacheController:
                 self.metrics.latency.labels(KIND).observe(time.perf_counter() - started)
                 self.queue.done(key)
                 self.reconciled += 1
+
+    def lookup(
+        self, uri: str, namespace: str, annotations: Mapping[str, str] | None
+    ) -> CachedModel | None:
+        """The cache a serving pod in `namespace` reads `uri` from (for the InferenceService
+        controller), from this controller's caches."""
+        caches = [read_cache(o) for o in self._cache_objects()[0]]
+        groups = {g["metadata"]["name"]: g for g in self.groups.items()}
+        return covering_cache(uri, namespace, annotations, caches, groups)
 
     # ---- one reconcile --------------------------------------------------------------------
     def _cache_objects(self) -> tuple[list[JSON], list[tuple[JSON, str]]]:

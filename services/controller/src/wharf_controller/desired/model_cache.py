@@ -13,7 +13,8 @@ other volume source, through the PVC `{group}` of the agent namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,6 +372,10 @@ class CachedModel:
     node_selector_terms: tuple[JSON, ...]
 
 
+# (storage URI, namespace, annotations) -> the cache a serving pod reads the URI from
+CacheLookup = Callable[[str, str, Mapping[str, str] | None], "CachedModel | None"]
+
+
 def covering_cache(
     storage_uri: str,
     namespace: str,
@@ -478,3 +483,82 @@ def desired_objects(
     for cache, obj in zip(caches, cache_objs, strict=True):
         out.extend(serving_volumes(cache, obj, groups, serving_namespaces.get(cache.name, ())))
     return out
+
+
+def served_from_cache(children: Sequence[Mapping[str, Any]], model: CachedModel) -> list[JSON]:
+    """The InferenceService's children with the predictor reading `model` from the cache, as
+    KServe's pod mutator does for a covered URI: no storage-initializer, the cache's PVC mounted
+    read-only at the model's folder instead of the download volume, node affinity to the node
+    group's nodes, and KServe's local-model label and annotations on the pod."""
+    out: list[JSON] = []
+    for child in children:
+        obj: JSON = copy_json(child)
+        template = (obj.get("spec") or {}).get("template") or {}
+        pod_labels = (template.get("metadata") or {}).get("labels") or {}
+        if obj.get("kind") != "Deployment" or pod_labels.get("component") != "predictor":
+            out.append(obj)
+            continue
+        pod = template["spec"]
+        init = pod.get("initContainers") or []
+        kept = [c for c in init if c.get("name") != "storage-initializer"]
+        downloads = next((c for c in init if c.get("name") == "storage-initializer"), None)
+        # the first download volume is the predictor's model (`kserve-provision-location`)
+        volume_name = "kserve-provision-location"
+        if downloads is None or all(v.get("name") != volume_name for v in pod.get("volumes") or []):
+            out.append(obj)
+            continue
+        if kept:
+            pod["initContainers"] = kept
+        else:
+            pod.pop("initContainers", None)
+        # secrets mounted only for the download go with it
+        secret_volumes = {m["name"] for m in downloads.get("volumeMounts") or []} - {volume_name}
+        still_used = {
+            m["name"]
+            for c in [*pod.get("containers", []), *kept]
+            for m in c.get("volumeMounts") or []
+        }
+        volume, _, affinity = cached_pod_parts(model, CACHE_ROOT, volume_name)
+        pod["volumes"] = [
+            volume if v.get("name") == volume_name else v
+            for v in pod.get("volumes") or []
+            if v.get("name") not in secret_volumes - still_used
+        ]
+        for container in pod.get("containers") or []:
+            for mount in container.get("volumeMounts") or []:
+                if mount.get("name") == volume_name:
+                    mount["readOnly"] = True
+                    mount["subPath"] = model.sub_path
+        if affinity:
+            existing = pod.setdefault("affinity", {})
+            node = existing.setdefault("nodeAffinity", {})
+            required = node.setdefault(
+                "requiredDuringSchedulingIgnoredDuringExecution", {"nodeSelectorTerms": []}
+            )
+            terms = required.get("nodeSelectorTerms") or []
+            wanted = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            # terms are ORed: the pod's own terms narrow each of the group's
+            required["nodeSelectorTerms"] = (
+                [_and(t, g) for t in terms for g in wanted["nodeSelectorTerms"]]
+                if terms
+                else wanted["nodeSelectorTerms"]
+            )
+        labels, annotations = serving_markers(model)
+        meta = template.setdefault("metadata", {})
+        meta["labels"] = {**meta.get("labels", {}), **labels}
+        meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+        out.append(obj)
+    return out
+
+
+def _and(a: Mapping[str, Any], b: Mapping[str, Any]) -> JSON:
+    out: JSON = {}
+    for key in ("matchExpressions", "matchFields"):
+        both = [*(a.get(key) or []), *(b.get(key) or [])]
+        if both:
+            out[key] = both
+    return out
+
+
+def copy_json(obj: Mapping[str, Any]) -> JSON:
+    return copy.deepcopy(dict(obj))
