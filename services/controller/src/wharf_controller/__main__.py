@@ -67,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
         "--leader-elect", action=argparse.BooleanOptionalAction, default=True,
         help="hold the Lease wharf-controller-leader before reconciling",
     )  # fmt: skip
+    run.add_argument(
+        "--model-cache-namespace",
+        help="reconcile LocalModelCaches, with the model agents in this namespace (default: off)",
+    )
     run.add_argument("--identity", help="leader-election identity (default: host name + pid)")
     run.add_argument("--lease-seconds", type=int, default=15, help="how long a Lease holds")
     run.add_argument("--renew-seconds", type=float, default=2.0, help="how often it is renewed")

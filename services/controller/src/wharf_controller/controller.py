@@ -39,6 +39,11 @@ from wharf_controller.decisions import (
 )
 from wharf_controller.desired import DesiredError, Inputs, expected_children
 from wharf_controller.desired.meta import owner_reference
+from wharf_controller.desired.model_cache import (
+    CachedModel,
+    CacheLookup,
+    served_from_cache,
+)
 from wharf_controller.desired.storage import CredentialRefs, credential_refs
 from wharf_controller.kube.api import (
     BY_KIND,
@@ -130,6 +135,8 @@ class Controller:
         }
         self.reconciled = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # set when the model cache runs: the cache a predictor's URI is read from, if any
+        self.model_cache: CacheLookup | None = None
 
     # ---- wiring --------------------------------------------------------------------------
     @property
@@ -301,6 +308,9 @@ class Controller:
                     owner=owner_reference(obj),
                 )
             )
+            cached = self._cached_model(obj, plan.components[0].storage_uri)
+            if cached is not None:
+                desired = served_from_cache(desired, cached)
             for child in desired:
                 if self.children[child["kind"]].missing:
                     raise NotReconciled(
@@ -360,6 +370,12 @@ class Controller:
             annotations=isvc.metadata.annotations,
             config=self.config,
         )
+
+    def _cached_model(self, obj: Mapping[str, Any], uri: str | None) -> CachedModel | None:
+        if self.model_cache is None or not uri:
+            return None
+        meta = obj["metadata"]
+        return self.model_cache(uri, meta.get("namespace") or "", meta.get("annotations"))
 
     async def _apply(self, desired: list[JSON]) -> None:
         for child in desired:

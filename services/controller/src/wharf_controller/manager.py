@@ -19,6 +19,7 @@ from wharf_controller.kube.health import health_app
 from wharf_controller.kube.leader import LeaderElector
 from wharf_controller.llm_controller import LLMController
 from wharf_controller.metrics import Metrics
+from wharf_controller.model_cache_controller import ModelCacheController
 from wharf_controller.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ async def run(args: argparse.Namespace) -> int:
         resync_s=args.resync_seconds,
         metrics=metrics,
     )
+    cache = None
+    if getattr(args, "model_cache_namespace", None):
+        cache = ModelCacheController(
+            api,
+            agent_namespace=args.model_cache_namespace,
+            metrics=metrics,
+            resync_s=args.resync_seconds,
+        )
+        cache.serve_for(controller)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = (
         LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
@@ -52,7 +62,12 @@ async def run(args: argparse.Namespace) -> int:
         health_app(
             metrics.registry,
             lambda: True,
-            lambda: controller.caches_synced() and graphs.caches_synced() and llm.caches_synced(),
+            lambda: (
+                controller.caches_synced()
+                and graphs.caches_synced()
+                and llm.caches_synced()
+                and (cache is None or cache.caches_synced())
+            ),
         ),
         access_log=None,
     )
@@ -76,6 +91,8 @@ async def run(args: argparse.Namespace) -> int:
         await controller.start_caches()
         await graphs.start_caches()
         await llm.start_caches()
+        if cache is not None:
+            await cache.start_caches()
         campaign = asyncio.create_task(elector.run()) if elector else None
         if elector is not None:
             leading = asyncio.create_task(elector.leading.wait())
@@ -88,6 +105,8 @@ async def run(args: argparse.Namespace) -> int:
             await controller.start_workers()
             await graphs.start_workers()
             await llm.start_workers()
+            if cache is not None:
+                await cache.start_workers()
             waits = {asyncio.create_task(stop.wait())}
             if elector is not None:
                 waits.add(asyncio.create_task(elector.lost.wait()))
@@ -101,6 +120,8 @@ async def run(args: argparse.Namespace) -> int:
         await graphs.stop()
         await controller.stop()
         await llm.stop()
+        if cache is not None:
+            await cache.stop()
         if elector is not None:
             await elector.release()
         if webhooks is not None:

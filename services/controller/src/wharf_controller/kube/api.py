@@ -203,3 +203,22 @@ async def connect(kubeconfig: str | None) -> client.ApiClient:
         except config.ConfigException:
             await config.load_kube_config(client_configuration=configuration)
     return client.ApiClient(configuration)
+
+
+# The model cache: its resources, what it reads (nodes) and the kinds of its children
+LOCAL_MODEL_CACHE = Kind("serving.kserve.io/v1alpha1", "LocalModelCache", "localmodelcaches", False)
+LOCAL_MODEL_NAMESPACE_CACHE = Kind(
+    "serving.kserve.io/v1alpha1", "LocalModelNamespaceCache", "localmodelnamespacecaches"
+)
+LOCAL_MODEL_NODE_GROUP = Kind(
+    "serving.kserve.io/v1alpha1", "LocalModelNodeGroup", "localmodelnodegroups", False
+)
+LOCAL_MODEL_NODE = Kind("serving.kserve.io/v1alpha1", "LocalModelNode", "localmodelnodes", False)
+NODE = Kind("v1", "Node", "nodes", False)
+DAEMON_SET = Kind("apps/v1", "DaemonSet", "daemonsets")
+PERSISTENT_VOLUME = Kind("v1", "PersistentVolume", "persistentvolumes", False)
+PERSISTENT_VOLUME_CLAIM = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+MODEL_CACHE_CHILD_KINDS = (LOCAL_MODEL_NODE, DAEMON_SET, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM)
+BY_KIND.update(
+    {k.kind: k for k in (*MODEL_CACHE_CHILD_KINDS, LOCAL_MODEL_CACHE, LOCAL_MODEL_NAMESPACE_CACHE)}
+)
