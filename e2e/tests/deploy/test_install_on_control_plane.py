@@ -179,7 +179,8 @@ def controller(installed: Kubectl, kube_cluster: ControlPlane, tmp_path: Path) -
     process = subprocess.Popen(
         [sys.executable, "-m", "wharf_controller", "run", f"--kubeconfig={config}",
          f"--namespace={NAMESPACE}", f"--metrics-port={port}", "--metrics-host=127.0.0.1",
-         f"--identity=e2e-{uuid.uuid4().hex[:6]}", "--resync-seconds=600"],
+         f"--identity=e2e-{uuid.uuid4().hex[:6]}", "--resync-seconds=600",
+         f"--model-cache-namespace={NAMESPACE}"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(config)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -283,6 +284,16 @@ ALLOWED = [
                    ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings"),
                    ("", "serviceaccounts"))),
     *(_review(TEAM, v, "pods") for v in ("get", "list", "watch")),
+    # The model cache.
+    *(_review("", v, r, SERVING) for v in ("get", "list", "watch")
+      for r in ("localmodelcaches", "localmodelnodegroups", "localmodelnodes")),
+    _review(TEAM, "watch", "localmodelnamespacecaches", SERVING),
+    _review("", "patch", "localmodelcaches", SERVING, subresource="status"),
+    *(_review("", v, "localmodelnodes", SERVING) for v in ("create", "patch", "delete")),
+    *(_review("", v, "nodes") for v in ("get", "list", "watch")),
+    _review("", "create", "persistentvolumes"),
+    _review(TEAM, "create", "persistentvolumeclaims"),
+    _review(NAMESPACE, "patch", "daemonsets", "apps"),
     *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
       for g, r in (("apps", "deployments"), ("", "services"), ("autoscaling", "horizontalpodautoscalers"),
                    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
