@@ -577,6 +577,18 @@ def _scheduler_pod(pod: LLMPod | None, inline: JSON | None, service: str) -> LLM
     return dataclasses.replace(pod, containers=tuple(containers))
 
 
+def scheduler_weights(plan: LLMPlan) -> str | None:
+    """The `--weights` the plan's router runs with (from an inline scheduler config), for a
+    control plane that builds the gateway's command itself (`wharf up`); None: the defaults."""
+    scheduler = plan.router.scheduler if plan.router is not None else None
+    if scheduler is None or scheduler.pod is None:
+        return None
+    main = next((c for c in scheduler.pod.containers if c.name == MAIN_CONTAINER), None)
+    if main is None or not is_gateway_command(main.command):
+        return None
+    return arg_value((*main.command, *main.args), "--weights")
+
+
 def global_config_from(config: InferenceServiceConfig) -> GlobalConfig:
     """KServe's LLM controller settings from `inferenceservice-config`'s `ingress` key."""
     ingress = config.ingress
