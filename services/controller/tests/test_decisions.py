@@ -1,4 +1,4 @@
-"""The controller's pure decisions: when to apply, what to prune, which mode, what a config
+"""The controller's pure decisions: when to apply, what to prune, what a config
 change affects; and the status read from Deployments."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 from wharf_controller.decisions import (
     affected_by_config,
     covers,
-    deployment_mode,
     needs_apply,
     to_prune,
 )
@@ -70,14 +69,6 @@ def test_only_owned_children_no_longer_desired_are_pruned() -> None:
     ]
     pruned = to_prune(observed, [obj("Deployment", "m", "owner")], "owner")
     assert [(p["kind"], p["metadata"]["name"]) for p in pruned] == [("PodDisruptionBudget", "m")]
-
-
-def test_the_deployment_mode_is_frozen_then_annotated_then_configured() -> None:
-    annotated = {"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}}}
-    assert deployment_mode(annotated, "Knative") == "Standard"
-    assert deployment_mode({"metadata": {}}, "Serverless") == "Knative"
-    frozen = {**annotated, "status": {"deploymentMode": "Knative"}}
-    assert deployment_mode(frozen, "Standard") == "Knative"
 
 
 def test_a_config_change_affects_only_the_resources_it_renders_differently() -> None:

@@ -9,13 +9,9 @@ from typing import Any
 
 from wharf_api import default, parse_object
 from wharf_api.config import from_configmap_data
+from wharf_api.graph import Endpoint, model_name, resolve_steps
 from wharf_api.resources.inference_graph import InferenceGraph
-from wharf_controller.desired.inference_graph import (
-    Endpoint,
-    expected_graph_children,
-    model_name,
-    resolve_steps,
-)
+from wharf_controller.desired.inference_graph import expected_graph_children
 from wharf_controller.graph_status import graph_status
 
 

@@ -13,7 +13,6 @@ from wharf_api import load_documents
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.llm import LLMPlan
 from wharf_controller.desired.llm_inference_service import LLMInputs, entry_point
-from wharf_controller.desired.llm_router import router_command
 from wharf_controller.llm_controller import configs_used, uses_config
 from wharf_controller.llm_render import configs_for, parse_llm, parse_llm_config, render_llm_service
 from wharf_controller.llm_status import LLMObserved, llm_status
@@ -128,7 +127,8 @@ def test_multi_node_is_a_leader_worker_set_with_the_plans_templates() -> None:
     assert plan.main.leader is not None and plan.main.worker is not None
     assert leader["command"] == list(plan.main.leader.main.command)
     assert worker["command"] == list(plan.main.worker.main.command)
-    assert "$(LWS_LEADER_ADDRESS)" in worker["command"]
+    # every pod runs one node of the group; it reads the leader's address from LWS's env
+    assert worker["command"][:2] == ["wharf-llm-worker", "multinode"]
     # the Service sends requests to the leaders only
     svc = _by(objects)[("Service", "llama-70b-kserve-mn")]
     assert svc["spec"]["selector"]["app.kubernetes.io/component"].startswith(
@@ -136,16 +136,21 @@ def test_multi_node_is_a_leader_worker_set_with_the_plans_templates() -> None:
     )
 
 
-def test_a_flag_the_template_gives_wins_over_the_controllers() -> None:
-    plan, _, _ = _render(_example("llm-pd.yaml"))
+def test_the_router_runs_the_presets_command_as_rendered() -> None:
+    # the scheduler preset gives the gateway its pod discovery; the controller adds nothing
+    plan, _, objects = _render(_example("llm-pd.yaml"))
     assert plan.router is not None and plan.router.scheduler is not None
-    command = router_command(
-        ["wharf-router", "gateway", "--kube-selector=app=mine", "--pool-name", "p"],
-        plan,
-        plan.router.scheduler,
+    assert plan.router.scheduler.pod is not None
+    deployment = _by(objects)[("Deployment", "qwen-pd-kserve-router-scheduler")]
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == list(plan.router.scheduler.pod.main.command)
+    flags = dict(zip(command[2::2], command[3::2], strict=True))
+    assert flags["--kube-selector"] == (
+        "app.kubernetes.io/name=qwen-pd,app.kubernetes.io/part-of=llminferenceservice,"
+        "kserve.io/component=workload"
     )
-    assert command.count("--kube-selector=app=mine") == 1 and "--kube-selector" not in command
-    assert "--pool-name" not in command and "p" not in command
+    assert flags["--kube-namespace"] == plan.namespace
+    assert flags["--role-label"] == "llm-d.ai/role" and flags["--kube-port"] == "8000"
 
 
 def _deployment(name: str, ready: bool) -> JSON:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan, ServicePlan
 from wharf_api.resources.inference_graph import InferenceGraphSpec
 from wharf_local.graph_plan import (
     ROUTER_CRASHED,
@@ -16,6 +17,22 @@ from wharf_local.graph_plan import (
 from wharf_local.routing import GRAPH, host_table, route
 
 INGRESS = "http://127.0.0.1:8080"
+
+
+def plan(name: str, protocol: str, model: str = "") -> ServicePlan:
+    """A service's plan as far as graph resolution reads it: entry protocol, model name."""
+    comp = ComponentPlan(
+        component="predictor",
+        service_name=f"{name}-predictor",
+        container=ContainerPlan(name="kserve-container", image="img", command=(), args=()),
+        protocol=protocol,
+        scaling=ScalingPlan(min_replicas=1, max_replicas=1, metric="cpu", target=80),
+        http_port=8080,
+        grpc_port=None,
+    )
+    return ServicePlan(
+        "InferenceService", name, "ns1", f"{name}.example", (comp,), model_name=model
+    )
 
 
 def spec() -> InferenceGraphSpec:
@@ -38,18 +55,27 @@ def spec() -> InferenceGraphSpec:
 
 
 def test_service_names_resolve_to_the_ingress_path_in_the_services_protocol() -> None:
-    resolved = resolve_graph(spec(), "ns1", {"iris": "v1", "xgb": "v2", "ghost": "v1"}, INGRESS)
+    resolved = resolve_graph(
+        spec(),
+        "ns1",
+        {
+            "iris": plan("iris", "v1"),
+            "xgb": plan("xgb", "v2", "xgboost"),
+            "ghost": plan("ghost", "v1"),
+        },
+        INGRESS,
+    )
     assert resolved.missing == ()
     steps = json.loads(resolved.graph_json)["nodes"]["root"]["steps"]
     assert steps[0]["serviceUrl"] == f"{INGRESS}/serving/ns1/iris/v1/models/iris:predict"
-    assert steps[1]["serviceUrl"] == f"{INGRESS}/serving/ns1/xgb/v2/models/xgb/infer"
+    assert steps[1]["serviceUrl"] == f"{INGRESS}/serving/ns1/xgb/v2/models/xgboost/infer"
     assert steps[2]["serviceUrl"] == "http://elsewhere/v1/models/m:predict"
     assert steps[1]["data"] == "$request"
     assert "nodeName" in steps[3]
 
 
 def test_services_not_applied_are_missing() -> None:
-    resolved = resolve_graph(spec(), "ns1", {"iris": "v1"}, INGRESS)
+    resolved = resolve_graph(spec(), "ns1", {"iris": plan("iris", "v1")}, INGRESS)
     assert resolved.missing == ("ghost", "xgb")
 
 

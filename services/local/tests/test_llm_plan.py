@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wharf_api import default, parse_object
-from wharf_api.llm import LLMPlan, plan_llm_inference_service
+from wharf_api.llm import LLMPlan, plan_llm_inference_service, scheduler_weights
 from wharf_api.resources import LLMInferenceService
 from wharf_local.llm_plan import (
     LocalPlanError,
@@ -96,6 +96,29 @@ def test_prefill_and_decode_get_roles_and_their_own_side_channel_ports() -> None
     assert len(set(side)) == 3 and not set(side) & {str(p.port) for p in procs}
     args = gateway_args(8080, procs, with_roles=True)
     assert {a.rsplit("=", 1)[1] for a in args if a.startswith("http")} == {"decode", "prefill"}
+
+
+def test_an_inline_scheduler_config_sets_the_local_gateways_weights_as_on_a_cluster() -> None:
+    inline = {
+        "plugins": [{"type": "queue-scorer"}, {"type": "prefix-cache-scorer"}],
+        "schedulingProfiles": [
+            {
+                "name": "default",
+                "plugins": [
+                    {"pluginRef": "queue-scorer", "weight": 1},
+                    {"pluginRef": "prefix-cache-scorer", "weight": 6},
+                ],
+            }
+        ],
+    }
+    plan = plan_of({"replicas": 1, "router": {"scheduler": {"config": {"inline": inline}}}})
+    procs = worker_processes(plan, {"/mnt/models": MODEL}, ports())
+    weights = scheduler_weights(plan)
+    assert weights == "prefix=6,queue=1,active=0,kv=0,session=0"
+    args = gateway_args(8080, procs, with_roles=False, weights=weights)
+    assert args[args.index("--weights") + 1] == weights
+    # without an inline config the gateway keeps its own defaults
+    assert scheduler_weights(plan_of({"replicas": 1, "router": {"scheduler": {}}})) is None
 
 
 def test_multi_node_ranks_get_the_leaderworkerset_environment_expanded() -> None:

@@ -5,7 +5,8 @@ It is idempotent: `default(default(x)) == default(x)`.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from wharf_api.resources import InferenceService, Resource
 from wharf_api.resources.inference_service import (
@@ -27,6 +28,18 @@ R = TypeVar("R", bound=Resource)
 def normalize_deployment_mode(mode: str) -> str:
     """`RawDeployment` -> `Standard`, `Serverless` -> `Knative`; anything else unchanged."""
     return LEGACY_DEPLOYMENT_MODES.get(mode, mode)
+
+
+def deployment_mode(isvc: Mapping[str, Any], default_mode: str) -> str:
+    """The mode a resource (as a JSON document) runs in, by KServe's precedence: the mode frozen
+    in `status.deploymentMode`, then the annotation, then the config's `defaultDeploymentMode`;
+    KServe's old names (`RawDeployment`, `Serverless`) read as `Standard` and `Knative`."""
+    frozen = (isvc.get("status") or {}).get("deploymentMode")
+    if frozen:
+        return normalize_deployment_mode(str(frozen))
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    chosen = annotations.get(DEPLOYMENT_MODE_ANNOTATION) or default_mode
+    return normalize_deployment_mode(str(chosen))
 
 
 def predictor_model(predictor: PredictorSpec) -> ModelSpec | None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.defaulting import predictor_model
+from wharf_api.graph import arg_value, model_name
 from wharf_api.k8s import Container, ContainerFields, EnvVar
 from wharf_api.names import (
     DEFAULT_DOMAIN,
@@ -223,6 +224,8 @@ class ServicePlan:
     components: tuple[ComponentPlan, ...] = field(default=())
 
     scheme: str = "http"
+    # the name clients (and graph steps) use for the model: `wharf_api.graph.model_name`
+    model_name: str = ""
 
     @property
     def url(self) -> str:
@@ -436,17 +439,6 @@ def in_process_flags(
     return tuple(flags)
 
 
-def arg_value(args: Sequence[str], flag: str) -> str | None:
-    """The value of `--flag=value` or `--flag value` in `args`, else None (last one wins)."""
-    found: str | None = None
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            found = arg[len(flag) + 1 :]
-        elif arg == flag and i + 1 < len(args):
-            found = args[i + 1]
-    return found
-
-
 def _ports(fields: ContainerFields) -> tuple[int, int | None]:
     args = fields.args or []
     http = arg_value(args, "--http_port")
@@ -637,6 +629,7 @@ def plan_inference_service(
         ),
         scheme=config.ingress.url_scheme or "http",
         components=tuple(components),
+        model_name=model_name(isvc),
     )
 
 

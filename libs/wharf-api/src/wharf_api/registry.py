@@ -8,6 +8,7 @@ from typing import Any
 
 import pydantic
 
+from wharf_api import conversion
 from wharf_api.errors import WharfValidationError
 from wharf_api.resources import ALL_RESOURCES, Resource
 
@@ -97,6 +98,14 @@ def parse_object(obj: Mapping[str, Any]) -> Resource:
     info = lookup(api_version, kind)
     if info is None:
         raise WharfValidationError(kind, name, "apiVersion", f"unknown kind {api_version} {kind}")
+    if kind in conversion.KINDS and api_version != conversion.V1ALPHA2:
+        # the models are the stored version's: read a v1alpha1 object as the API server stores
+        # it (criticality into KServe's annotations, the pool spec in GIE's v1 shape)
+        try:
+            obj = conversion.convert(obj, conversion.V1ALPHA2)
+        except conversion.ConversionError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise WharfValidationError(kind, name, field, message or str(exc)) from exc
     try:
         return info.model.model_validate(dict(obj))
     except pydantic.ValidationError as exc:

@@ -26,6 +26,7 @@ from wharf_api.config import (
     from_configmap_data,
 )
 from wharf_api.credentials import CredentialsError
+from wharf_api.defaulting import deployment_mode
 from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wharf_api.plan import PlanError, plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
@@ -33,7 +34,6 @@ from wharf_api.resources.cluster_storage_container import ClusterStorageContaine
 from wharf_controller.decisions import (
     affected_by_config,
     covers,
-    deployment_mode,
     needs_apply,
     to_prune,
 )

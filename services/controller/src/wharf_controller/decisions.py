@@ -1,13 +1,12 @@
 """The controller's own decisions (pure): whether an observed child already matches what is
-desired, which children to prune, an InferenceService's deployment mode, and which resources
-a configuration change affects."""
+desired, which children to prune, and which resources a configuration change affects (the
+deployment mode is `wharf_api.defaulting.deployment_mode`, shared with `wharf up`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from wharf_api.defaulting import DEPLOYMENT_MODE_ANNOTATION, normalize_deployment_mode
 from wharf_api.quantity import canonical_quantity
 
 JSON = dict[str, Any]
@@ -68,16 +67,6 @@ def to_prune(
         if owned and key_of(obj) not in wanted:
             out.append(obj)
     return out
-
-
-def deployment_mode(isvc: Mapping[str, Any], default_mode: str) -> str:
-    """KServe's precedence: the mode frozen in status, then the annotation, then the config."""
-    frozen = (isvc.get("status") or {}).get("deploymentMode")
-    if frozen:
-        return normalize_deployment_mode(str(frozen))
-    annotations = isvc.get("metadata", {}).get("annotations") or {}
-    chosen = annotations.get(DEPLOYMENT_MODE_ANNOTATION) or default_mode
-    return normalize_deployment_mode(str(chosen))
 
 
 def affected_by_config(

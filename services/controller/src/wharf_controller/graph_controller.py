@@ -20,6 +20,8 @@ from wharf_api import (
     parse_object,
     validate,
 )
+from wharf_api.defaulting import deployment_mode
+from wharf_api.graph import Endpoint, model_name, resolve_steps
 from wharf_api.names import GRAPH_LABEL
 from wharf_api.plan import PlanError, plan_inference_service
 from wharf_api.resources import InferenceService
@@ -30,13 +32,10 @@ from wharf_controller.controller import (
     NotReconciled,
     _now,
 )
-from wharf_controller.decisions import covers, deployment_mode, to_prune
+from wharf_controller.decisions import covers, to_prune
 from wharf_controller.desired.inference_graph import (
-    Endpoint,
     GraphError,
     expected_graph_children,
-    model_name,
-    resolve_steps,
     router_plan,
 )
 from wharf_controller.desired.meta import owner_reference

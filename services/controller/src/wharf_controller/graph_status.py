@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wharf_controller.desired.inference_graph import Unresolved
+from wharf_api.graph import Unresolved
 from wharf_controller.status import deployment_ready
 
 JSON = dict[str, Any]

@@ -15,6 +15,8 @@ from typing import Any
 
 from wharf_api import default, parse_object, validate
 from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
+from wharf_api.defaulting import deployment_mode
+from wharf_api.graph import Endpoint, model_name, resolve_steps
 from wharf_api.names import cluster_url
 from wharf_api.plan import plan_inference_service
 from wharf_api.resources import (
@@ -26,14 +28,8 @@ from wharf_api.resources import (
 )
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_api.resources.inference_graph import InferenceGraph
-from wharf_controller.decisions import deployment_mode
 from wharf_controller.desired import Inputs, expected_children
-from wharf_controller.desired.inference_graph import (
-    Endpoint,
-    expected_graph_children,
-    model_name,
-    resolve_steps,
-)
+from wharf_controller.desired.inference_graph import expected_graph_children
 from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
 
 JSON = dict[str, Any]

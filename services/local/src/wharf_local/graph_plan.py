@@ -1,7 +1,7 @@
 """What the local runtime runs for an InferenceGraph, pure: the graph the router is given
 (each `serviceName` step resolved to its InferenceService's predict URL through the local
-ingress, as KServe's controller writes `serviceUrl`), the router's command line, and the
-graph's Ready condition.
+ingress by `wharf_api.graph`, the rule the controller applies with in-cluster addresses), the
+router's command line, and the graph's Ready condition.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from wharf_api.graph import Endpoint, resolve_steps
 from wharf_api.names import local_url
+from wharf_api.plan import ServicePlan
 from wharf_api.resources.inference_graph import InferenceGraphSpec
 
 ROUTER = "wharf-router"
@@ -27,34 +29,21 @@ class ResolvedGraph:
     missing: tuple[str, ...]
 
 
-def predict_path(model: str, protocol: str) -> str:
-    """KServe's predict path for a protocol (`GetPredictorEndpoint`)."""
-    return f"/v2/models/{model}/infer" if protocol.endswith("v2") else f"/v1/models/{model}:predict"
-
-
 def resolve_graph(
     spec: InferenceGraphSpec,
     namespace: str,
-    protocols: Mapping[str, str],
+    services: Mapping[str, ServicePlan],
     ingress: str,
 ) -> ResolvedGraph:
-    """The spec the router runs. `protocols` maps the namespace's InferenceServices to the
-    protocol of their entry component (transformer, else predictor)."""
-    resolved = spec.model_copy(deep=True)
-    missing: list[str] = []
-    for node in resolved.nodes.values():
-        for step in node.steps or []:
-            name = step.service_name
-            if not name or step.service_url:
-                continue
-            if name not in protocols:
-                missing.append(name)
-                continue
-            step.service_url = local_url(ingress, namespace, name) + predict_path(
-                name, protocols[name]
-            )
+    """The spec the router runs. `services` maps the namespace's InferenceServices to their
+    plans (the entry component's protocol and the model's name come from them)."""
+    endpoints = {
+        name: Endpoint(local_url(ingress, namespace, name), plan.entry.protocol, plan.model_name)
+        for name, plan in services.items()
+    }
+    resolved, unresolved = resolve_steps(spec, endpoints)
     graph_json = resolved.model_dump_json(by_alias=True, exclude_none=True)
-    return ResolvedGraph(graph_json, tuple(sorted(set(missing))))
+    return ResolvedGraph(graph_json, tuple(sorted({u.service for u in unresolved})))
 
 
 def router_args(graph_json: str, port: int, namespace: str, ingress: str) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
+from wharf_api.plan import ServicePlan
 from wharf_api.resources.inference_graph import InferenceGraphSpec
 from wharf_local import backoff
 from wharf_local.graph_plan import ROUTER, graph_ready, resolve_graph, router_args
@@ -97,13 +98,13 @@ class GraphRunner:
 
     # ---- reconcile ---------------------------------------------------------------------------
 
-    def reconcile(self, protocols: Mapping[str, Mapping[str, str]]) -> None:
-        """Start, restart or stop each graph's router; `protocols` maps namespace -> service ->
-        the protocol of its entry component."""
+    def reconcile(self, services: Mapping[str, Mapping[str, ServicePlan]]) -> None:
+        """Start, restart or stop each graph's router; `services` maps namespace -> service ->
+        its plan."""
         now = time.monotonic()
         for g in self.graphs.values():
             resolved = resolve_graph(
-                g.spec, g.namespace, protocols.get(g.namespace, {}), self.ingress
+                g.spec, g.namespace, services.get(g.namespace, {}), self.ingress
             )
             if resolved.missing != g.missing and resolved.missing:
                 names = ", ".join(resolved.missing)

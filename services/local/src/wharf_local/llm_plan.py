@@ -349,12 +349,17 @@ def _single_engine(workload: LLMWorkload) -> bool:
     return not workload.multi_node and ranks == 1
 
 
-def gateway_args(port: int, leaders: Sequence[WorkerProcess], with_roles: bool) -> list[str]:
+def gateway_args(
+    port: int, leaders: Sequence[WorkerProcess], with_roles: bool, weights: str | None = None
+) -> list[str]:
     """`wharf-router gateway`'s arguments: loopback and its port (the ingress is what users
-    reach), and each leader as `--endpoint URL[=ROLE]`."""
+    reach), each leader as `--endpoint URL[=ROLE]`, and the plan's scorer `--weights`
+    (`wharf_api.llm.scheduler_weights`, from an inline scheduler config) when it has some."""
     args = ["--host", LOOPBACK, "--port", str(port)]
     for w in leaders:
         args += ["--endpoint", f"{w.url}={w.role}" if with_roles else w.url]
+    if weights:
+        args += ["--weights", weights]
     return args
 
 

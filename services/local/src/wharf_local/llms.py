@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
-from wharf_api.llm import LLMPlan
+from wharf_api.llm import LLMPlan, scheduler_weights
 from wharf_api.status import MODEL_DOWNLOAD_FAILED
 from wharf_local import backoff
 from wharf_local.cache import ModelCache
@@ -270,7 +270,10 @@ class LLMRunner:
             leaders = [u.spec for u in s.workers if u.spec is not None and u.spec.leader]
             port = self._free_port()
             argv = resolve_command(list(GATEWAY)) + gateway_args(
-                port, leaders, with_roles=s.plan.prefill is not None
+                port,
+                leaders,
+                with_roles=s.plan.prefill is not None,
+                weights=scheduler_weights(s.plan),
             )
             folder = self._log_dir(s.namespace, s.name, "router")
             s.router = Unit(

@@ -396,16 +396,16 @@ class LocalRuntime:
                     self._carry_out(svc, comp, action)
                 observations.append(step.observation(view))
             self._update_status(svc, observations)
-        self.graph_runner.reconcile(self._entry_protocols())
+        self.graph_runner.reconcile(self._service_plans())
         self.llm_runner.reconcile()
 
-    def _entry_protocols(self) -> dict[str, dict[str, str]]:
-        """namespace -> InferenceService -> the protocol of the component that takes its
-        requests: what a graph's `serviceName` step is resolved with."""
-        protocols: dict[str, dict[str, str]] = {}
+    def _service_plans(self) -> dict[str, dict[str, ServicePlan]]:
+        """namespace -> InferenceService -> its plan: what a graph's `serviceName` step is
+        resolved with (the entry component's protocol, the model's name)."""
+        plans: dict[str, dict[str, ServicePlan]] = {}
         for svc in self.services.values():
-            protocols.setdefault(svc.namespace, {})[svc.name] = svc.plan.entry.protocol
-        return protocols
+            plans.setdefault(svc.namespace, {})[svc.name] = svc.plan
+        return plans
 
     def _carry_out(self, svc: Service, comp: Component, action: reconcile.Action) -> None:
         if isinstance(action, reconcile.Note):

@@ -23,6 +23,7 @@ from wharf_api.llm.plan import (
     StorageMount,
     global_config_from,
     plan_llm_inference_service,
+    scheduler_weights,
 )
 from wharf_api.llm.presets import builtin_configs
 from wharf_api.llm.template_context import GlobalConfig
@@ -47,5 +48,6 @@ __all__ = [
     "combine",
     "global_config_from",
     "plan_llm_inference_service",
+    "scheduler_weights",
     "well_known_config_names",
 ]

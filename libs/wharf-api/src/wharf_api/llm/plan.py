@@ -14,6 +14,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ from wharf_api.llm.plan_types import (
     SchedulerPlan,
     StorageMount,
 )
-from wharf_api.llm.scheduler_config import default_scheduler_config
+from wharf_api.llm.scheduler_config import default_scheduler_config, gateway_weights
 from wharf_api.llm.template_context import GlobalConfig, child_name
 from wharf_api.llm.worker_cli import (
     ENGINE_ARGS_SEPARATOR,
@@ -520,7 +521,11 @@ def _router(
             replicas=s.replicas or 1,
             config=config,
             config_ref=_dump(s.config.ref) if s.config is not None and s.config.ref else None,
-            pod=_pod(s.template, where, "spec.router.scheduler.template") if s.template else None,
+            pod=_scheduler_pod(
+                _pod(s.template, where, "spec.router.scheduler.template") if s.template else None,
+                config if s.config is not None and s.config.inline is not None else None,
+                where,
+            ),
             labels=dict(s.labels) if s.labels else None,
             annotations=dict(s.annotations) if s.annotations else None,
         )
@@ -535,6 +540,53 @@ def _router(
         scheduler=scheduler,
         workload_service=child_name(name, "-kserve-workload-svc"),
     )
+
+
+def is_gateway_command(command: Sequence[str]) -> bool:
+    """`wharf-router gateway ...`: Wharf's router as the scheduler."""
+    return (
+        len(command) >= 2
+        and command[0].rsplit("/", 1)[-1] == presets.ROUTER_COMMAND
+        and command[1] == "gateway"
+    )
+
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def _scheduler_pod(pod: LLMPod | None, inline: JSON | None, service: str) -> LLMPod | None:
+    """The scheduler's pod with an inline EndpointPickerConfig's weights as the gateway's
+    `--weights` (a `--weights` the template already gives wins)."""
+    if pod is None or inline is None:
+        return pod
+    try:
+        weights = gateway_weights(inline)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise LLMPlanError(
+            service, f"spec.router.scheduler.config.inline.{field}", message
+        ) from exc
+    containers = []
+    for c in pod.containers:
+        argv = (*c.command, *c.args)
+        wanted = c.name == MAIN_CONTAINER and is_gateway_command(c.command)
+        if wanted and not _has_flag(argv, "--weights"):
+            c = dataclasses.replace(c, command=(*c.command, "--weights", weights))
+        containers.append(c)
+    return dataclasses.replace(pod, containers=tuple(containers))
+
+
+def scheduler_weights(plan: LLMPlan) -> str | None:
+    """The `--weights` the plan's router runs with (from an inline scheduler config), for a
+    control plane that builds the gateway's command itself (`wharf up`); None: the defaults."""
+    scheduler = plan.router.scheduler if plan.router is not None else None
+    if scheduler is None or scheduler.pod is None:
+        return None
+    main = next((c for c in scheduler.pod.containers if c.name == MAIN_CONTAINER), None)
+    if main is None or not is_gateway_command(main.command):
+        return None
+    return arg_value((*main.command, *main.args), "--weights")
 
 
 def global_config_from(config: InferenceServiceConfig) -> GlobalConfig:

@@ -90,10 +90,18 @@ WELL_KNOWN: tuple[str, ...] = (
 
 MODEL_NAME = "{{ .Spec.Model.Name }}"
 ROUTER_IMAGE = "ghcr.io/wharf-serving/router:0.1.0"
-# Wharf's router as the scheduler of a pool (provisional until services/router lands)
+# Wharf's router as the scheduler of a pool (`wharf-router gateway`, docs/router.md)
 ROUTER_COMMAND = "wharf-router"
 ROUTER_PORT = 8080
 POOL_NAME = "{{ ChildName .ObjectMeta.Name `-inference-pool` }}"
+# the workload pods of a service: the scheduler preset's pool selects them, and its router
+# watches them (`--kube-selector`), reading each pod's role from `ROLE_LABEL`
+POOL_SELECTOR = {
+    "app.kubernetes.io/name": "{{ .ObjectMeta.Name }}",
+    "app.kubernetes.io/part-of": "llminferenceservice",
+    "kserve.io/component": "workload",
+}
+ROLE_LABEL = "llm-d.ai/role"
 GRACE_SECONDS = 60
 
 
@@ -235,13 +243,7 @@ def _scheduler() -> JSON:
                             "name": "{{ ChildName .ObjectMeta.Name `-epp-service` }}",
                             "port": {"number": ROUTER_PORT},
                         },
-                        "selector": {
-                            "matchLabels": {
-                                "app.kubernetes.io/name": "{{ .ObjectMeta.Name }}",
-                                "app.kubernetes.io/part-of": "llminferenceservice",
-                                "kserve.io/component": "workload",
-                            }
-                        },
+                        "selector": {"matchLabels": dict(POOL_SELECTOR)},
                         "targetPorts": [{"number": WORKER_PORT}],
                     }
                 },
@@ -251,15 +253,21 @@ def _scheduler() -> JSON:
                             "name": "main",
                             "image": ROUTER_IMAGE,
                             "imagePullPolicy": "IfNotPresent",
+                            # the gateway finds the pool's pods itself, by the pool's default
+                            # selector (KServe's EPP gets `--pool-name` and reads the pool)
                             "command": [
                                 ROUTER_COMMAND,
                                 "gateway",
-                                "--pool-name",
-                                POOL_NAME,
-                                "--pool-namespace",
-                                "{{ .ObjectMeta.Namespace }}",
                                 "--port",
                                 str(ROUTER_PORT),
+                                "--kube-selector",
+                                ",".join(f"{k}={v}" for k, v in POOL_SELECTOR.items()),
+                                "--kube-namespace",
+                                "{{ .ObjectMeta.Namespace }}",
+                                "--role-label",
+                                ROLE_LABEL,
+                                "--kube-port",
+                                str(WORKER_PORT),
                             ],
                             "ports": [
                                 {"containerPort": ROUTER_PORT, "name": "http", "protocol": "TCP"}

@@ -100,3 +100,63 @@ def default_scheduler_config(*, disaggregated: bool, lora: bool) -> JSON:
         "plugins": [*plugins, *lora_plugins],
         "schedulingProfiles": profiles,
     }
+
+
+# llm-d's scorer plugin types -> the `wharf-router gateway` scorer with the same job
+GATEWAY_SCORERS = {
+    "prefix-cache-scorer": "prefix",
+    "queue-scorer": "queue",
+    "active-request-scorer": "active",
+    "kv-cache-utilization-scorer": "kv",
+    "session-affinity-scorer": "session",
+}
+GATEWAY_WEIGHT_NAMES = ("prefix", "queue", "active", "kv", "session")
+# the profile whose weights the gateway takes: it schedules decode (or combined) pods with them
+_PROFILES = ("decode", "default")
+_DEFAULT_WEIGHT = 1  # llm-d's weight of a pluginRef that names none
+
+
+def gateway_weights(config: JSON) -> str:
+    """An EndpointPickerConfig's scorer weights as `wharf-router gateway --weights`.
+
+    The gateway has one set of weights: those of the `decode` profile, else `default`, else the
+    first. Each pluginRef names a plugin (by `name`, else its `type`); llm-d's scorers map to the
+    gateway's (`GATEWAY_SCORERS`), a scorer the profile does not name gets weight 0 (off), and
+    plugins with no gateway counterpart (filters, pickers, `no-hit-lru-scorer`, LoRA affinity)
+    are left out. Raises ValueError naming the field for a malformed config.
+    """
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ValueError("plugins: must be a list")
+    types: dict[str, str] = {}
+    for i, plugin in enumerate(plugins):
+        if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str):
+            raise ValueError(f"plugins[{i}].type: must be a string")
+        types[str(plugin.get("name") or plugin["type"])] = plugin["type"]
+    profiles = config.get("schedulingProfiles") or []
+    if not isinstance(profiles, list) or not all(isinstance(p, dict) for p in profiles):
+        raise ValueError("schedulingProfiles: must be a list of profiles")
+    chosen = next(
+        (p for want in _PROFILES for p in profiles if p.get("name") == want),
+        profiles[0] if profiles else {},
+    )
+    weights = dict.fromkeys(GATEWAY_WEIGHT_NAMES, 0.0)
+    for i, ref in enumerate(chosen.get("plugins") or []):
+        if not isinstance(ref, dict):
+            continue
+        plugin_type = types.get(str(ref.get("pluginRef")), str(ref.get("pluginRef")))
+        scorer = GATEWAY_SCORERS.get(plugin_type)
+        if scorer is None:
+            continue
+        weight = ref.get("weight", _DEFAULT_WEIGHT)
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 <= weight <= 1000
+        ):
+            raise ValueError(
+                f"schedulingProfiles[{chosen.get('name')}].plugins[{i}].weight: "
+                "must be a number between 0 and 1000"
+            )
+        weights[scorer] = float(weight)
+    return ",".join(f"{k}={v:g}" for k, v in weights.items())

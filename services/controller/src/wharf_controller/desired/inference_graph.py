@@ -4,14 +4,13 @@ resolved to its InferenceService's predict URL), a Service `NAME`, an HPA or a K
 (or none) as for an InferenceService component, and the route to the host of the domain
 template (KServe sets the URL but makes no route for a graph; here the graph is reachable at it).
 
-Pure: what the InferenceServices of the graph answer at comes in as `Endpoint`s.
+Pure: the steps come in resolved (`wharf_api.graph.resolve_steps`, the rule `wharf up` uses too).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from wharf_api.config import InferenceServiceConfig
@@ -22,8 +21,7 @@ from wharf_api.names import (
     graph_labels,
     service_host,
 )
-from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan, ServicePlan, arg_value
-from wharf_api.resources import InferenceService
+from wharf_api.plan import ComponentPlan, ContainerPlan, ScalingPlan, ServicePlan
 from wharf_api.resources.inference_graph import InferenceGraph, InferenceGraphSpec
 from wharf_controller.desired.meta import child
 from wharf_controller.desired.routing import (
@@ -38,87 +36,11 @@ JSON = dict[str, Any]
 ROUTER_PORT = 8080  # KServe's RouterPort
 READINESS_PATH = "/readyz"  # KServe's RouterReadinessEndpoint
 PROPAGATE_HEADERS_ENV = "PROPAGATE_HEADERS"
-MODEL_NAME_ARG = "--model_name"
-MLSERVER_MODEL_NAME_ENV = "MLSERVER_MODEL_NAME"
 DEFAULT_SCALE_METRIC = "cpu"  # an HPA scales a graph's router on cpu unless told otherwise
 
 
 class GraphError(ValueError):
     """The graph cannot be rendered; the message names the field."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a `serviceName` step's InferenceService answers: its `status.address.url` (None
-    while it has none: KServe's "service is not ready"), and the protocol of the component that
-    takes its requests (transformer, else predictor)."""
-
-    address: str | None
-    protocol: str = "v1"
-    model: str | None = None  # the model's name when it is not the InferenceService's
-
-
-@dataclass(frozen=True)
-class Unresolved:
-    """A `serviceName` step whose InferenceService is missing or has no address yet."""
-
-    field: str  # spec.nodes.root.steps[0].serviceName
-    service: str
-    found: bool  # the InferenceService exists (but has no address yet)
-
-    def message(self) -> str:
-        if not self.found:
-            return f"{self.field}: InferenceService {self.service} not found"
-        return f"{self.field}: InferenceService {self.service} is not ready (no address yet)"
-
-
-def model_name(isvc: InferenceService) -> str:
-    """KServe's `GetModelName`: `--model_name` of the transformer's container, else
-    `MLSERVER_MODEL_NAME` or `--model_name` of the predictor's model, else `--model_name` of its
-    first container, else the InferenceService's name."""
-    spec = isvc.spec
-    found: str | None = None
-    if spec.transformer is not None and spec.transformer.containers:
-        found = arg_value(spec.transformer.containers[0].args or [], MODEL_NAME_ARG)
-        if found:
-            return found
-    model = spec.predictor.model
-    if model is not None:
-        for env in model.env or []:
-            if env.name == MLSERVER_MODEL_NAME_ENV and env.value:
-                return env.value
-        found = arg_value(model.args or [], MODEL_NAME_ARG)
-    elif spec.predictor.containers:
-        found = arg_value(spec.predictor.containers[0].args or [], MODEL_NAME_ARG)
-    return found or isvc.name
-
-
-def predict_path(model: str, protocol: str) -> str:
-    """KServe's predict path for a protocol (`constants.PredictPath`)."""
-    return f"/v2/models/{model}/infer" if protocol.endswith("v2") else f"/v1/models/{model}:predict"
-
-
-def resolve_steps(
-    spec: InferenceGraphSpec, endpoints: Mapping[str, Endpoint | None]
-) -> tuple[InferenceGraphSpec, list[Unresolved]]:
-    """The spec the router runs: as KServe's controller, a `serviceName` step without a
-    `serviceUrl` gets `{address}{predict path}` (the model's name from `model_name`).
-    `endpoints` maps the namespace's InferenceServices; a name not in it does not exist."""
-    resolved = spec.model_copy(deep=True)
-    problems: list[Unresolved] = []
-    for node_name, node in resolved.nodes.items():
-        for i, step in enumerate(node.steps or []):
-            name = step.service_name
-            if not name or step.service_url:
-                continue
-            field = f"spec.nodes.{node_name}.steps[{i}].serviceName"
-            found = endpoints.get(name)
-            if found is None or not found.address:
-                problems.append(Unresolved(field, name, found is not None))
-                continue
-            model = found.model or name
-            step.service_url = found.address.rstrip("/") + predict_path(model, found.protocol)
-    return resolved, problems
 
 
 def graph_json(spec: InferenceGraphSpec) -> str:

@@ -14,13 +14,13 @@ is still created, for the tools that read it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.llm import LLMContainer, LLMPlan, LLMPod, SchedulerPlan
 from wharf_api.llm.plan_types import MAIN_CONTAINER
-from wharf_api.llm.presets import ROUTER_IMAGE, ROUTER_PORT
+from wharf_api.llm.presets import ROLE_LABEL, ROUTER_IMAGE, ROUTER_PORT
 from wharf_api.llm.template_context import child_name
 from wharf_controller.desired.llm_workload import (
     COMPONENT_LABEL,
@@ -36,17 +36,11 @@ from wharf_controller.desired.storage import PodStorage
 JSON = dict[str, Any]
 SCHEDULER_COMPONENT = "llminferenceservice-router-scheduler"
 ROUTE_COMPONENT = "llminferenceservice-router"
-ROLE_LABEL = "llm-d.ai/role"
 WORKLOAD_LABEL = "kserve.io/component"
 GIE_GROUP = "inference.networking.k8s.io"
 GIE_API_VERSION = f"{GIE_GROUP}/v1"
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 ROUTER_COMMAND = "wharf-router"
-# flags of the router that locate the pods: the controller sets them from the plan
-KUBE_FLAGS = ("--kube-selector", "--kube-namespace", "--role-label", "--kube-port")
-# the scheduler preset's flags that `wharf-router gateway` does not take (the pool is found by
-# its selector instead)
-POOL_FLAGS = ("--pool-name", "--pool-namespace")
 
 
 def scheduler_labels(name: str) -> dict[str, str]:
@@ -78,83 +72,49 @@ def pool_port(plan: LLMPlan, scheduler: SchedulerPlan) -> int:
     return int(first) if isinstance(first, int) else plan.main.serving_port
 
 
-def _without_flags(args: Sequence[str], flags: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        name, eq, _ = arg.partition("=")
-        if name in flags:
-            skip = not eq
-            continue
-        out.append(arg)
-    return out
-
-
-def _has_flag(args: Sequence[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in args)
-
-
-def router_command(command: Sequence[str], plan: LLMPlan, scheduler: SchedulerPlan) -> list[str]:
-    """`wharf-router gateway ...` with the flags that find the workload pods.
-
-    A flag the template already gives wins (a user's own selector); the pool flags of
-    KServe-style templates are replaced by the pool's selector.
-    """
-    out = _without_flags(command, POOL_FLAGS)
+def default_router_command(plan: LLMPlan, scheduler: SchedulerPlan) -> list[str]:
+    """`wharf-router gateway` watching the pool's pods, for a scheduler without a template
+    (the scheduler preset's template gives the same flags as Go templates)."""
     selector = ",".join(f"{k}={v}" for k, v in sorted(pool_selector(plan, scheduler).items()))
-    wanted = {
-        "--kube-selector": selector,
-        "--kube-namespace": plan.namespace,
-        "--role-label": ROLE_LABEL,
-        "--kube-port": str(pool_port(plan, scheduler)),
-    }
-    for flag, value in wanted.items():
-        if not _has_flag(out, flag):
-            out += [flag, value]
-    return out
+    return [
+        ROUTER_COMMAND,
+        "gateway",
+        "--port",
+        str(ROUTER_PORT),
+        "--kube-selector",
+        selector,
+        "--kube-namespace",
+        plan.namespace,
+        "--role-label",
+        ROLE_LABEL,
+        "--kube-port",
+        str(pool_port(plan, scheduler)),
+    ]
 
 
-def is_router_command(command: Sequence[str]) -> bool:
-    return (
-        len(command) >= 2
-        and command[0].rsplit("/", 1)[-1] == ROUTER_COMMAND
-        and (command[1] == "gateway")
-    )
-
-
-def _default_pod(name: str) -> LLMPod:
+def _default_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> LLMPod:
     return LLMPod(
         containers=(
             LLMContainer(
                 name=MAIN_CONTAINER,
                 image=ROUTER_IMAGE,
-                command=(ROUTER_COMMAND, "gateway", "--port", str(ROUTER_PORT)),
+                command=tuple(default_router_command(plan, scheduler)),
                 args=(),
                 ports=({"containerPort": ROUTER_PORT, "name": "http", "protocol": "TCP"},),
                 extra={"readinessProbe": {"httpGet": {"path": "/health", "port": ROUTER_PORT}}},
             ),
         ),
-        service_account_name=names(name)["service_account"],
+        service_account_name=names(plan.name)["service_account"],
     )
 
 
 def _router_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> tuple[LLMPod, int]:
-    pod = scheduler.pod or _default_pod(plan.name)
+    pod = scheduler.pod or _default_pod(plan, scheduler)
     main = pod.main
-    containers = []
-    for c in pod.containers:
-        if c.name == MAIN_CONTAINER and is_router_command(c.command):
-            c = dataclasses.replace(c, command=tuple(router_command(c.command, plan, scheduler)))
-        containers.append(c)
     ports = [p["containerPort"] for p in main.ports if isinstance(p.get("containerPort"), int)]
     port = int(ports[0]) if ports else ROUTER_PORT
     account = pod.service_account_name or names(plan.name)["service_account"]
-    return dataclasses.replace(
-        pod, containers=tuple(containers), service_account_name=account
-    ), port
+    return dataclasses.replace(pod, service_account_name=account), port
 
 
 def expected_scheduler(
