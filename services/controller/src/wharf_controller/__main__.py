@@ -53,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
         help="a file or folder of ServingRuntimes/ClusterServingRuntimes the cluster holds",
     )
     render.add_argument(
-        "--mode", choices=["Standard"], help="render as this deployment mode, whatever it says"
+        "--mode",
+        choices=["Standard", "Knative"],
+        help="render as this deployment mode, whatever the manifest or config says",
     )
     render.set_defaults(func=_render)
     run = sub.add_parser("run", help="run the controller against the cluster")

@@ -53,17 +53,26 @@ from wharf_controller.kube.api import (
     CONFIG_MAP,
     DEPLOYMENT,
     INFERENCE_SERVICE,
+    KNATIVE_SERVICE_KEY,
+    LEADER_WORKER_SET,
     SECRET,
     SERVICE_ACCOUNT,
     SERVING_RUNTIME,
     Api,
     ApiError,
+    kind_key,
 )
 from wharf_controller.kube.informer import Informer, slim
 from wharf_controller.kube.queue import ShutDown, WorkQueue
 from wharf_controller.metrics import Metrics
-from wharf_controller.render import STANDARD, Catalog, render_service
-from wharf_controller.status import failed_status, standard_status
+from wharf_controller.render import (
+    KNATIVE,
+    RENDERED_MODES,
+    Catalog,
+    render_service,
+    runtime_worker_spec,
+)
+from wharf_controller.status import failed_status, knative_status, standard_status
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -131,7 +140,10 @@ class Controller:
             field_selector=f"metadata.name={CONFIGMAP_NAME}", watch_timeout_s=w,
         )  # fmt: skip
         self.children = {
-            k.kind: Informer(api, k, label_selector=owned, watch_timeout_s=w) for k in CHILD_KINDS
+            kind_key(k.api_version, k.kind): Informer(
+                api, k, label_selector=owned, watch_timeout_s=w
+            )
+            for k in CHILD_KINDS
         }
         self.reconciled = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -285,10 +297,10 @@ class Controller:
                 raise NotReconciled("InvalidConfig", self.config_error)
             isvc = _parsed(obj)
             validate(isvc)
-            if mode != STANDARD:
+            if mode not in RENDERED_MODES:
                 raise NotReconciled(
                     "UnsupportedDeploymentMode",
-                    f"deployment mode {mode} is not reconciled by this controller yet",
+                    f"deployment mode {mode} is not reconciled by this controller",
                 )
             catalog = self._catalog(self.config)
             catalog.runtimes = [
@@ -306,13 +318,18 @@ class Controller:
                     storage_containers=catalog.storage_containers,
                     credentials=credentials,
                     owner=owner_reference(obj),
+                    mode=mode,
+                    status=previous,
+                    runtime_worker=runtime_worker_spec(
+                        plan.components[0], catalog.runtimes, catalog
+                    ),
                 )
             )
             cached = self._cached_model(obj, plan.components[0].storage_uri)
             if cached is not None:
                 desired = served_from_cache(desired, cached)
             for child in desired:
-                if self.children[child["kind"]].missing:
+                if self.children[kind_key(child["apiVersion"], child["kind"])].missing:
                     raise NotReconciled(
                         "MissingCRD", f"{child['kind']} is not served: install its CRD"
                     )
@@ -335,14 +352,22 @@ class Controller:
             return
         await self._apply(desired)
         await self._prune(obj, desired)
-        deployments: dict[str, JSON | None] = {
-            c.component: self.children[DEPLOYMENT.kind].get(c.service_name, namespace)
-            for c in plan.components
-        }
         first = plan.components[0]
-        status = standard_status(
-            plan, deployments, generation, _now(), previous, (first.runtime, first.runtime_kind)
-        )
+        runtime = (first.runtime, first.runtime_kind)
+        if mode == KNATIVE:
+            services: dict[str, JSON | None] = {
+                c.component: self.children[KNATIVE_SERVICE_KEY].get(c.service_name, namespace)
+                for c in plan.components
+            }
+            status = knative_status(plan, services, generation, _now(), previous, runtime)
+        else:
+            workloads: dict[str, JSON | None] = {
+                c.component: self.children[
+                    LEADER_WORKER_SET.kind if c.worker is not None else DEPLOYMENT.kind
+                ].get(c.service_name, namespace)
+                for c in plan.components
+            }
+            status = standard_status(plan, workloads, generation, _now(), previous, runtime)
         await self._write_status(obj, status)
 
     async def _credentials(self, isvc: InferenceService, uri: str | None) -> CredentialRefs | None:
@@ -379,7 +404,7 @@ class Controller:
 
     async def _apply(self, desired: list[JSON]) -> None:
         for child in desired:
-            informer = self.children[child["kind"]]
+            informer = self.children[kind_key(child["apiVersion"], child["kind"])]
             meta = child["metadata"]
             observed = informer.get(meta["name"], meta["namespace"])
             if not needs_apply(child, observed):
@@ -403,7 +428,7 @@ class Controller:
             for obj in to_prune(mine, desired, uid):
                 self.metrics.writes.labels("delete").inc()
                 await self.api.delete(
-                    BY_KIND[obj["kind"]],
+                    BY_KIND[kind_key(obj["apiVersion"], obj["kind"])],
                     obj["metadata"]["name"],
                     namespace,
                     obj["metadata"].get("uid"),

@@ -15,10 +15,10 @@ from typing import Any
 
 from wharf_api import default, parse_object, validate
 from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
-from wharf_api.defaulting import deployment_mode
+from wharf_api.defaulting import deployment_mode, normalize_deployment_mode
 from wharf_api.graph import Endpoint, model_name, resolve_steps
 from wharf_api.names import cluster_url
-from wharf_api.plan import plan_inference_service
+from wharf_api.plan import ComponentPlan, plan_inference_service
 from wharf_api.resources import (
     ClusterServingRuntime,
     InferenceService,
@@ -34,6 +34,8 @@ from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_
 
 JSON = dict[str, Any]
 STANDARD = "Standard"
+KNATIVE = "Knative"
+RENDERED_MODES = (STANDARD, KNATIVE)
 
 
 class RenderError(ValueError):
@@ -88,17 +90,22 @@ def render_service(
     mode: str | None = None,
     owner: JSON | None = None,
     credentials: Any = None,
+    status: Mapping[str, Any] | None = None,
 ) -> list[JSON]:
-    """The children of one InferenceService in Standard mode (RenderError otherwise)."""
+    """The children of one InferenceService in Standard or Knative mode (RenderError for
+    another). `status` is the stored status (Knative mode: the last rolled-out revisions)."""
     namespace = isvc.metadata.namespace or "default"
     runtimes = [r for r in catalog.runtimes if (r.metadata.namespace or "default") == namespace]
-    chosen = mode or deployment_mode(
-        isvc.model_dump(by_alias=True, mode="json"), catalog.config.deploy.default_deployment_mode
+    dumped = isvc.model_dump(by_alias=True, mode="json")
+    chosen = (
+        normalize_deployment_mode(mode)
+        if mode
+        else deployment_mode(dumped, catalog.config.deploy.default_deployment_mode)
     )
-    if chosen != STANDARD:
+    if chosen not in RENDERED_MODES:
         raise RenderError(
-            f"InferenceService {isvc.name}: deployment mode {chosen}: only Standard is rendered "
-            "(set the annotation serving.kserve.io/deploymentMode: Standard)"
+            f"InferenceService {isvc.name}: deployment mode {chosen}: only Standard and Knative "
+            "are rendered (set the annotation serving.kserve.io/deploymentMode)"
         )
     plan = plan_inference_service(isvc, runtimes, catalog.cluster_runtimes, config=catalog.config)
     return expected_children(
@@ -109,8 +116,27 @@ def render_service(
             storage_containers=catalog.storage_containers,
             credentials=credentials,
             owner=owner,
+            mode=chosen,
+            status=status,
+            runtime_worker=runtime_worker_spec(plan.components[0], runtimes, catalog),
         )
     )
+
+
+def runtime_worker_spec(
+    predictor: ComponentPlan, runtimes: Sequence[ServingRuntime], catalog: Catalog
+) -> JSON | None:
+    """The selected runtime's `workerSpec` as JSON, for a multi-node predictor (else None)."""
+    if predictor.worker is None or not predictor.runtime:
+        return None
+    pool: Sequence[ServingRuntime | ClusterServingRuntime] = (
+        runtimes if predictor.runtime_kind == "ServingRuntime" else catalog.cluster_runtimes
+    )
+    found = next((r for r in pool if r.metadata.name == predictor.runtime), None)
+    if found is None or found.spec.worker_spec is None:
+        return None
+    dumped: JSON = found.spec.worker_spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped
 
 
 def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = None) -> list[JSON]:

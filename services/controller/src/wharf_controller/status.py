@@ -7,6 +7,7 @@ ready when the rollout of the current generation is complete and a replica is av
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from wharf_api.names import cluster_url
@@ -18,17 +19,27 @@ from wharf_api.status import (
     service_status,
     status_document,
 )
-from wharf_api.traffic import RolloutState, TrafficTarget
+from wharf_api.traffic import RolloutState, TrafficTarget, after_traffic
 
 JSON = dict[str, Any]
 INVALID_SPEC = "InvalidSpec"
 
 
+def leader_worker_set_ready(lws: Mapping[str, Any]) -> bool:
+    """Every group of a multi-node predictor up (LeaderWorkerSet counts ready groups)."""
+    spec, status = lws.get("spec") or {}, lws.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    return wanted > 0 and int(status.get("readyReplicas") or 0) >= wanted
+
+
 def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
+    """A Deployment (or a multi-node predictor's LeaderWorkerSet) rolled out and available."""
     if deployment is None:
         return False
     meta, spec = deployment["metadata"], deployment.get("spec") or {}
     status = deployment.get("status") or {}
+    if "leaderWorkerTemplate" in spec:
+        return leader_worker_set_ready(deployment)
     if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
         return False
     wanted = int(spec.get("replicas", 1))
@@ -121,3 +132,84 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def _knative_condition(ksvc: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in (ksvc.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            found: Mapping[str, Any] = cond
+            return found
+    return None
+
+
+def observe_knative(
+    component: str, ksvc: Mapping[str, Any] | None, previous: Mapping[str, Any]
+) -> ComponentObservation:
+    """A component as its Knative Service reports it. The rolled-out revisions are KServe's
+    bookkeeping (kept in the InferenceService's status): a latest ready revision that receives
+    100% becomes the latest rolled-out one, the one before it the previous."""
+    before = ((previous.get("components") or {}).get(component)) or {}
+    state = RolloutState(
+        latest_rolledout=before.get("latestRolledoutRevision"),
+        previous_rolledout=before.get("previousRolledoutRevision"),
+    )
+    if ksvc is None:
+        return ComponentObservation(component, state)
+    kstatus = ksvc.get("status") or {}
+    meta = ksvc["metadata"]
+    if int(kstatus.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        # Knative has not seen the latest template yet: nothing it says is about it
+        return ComponentObservation(component, state)
+    created = kstatus.get("latestCreatedRevisionName")
+    ready = kstatus.get("latestReadyRevisionName")
+    state = replace(state, latest_created=created, latest_ready=ready)
+    traffic = tuple(
+        TrafficTarget(
+            str(t.get("revisionName") or ""),
+            int(t.get("percent") or 0),
+            t.get("tag") or "latest",
+            bool(t.get("latestRevision")),
+        )
+        for t in kstatus.get("traffic") or []
+        if t.get("revisionName")
+    )
+    state = after_traffic(state, traffic)
+    cond = _knative_condition(ksvc, "Ready")
+    failure = None
+    if cond is not None and cond.get("status") == "False":
+        failure = (str(cond.get("reason") or "NotReady"), str(cond.get("message") or ""))
+    latest = RevisionObservation(created, 0, created == ready, failure=failure) if created else None
+    return ComponentObservation(component, state, traffic, latest)
+
+
+def knative_status(
+    plan: ServicePlan,
+    services: Mapping[str, Mapping[str, Any] | None],
+    generation: int,
+    now: str,
+    previous: Mapping[str, Any],
+    runtime: tuple[str | None, str | None] = (None, None),
+) -> JSON:
+    """`.status` in Knative mode, from each component's observed Knative Service: revisions,
+    traffic and URL per component; the service's URL is the entry component's."""
+    observations = [
+        observe_knative(c.component, services.get(c.component), previous) for c in plan.components
+    ]
+    status = service_status(observations, generation, now, _previous(previous))
+    entry = services.get(plan.entry.component) or {}
+    kstatus = entry.get("status") or {}
+    url = kstatus.get("url")
+    address = (kstatus.get("address") or {}).get("url")
+    doc: JSON = _without_nulls(status_document(status, url, address))
+    for comp in plan.components:
+        ksvc = services.get(comp.component) or {}
+        comp_url = (ksvc.get("status") or {}).get("url")
+        if comp_url and comp.component in doc["components"]:
+            doc["components"][comp.component]["url"] = comp_url
+    doc["deploymentMode"] = "Knative"
+    name, kind = runtime
+    if name and kind == "ServingRuntime":
+        doc["servingRuntimeName"] = name
+    elif name and kind == "ClusterServingRuntime":
+        doc["clusterServingRuntimeName"] = name
+    return doc

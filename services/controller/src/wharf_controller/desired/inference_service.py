@@ -1,11 +1,14 @@
-"""Every child of an InferenceService in Standard mode: per component a Deployment, a Service,
-an HPA or a KEDA ScaledObject (or none) and a PodDisruptionBudget when minReplicas > 1; and one
-HTTPRoute or Ingress for the service (pure)."""
+"""Every child of an InferenceService (pure).
+
+Standard mode: per component a Deployment (a LeaderWorkerSet for a multi-node predictor), a
+Service, an HPA or a KEDA ScaledObject (or none) and a PodDisruptionBudget when minReplicas > 1;
+and one HTTPRoute or Ingress for the service. Knative mode: per component a Knative Service
+(Knative makes the revisions, their Services, routes and autoscaling)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wharf_api.config import InferenceServiceConfig
@@ -13,6 +16,8 @@ from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, isvc_label
 from wharf_api.plan import ComponentPlan, ServicePlan
 from wharf_api.resources import InferenceService
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
+from wharf_controller.desired.knative import expected_knative_service
+from wharf_controller.desired.leader_worker_set import expected_leader_worker_set
 from wharf_controller.desired.routing import expected_http_route, expected_ingress
 from wharf_controller.desired.scaling import autoscaler_for, expected_hpa, expected_scaled_object
 from wharf_controller.desired.storage import CredentialRefs, pod_storage
@@ -21,6 +26,7 @@ from wharf_controller.desired.workload import (
     expected_deployment,
     expected_pdb,
     expected_service,
+    render_container,
 )
 
 JSON = dict[str, Any]
@@ -40,6 +46,11 @@ class Inputs:
     storage_containers: Sequence[ClusterStorageContainer] = ()
     credentials: CredentialRefs | None = None
     owner: JSON | None = None  # the owner reference (None when rendering offline)
+    mode: str = "Standard"  # or "Knative"
+    # the InferenceService's status as stored: each component's last rolled-out revision
+    status: Mapping[str, Any] | None = None
+    # the selected runtime's `workerSpec` (camelCase JSON), for a multi-node predictor
+    runtime_worker: Mapping[str, Any] | None = None
 
 
 def service_labels(name: str) -> dict[str, str]:
@@ -62,22 +73,39 @@ def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
     )
     spec = getattr(isvc.spec, comp.component)
     strategy = spec.deployment_strategy if spec is not None else None
-    out = [
-        expected_deployment(
-            comp,
-            namespace,
-            labels,
-            selector,
-            owner,
-            config,
-            storage,
-            replicas=comp.scaling.min_replicas if autoscaler in ("none",) else None,
-            strategy=strategy.model_dump(by_alias=True, exclude_none=True, mode="json")
-            if strategy is not None
-            else None,
-        ),
-        expected_service(comp, namespace, labels, selector, owner),
-    ]
+    knative = inputs.mode == "Knative"
+    if knative and comp.worker is not None:
+        raise WorkloadError(
+            f"spec.{comp.component}.workerSpec: multi-node predictors run in Standard mode only"
+        )
+    multi_node = comp.worker is not None
+    if multi_node and autoscaler not in ("none", "external"):
+        autoscaler = "none"  # KServe: a multi-node predictor is not autoscaled
+    deployment = expected_deployment(
+        comp,
+        namespace,
+        labels,
+        selector,
+        owner,
+        config,
+        storage,
+        replicas=comp.scaling.min_replicas if autoscaler in ("none",) else None,
+        strategy=strategy.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if strategy is not None and not knative
+        else None,
+    )
+    if knative:
+        rolled = ((inputs.status or {}).get("components") or {}).get(comp.component) or {}
+        return [
+            expected_knative_service(
+                comp,
+                deployment,
+                annotations,
+                latest_rolledout=rolled.get("latestRolledoutRevision"),
+            )
+        ]
+    workload = _leader_worker_set(inputs, comp, deployment) if multi_node else deployment
+    out = [workload, expected_service(comp, namespace, labels, selector, owner)]
     if autoscaler == "hpa":
         out.append(expected_hpa(comp, namespace, labels, owner, config))
     elif autoscaler == "keda":
@@ -85,6 +113,52 @@ def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
     if comp.scaling.min_replicas > 1:
         out.append(expected_pdb(comp, namespace, labels, selector, owner))
     return out
+
+
+def _worker_container(inputs: Inputs, comp: ComponentPlan) -> JSON:
+    """The runtime's worker container with the service's workerSpec container over it."""
+    rt = inputs.runtime_worker or {}
+    base: JSON = dict((rt.get("containers") or [{}])[0])
+    own = comp.worker.container if comp.worker is not None else None
+    if own is not None:
+        image = own.image or base.get("image")
+        rendered = render_container(replace(own, image=image), comp, inputs.config)
+        env = {e["name"]: e for e in [*(base.get("env") or []), *(rendered.get("env") or [])]}
+        base = {**base, **{k: v for k, v in rendered.items() if k != "ports"}}
+        if env:
+            base["env"] = list(env.values())
+        if not own.resources and rt.get("containers"):
+            base["resources"] = rt["containers"][0].get("resources") or base["resources"]
+    if not base.get("image"):
+        raise WorkloadError(
+            f"spec.{comp.component}.workerSpec: no worker container image "
+            "(give workerSpec.containers, or use a runtime with a workerSpec)"
+        )
+    base.setdefault("name", "worker-container")
+    return base
+
+
+def _leader_worker_set(inputs: Inputs, comp: ComponentPlan, deployment: JSON) -> JSON:
+    assert comp.worker is not None
+    pod = comp.worker.pod
+    worker_pod: JSON = {}
+    if pod.node_selector:
+        worker_pod["nodeSelector"] = pod.node_selector
+    if pod.tolerations:
+        worker_pod["tolerations"] = list(pod.tolerations)
+    if pod.affinity:
+        worker_pod["affinity"] = pod.affinity
+    volumes = [*((inputs.runtime_worker or {}).get("volumes") or []), *pod.volumes]
+    if volumes:
+        worker_pod["volumes"] = volumes
+    return expected_leader_worker_set(
+        comp,
+        inputs.isvc.name,
+        deployment,
+        _worker_container(inputs, comp),
+        worker_pod,
+        inputs.runtime_worker,
+    )
 
 
 def expected_children(inputs: Inputs) -> list[JSON]:
@@ -96,7 +170,8 @@ def expected_children(inputs: Inputs) -> list[JSON]:
     except WorkloadError as exc:
         raise DesiredError(f"InferenceService {inputs.isvc.name}: {exc}") from None
     ingress = inputs.config.ingress
-    if not ingress.disable_ingress_creation:
+    # Knative mode: each component's Knative Service is routed by Knative itself
+    if not ingress.disable_ingress_creation and inputs.mode != "Knative":
         labels = service_labels(inputs.isvc.name)
         if ingress.enable_gateway_api:
             children.append(expected_http_route(inputs.plan, labels, inputs.owner, inputs.config))

@@ -18,7 +18,8 @@ class WorkloadError(ValueError):
     """A component cannot be rendered as a workload; the message names the field."""
 
 
-def _container(c: ContainerPlan, plan: ComponentPlan, config: InferenceServiceConfig) -> JSON:
+def render_container(c: ContainerPlan, plan: ComponentPlan, config: InferenceServiceConfig) -> JSON:
+    """A planned container as a pod spec writes it (default resources, the component's ports)."""
     if not c.image:
         raise WorkloadError(f"spec.{plan.component}: the container {c.name!r} has no image")
     out: JSON = {"name": c.name, "image": c.image}
@@ -57,12 +58,8 @@ def expected_deployment(
     strategy: JSON | None = None,
 ) -> JSON:
     """`replicas` is None when an autoscaler owns the count (the apply then leaves it alone)."""
-    if plan.worker is not None:
-        raise WorkloadError(
-            f"spec.{plan.component}.workerSpec: multi-node predictors are not supported yet"
-        )
     pod = plan.pod
-    main = _container(plan.container, plan, config)
+    main = render_container(plan.container, plan, config)
     mounts = [*plan.container.volume_mounts, *storage.mounts]
     if mounts:
         main["volumeMounts"] = mounts

@@ -51,8 +51,25 @@ PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 HTTP_ROUTE = Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
 SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
-CHILD_KINDS = (DEPLOYMENT, SERVICE, HPA, PDB, INGRESS, HTTP_ROUTE, SCALED_OBJECT)
-BY_KIND = {k.kind: k for k in (*CHILD_KINDS, INFERENCE_SERVICE)}
+LEADER_WORKER_SET = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
+KNATIVE_SERVICE = Kind("serving.knative.dev/v1", "Service", "services")
+# Knative mode and multi-node predictors: the kinds are optional (a missing CRD is reported)
+CHILD_KINDS = (
+    DEPLOYMENT, SERVICE, HPA, PDB, INGRESS, HTTP_ROUTE, SCALED_OBJECT, KNATIVE_SERVICE,
+    LEADER_WORKER_SET,
+)  # fmt: skip
+KNATIVE_SERVICE_KEY = "Service.serving.knative.dev"
+
+
+def kind_key(api_version: str, kind: str) -> str:
+    """The key of a kind in the controllers' tables: its name, or for Knative's Service (which
+    shares the name with the core Service) the name with its group."""
+    if kind == KNATIVE_SERVICE.kind and api_version == KNATIVE_SERVICE.api_version:
+        return KNATIVE_SERVICE_KEY
+    return kind
+
+
+BY_KIND = {kind_key(k.api_version, k.kind): k for k in (*CHILD_KINDS, INFERENCE_SERVICE)}
 
 # LLMInferenceService, its configs and the kinds of its children
 LLM_INFERENCE_SERVICE = Kind(
@@ -61,7 +78,6 @@ LLM_INFERENCE_SERVICE = Kind(
 LLM_INFERENCE_SERVICE_CONFIG = Kind(
     "serving.kserve.io/v1alpha2", "LLMInferenceServiceConfig", "llminferenceserviceconfigs"
 )
-LEADER_WORKER_SET = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 INFERENCE_POOL = Kind("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
@@ -132,7 +148,7 @@ class Api:
 
     async def apply(self, obj: Mapping[str, Any]) -> JSON:
         """Server-side apply as `wharf-controller`, taking fields others changed by hand."""
-        kind = BY_KIND[obj["kind"]]
+        kind = BY_KIND[kind_key(str(obj.get("apiVersion", "")), obj["kind"])]
         meta = obj["metadata"]
         return await self.request(
             "PATCH",
