@@ -279,7 +279,7 @@ ALLOWED = [
     # An LLMInferenceService's children: multi-node workloads, the pool, the router's RBAC
     # (a Role it may only fill with what the controller holds: get/list/watch pods).
     *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
-      for g, r in (("leaderworkerset.x-k8s.io", "leaderworkersets"),
+      for g, r in (("leaderworkerset.x-k8s.io", "leaderworkersets"), ("serving.knative.dev", "services"),
                    ("inference.networking.k8s.io", "inferencepools"),
                    ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings"),
                    ("", "serviceaccounts"))),
