@@ -60,3 +60,16 @@ def test_without_the_controller_installed_the_error_says_what_to_install(
     assert result.exit_code == 1
     assert "wharf render needs the wharf-controller command" in result.stderr
     assert "install the wharf-controller package" in result.stderr
+
+
+def test_without_runtimes_the_built_in_ones_are_the_clusters() -> None:
+    args = ["render", "-f", str(EXAMPLES / "sklearn-iris.yaml"), "--mode", "Standard"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    predictor = next(
+        o
+        for o in yaml.safe_load_all(result.stdout)
+        if (o["kind"], o["metadata"]["name"]) == ("Deployment", "sklearn-iris-predictor")
+    )
+    container = predictor["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/wharf-serving/model-server:0.1.0"

@@ -654,11 +654,12 @@ CONTROLLER = "wharf-controller"
     "--runtimes",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="A file or folder of ServingRuntimes/ClusterServingRuntimes the cluster holds.",
+    help="A file or folder of ServingRuntimes/ClusterServingRuntimes the cluster holds "
+    "(default: the built-in ones, as deploy/ installs them and `wharf up` uses them).",
 )
 @click.option(
     "--mode",
-    type=click.Choice(["Standard"]),
+    type=click.Choice(["Standard", "Knative"]),
     help="Render as this deployment mode, whatever the manifest or config says.",
 )
 def render(paths: tuple[Path, ...], runtimes: tuple[Path, ...], mode: str | None) -> None:
@@ -669,6 +670,7 @@ def render(paths: tuple[Path, ...], runtimes: tuple[Path, ...], mode: str | None
     import subprocess
 
     from wharf_local.processes import resolve_command
+    from wharf_local.runtimes import builtin_runtimes_folder
 
     try:
         argv = resolve_command([CONTROLLER, "render"])
@@ -684,7 +686,7 @@ def render(paths: tuple[Path, ...], runtimes: tuple[Path, ...], mode: str | None
             stdin = _stdin()
             path = Path("/dev/stdin")
         argv += ["-f", str(path)]
-    for runtime in runtimes:
+    for runtime in runtimes or (builtin_runtimes_folder(),):
         argv += ["--runtimes", str(runtime)]
     if mode:
         argv += ["--mode", mode]

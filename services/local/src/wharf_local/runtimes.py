@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from wharf_api import load_documents, parse_object
 from wharf_api.resources import ClusterServingRuntime
+
+
+def builtin_runtimes_folder() -> Path:
+    """The folder of the built-in runtimes' YAML (for commands that take a path)."""
+    return Path(str(resources.files("wharf_local") / "builtin_runtimes"))
 
 
 def builtin_runtimes() -> list[ClusterServingRuntime]:
