@@ -341,6 +341,110 @@ async def _wait_service_account(api: Api) -> None:
             await asyncio.sleep(0.25)
 
 
+async def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    for _ in range(600):
+        try:
+            scrape(f"http://127.0.0.1:{port}/readyz", {}, None)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the controller exited; see {log_path}") from None
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the controller was not ready in 120 s; see {log_path}")
+
+
+async def _create_and_wait(args: argparse.Namespace, api: Api, out: dict[str, Any]) -> float:
+    """Create the services at once and wait until all are Ready; returns the start time."""
+    created: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    all_ready = asyncio.Event()
+
+    def on_event(_event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+        name = obj["metadata"]["name"]
+        if name in created and name not in ready and is_ready(obj):
+            ready[name] = time.monotonic()
+            if len(ready) == args.count:
+                all_ready.set()
+
+    # the Deployments: when the controller created each, and when the cluster made it
+    # available (the rest of create -> Ready is the cluster's, not the controller's)
+    dep_created: dict[str, float] = {}
+    dep_available: dict[str, float] = {}
+
+    def on_deployment(_event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+        name = obj["metadata"]["name"].removesuffix("-predictor")
+        dep_created.setdefault(name, time.monotonic())
+        if name not in dep_available and (obj.get("status") or {}).get("availableReplicas"):
+            dep_available[name] = time.monotonic()
+
+    watcher = Informer(api, INFERENCE_SERVICE, namespace=NAMESPACE)
+    watcher.handlers.append(on_event)
+    deployments = Informer(api, DEPLOYMENT, namespace=NAMESPACE)
+    deployments.handlers.append(on_deployment)
+    watch_tasks = [asyncio.create_task(i.run()) for i in (watcher, deployments)]
+    await watcher.synced.wait()
+    await deployments.synced.wait()
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    path = INFERENCE_SERVICE.path(NAMESPACE)
+
+    async def create(name: str) -> None:
+        async with gate:
+            created[name] = time.monotonic()
+            await api.request("POST", path, body=isvc(name))
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(create(f"isvc-{i:05d}") for i in range(args.count)))
+    out["create_seconds"] = round(time.monotonic() - t0, 2)
+    try:
+        await asyncio.wait_for(all_ready.wait(), args.timeout)
+    except TimeoutError:
+        out["timed_out_ready"] = len(ready)
+        raise RuntimeError(
+            f"only {len(ready)} of {args.count} Ready after {args.timeout}s"
+        ) from None
+    out["all_ready_seconds"] = round(max(ready.values()) - t0, 2)
+    latencies = [ready[n] - created[n] for n in created]
+    out["ready_p50_seconds"] = round(pct(latencies, 50), 2)
+    out["ready_p99_seconds"] = round(pct(latencies, 99), 2)
+    out["ready_mean_seconds"] = round(statistics.fmean(latencies), 2)
+    to_child = [dep_created[n] - created[n] for n in created if n in dep_created]
+    to_available = [dep_available[n] - dep_created[n] for n in created if n in dep_available]
+    after_available = [ready[n] - dep_available[n] for n in created if n in dep_available]
+    if to_child and to_available and after_available:
+        out["create_to_deployment_p50_p99"] = [round(pct(to_child, q), 2) for q in (50, 99)]
+        out["deployment_to_available_p50_p99"] = [round(pct(to_available, q), 2) for q in (50, 99)]
+        out["available_to_ready_p50_p99"] = [round(pct(after_available, q), 2) for q in (50, 99)]
+    for task in watch_tasks:
+        task.cancel()
+    return t0
+
+
+async def _noop_resync(
+    args: argparse.Namespace, cp: ControlPlane, port: int, pid: int, out: dict[str, Any]
+) -> None:
+    """Wait for the next periodic resync to reconcile every service; count the writes."""
+    before_api, before_cpu = apiserver_writes(cp), cpu_seconds(pid)
+    before = controller_metrics(port)
+    passes_from = isvc_reconciles(before)
+    deadline = time.monotonic() + args.resync_seconds + args.timeout
+    while isvc_reconciles(controller_metrics(port)) < passes_from + args.count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no resync pass reconciled every service in time")
+        await asyncio.sleep(0.5)
+    after = await wait_idle(port, settle_s=3.0, within_s=args.timeout)
+    after_api = apiserver_writes(cp)
+    out["resync_cpu_seconds"] = round(cpu_seconds(pid) - before_cpu, 2)
+    all_writes = delta(after_api, before_api)
+    mine = {k: v for k, v in all_writes.items() if (k[0], k[1]) in CONTROLLER_WRITES}
+    out["resync_reconciles"] = isvc_reconciles(after) - isvc_reconciles(before)
+    out["resync_apiserver_writes_controller_kinds"] = sum(mine.values())
+    out["resync_controller_writes"] = controller_write_total(after) - controller_write_total(before)
+    out["resync_apiserver_writes_all_by_resource"] = {
+        "/".join(filter(None, k)): v for k, v in sorted(all_writes.items())
+    }
+    out["metrics_after_resync"] = after
+
+
 async def _measure(args: argparse.Namespace, cp: ControlPlane, api: Api) -> dict[str, Any]:
     out: dict[str, Any] = {}
     port = free_port()
@@ -356,114 +460,20 @@ async def _measure(args: argparse.Namespace, cp: ControlPlane, api: Api) -> dict
     rss = RssSampler(proc.pid)
     rss.start()
     try:
-        for _ in range(600):
-            try:
-                scrape(f"http://127.0.0.1:{port}/readyz", {}, None)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the controller exited; see {log_path}") from None
-                await asyncio.sleep(0.2)
+        await _wait_ready(proc, port, log_path)
         out["controller_idle_rss_mib"] = round(status_kib(proc.pid, "VmRSS") / 1024, 1)
         cpu_start = cpu_seconds(proc.pid)
 
-        # 1. N services at once, and the time each becomes Ready
-        created: dict[str, float] = {}
-        ready: dict[str, float] = {}
-        all_ready = asyncio.Event()
-
-        def on_event(_event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
-            name = obj["metadata"]["name"]
-            if name in created and name not in ready and is_ready(obj):
-                ready[name] = time.monotonic()
-                if len(ready) == args.count:
-                    all_ready.set()
-
-        # the Deployments: when the controller created each, and when the cluster made it
-        # available (the rest of create -> Ready is the cluster's, not the controller's)
-        dep_created: dict[str, float] = {}
-        dep_available: dict[str, float] = {}
-
-        def on_deployment(_event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
-            name = obj["metadata"]["name"].removesuffix("-predictor")
-            dep_created.setdefault(name, time.monotonic())
-            if name not in dep_available and (obj.get("status") or {}).get("availableReplicas"):
-                dep_available[name] = time.monotonic()
-
-        watcher = Informer(api, INFERENCE_SERVICE, namespace=NAMESPACE)
-        watcher.handlers.append(on_event)
-        deployments = Informer(api, DEPLOYMENT, namespace=NAMESPACE)
-        deployments.handlers.append(on_deployment)
-        watch_tasks = [asyncio.create_task(i.run()) for i in (watcher, deployments)]
-        await watcher.synced.wait()
-        await deployments.synced.wait()
-        gate = asyncio.Semaphore(IN_FLIGHT)
-        path = INFERENCE_SERVICE.path(NAMESPACE)
-
-        async def create(name: str) -> None:
-            async with gate:
-                created[name] = time.monotonic()
-                await api.request("POST", path, body=isvc(name))
-
-        t0 = time.monotonic()
-        await asyncio.gather(*(create(f"isvc-{i:05d}") for i in range(args.count)))
-        out["create_seconds"] = round(time.monotonic() - t0, 2)
-        try:
-            await asyncio.wait_for(all_ready.wait(), args.timeout)
-        except TimeoutError:
-            out["timed_out_ready"] = len(ready)
-            raise RuntimeError(
-                f"only {len(ready)} of {args.count} Ready after {args.timeout}s"
-            ) from None
-        out["all_ready_seconds"] = round(max(ready.values()) - t0, 2)
-        latencies = [ready[n] - created[n] for n in created]
-        out["ready_p50_seconds"] = round(pct(latencies, 50), 2)
-        out["ready_p99_seconds"] = round(pct(latencies, 99), 2)
-        out["ready_mean_seconds"] = round(statistics.fmean(latencies), 2)
-        to_child = [dep_created[n] - created[n] for n in created if n in dep_created]
-        to_available = [dep_available[n] - dep_created[n] for n in created if n in dep_available]
-        after_available = [ready[n] - dep_available[n] for n in created if n in dep_available]
-        if to_child and to_available and after_available:
-            out["create_to_deployment_p50_p99"] = [round(pct(to_child, q), 2) for q in (50, 99)]
-            out["deployment_to_available_p50_p99"] = [
-                round(pct(to_available, q), 2) for q in (50, 99)
-            ]
-            out["available_to_ready_p50_p99"] = [
-                round(pct(after_available, q), 2) for q in (50, 99)
-            ]
+        t0 = await _create_and_wait(args, api, out)
         out["cpu_seconds_to_ready"] = round(cpu_seconds(proc.pid) - cpu_start, 2)
         out["rss_at_ready_mib"] = round(status_kib(proc.pid, "VmRSS") / 1024, 1)
         out["metrics_at_ready"] = controller_metrics(port)
-        for task in watch_tasks:
-            task.cancel()
 
-        # 2. a no-op resync: every service reconciled again, writes counted
         idle = await wait_idle(port, settle_s=3.0, within_s=args.timeout)
         out["idle_seconds"] = round(time.monotonic() - t0 - 3.0, 1)
         out["cpu_seconds_to_idle"] = round(cpu_seconds(proc.pid) - cpu_start, 2)
-        before_api, before_cpu = apiserver_writes(cp), cpu_seconds(proc.pid)
-        before = controller_metrics(port)
-        passes_from = isvc_reconciles(before)
-        deadline = time.monotonic() + args.resync_seconds + args.timeout
-        while isvc_reconciles(controller_metrics(port)) < passes_from + args.count:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no resync pass reconciled every service in time")
-            await asyncio.sleep(0.5)
-        after = await wait_idle(port, settle_s=3.0, within_s=args.timeout)
-        after_api = apiserver_writes(cp)
-        out["resync_cpu_seconds"] = round(cpu_seconds(proc.pid) - before_cpu, 2)
-        all_writes = delta(after_api, before_api)
-        mine = {k: v for k, v in all_writes.items() if (k[0], k[1]) in CONTROLLER_WRITES}
-        out["resync_reconciles"] = isvc_reconciles(after) - isvc_reconciles(before)
-        out["resync_apiserver_writes_controller_kinds"] = sum(mine.values())
-        out["resync_controller_writes"] = controller_write_total(after) - controller_write_total(
-            before
-        )
-        out["resync_apiserver_writes_all_by_resource"] = {
-            "/".join(filter(None, k)): v for k, v in sorted(all_writes.items())
-        }
-        out["metrics_after_resync"] = after
         out["idle_metrics"] = idle
+        await _noop_resync(args, cp, port, proc.pid, out)
         out["rss_after_resync_mib"] = round(status_kib(proc.pid, "VmRSS") / 1024, 1)
         out["peak_rss_mib"] = round(max(rss.peak_kib, status_kib(proc.pid, "VmHWM")) / 1024, 1)
         out["cpu_seconds_total"] = round(cpu_seconds(proc.pid) - cpu_start, 2)
