@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from wharf_controller.kube.api import DEPLOYMENT, INFERENCE_SERVICE, Api, connect
+from wharf_controller.kube.api import DEPLOYMENT, INFERENCE_SERVICE, Api, Kind, connect
 from wharf_controller.kube.informer import Informer
 from wharf_e2e.cluster import ControlPlane
 from wharf_e2e.testing import free_port
@@ -61,6 +61,7 @@ NAMESPACE = "bench"
 CONFIG_NAMESPACE = "kserve"
 PODS_PER_NODE = 100
 IN_FLIGHT = 32
+POD = Kind("v1", "Pod", "pods")
 # the (resource, subresource) pairs the controller writes; anything else is another component's
 CONTROLLER_WRITES = {
     ("inferenceservices", "status"),
@@ -73,7 +74,7 @@ CONTROLLER_WRITES = {
     ("scaledobjects", ""),
 }
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE"}
-SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+-]+)$")
+SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? ([0-9.e+-]+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -119,7 +120,7 @@ def samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
     for line in text.splitlines():
         m = SAMPLE.match(line)
         if m and m.group(1) == metric:
-            out.append((dict(LABEL.findall(m.group(2))), float(m.group(3))))
+            out.append((dict(LABEL.findall(m.group(2) or "")), float(m.group(3))))
     return out
 
 
@@ -285,6 +286,11 @@ def isvc(name: str) -> dict[str, Any]:
     }
 
 
+def _ready_condition(obj: dict[str, Any]) -> str | None:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return next((str(c.get("status")) for c in conds if c.get("type") == "Ready"), None)
+
+
 def is_ready(obj: dict[str, Any]) -> bool:
     conds = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
@@ -299,7 +305,9 @@ async def wait_idle(port: int, settle_s: float, within_s: float) -> dict[str, fl
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
         now = controller_metrics(port)
-        if isvc_reconciles(now) != isvc_reconciles(last) or now.get("queue_depth", 0) > 0:
+        # reconcile counts only: the queue-depth gauge is set when a worker takes a key, so it
+        # can stay above 0 while the queue is empty
+        if isvc_reconciles(now) != isvc_reconciles(last):
             still_since = time.monotonic()
         elif time.monotonic() - still_since >= settle_s:
             return now
@@ -420,9 +428,31 @@ async def _create_and_wait(args: argparse.Namespace, api: Api, out: dict[str, An
 
 
 async def _noop_resync(
-    args: argparse.Namespace, cp: ControlPlane, port: int, pid: int, out: dict[str, Any]
+    args: argparse.Namespace,
+    cp: ControlPlane,
+    api: Api,
+    port: int,
+    pid: int,
+    out: dict[str, Any],
 ) -> None:
     """Wait for the next periodic resync to reconcile every service; count the writes."""
+    # what else changed meanwhile: a pod or a service whose Ready condition flipped is a real
+    # change, and the writes it causes are not a no-op resync's
+    flips = {"pods": 0, "inferenceservices": 0}
+
+    def flipped(plural: str) -> Any:
+        def handler(_event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+            if old is not None and _ready_condition(obj) != _ready_condition(old):
+                flips[plural] += 1
+
+        return handler
+
+    watchers = [Informer(api, k, namespace=NAMESPACE) for k in (POD, INFERENCE_SERVICE)]
+    for watcher in watchers:
+        watcher.handlers.append(flipped(watcher.kind.plural))
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    for watcher in watchers:
+        await watcher.synced.wait()
     before_api, before_cpu = apiserver_writes(cp), cpu_seconds(pid)
     before = controller_metrics(port)
     passes_from = isvc_reconciles(before)
@@ -443,6 +473,9 @@ async def _noop_resync(
         "/".join(filter(None, k)): v for k, v in sorted(all_writes.items())
     }
     out["metrics_after_resync"] = after
+    out["resync_ready_flips"] = dict(flips)
+    for task in tasks:
+        task.cancel()
 
 
 async def _measure(args: argparse.Namespace, cp: ControlPlane, api: Api) -> dict[str, Any]:
@@ -473,7 +506,7 @@ async def _measure(args: argparse.Namespace, cp: ControlPlane, api: Api) -> dict
         out["idle_seconds"] = round(time.monotonic() - t0 - 3.0, 1)
         out["cpu_seconds_to_idle"] = round(cpu_seconds(proc.pid) - cpu_start, 2)
         out["idle_metrics"] = idle
-        await _noop_resync(args, cp, port, proc.pid, out)
+        await _noop_resync(args, cp, api, port, proc.pid, out)
         out["rss_after_resync_mib"] = round(status_kib(proc.pid, "VmRSS") / 1024, 1)
         out["peak_rss_mib"] = round(max(rss.peak_kib, status_kib(proc.pid, "VmHWM")) / 1024, 1)
         out["cpu_seconds_total"] = round(cpu_seconds(proc.pid) - cpu_start, 2)
@@ -521,6 +554,7 @@ def report(r: dict[str, Any]) -> str:
         ),
         ("no-op resync: writes the controller counted", f"{r['resync_controller_writes']:.0f}"),
         ("no-op resync: controller CPU", f"{r['resync_cpu_seconds']} s"),
+        ("meanwhile, Ready flips (pods, services)", str(r["resync_ready_flips"])),
         (
             "reconciles to idle (InferenceService)",
             f"{isvc_reconciles(r['idle_metrics']):.0f}",
