@@ -20,9 +20,11 @@ tests install) and the built-in runtimes (`deploy/base/runtimes`), and runs
 3. samples the controller process's RSS (/proc, every 0.5 s; and VmHWM at the end) and its CPU
    seconds (utime + stime) per phase, and reads its reconcile counters from `/metrics`.
 
-The control plane needs two changes for more than about 250 services, made here without
-touching the shared harness: the Service ClusterIP range becomes a /16 (the harness's /24 holds
-254 Services), and each fake node gets its own pod CIDR (kwok's shared /24 holds 254 pod IPs).
+The control plane gets three changes, made here without touching the shared harness: the
+Service ClusterIP range becomes a /16 (the harness's /24 holds 254 Services), each fake node
+gets its own pod CIDR (kwok's shared /24 holds 254 pod IPs), and kube-controller-manager waits
+10 minutes before declaring a fake node lost (on a loaded machine kwok's heartbeats come late,
+the pods are marked not ready and kwok never makes them ready again).
 
 Run: `uv run python bench/controller.py [--count 1000] [--workers 4] [--resync-seconds 60]
 [--json out.json]`. Needs the binaries of `e2e/cluster/k8s-binaries.sh` (`WHARF_K8S_BIN`, or
