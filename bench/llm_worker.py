@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     bare = [python, "-m", ENGINE_MODULE, *common, "--port", str(vllm_port), *ENGINE_ARGS]
     worker = [
         sys.executable, "-m", "wharf_llm_worker.cli", "--role", "both", "--model", str(model),
-        "--served-model-name", MODEL, "--port", str(wharf_port), "--", *ENGINE_ARGS,
+        "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(wharf_port),
+        "--", *ENGINE_ARGS,
     ]  # fmt: skip
     router = [
         sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",

@@ -231,6 +231,8 @@ def test_head_and_join_commands_with_distinct_ports_for_one_machine() -> None:
     assert "--block" in head and "--head" in head and "--port=7000" in head
     assert "--address=10.0.0.1:7000" in join and "--head" not in join
     assert "--include-dashboard=false" in head
+    # `ray start` refuses --include-dashboard without --head: the node would never join.
+    assert not any(a.startswith("--include-dashboard") for a in join)
 
     def ports(args: list[str]) -> set[int]:
         return {

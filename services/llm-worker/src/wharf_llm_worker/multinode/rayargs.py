@@ -114,15 +114,11 @@ def ray_start_args(config: RayNodeConfig) -> list[str]:
     """Arguments after ``ray start``. ``--block`` keeps Ray's processes children of ours, so
     stopping this command stops the node; nothing is left running in the background."""
     # No dashboard and no log monitor: fewer processes racing the raylet's fixed wait for its
-    # agent at start, and rank logs go to files of their own.
-    args = [
-        "--block",
-        "--disable-usage-stats",
-        "--include-dashboard=false",
-        "--include-log-monitor=false",
-    ]
+    # agent at start, and rank logs go to files of their own. Only a head takes
+    # --include-dashboard; `ray start` refuses it on a joining node.
+    args = ["--block", "--disable-usage-stats", "--include-log-monitor=false"]
     if config.is_head:
-        args += ["--head", f"--port={config.ray_port}"]
+        args += ["--head", f"--port={config.ray_port}", "--include-dashboard=false"]
     else:
         assert config.head_address is not None
         host, port = split_address(config.head_address, config.ray_port)

@@ -15,9 +15,12 @@ from wharf_llm_worker.multinode.rayargs import RayNodeConfig, ray_start_args
 
 STARTED_MARKER = "Ray runtime started"
 
-# Ray's raylet gives its dashboard agent a fixed ~15 s to come up; on a loaded machine the agent
-# can miss it and the node start fails. A fresh attempt usually succeeds.
-START_ATTEMPTS = 3
+# `ray start` gives up on a node whose raylet has not registered with the GCS within a fixed
+# 30 s (ray/_private/node.py, not configurable), and the raylet gives its dashboard agent a
+# fixed ~15 s. On a loaded 2-core machine (load average 8) a head took three attempts, about
+# 3 minutes, and a joining node started with it spent its attempts before the head was up. A
+# fresh attempt is the only remedy, so a node retries until --start-timeout runs out.
+RETRY_PAUSE_S = 2.0
 
 
 class RayNodeError(RuntimeError):
@@ -45,12 +48,13 @@ class RayNode:
     def start(self, timeout_s: float) -> None:
         """Start the node; returns once Ray reports it running. Raises with Ray's last lines."""
         deadline = time.monotonic() + timeout_s
-        for attempt in range(1, START_ATTEMPTS + 1):
+        while True:
             if self._start_once(deadline):
                 return
             self.stop()
-            if time.monotonic() >= deadline or attempt == START_ATTEMPTS:
+            if time.monotonic() + RETRY_PAUSE_S >= deadline:
                 break
+            time.sleep(RETRY_PAUSE_S)
         role = "head" if self.config.is_head else f"node rank {self.config.node_rank}"
         where = "" if self.config.is_head else f" at {self.config.head_address} (is the leader up?)"
         raise RayNodeError(
