@@ -83,11 +83,15 @@ def installed(kubectl: Kubectl) -> Kubectl:
     objects of its kind can be applied), then the overlay. The fixture CRDs stand for the
     prerequisites (Gateway API, KEDA, cert-manager, ...)."""
     for crds in (str(REPO / "e2e" / "cluster" / "crds"), str(DEPLOY / "base" / "crds")):
-        kubectl("apply", "--server-side", "-k", crds)
+        kubectl("apply", "--server-side", "--force-conflicts", "-k", crds)  # shared: see below
         # `kubectl wait` takes no -k: the built CRDs on stdin.
         wait = ("wait", "--for=condition=Established", "--timeout=60s", "-f", "-")
         kubectl(*wait, stdin=kubectl("kustomize", crds))
-    out = kubectl("apply", "--server-side", "-k", str(DEPLOY / "overlays" / "kind-e2e"))
+    # --force-conflicts: this pytest run's control plane is shared, and other tests applied the
+    # same CRDs under their own field manager (a fresh cluster needs no force)
+    out = kubectl(
+        "apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY / "overlays" / "kind-e2e")
+    )  # fmt: skip
     assert "deployment.apps/wharf-controller serverside-applied" in out
     return kubectl
 

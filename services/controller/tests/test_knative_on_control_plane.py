@@ -240,8 +240,9 @@ async def test_a_workerspec_predictor_gets_a_leader_worker_set(
     got = await wait_for(lws, "the LeaderWorkerSet")
     assert got["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     assert got["spec"]["leaderWorkerTemplate"]["size"] == 2
+    # the children are applied one after another: the Service may follow the LeaderWorkerSet
+    await wait_for(partial(kube.get, "v1", "Service", "llama-predictor", ns), "the Service")
     assert await kube.get("apps/v1", "Deployment", "llama-predictor", ns) is None
-    assert await kube.get("v1", "Service", "llama-predictor", ns) is not None
 
     # what the LeaderWorkerSet controller would write once the group is up
     await Api(kube.api).request(
