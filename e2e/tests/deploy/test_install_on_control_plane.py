@@ -27,7 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from wharf_e2e.cluster import ControlPlane, kubeconfig_text
+from wharf_e2e.cluster import ControlPlane, kubeconfig_text, missing_binaries
+from wharf_e2e.pytest_plugin import CPU_NODE, GPU_NODE
 from wharf_e2e.testing import free_port, wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
@@ -73,6 +74,24 @@ class Kubectl:
 
 
 @pytest.fixture(scope="module")
+def kube_cluster() -> Iterator[ControlPlane]:
+    """A control plane of this module's own: the install is tested on a fresh cluster, as users
+    install it. The session's shared one holds the same CRDs applied by other tests under their
+    own field manager (a conversion webhook on loopback, say), which the overlay's server-side
+    apply cannot take over."""
+    bin_dir = os.environ.get("WHARF_K8S_BIN")
+    if not bin_dir or missing_binaries(Path(bin_dir)):
+        reason = f"no Kubernetes control plane binaries (WHARF_K8S_BIN={bin_dir!r})"
+        if os.environ.get("WHARF_K8S_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with ControlPlane(Path(bin_dir)) as plane:
+        plane.add_fake_node(CPU_NODE)
+        plane.add_fake_node(GPU_NODE, capacity={"nvidia.com/gpu": "8"})
+        yield plane
+
+
+@pytest.fixture(scope="module")
 def kubectl(kube_cluster: ControlPlane, kube_tools: Path) -> Kubectl:
     return Kubectl(kube_tools, kube_cluster.kubeconfig)
 
@@ -83,15 +102,11 @@ def installed(kubectl: Kubectl) -> Kubectl:
     objects of its kind can be applied), then the overlay. The fixture CRDs stand for the
     prerequisites (Gateway API, KEDA, cert-manager, ...)."""
     for crds in (str(REPO / "e2e" / "cluster" / "crds"), str(DEPLOY / "base" / "crds")):
-        kubectl("apply", "--server-side", "--force-conflicts", "-k", crds)  # shared: see below
+        kubectl("apply", "--server-side", "-k", crds)
         # `kubectl wait` takes no -k: the built CRDs on stdin.
         wait = ("wait", "--for=condition=Established", "--timeout=60s", "-f", "-")
         kubectl(*wait, stdin=kubectl("kustomize", crds))
-    # --force-conflicts: this pytest run's control plane is shared, and other tests applied the
-    # same CRDs under their own field manager (a fresh cluster needs no force)
-    out = kubectl(
-        "apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY / "overlays" / "kind-e2e")
-    )  # fmt: skip
+    out = kubectl("apply", "--server-side", "-k", str(DEPLOY / "overlays" / "kind-e2e"))
     assert "deployment.apps/wharf-controller serverside-applied" in out
     return kubectl
 
