@@ -29,6 +29,7 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # nginx allows 4 x 8 KiB, Node 16 KiB; bearer tokens and tracing headers fit many times over
@@ -39,6 +40,28 @@ DEFAULT_HEAD_TIMEOUT_S = 30.0
 DEFAULT_MIN_BODY_RATE = 1024
 DEFAULT_BODY_GRACE_S = 10.0
 _BODY_CHECK_EVERY_S = 1.0
+
+
+class _PauseAwareFlow(FlowControl):
+    """uvicorn's flow control, telling the protocol when it stops and starts reading (it stops
+    when the application has not taken the body it holds), so that the body's clock runs only
+    while the client is the one being waited on."""
+
+    def __init__(self, transport: asyncio.Transport, on_reading: Any) -> None:
+        super().__init__(transport)
+        self._on_reading = on_reading
+
+    def pause_reading(self) -> None:
+        was_paused = self.read_paused
+        super().pause_reading()
+        if not was_paused:
+            self._on_reading(False)
+
+    def resume_reading(self) -> None:
+        was_paused = self.read_paused
+        super().resume_reading()
+        if was_paused:
+            self._on_reading(True)
 
 
 class HeadTooLarge(Exception):
@@ -53,6 +76,7 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
     body_grace_s: ClassVar[float] = DEFAULT_BODY_GRACE_S
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
+    _in_body = False  # between the end of a head and the end of its body
     _body_since = 0.0  # when the current measure of the body's rate started
     _body_bytes = 0  # body bytes received since then
     _in_head = True  # between requests, or reading a request line and its headers
@@ -63,6 +87,7 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _PauseAwareFlow(transport, self._reading_changed)
         self._start_head_timer()  # a connection that never sends a whole head is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -100,13 +125,16 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         self._heads_done += 1
         self._read_in_head = 0
         super().on_headers_complete()
-        self._start_body_clock(self.body_grace_s)
+        self._in_body = True
+        if not self.flow.read_paused:
+            self._start_body_clock(self.body_grace_s)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         self._stop_body_clock()
         super().on_message_complete()
         self._in_head = True
@@ -146,13 +174,17 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
             self._body_timer.cancel()
             self._body_timer = None
 
+    def _reading_changed(self, reading: bool) -> None:
+        """The application's delay is not the client's: no clock while reading is paused, and
+        a fresh measure (with its grace) once it resumes."""
+        if not reading:
+            self._stop_body_clock()
+        elif self._in_body and not self.transport.is_closing():
+            self._start_body_clock(self.body_grace_s)
+
     def _check_body_rate(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
-            return
-        flow: Any = getattr(self, "flow", None)
-        if flow is not None and flow.read_paused:
-            self._start_body_clock(self.body_grace_s)  # the application's delay: start again
+        if self.transport.is_closing() or not self._in_body:
             return
         elapsed = self.loop.time() - self._body_since
         if self._body_bytes < self.min_body_rate * elapsed:
