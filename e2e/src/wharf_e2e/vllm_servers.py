@@ -228,9 +228,9 @@ class WorkerPool:
             ]
             if missing:
                 # An engine that loads next to idle P/D workers (their KV connector polls) can
-                # stall for many minutes on 2 cores: the kinds this test does not ask for stop
-                # first, and start again when a later test asks for them.
-                for key in [k for k in self._workers if k not in keys]:
+                # stall for many minutes on 2 cores, while engines that load together start:
+                # every running worker stops, and the kinds asked for start together.
+                for key in list(self._workers):
                     for worker in self._workers.pop(key):
                         worker.stop()
             starting: list[VllmWorker] = []
