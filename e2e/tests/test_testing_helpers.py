@@ -9,13 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from wharf_e2e.testing import free_port, until, wait_until
+from wharf_e2e.testing import free_port, quiet_port, until, wait_until
 
 
 def test_free_port_can_be_bound() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_quiet_ports_lie_below_the_ephemeral_range_and_differ() -> None:
+    # Ports the kernel hands out at random start at the range's first port; a quiet port must
+    # lie below it, or a process binding port 0 may take it before the server binds it.
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [quiet_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(1024 <= port < start for port in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))
 
 
 def test_wait_until_returns_the_value_and_retries_errors() -> None:

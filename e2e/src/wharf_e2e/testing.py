@@ -1,4 +1,4 @@
-"""Helpers every test suite shares: a free port, and waiting on a condition instead of a clock.
+"""Helpers every test suite shares: free ports, and waiting on a condition instead of a clock.
 
 Tests wait for what they need to see (`wait_until`, `until`), bounded by a timeout that only
 turns a hang into a clear failure; they never sleep a fixed time and count what happened.
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import random
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -30,6 +32,39 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def quiet_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port below the kernel's ephemeral range, never the same twice in a process.
+
+    For a server that binds its port late (vLLM's NIXL side channel binds once the engine has
+    loaded): a port from `free_port` lies in the ephemeral range, where the other engines loading
+    beside it take random ports for their own sockets, and one of them may take it first."""
+    top = _ephemeral_start()
+    bottom = max(1024, top - 12000)
+    for _ in range(200):
+        port = random.randrange(bottom, top)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {bottom}-{top} on {host}")
 
 
 def wait_until(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from wharf_e2e.testing import die_with_parent, free_port
+from wharf_e2e.testing import die_with_parent, quiet_port
 
 # Started alone on an idle 2-core machine a worker is up in 70-155 s; three at once, or next to
 # other test jobs, take several times longer. This only turns a hang into a failure with the log.
@@ -77,7 +77,7 @@ class VllmWorker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.port = free_port()
+        self.port = quiet_port()
         self.side_channel_port: int | None = None
         args = [
             "--role", spec.role, "--model", str(spec.model_dir),
@@ -87,8 +87,9 @@ class VllmWorker:
             args += ["--kv-transfer", spec.kv_transfer]
         uses_nixl = spec.kv_transfer == "nixl" or (spec.kv_transfer is None and spec.role != "both")
         if uses_nixl:
-            # NIXL's side channel defaults to 5600 for every worker: two on one host clash.
-            self.side_channel_port = free_port()
+            # NIXL's side channel defaults to 5600 for every worker: two on one host clash. It
+            # binds once the engine has loaded, so its port must be one no engine takes at random.
+            self.side_channel_port = quiet_port()
             args += ["--kv-side-channel-port", str(self.side_channel_port)]
         self.command = [
             sys.executable, "-m", "wharf_llm_worker.cli", *args, *spec.extra_worker_args,
