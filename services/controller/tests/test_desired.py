@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from wharf_api import parse_object
+from wharf_api.autoscaling import standard_autoscaler
 from wharf_api.config import InferenceServiceConfig, from_configmap_data
 from wharf_api.plan import StorageMount, plan_inference_service
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_controller.desired import Inputs, expected_children
 from wharf_controller.desired.meta import owner_reference
-from wharf_controller.desired.scaling import autoscaler_for
 from wharf_controller.desired.storage import SECRETS_DIR, credential_refs, pod_storage
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -122,8 +122,8 @@ def test_the_autoscaler_follows_the_class_the_metrics_and_a_fixed_size() -> None
         "name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}
     }  # fmt: skip
     assert (
-        autoscaler_for(
-            plan_inference_service(isvc(), [], [_runtime()]).components[0],
+        standard_autoscaler(
+            plan_inference_service(isvc(), [], [_runtime()]).components[0].scaling,
             {"serving.kserve.io/autoscalerClass": "external"},
         )
         == "external"

@@ -6,25 +6,36 @@ P% (tag `latest`) and the last rolled-out one 100-P% (tag `prev`); without it th
 revision gets everything. A revision that receives 100% becomes the latest rolled-out one and
 the one it replaces becomes the previous rolled-out one (KServe's `PropagateStatus`), so
 promotion is removing the percent (or setting 100) and rollback is setting 0.
+
+On a cluster Knative names the revisions, so the controller states the same split by reference
+(`knative_traffic`): the latest revision (`latestRevision: true`) and the last rolled-out one
+by name from the InferenceService's status. The tags are set only when the InferenceService has
+`serving.kserve.io/enable-tag-routing: "true"`, as KServe does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from wharf_api.names import revision_name
 
 __all__ = [
+    "TAG_ROUTING_ANNOTATION",
+    "KnativeTrafficTarget",
     "RolloutState",
     "TrafficTarget",
     "after_traffic",
+    "knative_traffic",
     "revision_name",
     "revisions_in_use",
+    "tag_routing",
     "traffic_targets",
 ]
 
 Tag = Literal["latest", "prev"]
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 
 
 @dataclass(frozen=True)
@@ -85,3 +96,33 @@ def revisions_in_use(state: RolloutState, targets: tuple[TrafficTarget, ...]) ->
     if not keep and state.latest_ready is not None:
         keep.add(state.latest_ready)
     return frozenset(keep)
+
+
+@dataclass(frozen=True)
+class KnativeTrafficTarget:
+    """One entry of a Knative Service's `spec.traffic`: the latest revision, or one by name."""
+
+    percent: int
+    latest_revision: bool
+    revision_name: str | None = None
+    tag: Tag | None = None
+
+
+def tag_routing(annotations: Mapping[str, str]) -> bool:
+    """Whether the traffic targets carry the `latest`/`prev` tags (KServe's annotation)."""
+    return annotations.get(TAG_ROUTING_ANNOTATION, "").lower() == "true"
+
+
+def knative_traffic(
+    canary_percent: int | None, latest_rolledout: str | None, *, tags: bool
+) -> tuple[KnativeTrafficTarget, ...]:
+    """A component's Knative traffic: with a canary percent and a revision already rolled out,
+    the latest revision gets the percent and the rolled-out one the rest; otherwise the latest
+    gets everything."""
+    if canary_percent is not None and latest_rolledout:
+        pct = max(0, min(100, canary_percent))
+        return (
+            KnativeTrafficTarget(pct, True, tag="latest" if tags else None),
+            KnativeTrafficTarget(100 - pct, False, latest_rolledout, "prev" if tags else None),
+        )
+    return (KnativeTrafficTarget(100, True, tag="latest" if tags else None),)

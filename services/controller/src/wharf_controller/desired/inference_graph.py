@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from wharf_api.autoscaling import standard_autoscaler
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.names import (
     APP_LABEL,
@@ -29,7 +30,7 @@ from wharf_controller.desired.routing import (
     expected_http_route,
     expected_ingress,
 )
-from wharf_controller.desired.scaling import autoscaler_for, expected_hpa, expected_scaled_object
+from wharf_controller.desired.scaling import expected_hpa, expected_scaled_object
 
 JSON = dict[str, Any]
 
@@ -226,7 +227,7 @@ def expected_graph_children(
     plan = router_plan(graph, config)
     comp = plan.components[0]
     annotations: Mapping[str, str] = graph.metadata.annotations or {}
-    autoscaler = autoscaler_for(comp, annotations)
+    autoscaler = standard_autoscaler(comp.scaling, annotations)
     namespace, labels = plan.namespace, router_labels(graph)
     children = [
         expected_router_deployment(

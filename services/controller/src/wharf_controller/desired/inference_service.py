@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wharf_api.autoscaling import standard_autoscaler
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, isvc_labels, selector_labels
 from wharf_api.plan import ComponentPlan, ServicePlan
@@ -19,7 +20,7 @@ from wharf_api.resources.cluster_storage_container import ClusterStorageContaine
 from wharf_controller.desired.knative import expected_knative_service
 from wharf_controller.desired.leader_worker_set import expected_leader_worker_set
 from wharf_controller.desired.routing import expected_http_route, expected_ingress
-from wharf_controller.desired.scaling import autoscaler_for, expected_hpa, expected_scaled_object
+from wharf_controller.desired.scaling import expected_hpa, expected_scaled_object
 from wharf_controller.desired.storage import CredentialRefs, pod_storage
 from wharf_controller.desired.workload import (
     WorkloadError,
@@ -64,7 +65,6 @@ def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
     labels = isvc_labels(isvc.name, comp.component)
     selector = selector_labels(isvc.name, comp.component)
     annotations: Mapping[str, str] = isvc.metadata.annotations or {}
-    autoscaler = autoscaler_for(comp, annotations)
     storage = pod_storage(
         comp.storage if comp.component == "predictor" else (),
         config,
@@ -79,8 +79,7 @@ def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
             f"spec.{comp.component}.workerSpec: multi-node predictors run in Standard mode only"
         )
     multi_node = comp.worker is not None
-    if multi_node and autoscaler not in ("none", "external"):
-        autoscaler = "none"  # KServe: a multi-node predictor is not autoscaled
+    autoscaler = standard_autoscaler(comp.scaling, annotations, multi_node=multi_node)
     deployment = expected_deployment(
         comp,
         namespace,

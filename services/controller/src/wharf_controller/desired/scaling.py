@@ -1,36 +1,20 @@
-"""Which autoscaler a component gets in Standard mode, and its object (pure).
+"""A component's HorizontalPodAutoscaler or KEDA ScaledObject in Standard mode (pure).
 
-KServe's `serving.kserve.io/autoscalerClass`: `hpa` (default) makes a HorizontalPodAutoscaler on
-cpu or memory; `keda` (or any `External`/`PodMetric` entry in `autoScaling.metrics`) makes a KEDA
-ScaledObject; `external` and `none` make nothing and leave replicas to someone else or fixed.
+Which of them (or none) is `wharf_api.autoscaling.standard_autoscaler`, KServe's
+`serving.kserve.io/autoscalerClass` rule; this module writes the chosen object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
+from wharf_api.autoscaling import RESOURCE_METRICS
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.plan import ComponentPlan
 from wharf_controller.desired.meta import child
 
 JSON = dict[str, Any]
-AUTOSCALER_CLASS_ANNOTATION = "serving.kserve.io/autoscalerClass"
-Autoscaler = Literal["hpa", "keda", "external", "none"]
-RESOURCE_METRICS = ("cpu", "memory")
-
-
-def autoscaler_for(plan: ComponentPlan, annotations: Mapping[str, str]) -> Autoscaler:
-    wanted = annotations.get(AUTOSCALER_CLASS_ANNOTATION, "hpa").lower()
-    metrics = (plan.scaling.auto_scaling or {}).get("metrics") or []
-    if wanted in ("external", "none"):
-        return wanted  # type: ignore[return-value]
-    if wanted == "keda" or any(m.get("type") in ("External", "PodMetric") for m in metrics):
-        return "keda"
-    # a fixed size needs no autoscaler (KServe leaves the HPA out when min == max)
-    if plan.scaling.max_replicas and plan.scaling.max_replicas == plan.scaling.min_replicas:
-        return "none"
-    return "hpa"
 
 
 def _resource_metrics(plan: ComponentPlan, config: InferenceServiceConfig) -> list[JSON]:
