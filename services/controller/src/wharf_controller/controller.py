@@ -27,6 +27,7 @@ from wharf_api.config import (
 )
 from wharf_api.credentials import CredentialsError
 from wharf_api.defaulting import deployment_mode
+from wharf_api.multinode import runtime_worker_spec
 from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wharf_api.plan import PlanError, plan_inference_service
 from wharf_api.resources import ClusterServingRuntime, InferenceService, ServingRuntime
@@ -70,7 +71,6 @@ from wharf_controller.render import (
     RENDERED_MODES,
     Catalog,
     render_service,
-    runtime_worker_spec,
 )
 from wharf_controller.status import failed_status, knative_status, standard_status
 
@@ -321,7 +321,7 @@ class Controller:
                     mode=mode,
                     status=previous,
                     runtime_worker=runtime_worker_spec(
-                        plan.components[0], catalog.runtimes, catalog
+                        plan.components[0], catalog.runtimes, catalog.cluster_runtimes
                     ),
                 )
             )

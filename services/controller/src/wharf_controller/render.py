@@ -17,8 +17,9 @@ from wharf_api import default, parse_object, validate
 from wharf_api.config import CONFIGMAP_NAME, InferenceServiceConfig, from_mapping
 from wharf_api.defaulting import deployment_mode, normalize_deployment_mode
 from wharf_api.graph import Endpoint, model_name, resolve_steps
+from wharf_api.multinode import runtime_worker_spec
 from wharf_api.names import cluster_url
-from wharf_api.plan import ComponentPlan, plan_inference_service
+from wharf_api.plan import plan_inference_service
 from wharf_api.resources import (
     ClusterServingRuntime,
     InferenceService,
@@ -118,25 +119,11 @@ def render_service(
             owner=owner,
             mode=chosen,
             status=status,
-            runtime_worker=runtime_worker_spec(plan.components[0], runtimes, catalog),
+            runtime_worker=runtime_worker_spec(
+                plan.components[0], runtimes, catalog.cluster_runtimes
+            ),
         )
     )
-
-
-def runtime_worker_spec(
-    predictor: ComponentPlan, runtimes: Sequence[ServingRuntime], catalog: Catalog
-) -> JSON | None:
-    """The selected runtime's `workerSpec` as JSON, for a multi-node predictor (else None)."""
-    if predictor.worker is None or not predictor.runtime:
-        return None
-    pool: Sequence[ServingRuntime | ClusterServingRuntime] = (
-        runtimes if predictor.runtime_kind == "ServingRuntime" else catalog.cluster_runtimes
-    )
-    found = next((r for r in pool if r.metadata.name == predictor.runtime), None)
-    if found is None or found.spec.worker_spec is None:
-        return None
-    dumped: JSON = found.spec.worker_spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return dumped
 
 
 def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = None) -> list[JSON]:

@@ -8,11 +8,12 @@ and one HTTPRoute or Ingress for the service. Knative mode: per component a Knat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from wharf_api.autoscaling import standard_autoscaler
 from wharf_api.config import InferenceServiceConfig
+from wharf_api.multinode import MultiNodeError, worker_container, worker_pod_fields
 from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, isvc_labels, selector_labels
 from wharf_api.plan import ComponentPlan, ServicePlan
 from wharf_api.resources import InferenceService
@@ -114,48 +115,23 @@ def _component_children(inputs: Inputs, comp: ComponentPlan) -> list[JSON]:
     return out
 
 
-def _worker_container(inputs: Inputs, comp: ComponentPlan) -> JSON:
-    """The runtime's worker container with the service's workerSpec container over it."""
-    rt = inputs.runtime_worker or {}
-    base: JSON = dict((rt.get("containers") or [{}])[0])
-    own = comp.worker.container if comp.worker is not None else None
-    if own is not None:
-        image = own.image or base.get("image")
-        rendered = render_container(replace(own, image=image), comp, inputs.config)
-        env = {e["name"]: e for e in [*(base.get("env") or []), *(rendered.get("env") or [])]}
-        base = {**base, **{k: v for k, v in rendered.items() if k != "ports"}}
-        if env:
-            base["env"] = list(env.values())
-        if not own.resources and rt.get("containers"):
-            base["resources"] = rt["containers"][0].get("resources") or base["resources"]
-    if not base.get("image"):
-        raise WorkloadError(
-            f"spec.{comp.component}.workerSpec: no worker container image "
-            "(give workerSpec.containers, or use a runtime with a workerSpec)"
-        )
-    base.setdefault("name", "worker-container")
-    return base
-
-
 def _leader_worker_set(inputs: Inputs, comp: ComponentPlan, deployment: JSON) -> JSON:
     assert comp.worker is not None
-    pod = comp.worker.pod
-    worker_pod: JSON = {}
-    if pod.node_selector:
-        worker_pod["nodeSelector"] = pod.node_selector
-    if pod.tolerations:
-        worker_pod["tolerations"] = list(pod.tolerations)
-    if pod.affinity:
-        worker_pod["affinity"] = pod.affinity
-    volumes = [*((inputs.runtime_worker or {}).get("volumes") or []), *pod.volumes]
-    if volumes:
-        worker_pod["volumes"] = volumes
+    try:
+        worker = worker_container(
+            comp.component,
+            comp.worker,
+            inputs.runtime_worker,
+            lambda c: render_container(c, comp, inputs.config),
+        )
+    except MultiNodeError as exc:
+        raise WorkloadError(str(exc)) from None
     return expected_leader_worker_set(
         comp,
         inputs.isvc.name,
         deployment,
-        _worker_container(inputs, comp),
-        worker_pod,
+        worker,
+        worker_pod_fields(comp.worker, inputs.runtime_worker),
         inputs.runtime_worker,
     )
 

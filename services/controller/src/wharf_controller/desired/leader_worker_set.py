@@ -1,13 +1,13 @@
 """A multi-node predictor (`predictor.workerSpec`) as a LeaderWorkerSet, pure.
 
 One group of `pipelineParallelSize` pods: the leader runs the predictor container (the Ray head
-and the model server of the multi-node runtime), each worker the runtime's `workerSpec`
-container (a Ray worker joining the head), one pipeline stage per pod, `tensorParallelSize`
-ranks in each. Both get `TENSOR_PARALLEL_SIZE`, `PIPELINE_PARALLEL_SIZE` and `HEAD_SVC`, the
-environment KServe's multi-node huggingface runtime reads. Sizes come from the
-InferenceService's workerSpec, else the runtime's, else 1. The group is recreated when one of
-its pods restarts (a pipeline cannot lose a stage), and it is not autoscaled (KServe requires
-`autoscalerClass: none` for multi-node): it runs `minReplicas` groups.
+and the model server of the multi-node runtime), each worker the worker container (a Ray worker
+joining the head), one pipeline stage per pod, `tensorParallelSize` ranks in each. KServe's
+rules (the sizes, the shared environment, the worker container merge and the worker pod's own
+fields) are `wharf_api.multinode`; this module writes the LeaderWorkerSet. The group is
+recreated when one of its pods restarts (a pipeline cannot lose a stage), and it is not
+autoscaled (KServe requires `autoscalerClass: none` for multi-node): it runs `minReplicas`
+groups.
 
 The per-replica subdomain policy gives each group its own headless Service
 (`NAME-predictor-G`), so the component's ClusterIP Service keeps the name `NAME-predictor`; the
@@ -21,6 +21,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from wharf_api.multinode import multinode_env, parallel_sizes
 from wharf_api.names import COMPONENT_LABEL, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wharf_api.plan import ComponentPlan
 from wharf_controller.desired.meta import child
@@ -29,24 +30,6 @@ JSON = dict[str, Any]
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
 WORKER_COMPONENT = "worker"
-
-
-def parallel_sizes(
-    plan: ComponentPlan, runtime_worker: Mapping[str, Any] | None
-) -> tuple[int, int]:
-    """(tensor, pipeline) parallel sizes: the service's workerSpec, the runtime's, else 1."""
-    worker = plan.worker
-    rt = runtime_worker or {}
-    tensor = (worker.tensor_parallel_size if worker else None) or rt.get("tensorParallelSize") or 1
-    pipeline = (
-        (worker.pipeline_parallel_size if worker else None) or rt.get("pipelineParallelSize") or 1
-    )
-    return int(tensor), int(pipeline)
-
-
-def head_service(name: str) -> str:
-    """The leader of group 0 through its group's headless Service (see the module docstring)."""
-    return f"{name}-0.{name}-0"
 
 
 def _with_env(container: JSON, env: list[JSON]) -> JSON:
@@ -74,12 +57,8 @@ def expected_leader_worker_set(
     container (already merged and rendered) and the worker pod's own fields."""
     meta = deployment["metadata"]
     name = meta["name"]
-    tensor, pipeline = parallel_sizes(plan, runtime_worker)
-    env = [
-        {"name": "TENSOR_PARALLEL_SIZE", "value": str(tensor)},
-        {"name": "PIPELINE_PARALLEL_SIZE", "value": str(pipeline)},
-        {"name": "HEAD_SVC", "value": head_service(name)},
-    ]
+    tensor, pipeline = parallel_sizes(plan.worker, runtime_worker)
+    env = [{"name": k, "value": v} for k, v in multinode_env(name, tensor, pipeline)]
     leader = deployment["spec"]["template"]
     leader_spec = dict(leader["spec"])
     leader_spec["containers"] = [_with_env(c, env) for c in leader_spec["containers"]]
