@@ -25,7 +25,8 @@ from wharf_api.config import (
     InferenceServiceConfig,
     from_configmap_data,
 )
-from wharf_api.credentials import CredentialsError
+from wharf_api.credential_refs import secrets_to_read
+from wharf_api.credentials import CredentialsError, CredentialSettings
 from wharf_api.defaulting import deployment_mode
 from wharf_api.multinode import runtime_worker_spec
 from wharf_api.names import ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL
@@ -377,14 +378,9 @@ class Controller:
         namespace = isvc.metadata.namespace or "default"
         sa_name = isvc.spec.predictor.service_account_name or "default"
         account = await self.api.get(SERVICE_ACCOUNT, sa_name, namespace)
-        names = {s.get("name") for s in (account or {}).get("secrets") or []}
-        names |= {s.get("name") for s in (account or {}).get("imagePullSecrets") or []}
-        annotation = self.config.credentials.storage_secret_name_annotation
-        chosen = (isvc.metadata.annotations or {}).get(annotation)
-        if chosen:
-            names.add(chosen)
+        settings = CredentialSettings.from_config(self.config.credentials.model_dump(by_alias=True))
         secrets = []
-        for secret_name in sorted(n for n in names if n):
+        for secret_name in secrets_to_read(uri, account, isvc.metadata.annotations, settings):
             found = await self.api.get(SECRET, secret_name, namespace)
             if found is not None:
                 secrets.append(found)

@@ -22,7 +22,8 @@ from wharf_api.config import (
     InferenceServiceConfig,
     from_configmap_data,
 )
-from wharf_api.credentials import CredentialsError
+from wharf_api.credential_refs import secrets_to_read
+from wharf_api.credentials import CredentialsError, CredentialSettings
 from wharf_api.llm import LLMPlan, LLMPlanError
 from wharf_api.resources import LLMInferenceServiceConfig
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
@@ -318,28 +319,24 @@ class LLMController:
         await self._write_status(obj, self._status(plan, inputs, desired, generation, previous))
 
     async def _credentials(self, plan: LLMPlan, obj: Mapping[str, Any]) -> CredentialRefs | None:
-        """The model download's credentials, as for an InferenceService: the Secrets of the
-        pods' ServiceAccount (default `default`), or the one named by the annotation
-        `serving.kserve.io/storageSecretName`. Read by GET each reconcile, never cached."""
+        """The model download's credentials, as for an InferenceService: the Secrets
+        `wharf_api.credential_refs.secrets_to_read` names for the pods' ServiceAccount (default
+        `default`). Read by GET each reconcile, never cached."""
         downloads = [m for m in plan.storage if not m.uri.startswith("pvc://")]
         if not plan.storage_initializer or not downloads:
             return None
         pod = plan.main.leader or plan.main.worker
         account_name = (pod.service_account_name if pod is not None else None) or "default"
         account = await self.api.get(SERVICE_ACCOUNT, account_name, plan.namespace)
-        names = {s.get("name") for s in (account or {}).get("secrets") or []}
         annotations = obj["metadata"].get("annotations") or {}
-        chosen = annotations.get(self.config.credentials.storage_secret_name_annotation)
-        if chosen:
-            names.add(chosen)
+        settings = CredentialSettings.from_config(self.config.credentials.model_dump(by_alias=True))
         secrets = []
-        for secret_name in sorted(n for n in names if n):
+        uri = downloads[0].uri
+        for secret_name in secrets_to_read(uri, account, annotations, settings):
             found = await self.api.get(SECRET, secret_name, plan.namespace)
             if found is not None:
                 secrets.append(found)
-        return credential_refs(
-            downloads[0].uri, account, secrets, annotations=annotations, config=self.config
-        )
+        return credential_refs(uri, account, secrets, annotations=annotations, config=self.config)
 
     def _status(
         self,

@@ -3,9 +3,9 @@
 
 Which image downloads a URI is the ClusterStorageContainer that supports it
 (`wharf_api.storage_containers`), else `storageInitializer.image` of the config. Credentials are
-those `wharf_api.credentials` finds for the ServiceAccount; on a cluster a value that comes from a
-Secret is referenced (`secretKeyRef`), never copied into the pod spec, and a credential file is
-the Secret mounted as a volume.
+those `wharf_api.credentials` finds for the ServiceAccount, by reference to their Secrets
+(`wharf_api.credential_refs`): a value that comes from a Secret is a `secretKeyRef`, never
+copied into the pod spec, and a credential file is the Secret mounted as a volume.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wharf_api.config import InferenceServiceConfig
-from wharf_api.credentials import (
-    CredentialSettings,
-    StorageCredentials,
-    parse_secret,
-    storage_credentials,
-)
+from wharf_api.credential_refs import credential_references
+from wharf_api.credentials import CredentialSettings, storage_credentials
 from wharf_api.plan import StorageMount
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_api.storage_containers import select_storage_container
@@ -59,9 +55,10 @@ def credential_refs(
     annotations: Mapping[str, str] | None,
     config: InferenceServiceConfig,
 ) -> CredentialRefs:
-    """KServe's credential rules (`wharf_api.credentials`), rendered for a pod."""
+    """KServe's credential rules (`wharf_api.credentials`) by reference to their Secrets
+    (`wharf_api.credential_refs`), written as a pod spec takes them."""
     settings = CredentialSettings.from_config(config.credentials.model_dump(by_alias=True))
-    found: StorageCredentials = storage_credentials(
+    found = storage_credentials(
         storage_uri,
         service_account,
         secrets,
@@ -69,35 +66,19 @@ def credential_refs(
         annotations=annotations,
         settings=settings,
     )
-    used = {s.name: s for s in map(parse_secret, secrets) if s.name in found.secrets_used}
-    env: list[JSON] = []
-    for name, value in sorted(found.env.items()):
-        ref = next(
-            (
-                {"secretKeyRef": {"name": secret.name, "key": key}}
-                for secret in used.values()
-                for key, raw in sorted(secret.data.items())
-                if raw == value.encode("utf-8")
-            ),
-            None,
-        )
-        env.append({"name": name, "valueFrom": ref} if ref else {"name": name, "value": value})
-    volumes: list[JSON] = []
-    mounts: list[JSON] = []
-    notes = list(found.notes)
-    for secret_file in found.files:
-        owner = secret_file.path.removeprefix(SECRETS_DIR + "/").split("/", 1)[0]
-        if owner not in used:
-            # a file merged from several Secrets (oci:// registry logins) has no one Secret
-            notes.append(
-                f"{secret_file.path}: merged credential files are not mounted on a cluster"
-            )
-            continue
-        volume = f"storage-secret-{owner}"[:63]
-        if all(v["name"] != volume for v in volumes):
-            volumes.append({"name": volume, "secret": {"secretName": owner, "defaultMode": 0o400}})
-            mounts.append({"name": volume, "mountPath": f"{SECRETS_DIR}/{owner}", "readOnly": True})
-    return CredentialRefs(tuple(env), tuple(volumes), tuple(mounts), tuple(notes))
+    refs = credential_references(found, secrets, secrets_dir=SECRETS_DIR)
+    env: list[JSON] = [
+        {"name": e.name, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+        if (ref := e.secret_ref) is not None
+        else {"name": e.name, "value": e.value}
+        for e in refs.env
+    ]
+    volumes = [
+        {"name": m.volume, "secret": {"secretName": m.secret, "defaultMode": 0o400}}
+        for m in refs.mounts
+    ]
+    mounts = [{"name": m.volume, "mountPath": m.mount_path, "readOnly": True} for m in refs.mounts]
+    return CredentialRefs(tuple(env), tuple(volumes), tuple(mounts), refs.notes)
 
 
 def _pvc(uri: str) -> tuple[str, str] | None:
