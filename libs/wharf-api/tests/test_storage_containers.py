@@ -9,11 +9,13 @@ import pytest
 import yaml
 
 from wharf_api import parse_object
+from wharf_api.config import StorageInitializerConfig
 from wharf_api.resources import ClusterStorageContainer
 from wharf_api.storage_containers import (
     LOCAL_MODEL_DOWNLOAD_JOB,
     StorageContainerError,
     select_storage_container,
+    storage_initializer,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -106,3 +108,40 @@ def test_invalid_regex_names_the_container() -> None:
     bad = _csc("broken", [{"regex": "("}])
     with pytest.raises(StorageContainerError, match=r"broken.*regex"):
         select_storage_container("s3://b/m", [bad])
+
+
+def test_the_storage_initializer_is_the_chosen_container_over_the_config() -> None:
+    config = StorageInitializerConfig()
+    hf = _csc("hf", [{"prefix": "hf://"}])
+    chosen = storage_initializer("hf://org/model", [hf], config)
+    assert chosen.image == "example/hf"
+    assert chosen.base["name"] == "storage-initializer"
+    # the container gives no resources: the config's
+    assert chosen.resources == {
+        "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
+        "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
+    }
+
+
+def test_without_a_supporting_container_the_config_downloads() -> None:
+    config = StorageInitializerConfig(image="example/default:1")
+    chosen = storage_initializer("s3://b/m", [_csc("hf", [{"prefix": "hf://"}])], config)
+    assert (chosen.image, chosen.base) == ("example/default:1", {})
+
+
+def test_the_containers_own_resources_are_kept() -> None:
+    own = {"limits": {"cpu": "2"}}
+    obj = parse_object(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ClusterStorageContainer",
+            "metadata": {"name": "s3"},
+            "spec": {
+                "container": {"name": "dl", "image": "example/s3", "resources": own},
+                "supportedUriFormats": [{"prefix": "s3://"}],
+            },
+        }
+    )
+    assert isinstance(obj, ClusterStorageContainer)
+    chosen = storage_initializer("s3://b/m", [obj], StorageInitializerConfig())
+    assert chosen.resources == own

@@ -1,8 +1,9 @@
 """The model download of a serving pod: the storage-initializer init container, the volume at
 `/mnt/models`, and the credentials it reads (as KServe's pod webhook injects them).
 
-Which image downloads a URI is the ClusterStorageContainer that supports it
-(`wharf_api.storage_containers`), else `storageInitializer.image` of the config. Credentials are
+Which container downloads a URI is the ClusterStorageContainer that supports it, with the
+config's `storageInitializer` image and resources where it gives none
+(`wharf_api.storage_containers.storage_initializer`). Credentials are
 those `wharf_api.credentials` finds for the ServiceAccount, by reference to their Secrets
 (`wharf_api.credential_refs`): a value that comes from a Secret is a `secretKeyRef`, never
 copied into the pod spec, and a credential file is the Secret mounted as a volume.
@@ -19,7 +20,7 @@ from wharf_api.credential_refs import credential_references
 from wharf_api.credentials import CredentialSettings, storage_credentials
 from wharf_api.plan import StorageMount
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
-from wharf_api.storage_containers import select_storage_container
+from wharf_api.storage_containers import storage_initializer
 
 JSON = dict[str, Any]
 
@@ -132,22 +133,15 @@ def _init_container(
     containers: Sequence[ClusterStorageContainer],
     creds: CredentialRefs,
 ) -> JSON:
-    si = config.storage_initializer
-    chosen = select_storage_container(downloads[0][0], containers)
-    base: JSON = {}
-    if chosen is not None and chosen.spec.container is not None:
-        base = chosen.spec.container.model_dump(by_alias=True, exclude_none=True, mode="json")
+    chosen = storage_initializer(downloads[0][0], containers, config.storage_initializer)
+    base = chosen.base
     args = [part for uri, path, _ in downloads for part in (uri, path)]
     container: JSON = {
         **base,
         "name": INIT_CONTAINER_NAME,
-        "image": base.get("image") or si.image,
+        "image": chosen.image,
         "args": args,
-        "resources": base.get("resources")
-        or {
-            "requests": {"cpu": si.cpu_request, "memory": si.memory_request},
-            "limits": {"cpu": si.cpu_limit, "memory": si.memory_limit},
-        },
+        "resources": chosen.resources,
         "volumeMounts": [
             *[{"name": volume, "mountPath": path} for _, path, volume in downloads],
             *creds.mounts,
