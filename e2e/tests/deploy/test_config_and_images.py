@@ -34,14 +34,6 @@ SERVICES = (
 SCHEME = re.compile(
     r"ghcr\.io/wharf-serving/(?P<service>[a-z0-9-]+):(?P<tag>\d+\.\d+\.\d+)(@sha256:[0-9a-f]{64})?"
 )
-# Known departures, fixed outside deploy/: strict xfails, so the fix turns them into failures
-# that ask for this entry to go.
-KNOWN = {
-    "ghcr.io/wharf-serving/agent:0.1.0": (
-        "wharf_api.config names the KServe agent sidecar's image `agent` (logger, batcher, "
-        "agent keys of the ConfigMap); the scheme's name is `model-agent`"
-    ),
-}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -118,16 +110,7 @@ def test_references_are_found() -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "image"),
-    [
-        pytest.param(
-            f,
-            i,
-            id=f"{f}:{i}",
-            marks=[pytest.mark.xfail(reason=KNOWN[i], strict=True)] if i in KNOWN else [],
-        )
-        for f, i in sorted(set(REFERENCES))
-    ],
+    ("where", "image"), [pytest.param(f, i, id=f"{f}:{i}") for f, i in sorted(set(REFERENCES))]
 )
 def test_image_follows_the_scheme(where: str, image: str) -> None:
     match = SCHEME.fullmatch(image)

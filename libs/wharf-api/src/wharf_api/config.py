@@ -38,7 +38,10 @@ class _Section(BaseModel):
 class _Sidecar(_Section):
     """An image KServe runs beside or before the model, with its requests and limits."""
 
-    image: str = "ghcr.io/wharf-serving/agent:0.1.0"
+    # KServe's `agent`, `logger` and `batcher` keys name its agent sidecar (payload logger,
+    # batcher, model puller). Wharf's model server does that work in-process, so these keys
+    # name the model-server image: one that exists and follows ghcr.io/wharf-serving/<service>.
+    image: str = "ghcr.io/wharf-serving/model-server:0.1.0"
     memory_request: str = "100Mi"
     memory_limit: str = "1Gi"
     cpu_request: str = "100m"
