@@ -16,7 +16,7 @@ from wharf_e2e.testing import free_port
 async def test_health_readiness_and_metrics_endpoints() -> None:
     metrics = Metrics()
     metrics.reconciles.labels("InferenceService", "success").inc()
-    metrics.queue_depth.set(3)
+    metrics.queue_depth.labels("InferenceService").set(3)
     metrics.latency.labels("InferenceService").observe(0.01)
     ready = {"value": False}
     runner = web.AppRunner(health_app(metrics.registry, lambda: True, lambda: ready["value"]))
@@ -33,7 +33,7 @@ async def test_health_readiness_and_metrics_endpoints() -> None:
     finally:
         await runner.cleanup()
     assert 'wharf_controller_reconciles_total{kind="InferenceService",result="success"} 1.0' in text
-    assert "wharf_controller_queue_depth 3.0" in text
+    assert 'wharf_controller_queue_depth{kind="InferenceService"} 3.0' in text
     assert "wharf_controller_reconcile_seconds_bucket" in text
 
 

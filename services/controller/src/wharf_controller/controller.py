@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +65,7 @@ from wharf_controller.kube.api import (
 )
 from wharf_controller.kube.informer import Informer, slim
 from wharf_controller.kube.queue import ShutDown, WorkQueue
+from wharf_controller.kube.worker import reconcile_forever
 from wharf_controller.metrics import Metrics
 from wharf_controller.render import (
     KNATIVE,
@@ -260,25 +260,17 @@ class Controller:
         self._enqueue_namespace(None)
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            self.metrics.queue_depth.set(len(self.queue))
-            started = time.perf_counter()
-            try:
-                await self.reconcile(key)
-            except Exception as exc:
-                self.metrics.errors.labels(KIND).inc()
-                self.metrics.reconciles.labels(KIND, "error").inc()
-                delay = self.queue.add_rate_limited(key)
-                expected = isinstance(exc, Conflict | ApiError)
-                log.warning("%s/%s: %s; retrying in %.2fs", *key, exc, delay, exc_info=not expected)
-            else:
-                self.queue.forget(key)
-                self.metrics.reconciles.labels(KIND, "success").inc()
-            finally:
-                self.metrics.latency.labels(KIND).observe(time.perf_counter() - started)
-                self.queue.done(key)
-                self.reconciled += 1
+        await reconcile_forever(
+            self.queue,
+            self.reconcile,
+            kind=KIND,
+            metrics=self.metrics,
+            expected=(Conflict, ApiError),
+            on_done=self._count_reconcile,
+        )
+
+    def _count_reconcile(self) -> None:
+        self.reconciled += 1
 
     # ---- one reconcile --------------------------------------------------------------------
     async def reconcile(self, key: Key) -> None:

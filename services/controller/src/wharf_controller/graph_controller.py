@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +42,7 @@ from wharf_controller.graph_status import STANDARD, graph_status
 from wharf_controller.kube.api import BY_KIND, DEPLOYMENT, INFERENCE_GRAPH, ApiError
 from wharf_controller.kube.informer import Informer
 from wharf_controller.kube.queue import ShutDown, WorkQueue
+from wharf_controller.kube.worker import reconcile_forever
 from wharf_controller.status import failed_status
 
 log = logging.getLogger(__name__)
@@ -151,24 +151,17 @@ class GraphController:
             self._enqueue_all()
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            started = time.perf_counter()
-            try:
-                await self.reconcile(key)
-            except Exception as exc:
-                self.metrics.errors.labels(KIND).inc()
-                self.metrics.reconciles.labels(KIND, "error").inc()
-                delay = self.queue.add_rate_limited(key)
-                expected = isinstance(exc, Conflict | ApiError)
-                log.warning("%s/%s: %s; retrying in %.2fs", *key, exc, delay, exc_info=not expected)
-            else:
-                self.queue.forget(key)
-                self.metrics.reconciles.labels(KIND, "success").inc()
-            finally:
-                self.metrics.latency.labels(KIND).observe(time.perf_counter() - started)
-                self.queue.done(key)
-                self.reconciled += 1
+        await reconcile_forever(
+            self.queue,
+            self.reconcile,
+            kind=KIND,
+            metrics=self.metrics,
+            expected=(Conflict, ApiError),
+            on_done=self._count_reconcile,
+        )
+
+    def _count_reconcile(self) -> None:
+        self.reconciled += 1
 
     # ---- one reconcile --------------------------------------------------------------------
     def endpoints(self, namespace: str) -> dict[str, Endpoint | None]:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +54,7 @@ from wharf_controller.kube.api import (
 )
 from wharf_controller.kube.informer import Informer, slim
 from wharf_controller.kube.queue import ShutDown, WorkQueue
+from wharf_controller.kube.worker import reconcile_forever
 from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
 from wharf_controller.llm_status import LLMObserved, llm_status
 from wharf_controller.metrics import Metrics
@@ -229,25 +229,17 @@ class LLMController:
 
     # ---- one reconcile --------------------------------------------------------------------
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            self.metrics.queue_depth.set(len(self.queue))
-            started = time.perf_counter()
-            try:
-                await self.reconcile(key)
-            except Exception as exc:
-                self.metrics.errors.labels(KIND).inc()
-                self.metrics.reconciles.labels(KIND, "error").inc()
-                delay = self.queue.add_rate_limited(key)
-                expected = isinstance(exc, Conflict | ApiError)
-                log.warning("%s/%s: %s; retrying in %.2fs", *key, exc, delay, exc_info=not expected)
-            else:
-                self.queue.forget(key)
-                self.metrics.reconciles.labels(KIND, "success").inc()
-            finally:
-                self.metrics.latency.labels(KIND).observe(time.perf_counter() - started)
-                self.queue.done(key)
-                self.reconciled += 1
+        await reconcile_forever(
+            self.queue,
+            self.reconcile,
+            kind=KIND,
+            metrics=self.metrics,
+            expected=(Conflict, ApiError),
+            on_done=self._count_reconcile,
+        )
+
+    def _count_reconcile(self) -> None:
+        self.reconciled += 1
 
     async def reconcile(self, key: Key) -> None:
         namespace, name = key

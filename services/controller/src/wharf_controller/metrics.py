@@ -24,7 +24,10 @@ class Metrics:
             "wharf_controller_reconcile_seconds", "Reconcile latency", ["kind"], registry=r
         )
         self.queue_depth = Gauge(
-            "wharf_controller_queue_depth", "Keys waiting in the work queue", registry=r
+            "wharf_controller_queue_depth",
+            "Keys waiting in the work queue by kind",
+            ["kind"],
+            registry=r,
         )
         self.writes = Counter(
             "wharf_controller_api_writes", "Writes sent to the API server by verb", ["verb"],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -45,6 +44,7 @@ from wharf_controller.kube.api import (
 )
 from wharf_controller.kube.informer import Informer, slim
 from wharf_controller.kube.queue import ShutDown, WorkQueue
+from wharf_controller.kube.worker import reconcile_forever
 from wharf_controller.metrics import Metrics
 from wharf_controller.model_cache_status import cache_status
 
@@ -162,28 +162,17 @@ class ModelCacheController:
             self.queue.add(THE_KEY)
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            started = time.perf_counter()
-            try:
-                await self.reconcile()
-            except Exception as exc:
-                self.metrics.errors.labels(KIND).inc()
-                self.metrics.reconciles.labels(KIND, "error").inc()
-                delay = self.queue.add_rate_limited(key)
-                log.warning(
-                    "model cache: %s; retrying in %.2fs",
-                    exc,
-                    delay,
-                    exc_info=not isinstance(exc, ApiError),
-                )
-            else:
-                self.queue.forget(key)
-                self.metrics.reconciles.labels(KIND, "success").inc()
-            finally:
-                self.metrics.latency.labels(KIND).observe(time.perf_counter() - started)
-                self.queue.done(key)
-                self.reconciled += 1
+        await reconcile_forever(
+            self.queue,
+            lambda _key: self.reconcile(),
+            kind=KIND,
+            metrics=self.metrics,
+            expected=(ApiError,),
+            on_done=self._count_reconcile,
+        )
+
+    def _count_reconcile(self) -> None:
+        self.reconciled += 1
 
     def lookup(
         self, uri: str, namespace: str, annotations: Mapping[str, str] | None
