@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from wharf_datapath import tracing as tr
 from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings, load_config_file
 from wharf_router.gateway.endpoints import (
     EndpointError,
@@ -187,15 +188,16 @@ def main(argv: list[str]) -> int:
     )
     try:
         config, source, keys = build(args)
+        tracing = tr.setup("wharf-gateway")
     except (ConfigError, EndpointError, KeysError, ValueError) as exc:
         raise SystemExit(f"wharf-router gateway: {exc}") from None
     import uvicorn
 
-    from wharf_router.gateway.app import Gateway
+    from wharf_router.gateway.app import Gateway, describe_request
 
-    app = Gateway(config, source, keys)
+    app = Gateway(config, source, keys, tracing=tracing)
     uvicorn.run(
-        app,
+        app if tracing is None else tr.traced_app(app, tracing, describe_request),
         host=args.host,
         port=args.port,
         loop="uvloop",
@@ -208,4 +210,6 @@ def main(argv: list[str]) -> int:
         server_header=False,
         date_header=False,
     )
+    if tracing is not None:
+        tracing.shutdown()  # the spans of the last requests
     return 0

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from wharf_datapath import tracing as tr
 from wharf_datapath.upstream import (
     UpstreamClosedError,
     UpstreamConnectError,
@@ -78,13 +79,33 @@ class HttpCaller:
         self,
         timeout_s: float | None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        tracing: tr.Tracing | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_answer_bytes = max_answer_bytes
         self.pool = UpstreamPool()
+        self.tracing = tracing
         self._tls: httpx.AsyncClient | None = None
 
     async def __call__(self, url: str, body: bytes, headers: Headers) -> Answer:
+        if self.tracing is not None:
+            return await self._traced(self.tracing, url, body, headers)
+        return await self._call(url, body, headers)
+
+    async def _traced(self, tracing: tr.Tracing, url: str, body: bytes, headers: Headers) -> Answer:
+        """The step's call in a client span, whose `traceparent` the step receives."""
+        parts = urlsplit(url)
+        attributes: dict[str, str | int] = {
+            tr.HTTP_METHOD: "POST",
+            "url.full": url,
+            tr.SERVER_ADDRESS: parts.hostname or "",
+        }
+        with tracing.client_span("POST", attributes) as span:
+            answer = await self._call(url, body, tracing.inject_text(headers))
+            tr.record_status(span, answer.status)
+            return answer
+
+    async def _call(self, url: str, body: bytes, headers: Headers) -> Answer:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
