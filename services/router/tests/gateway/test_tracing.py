@@ -19,11 +19,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from wharf_datapath import tracing as tr
 from wharf_e2e.testing import until
-from wharf_router.gateway.app import Gateway, describe_request
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import Endpoint, StaticEndpoints
 from wharf_router.gateway.pool import Probing
 from wharf_router.gateway.scheduling import Policy
+from wharf_router.gateway.traced import TracedGateway, describe_request
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
@@ -48,7 +48,7 @@ async def _traced_gateway(
     policy: Policy = "default",
 ) -> Served:
     config = replace(GatewayConfig(probing=PROBING), policy=policy)
-    gateway = Gateway(config, StaticEndpoints(endpoints), tracing=tracing)
+    gateway = TracedGateway(tracing, config, StaticEndpoints(endpoints))
     served = await Served(tr.traced_app(gateway, tracing, describe_request)).start()
     servers.append(served)
     await until(

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from wharf_datapath import tracing as tr
 from wharf_datapath.upstream import (
     Response,
     UpstreamClosedError,
@@ -109,14 +108,9 @@ class _Exchange:
 
 class Gateway:
     def __init__(
-        self,
-        config: GatewayConfig,
-        source: EndpointSource,
-        keys: ApiKeys | None = None,
-        tracing: tr.Tracing | None = None,
+        self, config: GatewayConfig, source: EndpointSource, keys: ApiKeys | None = None
     ) -> None:
         self.config = config
-        self.tracing = tracing
         self.source = source
         self.keys = keys
         self.prefix = PrefixIndex(config.prefix_default_capacity)
@@ -454,12 +448,7 @@ class Gateway:
 
             pod.in_flight += 1
             try:
-                if self.tracing is None:
-                    outcome = await self._try(ex, send, pod, path, headers, raw, final)
-                else:
-                    outcome = await self._traced_try(
-                        self.tracing, ex, send, pod, path, headers, raw, final
-                    )
+                outcome = await self._try(ex, send, pod, path, headers, raw, final)
             finally:
                 pod.in_flight -= 1
             if outcome is None:
@@ -511,26 +500,6 @@ class Gateway:
             await self._answer_whole(ex, send, resp)
             return None
         return await self._answer_stream(ex, send, resp, final)
-
-    async def _traced_try(
-        self,
-        tracing: tr.Tracing,
-        ex: _Exchange,
-        send: Send,
-        pod: Pod,
-        path: str,
-        headers: list[tuple[bytes, bytes]],
-        raw: bytes,
-        final: Callable[[], bool],
-    ) -> str | None:
-        """`_try` in a client span naming the pod and its role; the pod receives its context."""
-        with tracing.client_span(_PHASE[pod.role], _pod_attributes(ex, pod)) as span:
-            outcome = await self._try(ex, send, pod, path, tracing.inject(headers), raw, final)
-            if outcome is not None:
-                span.set_attribute("wharf.outcome", outcome)  # not answered: another pod tries
-            elif ex.status:
-                tr.record_status(span, ex.status)
-            return outcome
 
     def _response_headers(self, ex: _Exchange, resp: Response) -> list[tuple[bytes, bytes]]:
         out = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
@@ -662,21 +631,6 @@ class Gateway:
         headers: list[tuple[bytes, bytes]],
         body: dict[str, Any],
     ) -> dict[str, Any] | None:
-        if self.tracing is None:
-            return await self._prefill_call(ex, pod, path, headers, body)
-        with self.tracing.client_span(_PHASE[pod.role], _pod_attributes(ex, pod)) as span:
-            params = await self._prefill_call(ex, pod, path, self.tracing.inject(headers), body)
-            span.set_attribute("wharf.kv_transfer_params", params is not None)
-            return params
-
-    async def _prefill_call(
-        self,
-        ex: _Exchange,
-        pod: Pod,
-        path: str,
-        headers: list[tuple[bytes, bytes]],
-        body: dict[str, Any],
-    ) -> dict[str, Any] | None:
         """The prefill pod's `kv_transfer_params`; None when prefill failed (counted), so the
         decode pod computes the prompt itself."""
         address = pod.endpoint.address
@@ -761,31 +715,6 @@ class Gateway:
             bound.completion_tokens.inc(completion)
         if ex.key is not None:
             self.buckets.spend(ex.key, prompt + completion, time.monotonic())
-
-
-# the span of a call to a pod of each role: one prefill and one decode call for a P/D request
-_PHASE: dict[Role, str] = {"prefill": "prefill", "decode": "decode", "both": "generate"}
-
-
-def _pod_attributes(ex: _Exchange, pod: Pod) -> dict[str, str | int]:
-    host, port = pod.endpoint.address
-    return {
-        tr.POD: pod.name,
-        tr.ROLE: pod.role,
-        tr.LLM_MODEL: ex.model or "",
-        tr.SERVER_ADDRESS: host,
-        tr.SERVER_PORT: port,
-    }
-
-
-def describe_request(scope: Scope) -> tr.RequestInfo | None:
-    """The gateway's span for a request (when tracing is on): generation requests only, not
-    health checks, metrics scrapes or model listings."""
-    path: str = scope["path"]
-    route = path[7:] if path.startswith("/openai/v1/") else path
-    if route not in GENERATE_APIS or scope["method"] != "POST":
-        return None
-    return tr.http_request_info(scope, f"POST {route}", route)
 
 
 def _int(value: Any) -> int:

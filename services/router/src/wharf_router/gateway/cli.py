@@ -193,11 +193,17 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"wharf-router gateway: {exc}") from None
     import uvicorn
 
-    from wharf_router.gateway.app import Gateway, describe_request
+    from wharf_router.gateway.app import Gateway
 
-    app = Gateway(config, source, keys, tracing=tracing)
+    app: Any
+    if tracing is None:
+        app = Gateway(config, source, keys)
+    else:
+        from wharf_router.gateway.traced import TracedGateway, describe_request
+
+        app = tr.traced_app(TracedGateway(tracing, config, source, keys), tracing, describe_request)
     uvicorn.run(
-        app if tracing is None else tr.traced_app(app, tracing, describe_request),
+        app,
         host=args.host,
         port=args.port,
         loop="uvloop",

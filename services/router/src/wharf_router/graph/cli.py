@@ -17,7 +17,7 @@ from wharf_datapath import tracing as tr
 from wharf_protocol.limits import max_message_bytes
 from wharf_router.common.lifecycle import Readiness, serve
 from wharf_router.graph.app import GraphApp, describe_request
-from wharf_router.graph.client import HttpCaller
+from wharf_router.graph.client import HttpCaller, TracedHttpCaller
 from wharf_router.graph.decisions import compile_patterns
 from wharf_router.graph.engine import GraphEngine
 from wharf_router.graph.resolve import Resolution, resolve_services
@@ -108,7 +108,8 @@ def main(argv: list[str]) -> int:
     write_s = (timeouts.server_write if timeouts else None) or SERVER_WRITE_S
     idle_s = (timeouts.server_idle if timeouts else None) or SERVER_IDLE_S
     client_s = timeouts.service_client if timeouts else None
-    caller = HttpCaller(float(client_s) if client_s else None, tracing=tracing)
+    timeout = float(client_s) if client_s else None
+    caller = HttpCaller(timeout) if tracing is None else TracedHttpCaller(tracing, timeout)
     readiness = Readiness()
     app = GraphApp(
         GraphEngine(spec, caller),

@@ -79,33 +79,13 @@ class HttpCaller:
         self,
         timeout_s: float | None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
-        tracing: tr.Tracing | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_answer_bytes = max_answer_bytes
         self.pool = UpstreamPool()
-        self.tracing = tracing
         self._tls: httpx.AsyncClient | None = None
 
     async def __call__(self, url: str, body: bytes, headers: Headers) -> Answer:
-        if self.tracing is not None:
-            return await self._traced(self.tracing, url, body, headers)
-        return await self._call(url, body, headers)
-
-    async def _traced(self, tracing: tr.Tracing, url: str, body: bytes, headers: Headers) -> Answer:
-        """The step's call in a client span, whose `traceparent` the step receives."""
-        parts = urlsplit(url)
-        attributes: dict[str, str | int] = {
-            tr.HTTP_METHOD: "POST",
-            "url.full": url,
-            tr.SERVER_ADDRESS: parts.hostname or "",
-        }
-        with tracing.client_span("POST", attributes) as span:
-            answer = await self._call(url, body, tracing.inject_text(headers))
-            tr.record_status(span, answer.status)
-            return answer
-
-    async def _call(self, url: str, body: bytes, headers: Headers) -> Answer:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -170,3 +150,28 @@ class HttpCaller:
         await self.pool.aclose()
         if self._tls is not None:
             await self._tls.aclose()
+
+
+class TracedHttpCaller(HttpCaller):
+    """`HttpCaller` with each step's call in a client span, whose `traceparent` the step
+    receives. Used only when tracing is on, so the untraced caller pays nothing for it."""
+
+    def __init__(
+        self,
+        tracing: tr.Tracing,
+        timeout_s: float | None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ) -> None:
+        super().__init__(timeout_s, max_answer_bytes)
+        self.tracing = tracing
+
+    async def __call__(self, url: str, body: bytes, headers: Headers) -> Answer:
+        attributes: dict[str, str | int] = {
+            tr.HTTP_METHOD: "POST",
+            "url.full": url,
+            tr.SERVER_ADDRESS: urlsplit(url).hostname or "",
+        }
+        with self.tracing.client_span("POST", attributes) as span:
+            answer = await super().__call__(url, body, self.tracing.inject_text(headers))
+            tr.record_status(span, answer.status)
+            return answer
