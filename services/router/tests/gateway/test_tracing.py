@@ -138,3 +138,12 @@ async def test_a_retried_pod_is_a_span_of_its_own(
     for span in failed:
         assert span.attributes is not None
         assert span.attributes["wharf.outcome"] == "status 503"
+
+
+def test_a_bad_otel_value_stops_the_gateway_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wharf_router.cli import main
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(SystemExit, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
+        main(["gateway", "--endpoint", "http://h:1"])
