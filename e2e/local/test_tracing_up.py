@@ -157,6 +157,7 @@ def wharf(
     daemon = WharfDaemon(
         root,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_TRACES_SAMPLER="parentbased_always_on",
         # export within a fraction of a second instead of the default 5 s
         OTEL_BSP_SCHEDULE_DELAY="200",
@@ -198,6 +199,8 @@ def test_one_trace_covers_ingress_router_and_model_server(
     # the ingress, for the graph: child of the caller's span
     ingress = _one(spans, "wharf-ingress", server, **{"wharf.revision": "traced"})
     assert ingress.parent_id == CALLER_SPAN
+    # the answer names the span of the hop the client called
+    assert answer.headers.get_list("traceparent") == [f"00-{TRACE_ID}-{ingress.span_id}-01"]
     assert ingress.attributes["http.response.status_code"] == 200
     # the router: its request is the ingress's child, its step call the request's
     router = _one(spans, "wharf-router", server)

@@ -3,12 +3,22 @@ kept in memory instead of exported)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,17 +35,36 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 # -- settings from the environment ------------------------------------------------------------
 
 
-def test_off_by_default() -> None:
+OTEL_VARIABLES = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_off_by_default(clean_env: pytest.MonkeyPatch) -> None:
     assert tr.settings_from_env({}, "svc") is None
-    assert tr.setup("svc", env={}) is None
+    assert tr.setup("svc") is None
 
 
-def test_an_endpoint_alone_turns_otlp_over_http_on() -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+def test_an_endpoint_alone_turns_otlp_over_grpc_on_as_kserve_does() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}
     assert tr.settings_from_env(env, "svc") == tr.TracingSettings(
         service_name="svc",
         exporter="otlp",
-        protocol="http/protobuf",
+        protocol="grpc",
         sampler="parentbased_always_on",
         sampler_arg=None,
     )
@@ -83,19 +112,19 @@ def test_explicit_otlp_and_console_exporters_and_the_grpc_protocol() -> None:
     assert explicit is not None and explicit.exporter == "otlp"
     console = tr.settings_from_env({"OTEL_TRACES_EXPORTER": "console"}, "svc")
     assert console is not None and console.exporter == "console"
-    grpc = tr.settings_from_env(
-        {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "svc"
+    http = tr.settings_from_env(
+        {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "svc"
     )
-    assert grpc is not None and grpc.protocol == "grpc"
+    assert http is not None and http.protocol == "http/protobuf"
     traces_only = tr.settings_from_env(
         {
             "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
         },
         "svc",
     )
-    assert traces_only is not None and traces_only.protocol == "http/protobuf"
+    assert traces_only is not None and traces_only.protocol == "grpc"
 
 
 @pytest.mark.parametrize(
@@ -162,25 +191,111 @@ def test_unusable_values_are_refused_by_name(env: dict[str, str], named: str) ->
         tr.settings_from_env(env, "svc")
 
 
-def test_setup_makes_the_exporter_the_environment_names() -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SERVICE_NAME": "mine"}
-    tracing = tr.setup("svc", env=env)
+class _HttpReceiver(BaseHTTPRequestHandler):
+    received: list[ExportTraceServiceRequest]
+
+    def do_POST(self) -> None:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(self.rfile.read(int(self.headers["content-length"])))
+        self.received.append(request)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _GrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.received: list[ExportTraceServiceRequest] = []
+
+    def Export(
+        self, request: ExportTraceServiceRequest, context: Any
+    ) -> ExportTraceServiceResponse:
+        self.received.append(request)
+        return ExportTraceServiceResponse()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    received: list[ExportTraceServiceRequest] = []
+    handler = type("Handler", (_HttpReceiver,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    servicer = _GrpcReceiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}", servicer.received
+    server.stop(None)
+
+
+def _exported(received: list[ExportTraceServiceRequest]) -> list[tuple[str, str, str]]:
+    """(service name, span name, trace id) of every exported span."""
+    out = []
+    for request in received:
+        for rs in request.resource_spans:
+            attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                out += [(attrs["service.name"], s.name, s.trace_id.hex()) for s in ss.spans]
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_spans_reach_an_otlp_receiver_over_either_protocol(
+    protocol: str,
+    clean_env: pytest.MonkeyPatch,
+    http_receiver: tuple[str, list[ExportTraceServiceRequest]],
+    grpc_receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    endpoint, received = grpc_receiver if protocol == "grpc" else http_receiver
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    clean_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+    tracing = tr.setup("svc")
+    assert tracing is not None
+    incoming = [(b"traceparent", TRACEPARENT.encode())]
+    with tracing.server_span(incoming, tr.RequestInfo("POST /x", {})):
+        pass
+    tracing.shutdown()  # exports what the batch holds
+    assert _exported(received) == [("svc", "POST /x", TRACE_ID)]
+    resource = received[0].resource_spans[0].resource.attributes
+    assert {a.key: a.value.string_value for a in resource}["deployment.environment"] == "test"
+
+
+def test_the_service_name_comes_from_the_environment_first(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OTEL_TRACES_EXPORTER", "console")
+    clean_env.setenv("OTEL_SERVICE_NAME", "mine")
+    tracing = tr.setup("svc")
     assert tracing is not None
     try:
         assert tracing.provider.resource.attributes["service.name"] == "mine"
         assert "traceparent" in tracing.propagator.fields
     finally:
-        tracing.provider.shutdown()
+        tracing.shutdown()
 
 
 def test_a_server_without_tracing_imports_no_opentelemetry() -> None:
     """Off, the data path and the setup import nothing of OpenTelemetry (start time, memory)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     code = (
         "import sys; import wharf_datapath.http_proxy, wharf_datapath.tracing as t; "
-        "assert t.setup('svc', env={}) is None; "
+        "assert t.setup('svc') is None; "
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -270,6 +385,10 @@ async def test_traced_app_records_status_and_passes_the_span_on(
     assert span.attributes[tr.REVISION] == "r-1"
     assert span.status.status_code is StatusCode.ERROR
     _, span_id = _ids(span)
-    assert (b"traceparent", f"00-{TRACE_ID}-{span_id}-01".encode()) in seen[0]
+    own = (b"traceparent", f"00-{TRACE_ID}-{span_id}-01".encode())
+    assert own in seen[0]
     assert seen[1] == headers  # untraced: passed as it came
+    # the answer names the span (as KServe's model server does); the untraced one is as sent
+    assert sent[0]["headers"] == [(b"x-rev", b"r-1"), own]
+    assert sent[2]["headers"] == [(b"x-rev", b"r-1")]
     assert [m["type"] for m in sent].count("http.response.start") == 2

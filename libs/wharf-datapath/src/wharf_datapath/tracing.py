@@ -13,8 +13,9 @@ The environment (the OpenTelemetry SDK's names, as KServe's `tracing` sets them 
   set, which alone means `otlp`); `OTEL_SDK_DISABLED=true` turns it off whatever else is set.
 - `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (and the exporter's other
   `OTEL_EXPORTER_OTLP_*` settings: headers, timeout, compression, certificates).
-- `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `http/protobuf` (the default, as the OpenTelemetry
-  specification says) or `grpc` (vLLM's default, port 4317 of a collector).
+- `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `grpc` (the default, as KServe's model server and
+  vLLM have it: the same `OTEL_*` that KServe's `tracing` gives an engine, a collector's port
+  4317, works here) or `http/protobuf`.
 - `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`: `parentbased_always_on` (default),
   `always_on`, `always_off`, `traceidratio`, `parentbased_always_off`,
   `parentbased_traceidratio`, with the ratio in [0, 1].
@@ -72,7 +73,8 @@ SAMPLERS = frozenset(
     }
 )
 EXPORTERS = ("otlp", "console")
-PROTOCOLS = ("http/protobuf", "grpc")
+PROTOCOLS = ("grpc", "http/protobuf")
+DEFAULT_PROTOCOL = "grpc"
 DEFAULT_SAMPLER = "parentbased_always_on"
 MAX_VALUE_CHARS = 1024
 
@@ -139,7 +141,7 @@ def settings_from_env(env: Mapping[str, str], default_service_name: str) -> Trac
         if _get(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         else "OTEL_EXPORTER_OTLP_PROTOCOL"
     )
-    protocol = _get(env, protocol_var) or "http/protobuf"
+    protocol = _get(env, protocol_var).lower() or DEFAULT_PROTOCOL
     if protocol not in PROTOCOLS:
         raise TracingConfigError(
             f"{protocol_var}={protocol!r} is not supported: give {' or '.join(PROTOCOLS)}"
@@ -220,13 +222,14 @@ def make_provider(settings: TracingSettings) -> TracerProvider:
     return provider
 
 
-def setup(default_service_name: str, env: Mapping[str, str] | None = None) -> Tracing | None:
-    """This process's tracing, or None when the environment asks for none (nothing imported).
+def setup(default_service_name: str) -> Tracing | None:
+    """This process's tracing, from its environment (the exporter and the resource read their
+    own `OTEL_*` there too), or None when it asks for none: then nothing is imported.
 
     Raises TracingConfigError, naming the variable, for a value that cannot be used."""
     import os
 
-    settings = settings_from_env(os.environ if env is None else env, default_service_name)
+    settings = settings_from_env(os.environ, default_service_name)
     if settings is None:
         return None
     from opentelemetry.propagate import get_global_textmap
@@ -308,10 +311,12 @@ class Tracing:
         ) as span:
             yield span
 
-    def inject(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
-        """`headers` with the current span's context in place of any the caller sent."""
+    def inject(self, headers: Sequence[tuple[bytes, bytes]], span: Span | None = None) -> Headers:
+        """`headers` with the context of `span` (default: the current span) in place of any
+        the caller sent."""
         out = [(k, v) for k, v in headers if k.lower() not in self._fields]
-        out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.context_headers()]
+        carried = self.context_headers(span)
+        out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carried]
         return out
 
     def inject_text(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -319,10 +324,16 @@ class Tracing:
         out = [(k, v) for k, v in headers if k.lower().encode("latin-1") not in self._fields]
         return out + self.context_headers()
 
-    def context_headers(self) -> list[tuple[str, str]]:
-        """The current span's context as headers (`traceparent`, ...), by the propagators."""
+    def context_headers(self, span: Span | None = None) -> list[tuple[str, str]]:
+        """The context of `span` (default: the current span) as headers (`traceparent`, ...),
+        by the propagators."""
         carrier: dict[str, str] = {}
-        self.propagator.inject(carrier)
+        if span is None:
+            self.propagator.inject(carrier)
+        else:
+            from opentelemetry import trace
+
+            self.propagator.inject(carrier, context=trace.set_span_in_context(span))
         return list(carrier.items())
 
     def annotate(self, attributes: Mapping[str, str | int]) -> None:
@@ -350,8 +361,10 @@ def traced_app(
     """`app` with a server span around each HTTP request `describe` names (None: untraced).
 
     The request's trace-context headers are replaced by the span's, so whatever the app
-    forwards carries it; `response_header` (name, attribute) copies a response header onto the
-    span. Only used when tracing is on: the untraced app is served as is."""
+    forwards carries it; the response carries the span's too (as KServe's model server answers
+    with its `traceparent`), so a client can find its trace, and of a chain of hops the one the
+    client called answers with its own. `response_header` (name, attribute) copies a response
+    header onto the span. Only used when tracing is on: the untraced app is served as is."""
 
     async def traced(scope: Scope, receive: Receive, send: Send) -> None:
         info = describe(scope) if scope["type"] == "http" else None
@@ -364,11 +377,13 @@ def traced_app(
             async def send_recording(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     record_status(span, message["status"])
+                    headers = message.get("headers", ())
                     if response_header is not None:
                         name, attribute = response_header
-                        for key, value in message.get("headers", ()):
+                        for key, value in headers:
                             if key == name:
                                 span.set_attribute(attribute, value.decode("latin-1"))
+                    message = {**message, "headers": tracing.inject(headers, span)}
                 await send(message)
 
             await app(scope, receive, send_recording)

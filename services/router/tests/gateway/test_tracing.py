@@ -91,6 +91,7 @@ async def test_prefill_and_decode_calls_are_spans_of_the_callers_trace(
     assert server.name == "POST /v1/completions"
     assert _hex(server)[0] == TRACE_ID
     assert server.parent is not None and format(server.parent.span_id, "016x") == CALLER_SPAN
+    assert answer.headers["traceparent"] == f"00-{TRACE_ID}-{_hex(server)[1]}-01"
     assert server.attributes is not None
     assert server.attributes[tr.HTTP_STATUS] == 200
     assert server.attributes[tr.HTTP_ROUTE] == "/v1/completions"
