@@ -4,8 +4,9 @@ Off unless the environment asks for it (`settings_from_env` returns None): then 
 OpenTelemetry is imported and a service's request path is the untraced one. A service asks
 `setup(default_service_name)` once at start; when it gets a `Tracing`, it wraps its ASGI app with
 `traced_app` (a server span per request, the W3C `traceparent` taken from the incoming headers
-and replaced in them by the span's own, so a proxy passes it on) and opens a `client_span` around
-each upstream call it makes itself, whose context `inject` writes into that call's headers.
+and replaced in them by the span's own, so a proxy passes it on; the answer carries the span's
+too) and opens a `client_span` around each upstream call it makes itself, whose context `inject`
+writes into that call's headers. A bad value stops the service at start, naming the variable.
 
 The environment (the OpenTelemetry SDK's names, as KServe's `tracing` sets them for vLLM):
 
