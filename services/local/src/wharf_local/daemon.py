@@ -25,9 +25,11 @@ from starlette.routing import Route
 
 from wharf_api.config import ConfigError
 from wharf_datapath.sniffing import H2Sniffer, protocol_for
+from wharf_datapath.tracing import REVISION, Tracing, TracingConfigError, traced_app
+from wharf_datapath.tracing import setup as setup_tracing
 from wharf_local import __version__
 from wharf_local.home import Home
-from wharf_local.ingress import GrpcRouter, HttpIngress
+from wharf_local.ingress import REVISION_HEADER, GrpcRouter, HttpIngress, describe_request
 from wharf_local.objects import get_object, list_objects
 from wharf_local.runtime import LocalRuntime
 from wharf_local.security import OwnerOnlyProtocol, bind_private_socket, private_dir
@@ -171,7 +173,7 @@ def _bind_ingress(host: str, port: int, variable: str) -> socket.socket:
     return sock
 
 
-async def serve(home: Home, settings: Settings) -> None:
+async def serve(home: Home, settings: Settings, tracing: Tracing | None = None) -> None:
     private_dir(home.root)
     # the ports first: a daemon that cannot listen leaves nothing behind
     http_sock = _bind_ingress(settings.ingress_host, settings.ingress_port, "WHARF_INGRESS_PORT")
@@ -196,12 +198,18 @@ async def serve(home: Home, settings: Settings) -> None:
     runtime.start()
 
     ingress = HttpIngress(runtime)
+    # traced only when OTEL_* asks for it: otherwise uvicorn calls the ingress itself
+    app = (
+        ingress
+        if tracing is None
+        else traced_app(ingress, tracing, describe_request, (REVISION_HEADER, REVISION))
+    )
     router = GrpcRouter(runtime)
     # the gRPC port: h2c connections, routed by :authority (or host metadata)
     grpc_listener = await loop.create_server(lambda: H2Sniffer(router.port_for), sock=grpc_sock)
     http = _Server(
         uvicorn.Config(
-            ingress,
+            app,
             host=settings.ingress_host,
             port=settings.ingress_port,
             loop="none",
@@ -248,6 +256,8 @@ async def serve(home: Home, settings: Settings) -> None:
     await router.aclose()
     await asyncio.gather(*tasks, return_exceptions=True)
     await ingress.aclose()
+    if tracing is not None:
+        tracing.shutdown()  # the spans of the last requests
     home.socket.unlink(missing_ok=True)
     home.pid_file.unlink(missing_ok=True)
 
@@ -264,11 +274,16 @@ def main() -> None:
         log.error("WHARF_CONFIG: %s", exc)
         raise SystemExit(2) from None
     try:
+        tracing = setup_tracing("wharf-ingress")
+    except TracingConfigError as exc:
+        log.error("tracing: %s", exc)
+        raise SystemExit(2) from None
+    try:
         import uvloop
     except ImportError:  # uvloop is an optional speed-up
-        asyncio.run(serve(home, settings))
+        asyncio.run(serve(home, settings, tracing))
     else:
-        uvloop.run(serve(home, settings))
+        uvloop.run(serve(home, settings, tracing))
 
 
 if __name__ == "__main__":

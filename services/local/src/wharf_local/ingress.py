@@ -10,9 +10,13 @@ served it.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from wharf_datapath.backends import LOOPBACK, GoneCallback, Lease, Route, Unavailable
 from wharf_datapath.grpc_proxy import GrpcRouter as _GrpcRouter
 from wharf_datapath.http_proxy import HttpProxy
+from wharf_datapath.tracing import RequestInfo, http_request_info
 from wharf_local.graphs import Graph, GraphUnavailable
 from wharf_local.llms import LLMService, LLMUnavailable, Unit
 from wharf_local.routing import GRAPH, LLM, route
@@ -111,6 +115,11 @@ class HttpIngress(HttpProxy):
             label_header=REVISION_HEADER,
         )
         self.runtime = runtime
+
+
+def describe_request(scope: MutableMapping[str, Any]) -> RequestInfo:
+    """The ingress's span for a request (when tracing is on): the method; the path says where."""
+    return http_request_info(scope, f"ingress {scope['method']}")
 
 
 class GrpcRouter(_GrpcRouter):

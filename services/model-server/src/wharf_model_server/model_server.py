@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from wharf_datapath import tracing
 from wharf_model_server import executor
 from wharf_model_server import workers as worker_processes
 from wharf_model_server.batching import BatchConfig
@@ -259,6 +260,7 @@ class ModelServer:
         self.dataplane = DataPlane(self.registered_models, batch_config, self.payload_logger)
         self._rest: RestServer | None = None
         self._grpc: Any = None
+        self._tracing: tracing.Tracing | None = None
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
@@ -343,6 +345,12 @@ class ModelServer:
         asgi_app, self.fastapi_app = build_rest_app(
             self.dataplane, self.enable_docs_url, self.max_request_body_bytes
         )
+        self._tracing = tracing.setup("wharf-model-server")
+        if self._tracing is not None:
+            # traced only when OTEL_* asks for it: otherwise uvicorn calls the app itself
+            from wharf_model_server.rest.fast_path import describe_request
+
+            asgi_app = tracing.traced_app(asgi_app, self._tracing, describe_request)
         self._rest = RestServer(
             asgi_app,
             host=self.host,
@@ -398,5 +406,8 @@ class ModelServer:
                     await model.close_predictor_client()
         if self.payload_logger is not None:
             await self.payload_logger.stop()
+        if self._tracing is not None:
+            self._tracing.shutdown()  # the spans of the last requests
+            self._tracing = None
         self.started = False
         logger.info("stopped")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from wharf_datapath.tracing import MODEL, RequestInfo, http_request_info
 from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.errors import RequestTooLarge, WharfError
 from wharf_model_server.rest import body as request_body
@@ -43,6 +44,28 @@ def match_inference_route(path: str) -> tuple[str, str, str | None] | None:
         if sep and name and "/" not in name and verb in ("predict", "explain"):
             return f"v1:{verb}", name, None
     return None
+
+
+def describe_request(scope: Scope) -> RequestInfo | None:
+    """The model server's span for a request (when tracing is on): POSTs only (inference and
+    generation), not the probes and metadata reads that GET."""
+    if scope["method"] != "POST":
+        return None
+    route = match_inference_route(scope["path"])
+    if route is None:
+        return http_request_info(scope, f"POST {scope['path']}")
+    kind, name, version = route
+    template = _ROUTES[kind] if version is None else _VERSIONED_V2
+    info = http_request_info(scope, f"POST {template}", template)
+    return RequestInfo(info.name, {**info.attributes, MODEL: name})
+
+
+_ROUTES = {
+    "v2": "/v2/models/{model_name}/infer",
+    "v1:predict": "/v1/models/{model_name}:predict",
+    "v1:explain": "/v1/models/{model_name}:explain",
+}
+_VERSIONED_V2 = "/v2/models/{model_name}/versions/{model_version}/infer"
 
 
 async def send_result(send: Send, result: HttpResult, close: bool = False) -> None:

@@ -520,6 +520,7 @@ class Gateway:
                 if isinstance(usage, dict):
                     ex.usage = usage
         ex.committed = True
+        ex.status = resp.status
         ex.first_at = ex.first_at or time.perf_counter()
         out.append((b"content-length", b"%d" % len(data)))
         await send({"type": "http.response.start", "status": resp.status, "headers": out})

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from wharf_datapath import tracing as tr
 from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings, load_config_file
 from wharf_router.gateway.endpoints import (
     EndpointError,
@@ -187,13 +188,20 @@ def main(argv: list[str]) -> int:
     )
     try:
         config, source, keys = build(args)
+        tracing = tr.setup("wharf-gateway")
     except (ConfigError, EndpointError, KeysError, ValueError) as exc:
         raise SystemExit(f"wharf-router gateway: {exc}") from None
     import uvicorn
 
     from wharf_router.gateway.app import Gateway
 
-    app = Gateway(config, source, keys)
+    app: Any
+    if tracing is None:
+        app = Gateway(config, source, keys)
+    else:
+        from wharf_router.gateway.traced import TracedGateway, describe_request
+
+        app = tr.traced_app(TracedGateway(tracing, config, source, keys), tracing, describe_request)
     uvicorn.run(
         app,
         host=args.host,
@@ -208,4 +216,6 @@ def main(argv: list[str]) -> int:
         server_header=False,
         date_header=False,
     )
+    if tracing is not None:
+        tracing.shutdown()  # the spans of the last requests
     return 0

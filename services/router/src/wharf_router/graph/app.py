@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
+from wharf_datapath.tracing import RequestInfo, http_request_info
 from wharf_router.common.lifecycle import READYZ, Readiness
 from wharf_router.graph import decisions
 from wharf_router.graph.engine import Answer, GraphEngine, RoutingError
@@ -92,6 +93,13 @@ class GraphApp:
 
 class _TooLarge(Exception):
     pass
+
+
+def describe_request(scope: MutableMapping[str, Any]) -> RequestInfo | None:
+    """The router's span for a request (when tracing is on); readiness probes have none."""
+    if scope["path"] == READYZ:
+        return None
+    return http_request_info(scope, f"{scope['method']} graph")
 
 
 async def _answer(send: Any, answer: Answer) -> None:

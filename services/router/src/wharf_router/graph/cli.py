@@ -13,10 +13,11 @@ from pathlib import Path
 import uvicorn
 
 from wharf_api.resources.inference_graph import InferenceGraphSpec
+from wharf_datapath import tracing as tr
 from wharf_protocol.limits import max_message_bytes
 from wharf_router.common.lifecycle import Readiness, serve
-from wharf_router.graph.app import GraphApp
-from wharf_router.graph.client import HttpCaller
+from wharf_router.graph.app import GraphApp, describe_request
+from wharf_router.graph.client import HttpCaller, TracedHttpCaller
 from wharf_router.graph.decisions import compile_patterns
 from wharf_router.graph.engine import GraphEngine
 from wharf_router.graph.resolve import Resolution, resolve_services
@@ -98,7 +99,8 @@ def main(argv: list[str]) -> int:
             if os.environ.get("PROPAGATE_HEADERS")
             else []
         )
-    except (GraphError, ValueError) as exc:
+        tracing = tr.setup("wharf-router")
+    except (GraphError, ValueError) as exc:  # TracingConfigError is a ValueError
         log.error("%s", exc)
         return 2
     timeouts = spec.router_timeouts
@@ -106,7 +108,8 @@ def main(argv: list[str]) -> int:
     write_s = (timeouts.server_write if timeouts else None) or SERVER_WRITE_S
     idle_s = (timeouts.server_idle if timeouts else None) or SERVER_IDLE_S
     client_s = timeouts.service_client if timeouts else None
-    caller = HttpCaller(float(client_s) if client_s else None)
+    timeout = float(client_s) if client_s else None
+    caller = HttpCaller(timeout) if tracing is None else TracedHttpCaller(tracing, timeout)
     readiness = Readiness()
     app = GraphApp(
         GraphEngine(spec, caller),
@@ -117,7 +120,7 @@ def main(argv: list[str]) -> int:
         write_timeout_s=float(write_s),
     )
     config = uvicorn.Config(
-        app,
+        app if tracing is None else tr.traced_app(app, tracing, describe_request),
         host=args.host,
         port=args.port,
         lifespan="off",
@@ -129,4 +132,6 @@ def main(argv: list[str]) -> int:
     )
     log.info("InferenceGraph router on %s:%s, nodes %s", args.host, args.port, list(spec.nodes))
     asyncio.run(serve(config, readiness, args.drain_seconds, caller.aclose))
+    if tracing is not None:
+        tracing.shutdown()  # the spans of the last requests
     return 0
