@@ -20,7 +20,7 @@ from wharf_api import (
     validate,
 )
 from wharf_api.defaulting import deployment_mode
-from wharf_api.graph import Endpoint, model_name, resolve_steps
+from wharf_api.graph import Endpoint, Unresolved, model_name, resolve_steps
 from wharf_api.names import GRAPH_LABEL
 from wharf_api.plan import PlanError, plan_inference_service
 from wharf_api.resources import InferenceService
@@ -32,14 +32,23 @@ from wharf_controller.controller import (
     _now,
 )
 from wharf_controller.decisions import covers, to_prune
+from wharf_controller.desired.graph_knative import expected_graph_knative_service
 from wharf_controller.desired.inference_graph import (
     GraphError,
     expected_graph_children,
     router_plan,
 )
 from wharf_controller.desired.meta import owner_reference
-from wharf_controller.graph_status import STANDARD, graph_status
-from wharf_controller.kube.api import BY_KIND, DEPLOYMENT, INFERENCE_GRAPH, ApiError
+from wharf_controller.graph_status import KNATIVE, STANDARD, graph_knative_status, graph_status
+from wharf_controller.kube.api import (
+    BY_KIND,
+    DEPLOYMENT,
+    INFERENCE_GRAPH,
+    KNATIVE_SERVICE,
+    KNATIVE_SERVICE_KEY,
+    ApiError,
+    kind_key,
+)
 from wharf_controller.kube.informer import Informer
 from wharf_controller.kube.queue import ShutDown, WorkQueue
 from wharf_controller.kube.worker import reconcile_forever
@@ -208,16 +217,25 @@ class GraphController:
             graph = default(parse_object(dict(obj)))
             assert isinstance(graph, InferenceGraph)
             validate(graph)
-            if mode != STANDARD:
+            if mode not in (STANDARD, KNATIVE):
                 raise NotReconciled(
                     "UnsupportedDeploymentMode",
-                    f"deployment mode {mode} is not reconciled by this controller yet",
+                    f"deployment mode {mode} is not reconciled by this controller",
+                )
+            if mode == KNATIVE and self.services.children[KNATIVE_SERVICE_KEY].missing:
+                # said before any step resolves: nothing can run the graph until it is installed
+                raise NotReconciled(
+                    "MissingCRD", f"{KNATIVE_SERVICE.kind} is not served: install its CRD"
                 )
             resolved, unresolved = resolve_steps(graph.spec, self.endpoints(namespace))
-            if not unresolved:
+            if not unresolved and mode == KNATIVE:
+                desired = [
+                    expected_graph_knative_service(graph, resolved, config, owner_reference(obj))
+                ]
+            elif not unresolved:
                 desired = expected_graph_children(graph, resolved, config, owner_reference(obj))
             for child in desired:
-                if self.services.children[child["kind"]].missing:
+                if self.services.children[kind_key(child["apiVersion"], child["kind"])].missing:
                     raise NotReconciled(
                         "MissingCRD", f"{child['kind']} is not served: install its CRD"
                     )
@@ -230,6 +248,9 @@ class GraphController:
             await self._write_status(
                 obj, failed_status(reason, str(exc), generation, _now(), previous, mode)
             )
+            return
+        if mode == KNATIVE:
+            await self._reconcile_knative(obj, desired, unresolved, generation, previous)
             return
         url = router_plan(graph, config).url
         if unresolved:
@@ -255,6 +276,28 @@ class GraphController:
         )
         await self._write_status(obj, status)
 
+    async def _reconcile_knative(
+        self,
+        obj: JSON,
+        desired: list[JSON],
+        unresolved: list[Unresolved],
+        generation: int,
+        previous: JSON,
+    ) -> None:
+        meta = obj["metadata"]
+        if not unresolved:
+            await self.services._apply(desired)
+            await self._prune(obj, desired)
+        ksvc = self.services.children[KNATIVE_SERVICE_KEY].get(meta["name"], meta["namespace"])
+        status = graph_knative_status(
+            generation=generation,
+            now=_now(),
+            previous=previous,
+            ksvc=ksvc,
+            unresolved=unresolved,
+        )
+        await self._write_status(obj, status)
+
     async def _prune(self, owner: JSON, desired: list[JSON]) -> None:
         namespace, name = _key(owner)
         uid = owner["metadata"]["uid"]
@@ -267,7 +310,7 @@ class GraphController:
             for obj in to_prune(mine, desired, uid):
                 self.metrics.writes.labels("delete").inc()
                 await self.api.delete(
-                    BY_KIND[obj["kind"]],
+                    BY_KIND[kind_key(obj["apiVersion"], obj["kind"])],
                     obj["metadata"]["name"],
                     namespace,
                     obj["metadata"].get("uid"),

@@ -30,6 +30,7 @@ from wharf_api.resources import (
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_api.resources.inference_graph import InferenceGraph
 from wharf_controller.desired import Inputs, expected_children
+from wharf_controller.desired.graph_knative import expected_graph_knative_service
 from wharf_controller.desired.inference_graph import expected_graph_children
 from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
 
@@ -146,15 +147,20 @@ def render_documents(docs: Sequence[Mapping[str, Any]], *, mode: str | None = No
 
 
 def render_graph(graph: InferenceGraph, catalog: Catalog, *, mode: str | None = None) -> list[JSON]:
-    """The children of one InferenceGraph in Standard mode, its `serviceName` steps resolved to
-    the cluster-local address the controller gives each InferenceService of the catalog."""
+    """The children of one InferenceGraph in Standard or Knative mode, its `serviceName` steps
+    resolved to the cluster-local address the controller gives each InferenceService of the
+    catalog."""
     namespace = graph.metadata.namespace or "default"
     dumped = graph.model_dump(by_alias=True, mode="json")
-    chosen = mode or deployment_mode(dumped, catalog.config.deploy.default_deployment_mode)
-    if chosen != STANDARD:
+    chosen = (
+        normalize_deployment_mode(mode)
+        if mode
+        else deployment_mode(dumped, catalog.config.deploy.default_deployment_mode)
+    )
+    if chosen not in RENDERED_MODES:
         raise RenderError(
-            f"InferenceGraph {graph.name}: deployment mode {chosen}: only Standard is rendered "
-            "(set the annotation serving.kserve.io/deploymentMode: Standard)"
+            f"InferenceGraph {graph.name}: deployment mode {chosen}: only Standard and Knative "
+            "are rendered (set the annotation serving.kserve.io/deploymentMode)"
         )
     runtimes = [r for r in catalog.runtimes if (r.metadata.namespace or "default") == namespace]
     endpoints: dict[str, Endpoint | None] = {}
@@ -174,4 +180,6 @@ def render_graph(graph: InferenceGraph, catalog: Catalog, *, mode: str | None = 
             + "; ".join(u.message() for u in unresolved)
             + " (give each InferenceService's manifest with -f)"
         )
+    if chosen == KNATIVE:
+        return [expected_graph_knative_service(graph, resolved, catalog.config)]
     return expected_graph_children(graph, resolved, catalog.config)

@@ -38,6 +38,10 @@ ROUTER_PORT = 8080  # KServe's RouterPort
 READINESS_PATH = "/readyz"  # KServe's RouterReadinessEndpoint
 PROPAGATE_HEADERS_ENV = "PROPAGATE_HEADERS"
 DEFAULT_SCALE_METRIC = "cpu"  # an HPA scales a graph's router on cpu unless told otherwise
+# Knative's own autoscaler (KPA) on concurrency, as KServe's Knative graph reconciler defaults
+DEFAULT_KNATIVE_SCALE_METRIC = "concurrency"
+STANDARD = "Standard"
+KNATIVE = "Knative"
 
 
 class GraphError(ValueError):
@@ -75,10 +79,13 @@ def _resources(spec: InferenceGraphSpec, config: InferenceServiceConfig) -> JSON
     }
 
 
-def _scaling(spec: InferenceGraphSpec, config: InferenceServiceConfig) -> ScalingPlan:
+def _scaling(
+    spec: InferenceGraphSpec, config: InferenceServiceConfig, mode: str = STANDARD
+) -> ScalingPlan:
     lo = spec.min_replicas if spec.min_replicas is not None else 1
     hi = max(spec.max_replicas, lo) if spec.max_replicas else 0
-    metric = spec.scale_metric or DEFAULT_SCALE_METRIC
+    default_metric = DEFAULT_KNATIVE_SCALE_METRIC if mode == KNATIVE else DEFAULT_SCALE_METRIC
+    metric = spec.scale_metric or default_metric
     return ScalingPlan(
         min_replicas=lo,
         max_replicas=hi,
@@ -87,7 +94,9 @@ def _scaling(spec: InferenceGraphSpec, config: InferenceServiceConfig) -> Scalin
     )
 
 
-def router_component(graph: InferenceGraph, config: InferenceServiceConfig) -> ComponentPlan:
+def router_component(
+    graph: InferenceGraph, config: InferenceServiceConfig, mode: str = STANDARD
+) -> ComponentPlan:
     """The router as a component plan, so the scaling and routing builders of InferenceServices
     serve graphs too (the container itself is built here)."""
     return ComponentPlan(
@@ -95,7 +104,7 @@ def router_component(graph: InferenceGraph, config: InferenceServiceConfig) -> C
         service_name=graph.name,
         container=ContainerPlan(name=graph.name, image=config.router.image, command=(), args=()),
         protocol="v1",
-        scaling=_scaling(graph.spec, config),
+        scaling=_scaling(graph.spec, config, mode),
         http_port=ROUTER_PORT,
         grpc_port=None,
         timeout_seconds=graph.spec.timeout,
@@ -121,7 +130,7 @@ def router_plan(graph: InferenceGraph, config: InferenceServiceConfig) -> Servic
     )
 
 
-def _container(
+def router_container(
     graph: InferenceGraph, spec: InferenceGraphSpec, config: InferenceServiceConfig
 ) -> JSON:
     router = config.router
@@ -158,11 +167,11 @@ def _container(
     return container
 
 
-def _pod_spec(
+def router_pod_spec(
     graph: InferenceGraph, spec: InferenceGraphSpec, config: InferenceServiceConfig
 ) -> JSON:
     pod: JSON = {
-        "containers": [_container(graph, spec, config)],
+        "containers": [router_container(graph, spec, config)],
         # the router never talks to the API server
         "automountServiceAccountToken": False,
     }
@@ -196,7 +205,7 @@ def expected_router_deployment(
     obj = child("apps/v1", "Deployment", graph.name, namespace, labels, owner)
     body: JSON = {
         "selector": {"matchLabels": selector(graph)},
-        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(graph, spec, config)},
+        "template": {"metadata": {"labels": labels}, "spec": router_pod_spec(graph, spec, config)},
     }
     if replicas is not None:
         body = {"replicas": replicas, **body}
