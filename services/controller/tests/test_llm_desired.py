@@ -245,3 +245,43 @@ def test_a_leader_worker_set_is_ready_when_its_groups_are() -> None:
     assert leader_worker_set_ready({**lws, "status": available})
     assert not leader_worker_set_ready({"spec": {"replicas": 0}, "status": available})
     assert not leader_worker_set_ready(None)
+
+
+def _env(deployment: JSON) -> list[JSON]:
+    env: list[JSON] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
+
+
+def test_tracing_reaches_the_router_and_the_engines_as_one_trace() -> None:
+    doc = _example("llm-pd.yaml")
+    doc["spec"]["tracing"] = {"exporterEndpoint": "http://collector:4317", "sampler": "always_on"}
+    _, _, objects = _render(doc)
+    by = _by(objects)
+    router = _env(by[("Deployment", "qwen-pd-kserve-router-scheduler")])
+    decode = _env(by[("Deployment", "qwen-pd-kserve")])
+    values = {e["name"]: e.get("value") for e in router}
+    assert values["OTEL_SERVICE_NAME"] == "inference-scheduler"
+    assert {e["name"]: e.get("value") for e in decode}["OTEL_SERVICE_NAME"] == (
+        "inference-server-decode"
+    )
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_EXPORTER"):
+        assert values[name] == {e["name"]: e.get("value") for e in decode}[name]
+    assert values["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
+    for env in (router, decode):
+        # Kubernetes expands $(VAR) only for a variable defined before the one that uses it
+        names = [e["name"] for e in env]
+        assert names.index("OTEL_RESOURCE_ATTRIBUTES_POD_NAME") < names.index(
+            "OTEL_RESOURCE_ATTRIBUTES"
+        )
+    # Wharf's gateway reads only the environment: no --tracing flag it would refuse
+    command = by[("Deployment", "qwen-pd-kserve-router-scheduler")]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["command"]
+    assert not any(a.startswith("--tracing") for a in command)
+
+
+def test_without_tracing_the_router_has_no_otel_env() -> None:
+    _, _, objects = _render(_example("llm-pd.yaml"))
+    router = _by(objects)[("Deployment", "qwen-pd-kserve-router-scheduler")]
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith("OTEL_") for e in container.get("env") or [])

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 
 from wharf_api.llm.plan_types import MAIN_CONTAINER, LLMContainer, LLMPod, LoraPlan
+from wharf_api.llm.tracing_env import SERVER_SERVICE_NAME, otel_env, otel_env_refs
 from wharf_api.llm.worker_cli import LORA_FLAG, is_worker_command, with_worker_flags
 from wharf_api.resources.llm_inference_service import ParallelismSpec, TracingSpec
 
@@ -117,25 +118,8 @@ def with_tracing(
     if tracing is None or not tracing.exporter_endpoint:
         return pod
     endpoint = tracing.exporter_endpoint
-    env = {
-        "OTEL_SERVICE_NAME": "inference-server" + role_suffix,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_TRACES_EXPORTER": tracing.exporter or "",
-        "OTEL_TRACES_SAMPLER": tracing.sampler or "",
-        "OTEL_TRACES_SAMPLER_ARG": tracing.sampler_arg or "",
-        "OTEL_RESOURCE_ATTRIBUTES": (
-            f"k8s.namespace.name={namespace},k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)"
-            f",k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),llmisvc.name={name}"
-        ),
-    }
-    refs = {
-        "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME": {
-            "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}
-        },
-        "OTEL_RESOURCE_ATTRIBUTES_POD_NAME": {
-            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}
-        },
-    }
+    env = otel_env(tracing, namespace, name, SERVER_SERVICE_NAME + role_suffix)
+    refs = otel_env_refs()
     containers = []
     for c in pod.containers:
         if c.name != MAIN_CONTAINER:

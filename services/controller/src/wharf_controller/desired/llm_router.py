@@ -22,6 +22,8 @@ from wharf_api.llm import LLMContainer, LLMPlan, LLMPod, SchedulerPlan
 from wharf_api.llm.plan_types import MAIN_CONTAINER
 from wharf_api.llm.presets import ROLE_LABEL, ROUTER_IMAGE, ROUTER_PORT
 from wharf_api.llm.template_context import child_name
+from wharf_api.llm.tracing_env import with_scheduler_tracing
+from wharf_api.resources.llm_inference_service import TracingSpec
 from wharf_controller.desired.llm_workload import (
     COMPONENT_LABEL,
     NAME_LABEL,
@@ -110,6 +112,9 @@ def _default_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> LLMPod:
 
 def _router_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> tuple[LLMPod, int]:
     pod = scheduler.pod or _default_pod(plan, scheduler)
+    # spec.tracing: the engines' exporter and sampler, so a request is one trace through both
+    tracing = TracingSpec.model_validate(plan.tracing) if plan.tracing is not None else None
+    pod = with_scheduler_tracing(pod, tracing, plan.namespace, plan.name)
     main = pod.main
     ports = [p["containerPort"] for p in main.ports if isinstance(p.get("containerPort"), int)]
     port = int(ports[0]) if ports else ROUTER_PORT

@@ -49,8 +49,10 @@ def container(c: LLMContainer, where: str, mounts: tuple[JSON, ...] = ()) -> JSO
         out["command"] = list(c.command)
     if c.args:
         out["args"] = list(c.args)
-    env: list[JSON] = [{"name": k, "value": v} for k, v in c.env]
-    env += [{"name": k, "valueFrom": dict(ref)} for k, ref in c.env_refs]
+    # the downward-API and Secret entries first: Kubernetes expands `$(VAR)` in a value only for
+    # a variable defined before it (OTEL_RESOURCE_ATTRIBUTES names the pod and node ones)
+    env: list[JSON] = [{"name": k, "valueFrom": dict(ref)} for k, ref in c.env_refs]
+    env += [{"name": k, "value": v} for k, v in c.env]
     if env:
         out["env"] = env
     if c.ports:
