@@ -180,11 +180,11 @@ async def test_a_graph_waits_for_its_service_then_runs_its_router_until_deleted(
     await wait_for(service_ready, "the InferenceService Ready", within=90)
     services, graphs = controllers
     await _idle(services, graphs)
-    writes, runs = services.api.writes, graphs.reconciled
+    writes, runs = services.api.writes_in(ns), graphs.reconciled
     graphs._enqueue_all()
     await wait_for(lambda: _async(graphs.reconciled > runs), "a resync reconcile")
     await _idle(services, graphs)
-    assert services.api.writes == writes
+    assert services.api.writes_in(ns) == writes
 
     # a new router image in the ConfigMap rolls out to the graph
     await kube.apply(_configmap(ns, "router:test2"), namespace=ns)

@@ -166,11 +166,11 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
 
     # a no-op resync writes nothing (every child and the status already match)
     await _idle(controller)
-    before_writes, before_runs = controller.api.writes, controller.reconciled
+    before_writes, before_runs = controller.api.writes_in(ns), controller.reconciled
     controller.resync()
     await wait_for(lambda: _true(controller.reconciled > before_runs), "a resync reconcile")
     await _idle(controller)
-    assert controller.api.writes == before_writes
+    assert controller.api.writes_in(ns) == before_writes
 
     # a change of a config the service names reaches its pods
     config = _example("llm-config-cpu.yaml", "LLMInferenceServiceConfig")

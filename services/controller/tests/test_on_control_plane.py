@@ -140,11 +140,11 @@ async def test_an_inference_service_becomes_ready_and_stays_converged(
 
     # a no-op resync writes nothing
     await _idle(controller)
-    before_writes, before_runs = controller.api.writes, controller.reconciled
+    before_writes, before_runs = controller.api.writes_in(ns), controller.reconciled
     controller.resync()
     await wait_for(lambda: _async(controller.reconciled > before_runs), "a resync reconcile")
     await _idle(controller)
-    assert controller.api.writes == before_writes
+    assert controller.api.writes_in(ns) == before_writes
 
     # a child edited by hand is put back
     edited = {

@@ -105,3 +105,39 @@ async def test_each_kind_reports_its_own_queue_depth() -> None:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+
+
+async def test_stop_lets_the_reconcile_in_hand_finish_then_cancels_the_rest() -> None:
+    from wharf_controller.kube.worker import start_worker, stop
+
+    queue: WorkQueue[Key] = WorkQueue()
+    metrics = Metrics()
+    began, finished = asyncio.Event(), asyncio.Event()
+    release = asyncio.Event()
+
+    async def reconcile(_key: Key) -> None:
+        began.set()
+        await release.wait()  # an API request in flight
+        finished.set()
+
+    async def informer() -> None:
+        await asyncio.sleep(3600)
+
+    queue.add(("ns", "a"))
+    queue.add(("ns", "b"))
+    worker = start_worker(
+        reconcile_forever(queue, reconcile, kind="Thing", metrics=metrics, expected=())
+    )
+    watch = asyncio.create_task(informer())
+    tasks = [watch, worker]
+    await asyncio.wait_for(began.wait(), 30)
+    stopping = asyncio.create_task(stop(queue, tasks, grace_s=60))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # it waits for the reconcile in hand
+    release.set()
+    await asyncio.wait_for(stopping, 30)
+    assert finished.is_set()  # not cut off mid-request
+    assert watch.cancelled()
+    assert tasks == []
+    # the key still queued was not started after the stop
+    assert _sample(metrics, "wharf_controller_reconcile_seconds_count", {"kind": "Thing"}) == 1

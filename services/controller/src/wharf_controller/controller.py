@@ -5,7 +5,6 @@ pruned when no longer desired, and the status written only when it changes)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -64,8 +63,9 @@ from wharf_controller.kube.api import (
     kind_key,
 )
 from wharf_controller.kube.informer import Informer, slim
-from wharf_controller.kube.queue import ShutDown, WorkQueue
-from wharf_controller.kube.worker import reconcile_forever
+from wharf_controller.kube.queue import WorkQueue
+from wharf_controller.kube.worker import reconcile_forever, start_worker
+from wharf_controller.kube.worker import stop as stop_workers
 from wharf_controller.metrics import Metrics
 from wharf_controller.render import (
     KNATIVE,
@@ -181,17 +181,11 @@ class Controller:
 
     async def start_workers(self) -> None:
         for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker()))
+            self._tasks.append(start_worker(self._worker()))
         self._tasks.append(asyncio.create_task(self._resync()))
 
     async def stop(self) -> None:
-        await self.queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ShutDown):
-                await task
-        self._tasks.clear()
+        await stop_workers(self.queue, self._tasks)
 
     def _enqueue_namespace(self, namespace: str | None) -> None:
         for obj in self.services.items(namespace):

@@ -7,7 +7,6 @@ the configuration changes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -50,8 +49,9 @@ from wharf_controller.kube.api import (
     kind_key,
 )
 from wharf_controller.kube.informer import Informer
-from wharf_controller.kube.queue import ShutDown, WorkQueue
-from wharf_controller.kube.worker import reconcile_forever
+from wharf_controller.kube.queue import WorkQueue
+from wharf_controller.kube.worker import reconcile_forever, start_worker
+from wharf_controller.kube.worker import stop as stop_workers
 from wharf_controller.status import failed_status
 
 log = logging.getLogger(__name__)
@@ -114,17 +114,11 @@ class GraphController:
 
     async def start_workers(self) -> None:
         for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker()))
+            self._tasks.append(start_worker(self._worker()))
         self._tasks.append(asyncio.create_task(self._resync()))
 
     async def stop(self) -> None:
-        await self.queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ShutDown):
-                await task
-        self._tasks.clear()
+        await stop_workers(self.queue, self._tasks)
 
     def _enqueue_all(self) -> None:
         for obj in self.graphs.items():

@@ -7,7 +7,6 @@ changes). The decisions are pure (`desired.llm_*`, `llm_status`); this module on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
@@ -53,8 +52,9 @@ from wharf_controller.kube.api import (
     ApiError,
 )
 from wharf_controller.kube.informer import Informer, slim
-from wharf_controller.kube.queue import ShutDown, WorkQueue
-from wharf_controller.kube.worker import reconcile_forever
+from wharf_controller.kube.queue import WorkQueue
+from wharf_controller.kube.worker import reconcile_forever, start_worker
+from wharf_controller.kube.worker import stop as stop_workers
 from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
 from wharf_controller.llm_status import LLMObserved, llm_status
 from wharf_controller.metrics import Metrics
@@ -166,17 +166,11 @@ class LLMController:
 
     async def start_workers(self) -> None:
         for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker()))
+            self._tasks.append(start_worker(self._worker()))
         self._tasks.append(asyncio.create_task(self._resync()))
 
     async def stop(self) -> None:
-        await self.queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ShutDown):
-                await task
-        self._tasks.clear()
+        await stop_workers(self.queue, self._tasks)
 
     def resync(self) -> None:
         for obj in self.services.items():

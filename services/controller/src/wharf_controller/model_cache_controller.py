@@ -7,7 +7,6 @@ What to create is `desired.model_cache`; the status is `model_cache_status`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -43,8 +42,9 @@ from wharf_controller.kube.api import (
     ApiError,
 )
 from wharf_controller.kube.informer import Informer, slim
-from wharf_controller.kube.queue import ShutDown, WorkQueue
-from wharf_controller.kube.worker import reconcile_forever
+from wharf_controller.kube.queue import WorkQueue
+from wharf_controller.kube.worker import reconcile_forever, start_worker
+from wharf_controller.kube.worker import stop as stop_workers
 from wharf_controller.metrics import Metrics
 from wharf_controller.model_cache_status import cache_status
 
@@ -144,17 +144,11 @@ class ModelCacheController:
 
     async def start_workers(self) -> None:
         self.queue.add(THE_KEY)
-        self._tasks.append(asyncio.create_task(self._worker()))
+        self._tasks.append(start_worker(self._worker()))
         self._tasks.append(asyncio.create_task(self._resync()))
 
     async def stop(self) -> None:
-        await self.queue.shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ShutDown):
-                await task
-        self._tasks.clear()
+        await stop_workers(self.queue, self._tasks)
 
     async def _resync(self) -> None:
         while True:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,8 @@ from wharf_controller.desired.meta import FIELD_MANAGER
 
 JSON = dict[str, Any]
 MAX_WATCH_LINE = 16 * 1024 * 1024
+# a namespaced object's path: /api/v1/namespaces/NS/... or /apis/GROUP/VERSION/namespaces/NS/...
+_NAMESPACED = re.compile(r"/namespaces/([^/]+)/")
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,17 @@ class ApiError(Exception):
 
 
 class Api:
-    """Requests by path; `writes` counts every write the controller sends (for no-op checks)."""
+    """Requests by path; `writes` counts every write the controller sends, and `writes_in` those
+    to one namespace's objects (for no-op checks)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.client = api
         self.writes = 0
+        self._writes_by_namespace: collections.Counter[str] = collections.Counter()
+
+    def writes_in(self, namespace: str) -> int:
+        """Writes sent to objects of `namespace` (not counting cluster-scoped ones)."""
+        return self._writes_by_namespace[namespace]
 
     async def request(
         self,
@@ -119,6 +129,9 @@ class Api:
     ) -> JSON:
         if method != "GET":
             self.writes += 1
+            namespace = _NAMESPACED.search(path)
+            if namespace is not None:
+                self._writes_by_namespace[namespace.group(1)] += 1
         try:
             response = await self.client.call_api(
                 path,

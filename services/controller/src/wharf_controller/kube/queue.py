@@ -45,6 +45,8 @@ class WorkQueue(Generic[K]):
             self._ready.notify()
 
     def add_after(self, key: K, delay: float) -> None:
+        if self._closed:
+            return  # no timer outlives a shut queue
         if delay <= 0:
             self.add(key)
             return
@@ -77,8 +79,10 @@ class WorkQueue(Generic[K]):
         return self._failures.get(key, 0)
 
     async def get(self) -> K:
+        """The next key; ShutDown once the queue is shut, even with keys left (a stopping
+        controller finishes the keys in hand and starts no other)."""
         async with self._ready:
-            while not self._order:
+            while not self._order or self._closed:
                 if self._closed:
                     raise ShutDown
                 await self._ready.wait()

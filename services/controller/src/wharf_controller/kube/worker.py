@@ -7,12 +7,14 @@ metrics whichever kind failed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from typing import Any, TypeVar
 
-from wharf_controller.kube.queue import WorkQueue
+from wharf_controller.kube.queue import ShutDown, WorkQueue
 from wharf_controller.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -64,3 +66,29 @@ def _describe(key: Hashable) -> str:
     if isinstance(key, tuple):
         return "/".join(str(part) for part in key if part != "")
     return str(key)
+
+
+WORKER_TASK = "wharf-reconcile-worker"
+
+
+def start_worker(loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task running `reconcile_forever`, named so that `stop` can let it finish its key."""
+    return asyncio.create_task(loop, name=WORKER_TASK)
+
+
+async def stop(queue: WorkQueue[K], tasks: list[asyncio.Task[None]], grace_s: float = 10.0) -> None:
+    """Shut the queue, give the reconciles in progress up to `grace_s` to finish, then cancel
+    every task (informers, resync, workers still busy) and wait for them.
+
+    A reconcile cancelled in the middle of an API request leaves that request's connection
+    behind; once the queue is shut, a worker ends by itself after its current key."""
+    await queue.shutdown()
+    workers = [t for t in tasks if t.get_name() == WORKER_TASK]
+    if workers:
+        await asyncio.wait(workers, timeout=grace_s)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, ShutDown):
+            await task
+    tasks.clear()
