@@ -227,7 +227,9 @@ def test_a_worker_killed_mid_run_loses_no_request(
     _, decode, victim = vllm_pd_and_single
     gateway = start_gateway([(victim, "both"), (decode, "both")])
     client = gateway.client()
-    total, concurrency, max_tokens = 24, 4, 48
+    # Long enough answers that the victim is still generating when the test sees it busy (with
+    # short ones, all 24 could finish between two looks at its metrics on a quiet machine).
+    total, concurrency, max_tokens = 24, 4, 160
     done: list[int] = []
     lock = threading.Lock()
 
@@ -250,9 +252,18 @@ def test_a_worker_killed_mid_run_loses_no_request(
     victim_before = _metric(victim.metrics(), "vllm:generation_tokens_total")
     with ThreadPoolExecutor(concurrency) as pool:
         futures = [pool.submit(one, i) for i in range(total)]
-        # Kill while the victim is generating a request the gateway has not answered yet.
+
+        # Kill while the victim is generating a request the gateway has not answered yet, once
+        # it has generated tokens (it served before it died).
+        def victim_busy() -> bool:
+            text = victim.metrics()
+            return (
+                _metric(text, "vllm:num_requests_running") >= 1
+                and _metric(text, "vllm:generation_tokens_total") > victim_before
+            )
+
         wait_until(
-            lambda: len(done) >= 2 and _metric(victim.metrics(), "vllm:num_requests_running") >= 1,
+            victim_busy,
             "a request running on the worker to kill",
             300,
             every_s=0.05,

@@ -59,6 +59,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "models_interval": (0.1, 86400),
     "timeout": (0.01, 600),
     "eject_after": (1, 100),
+    "silent_eject_after": (0, 86400),
     "load_slack": (0, 1e6),
     "skew_abs": (0, 1e6),
     "skew_rel": (1, 1e6),

@@ -3,7 +3,9 @@
 Per pod, one task: while the pod is healthy it scrapes `/metrics` every `scrape_interval`
 (and `/v1/models` now and then); after `eject_after` failed scrapes in a row, or a request
 that could not connect, the pod is ejected and the task probes `GET /health` until it answers
-200, then brings it back. Nothing here runs on a request's path: requests read the last
+200, then brings it back. A scrape that only times out is not a failure until the pod has
+answered none for `silent_eject_after` seconds: an engine busy with a batch answers `/metrics`
+late, and ejecting it then would move its requests onto the others exactly when load is high. Nothing here runs on a request's path: requests read the last
 snapshot and this gateway's own in-flight counts.
 """
 
@@ -39,6 +41,7 @@ class Probing:
     models_interval: float = 10.0
     timeout: float = 2.0
     eject_after: int = 2
+    silent_eject_after: float = 30.0
 
 
 @dataclass(slots=True)
@@ -49,6 +52,7 @@ class Pod:
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     has_metrics: bool = True  # False once /metrics answered 404: health comes from /health
     failures: int = 0
+    silent_since: float | None = None  # when scrapes began to time out, until one answers
     models: dict[str, dict[str, Any]] | None = None  # model id -> its card, once known
     scraped_at: float = 0.0
 
@@ -169,6 +173,7 @@ class Pool:
                         log.info("pod %s is back", pod.name)
                         pod.healthy = True
                         pod.failures = 0
+                        pod.silent_since = None
                         next_models = 0.0
                         continue
                     await asyncio.sleep(p.probe_interval)
@@ -183,6 +188,13 @@ class Pool:
         if pod.failures >= self.probing.eject_after:
             self.eject(pod, reason)
 
+    def _silent(self, pod: Pod) -> None:
+        now = time.monotonic()
+        if pod.silent_since is None:
+            pod.silent_since = now
+        elif now - pod.silent_since >= self.probing.silent_eject_after:
+            self.eject(pod, f"/metrics timed out for {now - pod.silent_since:.0f} s")
+
     async def _scrape(self, pod: Pod) -> None:
         if not pod.has_metrics:
             if not await self._probe(pod):
@@ -190,9 +202,13 @@ class Pool:
             return
         try:
             status, body = await self._get(pod, "/metrics")
-        except (OSError, TimeoutError, ValueError) as exc:
+        except TimeoutError:
+            self._silent(pod)
+            return
+        except (OSError, ValueError) as exc:
             self._failed(pod, f"/metrics: {exc or type(exc).__name__}")
             return
+        pod.silent_since = None
         if status == 404:
             pod.has_metrics = False  # an engine without metrics: load from in-flight counts only
             return
