@@ -123,30 +123,30 @@ def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: W
     assert all(w["killTimeoutSeconds"] > 55 for w in workers)
     assert item["local"]["router"]["state"] == "ready"
 
-    by_path = OpenAI(base_url=f"{wharf.ingress}/serving/default/{NAME}/v1", api_key="none")
-    by_host = OpenAI(
-        base_url=f"{wharf.ingress}/v1",
-        api_key="none",
-        default_headers={"Host": HOST},
-    )
-    messages: Any = [{"role": "user", "content": "Say hello"}]
-    for client in (by_path, by_host):
-        answer = client.chat.completions.create(
-            model=NAME, messages=messages, max_tokens=8, temperature=0
-        )
-        assert answer.model == NAME
-        assert answer.choices[0].message.content
-        assert answer.usage is not None and answer.usage.completion_tokens > 0
+    with (
+        OpenAI(base_url=f"{wharf.ingress}/serving/default/{NAME}/v1", api_key="none") as by_path,
+        OpenAI(
+            base_url=f"{wharf.ingress}/v1", api_key="none", default_headers={"Host": HOST}
+        ) as by_host,
+    ):
+        messages: Any = [{"role": "user", "content": "Say hello"}]
+        for client in (by_path, by_host):
+            answer = client.chat.completions.create(
+                model=NAME, messages=messages, max_tokens=8, temperature=0
+            )
+            assert answer.model == NAME
+            assert answer.choices[0].message.content
+            assert answer.usage is not None and answer.usage.completion_tokens > 0
 
-        stream = client.chat.completions.create(
-            model=NAME, messages=messages, max_tokens=8, temperature=0, stream=True
-        )
-        chunks = list(stream)
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert len(chunks) > 2 and text
-        assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
-    # the gateway lists its pods' models as it last fetched them (in the background)
-    wait_until(lambda: [m.id for m in by_path.models.list()] == [NAME], "/v1/models", 60)
+            stream = client.chat.completions.create(
+                model=NAME, messages=messages, max_tokens=8, temperature=0, stream=True
+            )
+            chunks = list(stream)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert len(chunks) > 2 and text
+            assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
+        # the gateway lists its pods' models as it last fetched them (in the background)
+        wait_until(lambda: [m.id for m in by_path.models.list()] == [NAME], "/v1/models", 60)
 
     table = wharf.run("get").stdout
     assert NAME in table and "True" in table

@@ -22,8 +22,22 @@ def fleet() -> Iterator[SimFleet]:
         yield f
 
 
+# Clients a test opened, closed when it ends: left to the garbage collector, a pooled socket can
+# outlive its client and report itself unclosed at the session's end (an error here).
+_opened: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    opened = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    _opened.append(opened)
+    return opened
 
 
 def test_completions_streamed_and_not_give_the_same_deterministic_text(fleet: SimFleet) -> None:

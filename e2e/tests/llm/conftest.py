@@ -25,6 +25,7 @@ class Gateway:
     def __init__(self, endpoints: list[tuple[VllmWorker, str]], log: Path) -> None:
         self.port = free_port()
         self.log = log
+        self._clients: list[openai.OpenAI] = []
         argv = [sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
                 "--port", str(self.port), "--scrape-interval", "0.2"]  # fmt: skip
         for worker, role in endpoints:
@@ -50,14 +51,21 @@ class Gateway:
 
     def client(self) -> openai.OpenAI:
         # No client retries: a request the gateway failed must fail the test.
-        return openai.OpenAI(
+        client = openai.OpenAI(
             base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=CLIENT_TIMEOUT_S
         )
+        self._clients.append(client)
+        return client
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
 
     def stop(self) -> None:
+        # Closed here, not left to the garbage collector: a failed test's traceback keeps its
+        # client alive until the session's final collection, where the order of finalizers
+        # lets a pooled socket report itself unclosed (an error under filterwarnings=error).
+        for client in self._clients:
+            client.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -80,3 +88,20 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[[list[tuple[VllmWorker, s
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def worker_client() -> Iterator[Callable[[VllmWorker], openai.OpenAI]]:
+    """`openai` clients straight to a worker (no gateway); all closed after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def connect(worker: VllmWorker) -> openai.OpenAI:
+        client = openai.OpenAI(
+            base_url=worker.openai_base_url, api_key="unused", timeout=CLIENT_TIMEOUT_S
+        )
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()

@@ -34,14 +34,11 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEO
 
 # Conftest's `start_gateway` factory: (worker, role) pairs in, a running `Gateway` out.
 StartGateway = Callable[[list[tuple[VllmWorker, str]]], Any]
+WorkerClient = Callable[[VllmWorker], openai.OpenAI]
 # Random weights: the text means nothing, but greedy decoding is deterministic and `ignore_eos`
 # makes every answer exactly max_tokens long.
 FIXED = {"ignore_eos": True}
 SOURCE = "vllm:prompt_tokens_by_source_total"
-
-
-def _worker_client(worker: VllmWorker) -> openai.OpenAI:
-    return openai.OpenAI(base_url=worker.openai_base_url, api_key="unused", timeout=300)
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -56,11 +53,11 @@ def _all_workers_at_once(vllm_pool: WorkerPool) -> None:
 
 
 def test_completions_chat_and_streams_through_the_gateway(
-    vllm_worker: VllmWorker, start_gateway: StartGateway
+    vllm_worker: VllmWorker, start_gateway: StartGateway, worker_client: WorkerClient
 ) -> None:
     gateway = start_gateway([(vllm_worker, "both")])
     client = gateway.client()
-    direct = _worker_client(vllm_worker)
+    direct = worker_client(vllm_worker)
 
     assert [model.id for model in client.models.list()] == [SERVED_MODEL_NAME]
 
@@ -172,12 +169,14 @@ PD_PROMPTS = [
     reason="intermittent: a P/D engine stalls 50+ s after a NIXL hand-off on 2 CPU cores (issue 13)",
 )
 def test_prefill_decode_through_the_gateway_equals_one_worker(
-    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker], start_gateway: StartGateway
+    vllm_pd_and_single: tuple[VllmWorker, VllmWorker, VllmWorker],
+    start_gateway: StartGateway,
+    worker_client: WorkerClient,
 ) -> None:
     prefill, decode, single = vllm_pd_and_single
     gateway = start_gateway([(prefill, "prefill"), (decode, "decode")])
     client = gateway.client()
-    direct = _worker_client(single)
+    direct = worker_client(single)
     before = decode.metrics()
     prompt_tokens = 0
 

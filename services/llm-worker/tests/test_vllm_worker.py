@@ -7,6 +7,7 @@ skip with that reason, and fail under CI. The worker is shared by the session (w
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,22 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEO
 FIXED_LENGTH = {"ignore_eos": True}
 
 
+# Clients a test opened, closed when it ends: left to the garbage collector, a pooled socket can
+# outlive its client and report itself unclosed at the session's end (an error here).
+_opened: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def _client(worker: VllmWorker) -> openai.OpenAI:
-    return openai.OpenAI(base_url=worker.openai_base_url, api_key="unused", timeout=120)
+    client = openai.OpenAI(base_url=worker.openai_base_url, api_key="unused", timeout=120)
+    _opened.append(client)
+    return client
 
 
 def test_models_lists_the_served_name(vllm_worker: VllmWorker) -> None:

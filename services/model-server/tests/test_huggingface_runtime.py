@@ -199,9 +199,23 @@ def ready(runtimes: dict[str, Runtime], name: str) -> Runtime:
     return runtimes[name].wait_ready()
 
 
+# Clients a test opened, closed when it ends: left to the garbage collector, a pooled socket can
+# outlive its client and report itself unclosed at the session's end (an error here).
+_opened: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def oai(runtime: Runtime) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{runtime.url}/openai/v1", api_key="none", max_retries=0,
-                         timeout=120)  # fmt: skip
+    client = openai.OpenAI(base_url=f"{runtime.url}/openai/v1", api_key="none", max_retries=0,
+                           timeout=120)  # fmt: skip
+    _opened.append(client)
+    return client
 
 
 # -- classic tasks on the transformers backend ------------------------------------------------
