@@ -392,3 +392,79 @@ async def test_traced_app_records_status_and_passes_the_span_on(
     assert sent[0]["headers"] == [(b"x-rev", b"r-1"), own]
     assert sent[2]["headers"] == [(b"x-rev", b"r-1")]
     assert [m["type"] for m in sent].count("http.response.start") == 2
+
+
+# -- gRPC servers -------------------------------------------------------------------------------
+
+
+def test_grpc_request_info_follows_the_rpc_conventions() -> None:
+    info = tr.grpc_request_info("/inference.GRPCInferenceService/ModelInfer")
+    assert info == tr.RequestInfo(
+        "inference.GRPCInferenceService/ModelInfer",
+        {
+            tr.RPC_SYSTEM: "grpc",
+            tr.RPC_SERVICE: "inference.GRPCInferenceService",
+            tr.RPC_METHOD: "ModelInfer",
+        },
+    )
+    for odd in ("", "/", "/svc", "/svc/", "//m", "/svc/m/extra"):
+        assert tr.grpc_request_info(odd) is None, odd
+
+
+def _bytes_handler(behavior: Any, kind: str = "unary") -> grpc.RpcMethodHandler[Any, Any]:
+    if kind == "unary":
+        return grpc.unary_unary_rpc_method_handler(behavior)
+    return grpc.unary_stream_rpc_method_handler(behavior)
+
+
+async def test_grpc_interceptor_records_what_the_handler_let_through(
+    traced: tuple[tr.Tracing, InMemorySpanExporter],
+) -> None:
+    """An exception the handler does not turn into a status reaches the client as UNKNOWN:
+    the span says so, fails, and keeps the exception. A streaming call is passed on untraced,
+    and a method the server does not have makes no span."""
+    tracing, exporter = traced
+
+    async def boom(request: bytes, context: Any) -> bytes:
+        raise ValueError("no")
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    async def stream(request: bytes, context: Any) -> Any:
+        yield request
+
+    handlers = {
+        "Boom": _bytes_handler(boom),
+        "Echo": _bytes_handler(echo),
+        "Stream": _bytes_handler(stream, "stream"),
+    }
+    server = grpc.aio.server(interceptors=[tr.grpc_server_interceptor(tracing)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.S", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await channel.unary_unary("/t.S/Boom")(b"x")
+            assert err.value.code() is grpc.StatusCode.UNKNOWN
+            for _ in range(2):  # the second call takes the wrapped handler kept for the method
+                assert await channel.unary_unary("/t.S/Echo")(b"hi") == b"hi"
+            assert [m async for m in channel.unary_stream("/t.S/Stream")(b"s")] == [b"s"]
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await channel.unary_unary("/t.S/Missing")(b"x")
+            assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(None)
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["t.S/Boom", "t.S/Echo", "t.S/Echo"]
+    boom_span = spans[0]
+    assert boom_span.attributes is not None
+    assert boom_span.attributes[tr.RPC_GRPC_STATUS_CODE] == grpc.StatusCode.UNKNOWN.value[0]
+    assert boom_span.status.status_code is StatusCode.ERROR
+    assert [e.name for e in boom_span.events] == ["exception"]
+    assert spans[1].attributes is not None
+    assert spans[1].attributes[tr.RPC_GRPC_STATUS_CODE] == 0
+    assert spans[1].status.status_code is StatusCode.UNSET
+    assert spans[1].context is not None and spans[2].context is not None
+    assert spans[1].context.span_id != spans[2].context.span_id

@@ -6,7 +6,9 @@ OpenTelemetry is imported and a service's request path is the untraced one. A se
 `traced_app` (a server span per request, the W3C `traceparent` taken from the incoming headers
 and replaced in them by the span's own, so a proxy passes it on; the answer carries the span's
 too) and opens a `client_span` around each upstream call it makes itself, whose context `inject`
-writes into that call's headers. A bad value stops the service at start, naming the variable.
+writes into that call's headers. A grpc.aio server installs `grpc_server_interceptor` (a server
+span per call, named and described by OpenTelemetry's RPC conventions, the `traceparent` taken
+from the call's metadata). A bad value stops the service at start, naming the variable.
 
 The environment (the OpenTelemetry SDK's names, as KServe's `tracing` sets them for vLLM):
 
@@ -29,6 +31,7 @@ them when the process exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import grpc.aio
     from opentelemetry.propagators.textmap import Getter, TextMapPropagator
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
@@ -47,6 +51,8 @@ __all__ = [
     "Tracing",
     "TracingConfigError",
     "TracingSettings",
+    "grpc_request_info",
+    "grpc_server_interceptor",
     "http_request_info",
     "settings_from_env",
     "setup",
@@ -91,6 +97,16 @@ LLM_MODEL = "gen_ai.request.model"
 POD = "wharf.pod"
 REVISION = "wharf.revision"
 ROLE = "wharf.role"
+# OpenTelemetry's RPC semantic conventions, for gRPC servers
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+# The gRPC codes that mark a server span failed, the conventions' list for servers: UNKNOWN,
+# DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. The others, NOT_FOUND or
+# INVALID_ARGUMENT among them, are the client's error, as a 4xx is over HTTP.
+GRPC_SERVER_ERROR_CODES = frozenset({2, 4, 12, 13, 14, 15})
+GRPC_OK, GRPC_CANCELLED, GRPC_UNKNOWN = 0, 1, 2
 
 
 class TracingConfigError(ValueError):
@@ -398,3 +414,120 @@ def http_request_info(scope: Scope, name: str, route: str | None = None) -> Requ
     if route is not None:
         attributes[HTTP_ROUTE] = route
     return RequestInfo(name, attributes)
+
+
+# -- gRPC servers -------------------------------------------------------------------------------
+
+
+def grpc_request_info(method: str) -> RequestInfo | None:
+    """The server span of a gRPC call to `method` (`/package.Service/Method`, as grpc names it):
+    `package.Service/Method` with `rpc.system`, `rpc.service` and `rpc.method`, as
+    OpenTelemetry's RPC conventions have it; None for a name that is not of that form."""
+    service, sep, name = method.removeprefix("/").partition("/")
+    if not sep or not service or not name or "/" in name:
+        return None
+    return RequestInfo(
+        f"{service}/{name}", {RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name}
+    )
+
+
+def record_grpc_status(span: Span, code: int) -> None:
+    """The call's gRPC status code on `span`; a server-side failure (UNKNOWN, INTERNAL,
+    UNAVAILABLE, ...) marks it failed, a client's error (NOT_FOUND, INVALID_ARGUMENT) does not."""
+    from opentelemetry.trace import StatusCode
+
+    span.set_attribute(RPC_GRPC_STATUS_CODE, code)
+    if code in GRPC_SERVER_ERROR_CODES:
+        span.set_status(StatusCode.ERROR)
+
+
+def grpc_server_interceptor(
+    tracing: Tracing, describe: Callable[[str], RequestInfo | None] = grpc_request_info
+) -> grpc.aio.ServerInterceptor:
+    """A grpc.aio server interceptor: a server span around
+    each unary call that `describe` names from its method (None: untraced), child of the W3C
+    `traceparent` in the call's metadata. The answer's trailing metadata carries the span's own
+    `traceparent`, as an HTTP answer's headers do. The handler can add attributes to the span,
+    which is current while it runs (`Tracing.annotate`). Only installed when tracing is on.
+
+    Not opentelemetry-instrumentation-grpc's `aio_server_interceptor`, although its version
+    matches the SDK's: it names spans `/package.Service/Method` (not the conventions'
+    `package.Service/Method`), adds the deprecated `net.peer.*` attributes, and records
+    `rpc.grpc.status_code` 0 when a handler raises (the client gets UNKNOWN); what is needed here
+    is these few lines over `Tracing.server_span`."""
+    import grpc
+    import grpc.aio
+
+    # wrapped handlers, per method: only registered methods get one (an unknown method's
+    # handler is None), so the map is as small as the service
+    wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]]
+    wrapped = {}
+
+    def traced(
+        behavior: Callable[..., Any], info: RequestInfo
+    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            # metadata values are text except for `-bin` keys, which carry no trace context
+            headers = [
+                (key.encode("latin-1"), value.encode("latin-1"))
+                for key, value in context.invocation_metadata() or ()
+                if isinstance(value, str)
+            ]
+            failure: BaseException | None = None
+            with tracing.server_span(headers, info) as span:
+                context.set_trailing_metadata(tuple(tracing.context_headers(span)))
+                try:
+                    reply = await behavior(request, context)
+                except BaseException as exc:  # re-raised below, once the span is complete
+                    failure = exc
+                record_grpc_status(span, _grpc_code(context, failure))
+                if failure is not None and not isinstance(
+                    failure, (grpc.aio.AbortError, asyncio.CancelledError)
+                ):
+                    span.record_exception(failure)
+            if failure is not None:
+                # outside the span: its context manager would mark every abort failed
+                raise failure
+            return reply
+
+        return call
+
+    def _grpc_code(
+        context: grpc.aio.ServicerContext[Any, Any], failure: BaseException | None
+    ) -> int:
+        code = context.code()  # what the handler set or aborted with
+        if isinstance(code, grpc.StatusCode):
+            return int(code.value[0])
+        if failure is None:
+            return GRPC_OK
+        if isinstance(failure, asyncio.CancelledError):
+            return GRPC_CANCELLED  # the client went away
+        return GRPC_UNKNOWN  # what grpc answers for an exception the handler let through
+
+    class Interceptor(grpc.aio.ServerInterceptor):
+        async def intercept_service(
+            self,
+            continuation: Callable[
+                [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+            ],
+            handler_call_details: grpc.HandlerCallDetails,
+        ) -> grpc.RpcMethodHandler[Any, Any] | None:
+            handler = await continuation(handler_call_details)
+            method = handler_call_details.method
+            if handler is None or handler.request_streaming or handler.response_streaming:
+                return handler  # streaming calls are not traced (no service here has any)
+            known = wrapped.get(method)
+            if known is not None and known[0] is handler:
+                return known[1]
+            info = describe(method)
+            if info is None or handler.unary_unary is None:
+                return handler
+            traced_handler = grpc.unary_unary_rpc_method_handler(
+                traced(handler.unary_unary, info),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+            wrapped[method] = (handler, traced_handler)
+            return traced_handler
+
+    return Interceptor()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import numpy as np
@@ -20,7 +20,18 @@ from wharf_protocol.grpc_codec import request_from_grpc, response_to_grpc
 from wharf_protocol.infer_types import InferRequest, InferResponse
 from wharf_protocol.rest import decode_infer_response
 
+if TYPE_CHECKING:
+    from wharf_datapath.tracing import Tracing
+
 PROTOCOL = "grpc-v2"
+# the request field that names the model, per rpc (the span's `wharf.model` when tracing)
+MODEL_FIELDS = {
+    "ModelReady": "name",
+    "ModelMetadata": "name",
+    "ModelInfer": "model_name",
+    "RepositoryModelLoad": "model_name",
+    "RepositoryModelUnload": "model_name",
+}
 
 
 def to_infer_response(response: Any, request: InferRequest) -> InferResponse:
@@ -165,16 +176,46 @@ def _parsing(method: Handler, request_type: Any) -> Handler:
     return handle
 
 
-def add_servicer(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+def _parsing_traced(method: Handler, request_type: Any, field: str, tracing: Tracing) -> Handler:
+    """`_parsing` that also names the model on the call's span (tracing on only: the untraced
+    server keeps `_parsing`, with no per-call check)."""
+    from wharf_datapath.tracing import MODEL
+
+    async def handle(raw: bytes, context: Any) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            await _abort(
+                context, InvalidInput(f"the request is not a {request_type.DESCRIPTOR.name}: {exc}")
+            )
+        name = getattr(request, field)
+        if name:
+            tracing.annotate({MODEL: name})
+        return await method(request, context)
+
+    return handle
+
+
+def add_servicer(
+    servicer: InferenceServicer, server: grpc.aio.Server, tracing: Tracing | None = None
+) -> None:
     """Registers every rpc of ``inference.GRPCInferenceService`` (what the generated
-    ``add_GRPCInferenceServiceServicer_to_server`` does, with requests parsed by us)."""
+    ``add_GRPCInferenceServiceServicer_to_server`` does, with requests parsed by us); with
+    `tracing`, the calls that name a model put its name on their span."""
     service = pb.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         request_type = getattr(pb, method.input_type.name)
         response_type = getattr(pb, method.output_type.name)
+        behavior = getattr(servicer, method.name)
+        field = MODEL_FIELDS.get(method.name)
+        parsing = (
+            _parsing(behavior, request_type)
+            if tracing is None or field is None
+            else _parsing_traced(behavior, request_type, field, tracing)
+        )
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _parsing(getattr(servicer, method.name), request_type),
+            parsing,
             request_deserializer=None,
             response_serializer=response_type.SerializeToString,
         )
@@ -189,17 +230,27 @@ def build_grpc_server(
     max_receive_message_length: int,
     host: str = "[::]",
     reuse_port: bool = False,
+    tracing: Tracing | None = None,
 ) -> grpc.aio.Server:
+    """The gRPC server; with `tracing` (OTEL_* asked for it), a server span per call
+    (`wharf_datapath.tracing.grpc_server_interceptor`). Without, no interceptor at all: the
+    calls take the untraced path, with nothing checked per call."""
+    interceptors = None
+    if tracing is not None:
+        from wharf_datapath.tracing import grpc_server_interceptor
+
+        interceptors = [grpc_server_interceptor(tracing)]
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", max_send_message_length),
             ("grpc.max_receive_message_length", max_receive_message_length),
             # A port clash must fail loudly rather than silently share the port; the workers
             # of one server (--workers) share it on purpose.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+        ],
     )
     servicer = InferenceServicer(dataplane)
-    add_servicer(servicer, server)
+    add_servicer(servicer, server, tracing)
     server.add_insecure_port(f"{host}:{port}")
     return server

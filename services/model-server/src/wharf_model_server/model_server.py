@@ -369,6 +369,7 @@ class ModelServer:
                 self.grpc_max_receive_message_length,
                 host="[::]" if self.host == "0.0.0.0" else self.host,
                 reuse_port=self.reuse_port,
+                tracing=self._tracing,
             )
             await self._grpc.start()
         rest_task = asyncio.create_task(self._rest.serve())
