@@ -174,6 +174,20 @@ def test_pd_plan_has_a_decode_main_and_a_prefill_pool() -> None:
     assert plan.prefill is prefill
 
 
+def test_pd_workers_advertise_their_pod_ip_for_the_kv_hand_off() -> None:
+    # The other side connects to the host the NIXL side channel advertises (vLLM's default,
+    # localhost, is only right when both pods share one machine).
+    pod_ip = {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}
+    pd = plan_llm_inference_service(svc({"prefill": {"replicas": 1}}), {})
+    for workload in pd.workloads:
+        assert workload.leader is not None
+        assert dict(workload.leader.main.env_refs)["VLLM_NIXL_SIDE_CHANNEL_HOST"] == pod_ip
+    single = plan_llm_inference_service(svc({}), {})
+    (only,) = single.workloads
+    assert only.leader is not None
+    assert "VLLM_NIXL_SIDE_CHANNEL_HOST" not in dict(only.leader.main.env_refs)
+
+
 def test_multi_node_plan_is_a_leader_worker_set() -> None:
     spec = {"worker": {}, "parallelism": {"tensor": 2, "pipeline": 2}, "replicas": 1}
     plan = plan_llm_inference_service(svc(spec), {})

@@ -102,6 +102,7 @@ POOL_SELECTOR = {
     "kserve.io/component": "workload",
 }
 ROLE_LABEL = "llm-d.ai/role"
+NIXL_SIDE_CHANNEL_HOST_ENV = "VLLM_NIXL_SIDE_CHANNEL_HOST"
 GRACE_SECONDS = 60
 
 
@@ -144,6 +145,16 @@ def _main(
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "dshm"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if kv_transfer == "nixl":
+        # vLLM puts this host in the transfer parameters that the other side of the hand-off
+        # connects to; its default, localhost, only works when both roles share a machine
+        # (`wharf up` sets no pod IP, so there the default stays)
+        container["env"] = [
+            {
+                "name": NIXL_SIDE_CHANNEL_HOST_ENV,
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+            }
+        ]
     # only the pod that serves HTTP is probed: a multi-node worker rank has no server
     container["startupProbe"] = _probe("/health", failureThreshold=60, periodSeconds=10)
     container["livenessProbe"] = _probe("/health", periodSeconds=10, failureThreshold=10)
