@@ -83,7 +83,7 @@ def split_parts(files: Mapping[str, bytes]) -> list[dict[str, bytes]]:
     if total > MAX_TOTAL_BYTES:
         raise ValueError(f"files: {total} bytes, over the {MAX_TOTAL_BYTES} a file server takes")
     groups: list[dict[str, bytes]] = []
-    size = PART_BYTES  # forces a first group
+    size = 0
     for name, data in files.items():
         if not _FILE_NAME.fullmatch(name) or PART_MARK in name:
             raise ValueError(
@@ -95,7 +95,7 @@ def split_parts(files: Mapping[str, bytes]) -> list[dict[str, bytes]]:
             raise ValueError(f"files: {name!r} needs more than {MAX_PARTS} parts")
         for index, offset in enumerate(offsets):
             part = data[offset : offset + PART_BYTES]
-            if size + len(part) > PART_BYTES:
+            if not groups or size + len(part) > PART_BYTES:
                 groups.append({})
                 size = 0
             groups[-1][f"{name}{PART_MARK}{index:04d}"] = part
@@ -274,12 +274,16 @@ def sse_data(text: str) -> tuple[list[JSON], bool]:
     return events, done
 
 
-async def list_pods(kube: Kube, namespace: str, labels: Mapping[str, str]) -> list[JSON]:
+async def list_pods(
+    kube: Kube, namespace: str, labels: Mapping[str, str], *, terminating: bool = False
+) -> list[JSON]:
+    """The pods with all of `labels`; without those being deleted (a rollout's old pod) unless
+    `terminating`."""
     resource = await kube.resource("v1", "Pod")
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     result = await kube.dynamic.get(resource, namespace=namespace, label_selector=selector)
     items: list[JSON] = result.to_dict().get("items") or []
-    return items
+    return [p for p in items if terminating or not p["metadata"].get("deletionTimestamp")]
 
 
 def ready(obj: Mapping[str, Any] | None) -> bool:
@@ -293,7 +297,7 @@ async def diagnosis(kube: Kube, namespace: str, tail: int = 40) -> str:
     wait that timed out (the namespace is deleted after the test, and its logs with it)."""
     core = client.CoreV1Api(kube.api)
     out: list[str] = []
-    for pod in await list_pods(kube, namespace, {}):
+    for pod in await list_pods(kube, namespace, {}, terminating=True):
         name = pod["metadata"]["name"]
         status = pod.get("status") or {}
         out.append(f"pod {name}: {status.get('phase')}")

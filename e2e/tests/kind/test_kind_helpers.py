@@ -75,6 +75,16 @@ def test_the_model_is_cut_into_config_maps_under_the_api_servers_limit(tiny_llam
     )
 
 
+def test_parts_are_packed_in_order_and_an_empty_file_still_gets_one() -> None:
+    big = bytes(range(256)) * (PART_BYTES // 256 + 10)  # just over one part
+    groups = split_parts({"empty.txt": b"", "big.bin": big, "tail.txt": b"end"})
+    joined = {k: v for group in groups for k, v in group.items()}
+    assert list(joined) == ["empty.txt.part-0000", "big.bin.part-0000", "big.bin.part-0001",
+                            "tail.txt.part-0000"]  # fmt: skip
+    assert joined["big.bin.part-0000"] + joined["big.bin.part-0001"] == big
+    assert all(sum(map(len, g.values())) <= PART_BYTES for g in groups)
+
+
 @pytest.mark.parametrize("name", ["../x", ".hidden", "a/b", "x.part-0001", ""])
 def test_a_file_name_that_is_not_a_plain_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="files: "):
