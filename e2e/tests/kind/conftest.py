@@ -5,21 +5,28 @@ The cluster is given, never made here: `WHARF_KIND_KUBECONFIG` names its kubecon
 the tests skip with that reason; `WHARF_KIND_REQUIRED=1` (set by the workflow) turns the skip
 into a failure, so the GPU job cannot pass without its cluster. Hosted CI has no kind cluster
 and does not set it.
+
+Tests that need GPUs ask `require_gpus(n)`: a cluster with fewer allocatable `nvidia.com/gpu`
+skips them with the count, unless the cluster is required and the runner has the GPUs
+(`WHARF_KIND_RUNNER_GPUS`, which the workflow sets from nvidia-smi): then the cluster lost them
+and the test fails.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from wharf_e2e.kind import allocatable_gpus, gpu_shortfall
 from wharf_e2e.kube import Kube
 
 KUBECONFIG_ENV = "WHARF_KIND_KUBECONFIG"
 REQUIRED_ENV = "WHARF_KIND_REQUIRED"
+RUNNER_GPUS_ENV = "WHARF_KIND_RUNNER_GPUS"
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +61,26 @@ async def kind_namespace(kind: Kube) -> AsyncIterator[str]:
     yield name
     if os.environ.get("WHARF_E2E_KEEP") != "1":
         await kind.delete_namespace(name)
+
+
+def _runner_gpus() -> int | None:
+    value = os.environ.get(RUNNER_GPUS_ENV, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+@pytest.fixture
+def require_gpus(kind: Kube) -> Callable[[int], Awaitable[int]]:
+    """`await require_gpus(n)`: the cluster's allocatable GPUs, or skip/fail when under `n`."""
+
+    async def require(needed: int) -> int:
+        allocatable = await allocatable_gpus(kind)
+        required = os.environ.get(REQUIRED_ENV) == "1"
+        shortfall = gpu_shortfall(needed, allocatable, _runner_gpus(), required)
+        if shortfall is not None:
+            reason, fail = shortfall
+            if fail:
+                pytest.fail(reason)
+            pytest.skip(reason)
+        return allocatable
+
+    return require
