@@ -382,19 +382,11 @@ ENGINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
-# vLLM's NIXL side channel advertises this host to the other side of a hand-off, and its
-# default is localhost: across pods it must be the pod's own address (as KServe's P/D example
-# sets it; Wharf's presets do not set it yet).
-SIDE_CHANNEL_HOST = {
-    "name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
-    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
-}
 
 
 def _worker_template(prefill_decode: bool) -> JSON:
+    # (no VLLM_NIXL_SIDE_CHANNEL_HOST: the P/D presets set it from the pod's IP)
     env: list[JSON] = [{"name": k, "value": v} for k, v in ENGINE_ENV.items()]
-    if prefill_decode:
-        env.append(SIDE_CHANNEL_HOST)
     return {
         "containers": [
             {

@@ -175,7 +175,7 @@ def test_the_pd_service_renders_two_nixl_workloads_with_a_gpu_each() -> None:
         assert side_channel == [
             {
                 "name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
-                "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
             }
         ]
         labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -5,9 +5,9 @@ NIXL, and Wharf's router doing the hand-off.
 The model and how it reaches the pods are those of test_vllm_on_kind.py (the tiny Llama built
 here, served by a file server pod in the namespace; nothing downloaded). The manifest is a KServe
 user's P/D manifest (`examples/llm-pd.yaml`): `prefill: {replicas: 1, template}` beside the main
-(decode) template, each `main` container asking for `nvidia.com/gpu: 1`, and
-`VLLM_NIXL_SIDE_CHANNEL_HOST` from the pod's IP, as KServe's own P/D example sets it: vLLM's
-NIXL side channel otherwise advertises `localhost`, which the other pod cannot reach.
+(decode) template, each `main` container asking for `nvidia.com/gpu: 1`. The P/D presets set
+`VLLM_NIXL_SIDE_CHANNEL_HOST` from the pod's IP (as KServe's own P/D example does): vLLM's NIXL
+side channel otherwise advertises `localhost`, which the other pod cannot reach.
 
 From the presets the controller renders the decode workload `{name}-kserve`
 (`wharf-llm-worker --role decode --kv-transfer nixl`) and the prefill workload

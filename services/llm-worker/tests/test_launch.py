@@ -50,6 +50,7 @@ def test_combined_worker_runs_vllm_with_wharf_middleware_and_no_connector() -> N
     assert _flag(launch, "--middleware") == MIDDLEWARE
     assert "--kv-transfer-config" not in launch.args
     assert "VLLM_NIXL_SIDE_CHANNEL_PORT" not in launch.env
+    assert "WHARF_NIXL_PROGRESS_DELAY_US" not in launch.env
     assert launch.env["WHARF_LLM_WORKER_ROLE"] == "both"
 
 
@@ -65,6 +66,8 @@ def test_pd_roles_default_to_nixl_on_cpu_buffers(role: str, kv_role: str) -> Non
     }
     assert launch.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5601"
     assert launch.env["WHARF_LLM_WORKER_KV_CONNECTOR"] == "NixlConnector"
+    # NIXL's progress thread sleeps between polls instead of spinning (wharf_llm_worker.vllm_plugin)
+    assert launch.env["WHARF_NIXL_PROGRESS_DELAY_US"] == "1000"
 
 
 def test_combined_worker_with_a_connector_both_produces_and_consumes() -> None:

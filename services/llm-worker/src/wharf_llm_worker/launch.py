@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from wharf_llm_worker.vllm_plugin import PROGRESS_DELAY_ENV
+
 Role = Literal["both", "prefill", "decode"]
 KvTransfer = Literal["nixl", "example", "none"]
 
@@ -33,6 +35,7 @@ SERVED_NAME_ENV = "WHARF_LLM_WORKER_MODEL"
 KV_CONNECTOR_ENV = "WHARF_LLM_WORKER_KV_CONNECTOR"
 NIXL_PORT_ENV = "VLLM_NIXL_SIDE_CHANNEL_PORT"
 NIXL_HOST_ENV = "VLLM_NIXL_SIDE_CHANNEL_HOST"
+NIXL_PROGRESS_DELAY_US = 1000
 RESERVED_CPU_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
 
 DEFAULT_DRAIN_TIMEOUT_S = 30
@@ -239,6 +242,8 @@ def role_flags(options: WorkerOptions) -> RoleFlags:
         **reserved_cpu_env(options),
     }
     if effective_kv_transfer(options) == "nixl":
+        # NIXL's progress thread polls every millisecond instead of spinning (vllm_plugin.py)
+        env[PROGRESS_DELAY_ENV] = str(NIXL_PROGRESS_DELAY_US)
         if options.kv_side_channel_port is not None:
             env[NIXL_PORT_ENV] = str(options.kv_side_channel_port)
         if options.kv_side_channel_host is not None:
