@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -117,14 +119,8 @@ async def run(args: argparse.Namespace) -> int:
         if campaign is not None:
             campaign.cancel()
     finally:
-        # Together: each stop gives its reconcile in hand up to 10 s, so one after another the
-        # four could hold a terminating pod for 40 s.
-        stopping = [graphs.stop(), controller.stop(), llm.stop()]
-        if cache is not None:
-            stopping.append(cache.stop())
-        for failure in await asyncio.gather(*stopping, return_exceptions=True):
-            if isinstance(failure, BaseException):
-                log.error("a controller failed to stop cleanly: %r", failure)
+        await _stop_together([graphs.stop(), controller.stop(), llm.stop()] +
+                             ([cache.stop()] if cache is not None else []))  # fmt: skip
         if elector is not None:
             await elector.release()
         if webhooks is not None:
@@ -132,6 +128,14 @@ async def run(args: argparse.Namespace) -> int:
         await runner.cleanup()
         await client.close()
     return code
+
+
+async def _stop_together(stops: list[Coroutine[Any, Any, None]]) -> None:
+    # Together: each stop gives its reconcile in hand up to 10 s, so one after another the
+    # four controllers could hold a terminating pod for 40 s.
+    for failure in await asyncio.gather(*stops, return_exceptions=True):
+        if isinstance(failure, BaseException):
+            log.error("a controller failed to stop cleanly: %r", failure)
 
 
 def run_forever(args: argparse.Namespace) -> int:
