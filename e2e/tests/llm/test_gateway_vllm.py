@@ -159,15 +159,15 @@ PD_PROMPTS = [
 
 
 # Known defect (issue 13), not a skip. On a 2-core CPU machine with three engines, the first
-# hand-off of a P/D pair is late: the decode worker reads the prompt's blocks only when the
+# hand-off of a P/D pair can be late: the decode worker reads the prompt's blocks only when the
 # prefill worker's 30-second lease on them runs out (likeliest cause: both engines step in 1 ms
 # loops while a hand-off is pending and starve the decode worker's threads; once the prefill
-# engine stops holding blocks, the read goes through in milliseconds). It passed 2 of 2 runs after NIXL's progress
-# thread stopped spinning (wharf_llm_worker.vllm_plugin; before, transfers took 7-100 s and the
-# test failed or hung in 3 of 5 runs), but a late read can still meet a /metrics timeout or
-# reused blocks. It runs every time and its result is reported; the hand-off itself is also
-# pinned by services/llm-worker/tests/test_vllm_pd.py (real NIXL, no gateway) and the gateway's
-# simulator tests, which must pass. docs/llm.md, "P/D on a small CPU host".
+# engine stops holding blocks, the read goes through in milliseconds). It passed 3 of 3 runs
+# after NIXL's progress thread stopped spinning (wharf_llm_worker.vllm_plugin; before, transfers
+# took 7-100 s and the test failed or hung in 3 of 5 runs), but a late read can still meet a
+# /metrics timeout or reused blocks. It runs every time and its result is reported; the hand-off
+# itself is also pinned by services/llm-worker/tests/test_vllm_pd.py (real NIXL, no gateway) and
+# the gateway's simulator tests, which must pass. docs/llm.md, "P/D on a small CPU host".
 @pytest.mark.xfail(
     strict=False,
     reason="on 2 CPU cores the first P/D hand-off waits for the prefill lease (30 s) (issue 13)",
