@@ -48,16 +48,16 @@ def default_thread_count() -> int:
 
 _lock = threading.Lock()
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
+_threads = 0
 
 
 def configure(max_workers: int | None) -> None:
-    global _executor
+    global _executor, _threads
     with _lock:
+        _threads = max_workers or default_thread_count()
         old, _executor = (
             _executor,
-            concurrent.futures.ThreadPoolExecutor(
-                max_workers=max_workers or default_thread_count(), thread_name_prefix="model"
-            ),
+            concurrent.futures.ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="model"),
         )
     if old is not None:
         old.shutdown(wait=False)
@@ -68,3 +68,9 @@ def get() -> concurrent.futures.ThreadPoolExecutor:
         configure(None)
     assert _executor is not None
     return _executor
+
+
+def thread_count() -> int:
+    """Threads in the pool (configured on first use)."""
+    get()
+    return _threads

@@ -1,9 +1,9 @@
 """The public model API, shaped like KServe's ``kserve.Model`` so custom models port by import.
 
 A request runs ``preprocess -> predict | explain -> postprocess``. Each handler may be sync or
-``async``. Sync handlers never run on the event loop: consecutive sync stages run together in
-one hop to the thread pool (one hop per request for the built-in runtimes), async stages are
-awaited on the loop.
+``async``. Consecutive sync stages run together in one hop to the thread pool (one hop per
+request for the built-in runtimes), async stages are awaited on the loop. Sync stages that have
+proved short run on the loop instead, without the hop (``wharf_model_server.inline``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from wharf_model_server import executor, metrics
+from wharf_model_server.inline import InlineGate, inline_limit
 from wharf_model_server.predictor_config import PredictorConfig
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class _Stage:
 class _Group:
     is_async: bool
     stages: tuple[_Stage, ...]
+    # sync groups only: whether they run inline or in the pool
+    gate: InlineGate | None = None
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -111,6 +114,11 @@ def _arity(fn: Callable[..., Any]) -> int:
 
 
 class Model(InferenceModel):
+    # The longest thread CPU time per request of a group of sync handlers that may run on the
+    # event loop once it has proved short (None: wharf_model_server.inline's default for the
+    # pool's size; 0: always in the thread pool).
+    inline_limit_s: float | None = None
+
     def __init__(
         self,
         name: str,
@@ -225,10 +233,15 @@ class Model(InferenceModel):
             is_async = inspect.iscoroutinefunction(fn)
             stage = _Stage(name, fn, is_async, 1 if name == "validate" else _arity(fn))
             if not is_async and groups and not groups[-1].is_async:
-                groups[-1] = _Group(False, (*groups[-1].stages, stage))
+                groups[-1] = _Group(False, (*groups[-1].stages, stage), groups[-1].gate)
             else:
-                groups.append(_Group(is_async, (stage,)))
+                groups.append(_Group(is_async, (stage,), None if is_async else self._gate()))
         return tuple(groups)
+
+    def _gate(self) -> InlineGate:
+        if self.inline_limit_s is not None:
+            return InlineGate(max(0.0, self.inline_limit_s))
+        return InlineGate(inline_limit(executor.thread_count()))
 
     def _pipeline(self, verb: InferenceVerb) -> tuple[_Group, ...]:
         pipeline = self._pipelines.get(verb)
@@ -239,19 +252,27 @@ class Model(InferenceModel):
 
     def _run_sync(
         self,
-        stages: tuple[_Stage, ...],
+        group: _Group,
         payload: Any,
         headers: dict[str, str],
         response_headers: dict[str, str],
         timings: dict[str, float],
     ) -> Any:
-        for stage in stages:
-            start = time.perf_counter()
-            payload = stage.call(payload, headers, response_headers)
-            elapsed = time.perf_counter() - start
-            if stage.name != "validate":
-                metrics.stage_histogram(stage.name, self.name).observe(elapsed)
-                timings[stage.name] = elapsed
+        cpu_start = time.thread_time()
+        group_start = time.perf_counter()
+        try:
+            for stage in group.stages:
+                start = time.perf_counter()
+                payload = stage.call(payload, headers, response_headers)
+                elapsed = time.perf_counter() - start
+                if stage.name != "validate":
+                    metrics.stage_histogram(stage.name, self.name).observe(elapsed)
+                    timings[stage.name] = elapsed
+        finally:
+            # a run that raised counts too: it held the loop (or the thread) all the same
+            if group.gate is not None:
+                wall = time.perf_counter() - group_start
+                group.gate.record(time.thread_time() - cpu_start, wall)
         return payload
 
     async def __call__(
@@ -273,11 +294,13 @@ class Model(InferenceModel):
                 elapsed = time.perf_counter() - start
                 metrics.stage_histogram(stage.name, self.name).observe(elapsed)
                 timings[stage.name] = elapsed
+            elif group.gate is not None and group.gate.inline:
+                payload = self._run_sync(group, payload, request_headers, response_headers, timings)
             else:
                 payload = await loop.run_in_executor(
                     executor.get(),
                     self._run_sync,
-                    group.stages,
+                    group,
                     payload,
                     request_headers,
                     response_headers,
