@@ -22,6 +22,7 @@ from wharf_model_server.inline import (
     next_credit,
     runs_inline,
 )
+from wharf_model_server.model import InferenceVerb
 from wharf_protocol.errors import InvalidInput
 
 SWITCH = 0.005
@@ -166,3 +167,32 @@ def test_a_model_can_keep_every_run_in_the_pool() -> None:
         for i in range(RUNS_TO_TRUST + 4):
             assert _predict(client, server.url, "pooled", [i]).status_code == 200
     assert not any(_on_loop(model))
+
+
+class AwaitableFromSync(Model):
+    """A sync predict that hands back a coroutine, awaited by the server either way."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.ready = True
+
+    async def _double(self, payload: Any) -> Any:
+        return {"predictions": [v * 2 for v in payload["instances"]]}
+
+    def predict(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Any:
+        return self._double(payload)
+
+
+def test_a_sync_handler_returning_a_coroutine_is_awaited_inline_too() -> None:
+    model = AwaitableFromSync("coro")
+    with ThreadServer([model], max_asyncio_workers=1) as server, httpx.Client() as client:
+        for i in range(RUNS_TO_TRUST + 4):
+            reply = _predict(client, server.url, "coro", [i])
+            assert reply.status_code == 200 and reply.json() == {"predictions": [2 * i]}
+    gate = model._pipeline(InferenceVerb.PREDICT)[0].gate
+    assert gate is not None and gate.inline  # the last runs were inline

@@ -294,18 +294,22 @@ class Model(InferenceModel):
                 elapsed = time.perf_counter() - start
                 metrics.stage_histogram(stage.name, self.name).observe(elapsed)
                 timings[stage.name] = elapsed
-            elif group.gate is not None and group.gate.inline:
-                payload = self._run_sync(group, payload, request_headers, response_headers, timings)
             else:
-                payload = await loop.run_in_executor(
-                    executor.get(),
-                    self._run_sync,
-                    group,
-                    payload,
-                    request_headers,
-                    response_headers,
-                    timings,
-                )
+                if group.gate is not None and group.gate.inline:
+                    payload = self._run_sync(
+                        group, payload, request_headers, response_headers, timings
+                    )
+                else:
+                    payload = await loop.run_in_executor(
+                        executor.get(),
+                        self._run_sync,
+                        group,
+                        payload,
+                        request_headers,
+                        response_headers,
+                        timings,
+                    )
+                # a sync handler may hand back a coroutine (KServe's models do), inline or not
                 if inspect.isawaitable(payload):
                     payload = await payload
         if self.enable_latency_logging:
