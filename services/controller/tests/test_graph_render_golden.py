@@ -31,12 +31,12 @@ REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 RUNTIMES = REPO / "deploy" / "base" / "runtimes"
-API_FIXTURES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
 MODE = "serving.kserve.io/deploymentMode"
 KNATIVE_NAMES = ("Serverless", "Knative")
 BUILT_IN = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
+API_FIXTURES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 
 
 def _graph_manifests() -> list[Path]:

@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 RUNTIMES = REPO / "deploy" / "base" / "runtimes"
-KSERVE_RUNTIMES = HERE / "fixtures" / "kserve-runtimes"
-API_FIXTURES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
 BUILT_IN = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
+KSERVE_RUNTIMES = HERE / "fixtures" / "kserve-runtimes"
+API_FIXTURES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 MODE = "serving.kserve.io/deploymentMode"
 RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 
