@@ -147,6 +147,23 @@ def test_unknown_placeholder_names_the_field() -> None:
         substitute_placeholders("{{.Spec}}", ObjectMeta(name="x"), where="spec.predictor.args")
 
 
+@pytest.mark.parametrize("field", ["TensorParallelSize", "PipelineParallelSize", "StorageUri"])
+def test_fields_outside_the_metadata_fail_as_in_kserve(field: str) -> None:
+    # KServe executes the runtime container as a Go template over ObjectMeta only: these
+    # fail there with "can't evaluate field ... in type v1.ObjectMeta"
+    with pytest.raises(PlanError, match=r"metadata only .* cannot render this runtime either"):
+        substitute_placeholders(f"--x={{{{.{field}}}}}", ObjectMeta(name="x"), where="args")
+
+
+def test_a_missing_key_prints_as_go_prints_it() -> None:
+    meta = ObjectMeta(name="x", generate_name="x-", labels={"app": "a"})
+    # `.Labels.key` reaches a missing map key: Go prints <no value>; `index` gives the zero value
+    assert substitute_placeholders("{{.Labels.serviceEnvelope}}", meta) == "<no value>"
+    assert substitute_placeholders("{{.Annotations.k}}", meta) == "<no value>"
+    assert substitute_placeholders('{{index .Labels "serviceEnvelope"}}', meta) == ""
+    assert substitute_placeholders("{{.Labels.app}}/{{.GenerateName}}", meta) == "a/x-"
+
+
 def test_no_runtime_for_the_format() -> None:
     pred = {"model": {"modelFormat": {"name": "pmml"}, "storageUri": "file:///m"}}
     with pytest.raises(NoSupportingRuntimeError, match="pmml"):

@@ -79,7 +79,11 @@ STORAGE_URI_ENV = "STORAGE_URI"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _INDEX = re.compile(r'^index\s+\.(Labels|Annotations)\s+"([^"]*)"$')
-_DOTTED = re.compile(r"^\.(Name|Namespace)$|^\.(Labels|Annotations)\.([A-Za-z0-9_./-]+)$")
+_DOTTED = re.compile(
+    r"^\.(Name|Namespace|GenerateName)$|^\.(Labels|Annotations)\.([A-Za-z0-9_./-]+)$"
+)
+# what Go's text/template prints for a missing map key reached as `.Labels.key`
+_GO_MISSING_KEY = "<no value>"
 
 
 class PlanError(ValueError):
@@ -243,9 +247,12 @@ class ServicePlan:
 def substitute_placeholders(text: str, metadata: ObjectMeta, *, where: str = "") -> str:
     """Fill KServe's Go-template placeholders from the object's metadata.
 
-    Supported: `{{.Name}}`, `{{.Namespace}}`, `{{.Labels.key}}`, `{{.Annotations.key}}` and
-    `{{index .Labels "key"}}`; a missing label or annotation becomes an empty string, as Go's
-    templates print a missing map key; anything else is an error naming `where`.
+    KServe executes a runtime container as a Go template over the InferenceService's
+    ObjectMeta, nothing else. Supported: `{{.Name}}`, `{{.Namespace}}`, `{{.GenerateName}}`,
+    `{{.Labels.key}}`, `{{.Annotations.key}}` and `{{index .Labels "key"}}`. A missing key prints
+    as Go prints it: `<no value>` in the dotted form, an empty string through `index`. Any other
+    field (`{{.TensorParallelSize}}`, `{{.StorageUri}}`) is an error naming `where`, as KServe's
+    template fails on it ("can't evaluate field ... in type v1.ObjectMeta").
     """
 
     def value(match: re.Match[str]) -> str:
@@ -256,11 +263,19 @@ def substitute_placeholders(text: str, metadata: ObjectMeta, *, where: str = "")
             return metadata.name or ""
         if dotted and dotted.group(1) == "Namespace":
             return metadata.namespace or DEFAULT_NAMESPACE
-        if dotted or indexed:
-            table, key = dotted.group(2, 3) if dotted else indexed.group(1, 2)  # type: ignore[union-attr]
-            mapping = metadata.labels if table == "Labels" else metadata.annotations
-            return (mapping or {}).get(key, "")
-        raise PlanError(f"{where}: unsupported placeholder {match.group(0)!r}")
+        if dotted and dotted.group(1) == "GenerateName":
+            return metadata.generate_name or ""
+        if dotted:
+            mapping = metadata.labels if dotted.group(2) == "Labels" else metadata.annotations
+            return (mapping or {}).get(dotted.group(3), _GO_MISSING_KEY)
+        if indexed:
+            mapping = metadata.labels if indexed.group(1) == "Labels" else metadata.annotations
+            return (mapping or {}).get(indexed.group(2), "")
+        raise PlanError(
+            f"{where}: unsupported placeholder {match.group(0)!r}: KServe fills a runtime's "
+            "placeholders from the InferenceService's metadata only (Name, Namespace, Labels, "
+            "Annotations), so it cannot render this runtime either"
+        )
 
     return _PLACEHOLDER.sub(value, text)
 

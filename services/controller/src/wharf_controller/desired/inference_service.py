@@ -20,7 +20,12 @@ from wharf_api.resources import InferenceService
 from wharf_api.resources.cluster_storage_container import ClusterStorageContainer
 from wharf_controller.desired.knative import expected_knative_service
 from wharf_controller.desired.leader_worker_set import expected_leader_worker_set
-from wharf_controller.desired.routing import expected_http_route, expected_ingress
+from wharf_controller.desired.routing import (
+    RouteError,
+    expected_http_route,
+    expected_ingress,
+    url_path,
+)
 from wharf_controller.desired.scaling import expected_hpa, expected_scaled_object
 from wharf_controller.desired.storage import CredentialRefs, pod_storage
 from wharf_controller.desired.workload import (
@@ -149,7 +154,13 @@ def expected_children(inputs: Inputs) -> list[JSON]:
     if not ingress.disable_ingress_creation and inputs.mode != "Knative":
         labels = service_labels(inputs.isvc.name)
         if ingress.enable_gateway_api:
-            children.append(expected_http_route(inputs.plan, labels, inputs.owner, inputs.config))
+            try:
+                path = url_path(inputs.plan, inputs.config)
+            except RouteError as exc:
+                raise DesiredError(str(exc)) from None
+            children.append(
+                expected_http_route(inputs.plan, labels, inputs.owner, inputs.config, path=path)
+            )
         else:
             children.append(expected_ingress(inputs.plan, labels, inputs.owner, inputs.config))
     return children
