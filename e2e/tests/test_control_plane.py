@@ -11,6 +11,7 @@ import yaml
 
 from wharf_api import default, parse_object
 from wharf_api.conversion import convert
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, KubeError, wait_for
 from wharf_e2e.pytest_plugin import GPU_NODE
 
@@ -18,14 +19,12 @@ pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[2]
 WHARF_CRDS = REPO / "deploy" / "base" / "crds"
-FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 SAMPLES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 
 
 def _crd_files() -> list[Path]:
-    return sorted(WHARF_CRDS.glob("serving.kserve.io_*.yaml")) + sorted(
-        p for p in FIXTURE_CRDS.glob("*.yaml") if p.name != "kustomization.yaml"
-    )
+    # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh) and the stubs
+    return sorted(WHARF_CRDS.glob("serving.kserve.io_*.yaml")) + fixture_crd_files()
 
 
 def _samples() -> dict[str, dict[str, Any]]:
@@ -57,7 +56,7 @@ async def _established(kube: Kube, name: str) -> bool:
 async def crds(kube: Kube) -> list[str]:
     names = []
     for path in _crd_files():
-        crd = yaml.safe_load(path.read_text())
+        crd = load_crd(path)
         await kube.apply(crd)
         names.append(crd["metadata"]["name"])
     for name in names:

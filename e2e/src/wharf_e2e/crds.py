@@ -112,7 +112,8 @@ def load_crd(path: Path) -> dict[str, Any]:
 @functools.cache
 def _loader() -> type[yaml.SafeLoader]:
     # The C loader reads the megabyte-sized CRDs about ten times faster; not every PyYAML has it.
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[no-any-return]
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader
 
 
 _OBJECT_FIELDS = ("apiVersion", "kind", "metadata")
