@@ -81,7 +81,11 @@ def require_third_party_crd_dir() -> Path:
 def _listed(folder: Path) -> list[Path]:
     """The files a folder's kustomization.yaml names, in its order."""
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    return [folder / name for name in kustomization["resources"]]
+    names = kustomization["resources"]
+    for name in names:  # files of this folder only, never a path out of it
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".yaml"):
+            raise ValueError(f"{folder}/kustomization.yaml: {name!r} is not a CRD file name")
+    return [folder / name for name in names]
 
 
 def third_party_crd_file(name: str) -> Path:
