@@ -86,6 +86,30 @@ async def test_a_sample_of_every_kind_round_trips(
         ), kind
 
 
+async def test_the_real_gateway_api_crd_rejects_a_route_its_rules_forbid(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    """The installed HTTPRoute CRD is Gateway API's own (a stub would take any spec): its CEL
+    rule wants a port on a Service backend, its schema a weight of at least 0."""
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "no-port"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc"}]}]},
+    }
+    with pytest.raises(KubeError) as caught:
+        await kube.create(route, namespace=kube_namespace)
+    assert caught.value.code == 422
+    assert "port" in caught.value.message
+    route["spec"]["rules"][0]["backendRefs"][0].update(port=80, weight=-1)
+    with pytest.raises(KubeError) as caught:
+        await kube.create(route, namespace=kube_namespace)
+    assert caught.value.code == 422
+    assert "weight" in caught.value.message
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 1
+    await kube.create(route, namespace=kube_namespace)
+
+
 async def test_the_schema_rejects_a_wrong_type_naming_the_field(
     kube: Kube, crds: list[str], kube_namespace: str
 ) -> None:
