@@ -55,6 +55,7 @@ import yaml
 from wharf_controller.kube.api import DEPLOYMENT, INFERENCE_SERVICE, Api, Kind, connect
 from wharf_controller.kube.informer import Informer
 from wharf_e2e.cluster import ControlPlane
+from wharf_e2e.crds import third_party_crd_dir
 from wharf_e2e.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,10 +217,11 @@ def k8s_bin() -> Path:
 
 
 def crd_paths() -> list[Path]:
-    fixtures = REPO / "e2e" / "cluster" / "crds"
+    # the real third-party CRDs (e2e/cluster/third-party-crds.sh), then cert-manager's stubs
+    fixtures = [third_party_crd_dir(), REPO / "e2e" / "cluster" / "crds"]
     return [
         *sorted((REPO / "deploy" / "base" / "crds").glob("serving.kserve.io_*.yaml")),
-        *sorted(p for p in fixtures.glob("*.yaml") if "kustomization" not in p.name),
+        *(p for d in fixtures for p in sorted(d.glob("*.yaml")) if "kustomization" not in p.name),
     ]
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from wharf_api import default, parse_object
 from wharf_api.conversion import convert
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, KubeError, wait_for
 from wharf_e2e.pytest_plugin import GPU_NODE
 
@@ -18,14 +19,12 @@ pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[2]
 WHARF_CRDS = REPO / "deploy" / "base" / "crds"
-FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 SAMPLES = REPO / "libs" / "wharf-api" / "tests" / "fixtures"
 
 
 def _crd_files() -> list[Path]:
-    return sorted(WHARF_CRDS.glob("serving.kserve.io_*.yaml")) + sorted(
-        p for p in FIXTURE_CRDS.glob("*.yaml") if p.name != "kustomization.yaml"
-    )
+    # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh) and the stubs
+    return sorted(WHARF_CRDS.glob("serving.kserve.io_*.yaml")) + fixture_crd_files()
 
 
 def _samples() -> dict[str, dict[str, Any]]:
@@ -57,7 +56,7 @@ async def _established(kube: Kube, name: str) -> bool:
 async def crds(kube: Kube) -> list[str]:
     names = []
     for path in _crd_files():
-        crd = yaml.safe_load(path.read_text())
+        crd = load_crd(path)
         await kube.apply(crd)
         names.append(crd["metadata"]["name"])
     for name in names:
@@ -85,6 +84,30 @@ async def test_a_sample_of_every_kind_round_trips(
         assert back.model_dump(exclude={"metadata", "status"}) == sent.model_dump(
             exclude={"metadata", "status"}
         ), kind
+
+
+async def test_the_real_gateway_api_crd_rejects_a_route_its_rules_forbid(
+    kube: Kube, crds: list[str], kube_namespace: str
+) -> None:
+    """The installed HTTPRoute CRD is Gateway API's own (a stub would take any spec): its CEL
+    rule wants a port on a Service backend, its schema a weight of at least 0."""
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "no-port"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc"}]}]},
+    }
+    with pytest.raises(KubeError) as caught:
+        await kube.create(route, namespace=kube_namespace)
+    assert caught.value.code == 422
+    assert "port" in caught.value.message
+    route["spec"]["rules"][0]["backendRefs"][0].update(port=80, weight=-1)
+    with pytest.raises(KubeError) as caught:
+        await kube.create(route, namespace=kube_namespace)
+    assert caught.value.code == 422
+    assert "weight" in caught.value.message
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 1
+    await kube.create(route, namespace=kube_namespace)
 
 
 async def test_the_schema_rejects_a_wrong_type_naming_the_field(

@@ -3,8 +3,8 @@ manager, the scheduler, kwok running the pods), with the project's pinned kubect
 
 - `kubectl apply --server-side` of the CRDs, then of `overlays/kind-e2e`, succeeds;
 - every other overlay passes the API server's own validation (server-side dry run with strict
-  field validation), custom resources against their CRDs (cert-manager's, Gateway API's from
-  the fixture CRDs in e2e/cluster/crds);
+  field validation), custom resources against their CRDs (the real ones of Gateway API, GIE,
+  KEDA, Knative and LWS from e2e/cluster/third-party-crds.sh, cert-manager's stubs);
 - `wharf-controller run`, a local process holding only a token of the overlay's ServiceAccount,
   becomes ready and reconciles the examples' InferenceServices to Ready;
 - SubjectAccessReviews: that ServiceAccount may do what reconciling needs, nothing more.
@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from wharf_e2e.cluster import ControlPlane, kubeconfig_text, missing_binaries
+from wharf_e2e.crds import require_third_party_crd_dir
 from wharf_e2e.pytest_plugin import CPU_NODE, GPU_NODE
 from wharf_e2e.testing import free_port, wait_until
 
@@ -100,8 +101,10 @@ def kubectl(kube_cluster: ControlPlane, kube_tools: Path) -> Kubectl:
 def installed(kubectl: Kubectl) -> Kubectl:
     """docs/install.md's commands, for kind-e2e: the CRDs first (a CRD must be served before
     objects of its kind can be applied), then the overlay. The fixture CRDs stand for the
-    prerequisites (Gateway API, KEDA, cert-manager, ...)."""
-    for crds in (str(REPO / "e2e" / "cluster" / "crds"), str(DEPLOY / "base" / "crds")):
+    prerequisites: the real Gateway API, GIE, KEDA, Knative and LWS CRDs
+    (e2e/cluster/third-party-crds.sh) and cert-manager's stubs."""
+    prerequisites = (str(require_third_party_crd_dir()), str(REPO / "e2e" / "cluster" / "crds"))
+    for crds in (*prerequisites, str(DEPLOY / "base" / "crds")):
         kubectl("apply", "--server-side", "-k", crds)
         # `kubectl wait` takes no -k: the built CRDs on stdin.
         wait = ("wait", "--for=condition=Established", "--timeout=60s", "-f", "-")

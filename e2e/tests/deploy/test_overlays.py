@@ -1,5 +1,6 @@
 """Every overlay builds with the pinned kustomize, every object of a built-in kind passes
-`kubernetes-validate --strict` for the pinned Kubernetes minor, and the rendered install keeps
+`kubernetes-validate --strict` for the pinned Kubernetes minor, every object of another project's
+kind (Gateway, cert-manager's) its CRD's schema, and the rendered install keeps
 its promises: pods hardened, the configuration valid, the webhooks wired to the certificate."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from wharf_api.config import CONFIGMAP_NAME, from_configmap_data
 from wharf_api.crdgen.k8s_schemas import KUBERNETES_MINOR
 from wharf_controller.webhook.server import CONVERT_PATH, MUTATE_PATHS, VALIDATE_PATHS
+from wharf_e2e.crds import crd_schemas
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 WEBHOOK_SERVICE = "wharf-webhook-service"
@@ -93,6 +96,23 @@ def test_built_in_objects_pass_strict_validation(kustomize_build: Build, overlay
         assert problem is None, f"{where}: {problem}"
         checked += 1
     assert checked > 20, f"deploy/{path}: only {checked} built-in objects rendered"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_third_party_objects_pass_their_crds(kustomize_build: Build, overlay: str) -> None:
+    """The real CRDs of Gateway API and the others (e2e/cluster/third-party-crds.sh), cert-manager's
+    stubs; strict, as `kubectl apply` is: an undeclared field fails."""
+    schemas = crd_schemas()
+    checked = set()
+    for obj in kustomize_build(f"overlays/{overlay}"):
+        if _group(obj) in BUILT_IN_GROUPS or _group(obj).endswith("kserve.io"):
+            continue
+        where = f"deploy/overlays/{overlay}: {obj['kind']}/{obj['metadata']['name']}"
+        schema = schemas.get((obj["apiVersion"], obj["kind"]))
+        assert schema is not None, f"{where}: no fixture CRD for {obj['apiVersion']}"
+        jsonschema.validate(obj, schema)
+        checked.add(obj["kind"])
+    assert "Certificate" in checked
 
 
 @pytest.mark.parametrize("overlay", ["base", *OVERLAYS])

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from wharf_controller.controller import Controller
 from wharf_controller.graph_controller import GraphController
 from wharf_controller.kube.api import KNATIVE_SERVICE, Api
+from wharf_e2e.crds import load_crd, third_party_crd_file
 from wharf_e2e.kube import Kube, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[3]
-CRDS = [
+WHARF_CRDS = [
     *(
         REPO / "deploy" / "base" / "crds" / f"serving.kserve.io_{plural}.yaml"
         for plural in (
@@ -36,7 +36,6 @@ CRDS = [
             "clusterstoragecontainers",
         )
     ),
-    REPO / "e2e" / "cluster" / "crds" / "serving.knative.dev_services.yaml",
 ]
 GRAPH = "serving.kserve.io/v1alpha1"
 KSVC = "serving.knative.dev/v1"
@@ -52,8 +51,9 @@ async def _established(kube: Kube, name: str) -> bool:
 async def controllers(
     kube: Kube, kube_namespace: str
 ) -> AsyncIterator[tuple[Controller, GraphController]]:
-    for path in CRDS:
-        crd = yaml.safe_load(path.read_text())
+    # KServe's, then the real Knative Service CRD (e2e/cluster/third-party-crds.sh)
+    for path in [*WHARF_CRDS, third_party_crd_file("serving.knative.dev_services.yaml")]:
+        crd = load_crd(path)
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     configmap = {

@@ -20,6 +20,7 @@ import yaml
 
 from wharf_controller.controller import Controller
 from wharf_controller.kube.api import KNATIVE_SERVICE, LEADER_WORKER_SET, Api
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
@@ -28,13 +29,8 @@ REPO = Path(__file__).resolve().parents[3]
 # only the kinds this controller reads (the full set of KServe CRDs takes long to install)
 KSERVE_CRDS = ("inferenceservices", "servingruntimes", "clusterservingruntimes",
                "clusterstoragecontainers")  # fmt: skip
-CRDS = [
-    *(REPO / "deploy" / "base" / "crds" / f"serving.kserve.io_{k}.yaml" for k in KSERVE_CRDS),
-    *sorted(
-        p
-        for p in (REPO / "e2e" / "cluster" / "crds").glob("*.yaml")
-        if "kustomization" not in p.name
-    ),
+WHARF_CRDS = [
+    REPO / "deploy" / "base" / "crds" / f"serving.kserve.io_{k}.yaml" for k in KSERVE_CRDS
 ]
 RUNTIMES = [
     REPO / "deploy" / "base" / "runtimes" / "kserve-sklearnserver.yaml",
@@ -53,8 +49,9 @@ async def _established(kube: Kube, name: str) -> bool:
 
 @pytest.fixture
 async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[Controller]:
-    for path in CRDS:
-        crd = yaml.safe_load(path.read_text())
+    # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh)
+    for path in [*WHARF_CRDS, *fixture_crd_files()]:
+        crd = load_crd(path)
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     for path in RUNTIMES:

@@ -13,26 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from wharf_api import load_documents
 from wharf_api.conversion import convert
 from wharf_controller.kube.api import Api
 from wharf_controller.llm_controller import LLMController
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[3]
-CRDS = [
+WHARF_CRDS = [
     REPO / "deploy" / "base" / "crds" / "serving.kserve.io_llminferenceservices.yaml",
     REPO / "deploy" / "base" / "crds" / "serving.kserve.io_llminferenceserviceconfigs.yaml",
     REPO / "deploy" / "base" / "crds" / "serving.kserve.io_clusterstoragecontainers.yaml",
-    *sorted(
-        p
-        for p in (REPO / "e2e" / "cluster" / "crds").glob("*.yaml")
-        if "kustomization" not in p.name
-    ),
 ]
 LLM = "serving.kserve.io/v1alpha2"
 
@@ -52,8 +47,9 @@ async def _established(kube: Kube, name: str) -> bool:
 
 @pytest.fixture
 async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[LLMController]:
-    for path in CRDS:
-        crd = yaml.safe_load(path.read_text())
+    # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh)
+    for path in [*WHARF_CRDS, *fixture_crd_files()]:
+        crd = load_crd(path)
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     configmap = {

@@ -21,12 +21,12 @@ from wharf_api import load_documents
 from wharf_api.config import InferenceServiceConfig
 from wharf_api.crdgen.k8s_schemas import KUBERNETES_MINOR
 from wharf_controller.llm_render import parse_llm, parse_llm_config, render_llm_service
+from wharf_e2e.crds import crd_schemas
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "llm"
 API_TESTS = REPO / "libs" / "wharf-api" / "tests"
-FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
 BUILT_IN = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1")
 LLM_KINDS = ("LLMInferenceService", "LLMInferenceServiceConfig")
@@ -98,15 +98,8 @@ def test_every_golden_file_has_a_manifest() -> None:
 
 
 def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    schemas = {}
-    for path in FIXTURE_CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
-        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
-            continue
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
-    return schemas
+    # the real third-party CRDs (e2e/cluster/third-party-crds.sh) and cert-manager's stubs
+    return crd_schemas()
 
 
 # an invalid manifest (a fixture KServe rejects) has the error as its golden file, no objects

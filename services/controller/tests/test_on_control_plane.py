@@ -20,19 +20,13 @@ import yaml
 from wharf_controller.controller import Conflict, Controller
 from wharf_controller.kube.api import Api
 from wharf_controller.kube.leader import LeaderElector
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[3]
-CRDS = [
-    *sorted((REPO / "deploy" / "base" / "crds").glob("serving.kserve.io_*.yaml")),
-    *sorted(
-        p
-        for p in (REPO / "e2e" / "cluster" / "crds").glob("*.yaml")
-        if "kustomization" not in p.name
-    ),
-]
+WHARF_CRDS = sorted((REPO / "deploy" / "base" / "crds").glob("serving.kserve.io_*.yaml"))
 RUNTIME = REPO / "deploy" / "base" / "runtimes" / "kserve-sklearnserver.yaml"
 ISVC = "serving.kserve.io/v1beta1"
 
@@ -45,8 +39,9 @@ async def _established(kube: Kube, name: str) -> bool:
 
 @pytest.fixture
 async def installed(kube: Kube) -> None:
-    for path in CRDS:
-        crd = yaml.safe_load(path.read_text())
+    # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh)
+    for path in [*WHARF_CRDS, *fixture_crd_files()]:
+        crd = load_crd(path)
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))

@@ -26,12 +26,12 @@ import yaml
 from wharf_api import load_documents
 from wharf_api.crdgen.k8s_schemas import KUBERNETES_MINOR
 from wharf_controller.render import render_documents
+from wharf_e2e.crds import crd_schemas
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 RUNTIMES = REPO / "deploy" / "base" / "runtimes"
-FIXTURE_CRDS = REPO / "e2e" / "cluster" / "crds"
 UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
 BUILT_IN = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
 KSERVE_RUNTIMES = HERE / "fixtures" / "kserve-runtimes"
@@ -166,15 +166,8 @@ def test_render_matches_the_golden_file(path: Path) -> None:
 
 
 def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    schemas = {}
-    for path in FIXTURE_CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
-        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
-            continue
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
-    return schemas
+    # the real third-party CRDs (e2e/cluster/third-party-crds.sh) and cert-manager's stubs
+    return crd_schemas()
 
 
 def _rendering() -> list[Path]:
