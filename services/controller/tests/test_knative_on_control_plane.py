@@ -160,6 +160,9 @@ async def test_knative_service_canary_and_promotion(
     # canary: a new model at 10%; the rolled-out revision keeps the rest, tagged prev
     await kube.apply(_isvc("gs://bucket/iris-v2", canary=10), namespace=ns)
     ksvc = await wait_for(partial(ksvc_at, 2), "the canary's Knative Service")
+    # the template Knative makes the new revision from carries the new model
+    new_template = ksvc["spec"]["template"]["spec"]
+    assert new_template["initContainers"][0]["args"] == ["gs://bucket/iris-v2", "/mnt/models"]
     assert ksvc["spec"]["traffic"] == [
         {"latestRevision": True, "percent": 10, "tag": "latest"},
         {

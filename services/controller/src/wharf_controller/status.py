@@ -1,7 +1,8 @@
 """An InferenceService's status from its observed Deployments (pure), through wharf_api.status.
 
 In Standard mode a component has no revisions: its Deployment stands for its one revision,
-ready when the rollout of the current generation is complete and a replica is available.
+ready when the rollout of the current generation is complete (no pod of an older template
+left) and a replica is available.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
     wanted = int(spec.get("replicas", 1))
     if wanted == 0:
         return False
+    updated = int(status.get("updatedReplicas") or 0)
+    # `replicas` counts the old template's pods too: while any is left, an available replica
+    # may be an old one, still serving the previous model
     return (
-        int(status.get("updatedReplicas") or 0) >= wanted
+        updated >= wanted
+        and int(status.get("replicas") or 0) <= updated
         and int(status.get("availableReplicas") or 0) >= 1
     )
 

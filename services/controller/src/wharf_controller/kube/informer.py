@@ -1,5 +1,9 @@
 """A cache of one kind kept current by list+watch: watch from the list's resourceVersion with
-bookmarks, resume from the last version seen, list again on 410 Gone, back off on errors."""
+bookmarks, resume from the last version seen, list again on 410 Gone, back off on errors.
+
+A watch that fails (connection dropped, 5xx, 429) is resumed from the last version seen rather
+than listed again: a list of every object on each hiccup is what overloads an API server that is
+already struggling. Only 410 Gone (the version is older than the server keeps) needs a list."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 # (event type ADDED/MODIFIED/DELETED, new or last object, previous object or None)
 Handler = Callable[[str, JSON, JSON | None], Awaitable[None] | None]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Informer:
@@ -29,6 +34,8 @@ class Informer:
         label_selector: str | None = None,
         field_selector: str | None = None,
         watch_timeout_s: int = 300,
+        backoff: Backoff | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.api, self.kind = api, kind
         self.namespace = namespace
@@ -38,6 +45,8 @@ class Informer:
         if field_selector:
             self.query["fieldSelector"] = field_selector
         self.watch_timeout_s = watch_timeout_s
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep  # injectable: the retry delays are checked without waiting them
         self.store: dict[tuple[str, str], JSON] = {}
         self.handlers: list[Handler] = []
         self.synced = asyncio.Event()
@@ -85,11 +94,12 @@ class Informer:
         return str(listing["metadata"]["resourceVersion"])
 
     async def run(self) -> None:
-        backoff = Backoff()
+        version: str | None = None  # None: list (again) before watching
         while True:
             try:
-                version = await self._list()
-                backoff.reset()
+                if version is None:
+                    version = await self._list()
+                    self.backoff.reset()
                 while True:
                     query = {
                         **self.query,
@@ -99,25 +109,31 @@ class Informer:
                     }
                     async for event in self.api.watch(self.kind.path(self.namespace), query):
                         version = await self._apply(event, version)
+                        self.backoff.reset()  # the server answers again: start small next time
             except _Gone:
                 log.info("%s: watch expired (410); listing again", self.kind.kind)
+                version = None
             except ApiError as exc:
                 if exc.status == 410:
+                    version = None
                     continue
                 if exc.status == 404:
                     if not self.missing:
                         log.info("%s is not served (no CRD): watching for it", self.kind.kind)
                     self.missing = True
                     self.synced.set()
-                    await asyncio.sleep(max(backoff.next_delay(), 10.0))
+                    version = None
+                    await self._sleep(max(self.backoff.next_delay(), 10.0))
                     continue
-                delay = backoff.next_delay()
-                log.warning("%s: %s; retrying in %.1fs", self.kind.kind, exc, delay)
-                await asyncio.sleep(delay)
+                await self._retry_later(exc, version)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                delay = backoff.next_delay()
-                log.warning("%s: %r; retrying in %.1fs", self.kind.kind, exc, delay)
-                await asyncio.sleep(delay)
+                await self._retry_later(exc, version)
+
+    async def _retry_later(self, exc: Exception, version: str | None) -> None:
+        delay = self.backoff.next_delay()
+        then = "listing" if version is None else f"watching from {version}"
+        log.warning("%s: %r; %s again in %.1fs", self.kind.kind, exc, then, delay)
+        await self._sleep(delay)
 
     async def _apply(self, event: Mapping[str, Any], version: str) -> str:
         kind, obj = event.get("type"), event.get("object") or {}
