@@ -20,11 +20,11 @@ tests install) and the built-in runtimes (`deploy/base/runtimes`), and runs
 3. samples the controller process's RSS (/proc, every 0.5 s; and VmHWM at the end) and its CPU
    seconds (utime + stime) per phase, and reads its reconcile counters from `/metrics`.
 
-The control plane gets three changes, made here without touching the shared harness: the
-Service ClusterIP range becomes a /16 (the harness's /24 holds 254 Services), each fake node
-gets its own pod CIDR (kwok's shared /24 holds 254 pod IPs), and kube-controller-manager waits
-10 minutes before declaring a fake node lost (on a loaded machine kwok's heartbeats come late,
-the pods are marked not ready and kwok never makes them ready again).
+The control plane gets two changes, made here without touching the shared harness: the
+Service ClusterIP range becomes a /16 (the harness's /24 holds 254 Services), and each fake node
+gets its own pod CIDR (kwok's shared /24 holds 254 pod IPs). (The harness itself gives
+kube-controller-manager a 10-minute node grace period: on a loaded machine kwok's heartbeats
+come late, the pods are marked not ready and kwok never makes them ready again.)
 
 Run: `uv run python bench/controller.py [--count 1000] [--workers 4] [--resync-seconds 60]
 [--json out.json]`. Needs the binaries of `e2e/cluster/k8s-binaries.sh` (`WHARF_K8S_BIN`, or
@@ -93,11 +93,6 @@ class BenchControlPlane(ControlPlane):
                 else a
                 for a in args
             )
-        if name == "kube-controller-manager":
-            # kwok's fake nodes renew their heartbeat late on a loaded machine; past the grace
-            # period the node lifecycle controller marks their pods not ready, and kwok never
-            # makes them ready again: a cluster artefact, not what is measured here
-            args = (*args, "--node-monitor-grace-period=10m")
         super()._spawn(name, *args)
 
 

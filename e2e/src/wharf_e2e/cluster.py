@@ -304,6 +304,11 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false",
+            # kwok renews its fake nodes' heartbeats late on a loaded machine; past the default
+            # 40 s grace period the node lifecycle controller marks their pods not ready, and
+            # kwok's pod stage never makes them ready again: a test would then wait on an
+            # artefact of the harness, not on what it tests
+            "--node-monitor-grace-period=10m",
         )
         self._spawn(
             "kube-scheduler",
