@@ -11,20 +11,24 @@ from typing import Any
 import yaml
 
 from wharf_controller.kube.api import Api, Kind
+from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 # only the kinds the InferenceService controller reads (all of KServe's CRDs take long to install)
 KSERVE_CRDS = ("inferenceservices", "servingruntimes", "clusterservingruntimes",
                "clusterstoragecontainers")  # fmt: skip
-CRDS = [
-    *(REPO / "deploy" / "base" / "crds" / f"serving.kserve.io_{k}.yaml" for k in KSERVE_CRDS),
-    *sorted(
-        p
-        for p in (REPO / "e2e" / "cluster" / "crds").glob("*.yaml")
-        if "kustomization" not in p.name
-    ),
-]
+
+
+def crd_files() -> list[Path]:
+    """KServe's CRDs the controller reads, then the real third-party CRDs
+    (e2e/cluster/third-party-crds.sh; skips, or fails under CI, when they cannot be fetched)."""
+    kserve = [
+        REPO / "deploy" / "base" / "crds" / f"serving.kserve.io_{k}.yaml" for k in KSERVE_CRDS
+    ]
+    return [*kserve, *fixture_crd_files()]
+
+
 RUNTIME = REPO / "deploy" / "base" / "runtimes" / "kserve-sklearnserver.yaml"
 ISVC = "serving.kserve.io/v1beta1"
 REPLICA_SET = Kind("apps/v1", "ReplicaSet", "replicasets")
@@ -40,8 +44,8 @@ async def _established(kube: Kube, name: str) -> bool:
 
 async def install(kube: Kube, namespace: str) -> None:
     """The CRDs, the sklearn runtime, and the controller's ConfigMap in `namespace`."""
-    for path in CRDS:
-        crd = yaml.safe_load(path.read_text())
+    for path in crd_files():
+        crd = load_crd(path)
         await kube.apply(crd)
         await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))
