@@ -53,6 +53,8 @@ class FakeEngine:
     cancelled: int = 0  # streams whose client went away before the end
     active: int = 0
     hold: asyncio.Event | None = None  # when set: generation waits for it before answering
+    # when set: a streamed answer waits for it after its first word (a pod in its decode phase)
+    hold_decode: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -177,6 +179,8 @@ class FakeEngine:
             for i, word in enumerate(words):
                 if self.token_delay:
                     await asyncio.sleep(self.token_delay)
+                if i == 1 and self.hold_decode is not None:
+                    await self.hold_decode.wait()
                 if gone.done():
                     self.cancelled += 1
                     return

@@ -416,6 +416,38 @@ async def test_least_load_avoids_a_busy_pod(start_engine: Start, start_gateway: 
     assert len(idle.seen) == 3 and len(busy.seen) == 3
 
 
+async def test_a_request_counts_as_prefilling_until_its_first_token(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    hold, hold_decode = asyncio.Event(), asyncio.Event()
+    _, _, ep = await start_engine("a", hold=hold, hold_decode=hold_decode)
+    gateway, gw = await start_gateway([ep], policy="least-load")
+    pod = gateway.pool.pods["a"]
+    first: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def stream() -> None:
+        body = {"model": "tiny", "prompt": "x", "max_tokens": 4, "stream": True}
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("POST", gw.url + "/v1/completions", json=body) as r,
+        ):
+            async for chunk in r.aiter_bytes():
+                if first.empty():
+                    first.put_nowait(chunk)
+
+    task = asyncio.create_task(stream())
+    await until(lambda: pod.in_flight == 1, "the request to reach the pod", timeout_s=60)
+    assert pod.prefilling == 1  # no token yet: the pod is computing the prompt
+    hold.set()
+    assert b"a-w0" in await first.get()
+    # the first token went through: the pod decodes now, and the request is still on it
+    assert (pod.in_flight, pod.prefilling) == (1, 0)
+    hold_decode.set()
+    await task
+    await until(lambda: pod.in_flight == 0, "the request to end", timeout_s=60)
+    assert pod.prefilling == 0
+
+
 async def test_metrics_body_is_prometheus_text(start_engine: Start, start_gateway: Start) -> None:
     _, _, ep = await start_engine("a")
     _, gw = await start_gateway([ep])

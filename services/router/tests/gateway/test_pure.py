@@ -3,7 +3,10 @@ metrics parsing, endpoint lists, settings, API keys and token budgets."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,76 @@ def test_round_robin_and_least_loaded() -> None:
         PodView("c", waiting=2, running=2),
     ]
     assert least_loaded(loaded, RNG).name == "b"
+
+
+def replay(pick: Callable[[list[PodView]], PodView], pods: int = 8, arrivals: int = 400) -> None:
+    """Arrivals one time unit apart onto `pods` pods, each prompt's prefill taking 3 units
+    (one prompt at a time per pod) and its answer 5 to 20 more, with every pick checked
+    against the state it was made in: never a busy pod while one is idle, never a pod still
+    computing a prompt while another is not. The picker sees what the gateway sees: its own
+    requests in flight, those without a first token, and when it picked each pod last."""
+    prefill, lengths = 3, random.Random(11)
+    in_flight = dict.fromkeys(range(pods), 0)
+    prefilling = dict.fromkeys(range(pods), 0)
+    last_pick = dict.fromkeys(range(pods), 0)
+    prefill_free_at = dict.fromkeys(range(pods), 0)
+    events: list[tuple[int, int, str, int]] = []  # (time, order, what, pod)
+    order = itertools.count()
+    for t in range(arrivals):
+        while events and events[0][0] <= t:
+            _, _, what, pod = heapq.heappop(events)
+            if what == "first-token":
+                prefilling[pod] -= 1
+            else:
+                in_flight[pod] -= 1
+        views = [
+            PodView(f"p{i}", in_flight=in_flight[i], prefilling=prefilling[i],
+                    last_pick=last_pick[i])
+            for i in range(pods)
+        ]  # fmt: skip
+        chosen = int(pick(views).name[1:])
+        if min(in_flight.values()) == 0:
+            assert in_flight[chosen] == 0, f"t={t}: p{chosen} is busy while a pod is idle"
+        if min(prefilling.values()) == 0:
+            assert prefilling[chosen] == 0, f"t={t}: p{chosen} still computes a prompt"
+        last_pick[chosen] = t + 1
+        in_flight[chosen] += 1
+        prefilling[chosen] += 1
+        first = max(t, prefill_free_at[chosen]) + prefill
+        prefill_free_at[chosen] = first
+        heapq.heappush(events, (first, next(order), "first-token", chosen))
+        end = first + lengths.randint(5, 20)
+        heapq.heappush(events, (end, next(order), "end", chosen))
+
+
+def test_least_load_never_stacks_a_prompt_on_a_pod_still_computing_one() -> None:
+    rng = random.Random(3)
+    replay(lambda views: least_loaded(views, rng))
+
+
+def test_the_default_policy_never_stacks_prompts_that_share_nothing() -> None:
+    rng = random.Random(3)
+    replay(lambda views: pick_default(views, 0, Weights(), Tuning(), rng))
+
+
+def test_ties_go_to_the_pod_picked_longest_ago() -> None:
+    pods = [PodView("a", in_flight=1, last_pick=9), PodView("b", in_flight=1, last_pick=4),
+            PodView("c", in_flight=1, last_pick=7)]  # fmt: skip
+    for seed in range(20):
+        assert least_loaded(pods, random.Random(seed)).name == "b"
+        assert pick_default(pods, 0, Weights(), Tuning(), random.Random(seed)).name == "b"
+    # the same load, but one of them is still computing its prompt: the others win
+    pods[1] = PodView("b", in_flight=1, prefilling=1, last_pick=4)
+    assert least_loaded(pods, RNG).name == "c"
+    assert pick_default(pods, 0, Weights(), Tuning(), RNG).name == "c"
+
+
+def test_a_pending_prefill_outweighs_decoding_requests() -> None:
+    decoding = PodView("decoding", in_flight=5, running=5)
+    computing = PodView("computing", in_flight=1, prefilling=1)
+    queued = PodView("queued", in_flight=0, waiting=2, running=3)  # other gateways' prompts
+    assert least_loaded([computing, decoding, queued], RNG).name == "decoding"
+    assert queued.pending == 2 and computing.pending == 1 and decoding.pending == 0
 
 
 def test_weights_parse_and_refuse() -> None:

@@ -32,7 +32,7 @@ from wharf_protocol.openai import decode_body, error_body, prefill_body
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
-from wharf_router.gateway.pool import Pod, Pool
+from wharf_router.gateway.pool import Lease, Pod, Pool
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
 from wharf_router.gateway.scheduling import PodView, least_loaded, pick_default, pick_round_robin
 from wharf_router.gateway.telemetry import Bound, Telemetry
@@ -118,6 +118,7 @@ class Gateway:
         self.buckets = TokenBuckets()
         self.rng = random.Random()
         self._turn = 0
+        self._picks = 0
         self._pool: Pool | None = None
         self.upstream = UpstreamPool()
         self.telemetry = Telemetry(lambda: list(self.pool.pods.values()) if self._pool else [])
@@ -398,6 +399,8 @@ class Gateway:
                     kv_usage=p.metrics.kv_usage,
                     prefix_blocks=matched.get(p.name, 0),
                     session=p.name == session_pod,
+                    prefilling=p.prefilling,
+                    last_pick=p.last_pick,
                 )
                 for p in pods
             ]
@@ -408,6 +411,8 @@ class Gateway:
                     views, len(hashes), self.config.weights, self.config.tuning, self.rng
                 )
             chosen = next(p for p in pods if p.name == view.name)
+        self._picks += 1
+        chosen.last_pick = self._picks
         if policy == "default":
             if hashes:
                 held = self.prefix.match(hashes, [chosen.name]).get(chosen.name, 0)
@@ -446,11 +451,11 @@ class Gateway:
             def final(attempt: int = attempt) -> bool:
                 return attempt == attempts or not self.pool.candidates(roles, ex.model, tried)
 
-            pod.in_flight += 1
+            lease = Lease(pod)
             try:
-                outcome = await self._try(ex, send, pod, path, headers, raw, final)
+                outcome = await self._try(ex, send, lease, path, headers, raw, final)
             finally:
-                pod.in_flight -= 1
+                lease.end()
             if outcome is None:
                 return
             last_error = f"{pod.name}: {outcome}"
@@ -468,14 +473,15 @@ class Gateway:
         self,
         ex: _Exchange,
         send: Send,
-        pod: Pod,
+        lease: Lease,
         path: str,
         headers: list[tuple[bytes, bytes]],
         raw: bytes,
         final: Callable[[], bool],
     ) -> str | None:
-        """Send the request to `pod` and pass its answer on. None once the client has an
-        answer; else why this pod gave none (nothing was sent to the client: try another)."""
+        """Send the request to the leased pod and pass its answer on. None once the client has
+        an answer; else why this pod gave none (nothing was sent to the client: try another)."""
+        pod = lease.pod
         address = pod.endpoint.address
         try:
             resp = await self.upstream.request(
@@ -499,7 +505,7 @@ class Gateway:
         if resp.stream is None:
             await self._answer_whole(ex, send, resp)
             return None
-        return await self._answer_stream(ex, send, resp, final)
+        return await self._answer_stream(ex, send, resp, final, lease)
 
     def _response_headers(self, ex: _Exchange, resp: Response) -> list[tuple[bytes, bytes]]:
         out = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
@@ -529,7 +535,12 @@ class Gateway:
         self._account(ex, resp.status, None if resp.status < 400 else "upstream_status")
 
     async def _answer_stream(
-        self, ex: _Exchange, send: Send, resp: Response, final: Callable[[], bool]
+        self,
+        ex: _Exchange,
+        send: Send,
+        resp: Response,
+        final: Callable[[], bool],
+        lease: Lease,
     ) -> str | None:
         assert resp.stream is not None
         chunks = resp.stream
@@ -556,6 +567,8 @@ class Gateway:
             chunk = first
             while chunk is not None:
                 self._saw_chunk(ex, chunk)
+                if ex.first_at:
+                    lease.first_token()  # the pod has computed the prompt
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await anext(chunks, None)
         except OSError as exc:
@@ -635,7 +648,7 @@ class Gateway:
         decode pod computes the prompt itself."""
         address = pod.endpoint.address
         reason = "no_kv_transfer_params"
-        pod.in_flight += 1
+        lease = Lease(pod)  # all of a prefill request is prefill
         try:
             async with asyncio.timeout(self.config.prefill_timeout):
                 resp = await self.upstream.request(
@@ -663,7 +676,7 @@ class Gateway:
         except (orjson.JSONDecodeError, ValueError):
             reason = "malformed_answer"
         finally:
-            pod.in_flight -= 1
+            lease.end()
         self.telemetry.pd_fallbacks.labels(reason).inc()
         log.info(
             "request %s: prefill on %s failed (%s); decode computes the prompt",

@@ -49,6 +49,8 @@ class Pod:
     endpoint: Endpoint
     healthy: bool = True  # optimistic until a scrape or a request says otherwise
     in_flight: int = 0
+    prefilling: int = 0  # of those, the ones with no first token yet (the whole of a non-stream)
+    last_pick: int = 0  # the gateway's pick counter when it last chose this pod
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     has_metrics: bool = True  # False once /metrics answered 404: health comes from /health
     failures: int = 0
@@ -63,6 +65,31 @@ class Pod:
     @property
     def role(self) -> Role:
         return self.endpoint.role
+
+
+@dataclass(slots=True)
+class Lease:
+    """One request on a pod, from the pick to its answer's end: in flight all that time, and
+    prefilling until its first token (an answer that is not streamed: until its end)."""
+
+    pod: Pod
+    prefilling: bool = True
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        self.pod.in_flight += 1
+        self.pod.prefilling += 1
+
+    def first_token(self) -> None:
+        if self.prefilling:
+            self.prefilling = False
+            self.pod.prefilling -= 1
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.first_token()
+            self.pod.in_flight -= 1
 
 
 class Pool:

@@ -6,6 +6,8 @@ highest total wins, ties at random (llm-d's scheduler works the same way). The s
 - `prefix`: the share of the prompt's blocks the pod probably holds (`prefix.PrefixIndex`);
 - `queue`: fewer waiting requests (`vllm:num_requests_waiting`, scraped) is better;
 - `active`: fewer requests in flight from this gateway is better (it moves between scrapes);
+  a request that has not streamed its first token yet counts twice, since a new prompt waits
+  behind the prefills ahead of it, while decoding sequences barely slow it down;
 - `kv`: more free KV cache (1 - `vllm:kv_cache_usage_perc`) is better;
 - `session`: the pod that served the request's session last.
 
@@ -41,12 +43,20 @@ class PodView:
     kv_usage: float = 0.0
     prefix_blocks: int = 0  # leading prompt blocks the pod probably holds
     session: bool = False  # the pod served this request's session last
+    prefilling: int = 0  # this gateway's requests on the pod with no first token yet
+    last_pick: int = 0  # when this gateway last picked the pod (a counter; 0: never)
 
     @property
     def load(self) -> float:
         """Requests on the pod: the engine's own count when it is fresher (other gateways'
         requests included), this gateway's count when it is higher (between scrapes)."""
         return max(float(self.in_flight), self.waiting + self.running)
+
+    @property
+    def pending(self) -> float:
+        """Prompts the pod has yet to compute: this gateway's without a first token, or the
+        engine's waiting queue (other gateways' requests included) when that is longer."""
+        return max(float(self.prefilling), self.waiting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,7 @@ def scores(
     """Each pod's weighted total, in the order given."""
     slack = max(tuning.load_slack, tuning.load_rel * sum(p.load for p in pods) / len(pods))
     queue = _spread_scores([p.waiting for p in pods], slack)
-    active = _spread_scores([float(p.in_flight) for p in pods], slack)
+    active = _spread_scores([float(p.in_flight + p.prefilling) for p in pods], slack)
     out = []
     for i, p in enumerate(pods):
         total = weights.queue * queue[i] + weights.active * active[i]
@@ -114,11 +124,17 @@ def scores(
 def _best(pods: Sequence[PodView], values: Sequence[float], rng: random.Random) -> PodView:
     top = max(values)
     tied = [p for p, v in zip(pods, values, strict=True) if v >= top - 1e-9]
+    if len(tied) > 1:
+        oldest = min(p.last_pick for p in tied)
+        tied = [p for p in tied if p.last_pick == oldest]
     return tied[0] if len(tied) == 1 else rng.choice(tied)
 
 
 def least_loaded(pods: Sequence[PodView], rng: random.Random) -> PodView:
-    return _best(pods, [-p.load for p in pods], rng)
+    """Fewest pending prefills, then fewest requests (a pending prefill outweighs any number
+    of decoding sequences: it delays a new prompt's first token by a whole prefill)."""
+    top = max(p.load for p in pods) + 1.0
+    return _best(pods, [-(p.pending * top + p.load) for p in pods], rng)
 
 
 def skewed(chosen: PodView, pods: Sequence[PodView], tuning: Tuning) -> bool:

@@ -16,7 +16,7 @@ from wharf_router.gateway.app import GENERATE_APIS, Gateway, Send, _Exchange
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKeys
-from wharf_router.gateway.pool import Pod
+from wharf_router.gateway.pool import Lease, Pod
 
 # the span of a call to a pod of each role: a P/D request makes one prefill and one decode call
 PHASE: dict[Role, str] = {"prefill": "prefill", "decode": "decode", "both": "generate"}
@@ -37,15 +37,16 @@ class TracedGateway(Gateway):
         self,
         ex: _Exchange,
         send: Send,
-        pod: Pod,
+        lease: Lease,
         path: str,
         headers: list[tuple[bytes, bytes]],
         raw: bytes,
         final: Callable[[], bool],
     ) -> str | None:
+        pod = lease.pod
         with self.tracing.client_span(PHASE[pod.role], pod_attributes(ex, pod)) as span:
             headers = self.tracing.inject(headers)
-            outcome = await super()._try(ex, send, pod, path, headers, raw, final)
+            outcome = await super()._try(ex, send, lease, path, headers, raw, final)
             if outcome is not None:
                 span.set_attribute("wharf.outcome", outcome)  # not answered: another pod tries
             elif ex.status:
