@@ -1,7 +1,8 @@
 """Which pod serves a request: filters -> weighted scorers -> pick, over a snapshot. Pure.
 
 Every scorer gives each candidate a score in [0, 1]; a pod's total is the weighted sum; the
-highest total wins, ties at random (llm-d's scheduler works the same way). The scorers:
+highest total wins (llm-d's scheduler works the same way); ties go to the pod picked longest
+ago, at random among pods never picked. The scorers:
 
 - `prefix`: the share of the prompt's blocks the pod probably holds (`prefix.PrefixIndex`);
 - `queue`: fewer waiting requests (`vllm:num_requests_waiting`, scraped) is better;
