@@ -67,6 +67,18 @@ class Kube:
         )
         return _checked(result)
 
+    async def install_crd(self, crd: Mapping[str, Any], within: float = 60.0) -> None:
+        """Apply a CustomResourceDefinition and wait until the API server serves it."""
+        await self.apply(crd)
+        name = crd["metadata"]["name"]
+
+        async def established() -> bool:
+            found = await self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            conditions = (found or {}).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        await wait_for(established, f"CRD {name} established", within)
+
     async def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         """Create `obj` (as `kubectl create`): schema errors come back as 422 Invalid."""
         resource = await self.resource(obj["apiVersion"], obj["kind"])

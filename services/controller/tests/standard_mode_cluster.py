@@ -4,7 +4,6 @@ controller's ConfigMap, an InferenceService, and reads of what the API server ho
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import yaml
 
 from wharf_controller.kube.api import Api, Kind
 from wharf_e2e.crds import fixture_crd_files, load_crd
-from wharf_e2e.kube import Kube, wait_for
+from wharf_e2e.kube import Kube
 
 REPO = Path(__file__).resolve().parents[3]
 # only the kinds the InferenceService controller reads (all of KServe's CRDs take long to install)
@@ -36,18 +35,11 @@ POD = Kind("v1", "Pod", "pods")
 JSON = dict[str, Any]
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 async def install(kube: Kube, namespace: str) -> None:
     """The CRDs, the sklearn runtime, and the controller's ConfigMap in `namespace`."""
     for path in crd_files():
         crd = load_crd(path)
-        await kube.apply(crd)
-        await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+        await kube.install_crd(crd)
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))
     configmap = {
         "apiVersion": "v1",

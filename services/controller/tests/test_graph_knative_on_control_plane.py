@@ -41,12 +41,6 @@ GRAPH = "serving.kserve.io/v1alpha1"
 KSVC = "serving.knative.dev/v1"
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 @pytest.fixture
 async def controllers(
     kube: Kube, kube_namespace: str
@@ -54,8 +48,7 @@ async def controllers(
     # KServe's, then the real Knative Service CRD (e2e/cluster/third-party-crds.sh)
     for path in [*WHARF_CRDS, third_party_crd_file("serving.knative.dev_services.yaml")]:
         crd = load_crd(path)
-        await kube.apply(crd)
-        await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+        await kube.install_crd(crd)
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -38,12 +38,6 @@ GRAPH = "serving.kserve.io/v1alpha1"
 ISVC = "serving.kserve.io/v1beta1"
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 def _configmap(namespace: str, router_image: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -64,8 +58,7 @@ async def controllers(
 ) -> AsyncIterator[tuple[Controller, GraphController]]:
     for path in CRDS:
         crd = yaml.safe_load(path.read_text())
-        await kube.apply(crd)
-        await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+        await kube.install_crd(crd)
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))
     await kube.apply(_configmap(kube_namespace, "router:test"), namespace=kube_namespace)
     services = Controller(Api(kube.api), config_namespace=kube_namespace, workers=1, resync_s=3600)

@@ -41,19 +41,12 @@ KSVC = "serving.knative.dev/v1"
 TAGS = "serving.kserve.io/enable-tag-routing"
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 @pytest.fixture
 async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[Controller]:
     # KServe's, then the real third-party CRDs (e2e/cluster/third-party-crds.sh)
     for path in [*WHARF_CRDS, *fixture_crd_files()]:
         crd = load_crd(path)
-        await kube.apply(crd)
-        await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+        await kube.install_crd(crd)
     for path in RUNTIMES:
         await kube.apply(yaml.safe_load(path.read_text()))
     configmap = {

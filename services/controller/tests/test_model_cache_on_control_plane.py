@@ -42,18 +42,11 @@ RUNTIME = REPO / "deploy" / "base" / "runtimes" / "kserve-sklearnserver.yaml"
 V1A1 = "serving.kserve.io/v1alpha1"
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 @pytest.fixture
 async def controller(kube: Kube, kube_namespace: str) -> AsyncIterator[ModelCacheController]:
     for path in CRDS:
         crd = yaml.safe_load(path.read_text())
-        await kube.apply(crd)
-        await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+        await kube.install_crd(crd)
     await kube.apply(yaml.safe_load(RUNTIME.read_text()))
     config = {
         "apiVersion": "v1",

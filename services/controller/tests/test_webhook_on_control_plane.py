@@ -60,17 +60,10 @@ def _crd(path: Path) -> dict[str, Any]:
     return crd
 
 
-async def _established(kube: Kube, name: str) -> bool:
-    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    conditions = (crd or {}).get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
 async def _install(kube: Kube, crd: dict[str, Any]) -> None:
     # the same field manager as every other test's CRD install, so a later install of the
     # generated CRD takes the loopback URL back out
-    await kube.apply(crd)
-    await wait_for(partial(_established, kube, crd["metadata"]["name"]), "CRD established")
+    await kube.install_crd(crd)
 
 
 async def _serving(port: int) -> bool:
