@@ -9,6 +9,9 @@ that same fleet, one after another, with the same requests:
 - `oracle` — no proxy: every request of a prompt group goes straight to the pod `group % 8`
   (the control workload: pods in turn),
 - `wharf-round-robin`, `wharf-least-load`, `wharf-default` — `wharf-router gateway --policy ...`,
+- `wharf-default-x2` — two `wharf-router gateway --policy default` replicas side by side, the
+  requests sent to them in turn (so a session's turns alternate between replicas, each of which
+  learns only the placements of its own requests: the worst case for a replicated gateway),
 - `sglang-router` — `sglang-router launch --policy cache_aware` (PyPI `sglang-router`),
 - `vllm-router` — `vllm-router --policy cache_aware` (PyPI `vllm-router`),
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -50,7 +54,7 @@ import string
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,10 +86,13 @@ SYSTEMS = (
     "wharf-round-robin",
     "wharf-least-load",
     "wharf-default",
+    "wharf-default-x2",
     "sglang-router",
     "vllm-router",
 )
 WHARF_ROUTER = Path(sys.executable).with_name("wharf-router")
+# a system named `<system>-x2` runs two replicas of `<system>`
+REPLICATED = "-x2"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +294,20 @@ def system_target(
     if system == "oracle":
         yield lambda s: pods[s.group % len(pods)]
         return
+    if system.endswith(REPLICATED):
+        # Replicas behind a load balancer that spreads requests, not sessions.
+        single = system.removesuffix(REPLICATED)
+        with ExitStack() as stack:
+            urls = []
+            for i in range(2):
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                stack.enter_context(serving(router_argv(single, port, pods), f"{url}/health",
+                                            logs / f"{system}-{i}.log"))  # fmt: skip
+                urls.append(url)
+            turn = itertools.count()
+            yield lambda s: urls[next(turn) % len(urls)]
+        return
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serving(router_argv(system, port, pods), f"{url}/health", logs / f"{system}.log"):
@@ -459,9 +480,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.qps = [
         float(x) for x in (args.qps or ("8,32,64" if quick else "8,16,32,48,64,80")).split(",")
     ]
-    args.control_qps = [
-        float(x) for x in (args.control_qps or ("16" if quick else "8,16")).split(",")
-    ]
+    # `--control-qps ""` runs no control step
+    control = args.control_qps if args.control_qps is not None else ("16" if quick else "8,16")
+    args.control_qps = [float(x) for x in control.split(",") if x]
     args.step_seconds = args.step_seconds or (20.0 if quick else 40.0)
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
