@@ -448,6 +448,32 @@ async def test_a_request_counts_as_prefilling_until_its_first_token(
     assert pod.prefilling == 0
 
 
+async def test_a_prefilling_request_counts_the_prompt_blocks_its_pod_computes(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    hold = asyncio.Event()
+    _, _, ep = await start_engine("a", hold=hold)
+    gateway, gw = await start_gateway([ep])  # the default policy: it hashes prompts
+    pod = gateway.pool.pods["a"]
+    # 1,000 bytes: 3 whole blocks of 256 bytes (64 tokens x 4 bytes), and a partial one
+    body = {"model": "tiny", "prompt": "y" * 1000, "max_tokens": 2}
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        sent = asyncio.create_task(http.post(gw.url + "/v1/completions", json=body))
+        await until(lambda: pod.in_flight == 1, "the request to reach the pod", timeout_s=60)
+        assert pod.pending_blocks == 4  # nothing cached yet: all of it
+        hold.set()
+        assert (await sent).status_code == 200
+        assert (pod.in_flight, pod.pending_blocks) == (0, 0)
+        hold.clear()
+        sent = asyncio.create_task(http.post(gw.url + "/v1/completions", json=body))
+        await until(lambda: pod.in_flight == 1, "the second request", timeout_s=60)
+        assert pod.pending_blocks == 1  # the pod holds the 3 whole blocks: only the tail
+        hold.set()
+        assert (await sent).status_code == 200
+    assert pod.pending_blocks == 0
+
+
 async def test_metrics_body_is_prometheus_text(start_engine: Start, start_gateway: Start) -> None:
     _, _, ep = await start_engine("a")
     _, gw = await start_gateway([ep])

@@ -53,18 +53,20 @@ def test_a_queueing_cache_pod_loses_to_an_idle_one() -> None:
     assert pick_default(pods, 10, Weights(), Tuning(), RNG).name == "a"
 
 
-def test_near_saturation_a_few_more_requests_do_not_give_up_the_cache() -> None:
-    # every pod queues; the cache pod has 12 more: small against the fleet's mean load
-    busy = [PodView(f"p{i}", in_flight=26, waiting=10, running=16) for i in range(7)]
-    cache_pod = PodView("cache", in_flight=38, waiting=22, running=16, prefix_blocks=10)
-    pods = [*busy, cache_pod]
-    assert pick_default(pods, 10, Weights(), Tuning(), RNG).name == "cache"
-    # scored against the absolute spread only (the old rule) it loses
-    assert pick_default(pods, 10, Weights(), Tuning(load_rel=0), RNG).name != "cache"
-    # the same 12-request excess on an otherwise idle fleet is a reason to move
+def test_the_prefill_a_cache_saves_is_weighed_against_the_prefill_queued_ahead() -> None:
+    # a 10-block prompt: the cache pod saves computing 10 blocks, worth `prefix / pending` = 6
+    # times as many blocks of other prompts queued ahead of it
     idle = [PodView(f"p{i}") for i in range(7)]
-    alone = PodView("cache", in_flight=12, waiting=10, running=2, prefix_blocks=10)
-    assert pick_default([*idle, alone], 10, Weights(), Tuning(), RNG).name != "cache"
+    queued = PodView("cache", in_flight=4, prefilling=4, pending_blocks=50, prefix_blocks=10)
+    assert pick_default([*idle, queued], 10, Weights(), Tuning(), RNG).name == "cache"
+    # past that, waiting behind the queue costs more than computing the prompt elsewhere
+    longer = PodView("cache", in_flight=8, prefilling=8, pending_blocks=70, prefix_blocks=10)
+    assert pick_default([*idle, longer], 10, Weights(), Tuning(), RNG).name != "cache"
+    # near saturation every pod queues, and only the difference counts
+    busy = [PodView(f"p{i}", in_flight=8, prefilling=8, pending_blocks=40) for i in range(7)]
+    assert pick_default([*busy, longer], 10, Weights(), Tuning(), RNG).name == "cache"
+    # without the pending scorer the queue is invisible to the pick
+    assert pick_default([*idle, longer], 10, Weights(pending=0), Tuning(), RNG).name == "cache"
 
 
 def test_the_skew_guard_sends_to_the_least_loaded_pod() -> None:
@@ -169,7 +171,7 @@ def test_ties_go_to_the_pod_picked_longest_ago() -> None:
         assert least_loaded(pods, random.Random(seed)).name == "b"
         assert pick_default(pods, 0, Weights(), Tuning(), random.Random(seed)).name == "b"
     # the same load, but one of them is still computing its prompt: the others win
-    pods[1] = PodView("b", in_flight=1, prefilling=1, last_pick=4)
+    pods[1] = PodView("b", in_flight=1, prefilling=1, pending_blocks=1, last_pick=4)
     assert least_loaded(pods, RNG).name == "c"
     assert pick_default(pods, 0, Weights(), Tuning(), RNG).name == "c"
 

@@ -119,6 +119,7 @@ class Gateway:
         self.rng = random.Random()
         self._turn = 0
         self._picks = 0
+        self._pick_blocks = 0  # the last pick's uncached prompt blocks, for its lease
         self._pool: Pool | None = None
         self.upstream = UpstreamPool()
         self.telemetry = Telemetry(lambda: list(self.pool.pods.values()) if self._pool else [])
@@ -400,6 +401,7 @@ class Gateway:
                     prefix_blocks=matched.get(p.name, 0),
                     session=p.name == session_pod,
                     prefilling=p.prefilling,
+                    pending_blocks=p.pending_blocks,
                     last_pick=p.last_pick,
                 )
                 for p in pods
@@ -413,9 +415,12 @@ class Gateway:
             chosen = next(p for p in pods if p.name == view.name)
         self._picks += 1
         chosen.last_pick = self._picks
+        self._pick_blocks = 0
         if policy == "default":
             if hashes:
                 held = self.prefix.match(hashes, [chosen.name]).get(chosen.name, 0)
+                # the blocks it computes, the prompt's partial last block included
+                self._pick_blocks = len(hashes) - held + 1
                 self.telemetry.prefix_blocks.labels("yes").inc(held)
                 self.telemetry.prefix_blocks.labels("no").inc(len(hashes) - held)
                 self.prefix.insert(chosen.name, hashes)
@@ -451,7 +456,8 @@ class Gateway:
             def final(attempt: int = attempt) -> bool:
                 return attempt == attempts or not self.pool.candidates(roles, ex.model, tried)
 
-            lease = Lease(pod)
+            # the pick's blocks: a decode pod picked before a hand-off receives the prompt's KV
+            lease = Lease(pod, self._pick_blocks if pod is not first else 0)
             try:
                 outcome = await self._try(ex, send, lease, path, headers, raw, final)
             finally:
@@ -648,7 +654,7 @@ class Gateway:
         decode pod computes the prompt itself."""
         address = pod.endpoint.address
         reason = "no_kv_transfer_params"
-        lease = Lease(pod)  # all of a prefill request is prefill
+        lease = Lease(pod, self._pick_blocks)  # all of a prefill request is prefill
         try:
             async with asyncio.timeout(self.config.prefill_timeout):
                 resp = await self.upstream.request(

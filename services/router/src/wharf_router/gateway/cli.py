@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     sch = p.add_argument_group("scheduling")
     sch.add_argument("--policy", choices=POLICIES, default=None)
     sch.add_argument(
-        "--weights", default=None, help="e.g. prefix=3,queue=2,active=2,kv=1,session=4"
+        "--weights", default=None, help="e.g. prefix=6,pending=1,queue=1,active=0,kv=0.25,session=1"
     )
     sch.add_argument(
         "--session-header", default=None, help="header naming a session (default x-session-id)"

@@ -50,6 +50,7 @@ class Pod:
     healthy: bool = True  # optimistic until a scrape or a request says otherwise
     in_flight: int = 0
     prefilling: int = 0  # of those, the ones with no first token yet (the whole of a non-stream)
+    pending_blocks: int = 0  # of those, the prompt blocks the pod probably has to compute
     last_pick: int = 0  # the gateway's pick counter when it last chose this pod
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     has_metrics: bool = True  # False once /metrics answered 404: health comes from /health
@@ -70,20 +71,24 @@ class Pod:
 @dataclass(slots=True)
 class Lease:
     """One request on a pod, from the pick to its answer's end: in flight all that time, and
-    prefilling until its first token (an answer that is not streamed: until its end)."""
+    prefilling until its first token (an answer that is not streamed: until its end), with
+    `blocks` prompt blocks the pod probably has to compute (not in its prefix cache)."""
 
     pod: Pod
+    blocks: int = 0
     prefilling: bool = True
     ended: bool = False
 
     def __post_init__(self) -> None:
         self.pod.in_flight += 1
         self.pod.prefilling += 1
+        self.pod.pending_blocks += self.blocks
 
     def first_token(self) -> None:
         if self.prefilling:
             self.prefilling = False
             self.pod.prefilling -= 1
+            self.pod.pending_blocks -= self.blocks
 
     def end(self) -> None:
         if not self.ended:

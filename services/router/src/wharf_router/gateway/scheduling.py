@@ -1,25 +1,28 @@
 """Which pod serves a request: filters -> weighted scorers -> pick, over a snapshot. Pure.
 
-Every scorer gives each candidate a score in [0, 1]; a pod's total is the weighted sum; the
-highest total wins (llm-d's scheduler works the same way); ties go to the pod picked longest
-ago, at random among pods never picked. The scorers:
+A pod's total is the weighted sum of its scores; the highest total wins (llm-d's scheduler works
+the same way); ties go to the pod picked longest ago, at random among pods never picked. The
+scorers:
 
 - `prefix`: the share of the prompt's blocks the pod probably holds (`prefix.PrefixIndex`);
-- `queue`: fewer waiting requests (`vllm:num_requests_waiting`, scraped) is better;
+- `pending`: minus the prompt blocks the pod has yet to compute for this gateway's requests,
+  in units of this request's blocks (unbounded): the prefill queued ahead of the request. With
+  `prefix`, it weighs the prefill a cache hit saves against the prefill a pod's queue adds, so
+  a group stays on its pod until waiting there costs more than computing the prompt elsewhere
+  (by the factor `prefix / pending`: a miss also computes the prefix again and evicts others);
+- `queue`: fewer waiting requests (`vllm:num_requests_waiting`, scraped) is better: the only
+  load other gateway replicas' requests show in;
 - `active`: fewer requests in flight from this gateway is better (it moves between scrapes);
-  a request that has not streamed its first token yet counts twice, since a new prompt waits
-  behind the prefills ahead of it, while decoding sequences barely slow it down;
+  a request that has not streamed its first token yet counts twice;
 - `kv`: more free KV cache (1 - `vllm:kv_cache_usage_perc`) is better;
 - `session`: the pod that served the request's session last.
 
 `queue` and `active` are min-max normalised over the candidates, but a spread smaller than
 `load_slack` requests, or than `load_rel` times the fleet's mean load, counts as only part of
-the range: one request more is not a reason to give up a pod's cache, and near saturation,
-when every pod has a queue, a difference of a few requests is small against the prefill a
-cache hit saves (the affine pod loses a prefix win only once its excess load is about the
-fleet's mean). Then the skew guard: when the winner's load is far above the least
-loaded candidate's (more than `skew_abs` requests and `skew_rel` times), the least loaded
-candidates win instead, so a hot prefix never piles its whole group on one pod.
+the range: near saturation, when every pod has a queue, a difference of a few requests is not
+the full range. Then the skew guard: when the winner's load is far above the least loaded
+candidate's (more than `skew_abs` requests and `skew_rel` times), the least loaded candidates
+win instead, so a hot prefix never piles its whole group on one pod.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class PodView:
     prefix_blocks: int = 0  # leading prompt blocks the pod probably holds
     session: bool = False  # the pod served this request's session last
     prefilling: int = 0  # this gateway's requests on the pod with no first token yet
+    pending_blocks: int = 0  # of those, the prompt blocks the pod probably has to compute
     last_pick: int = 0  # when this gateway last picked the pod (a counter; 0: never)
 
     @property
@@ -62,11 +66,12 @@ class PodView:
 
 @dataclass(frozen=True, slots=True)
 class Weights:
-    prefix: float = 3.0
-    queue: float = 2.0
-    active: float = 2.0
-    kv: float = 1.0
-    session: float = 4.0
+    prefix: float = 6.0
+    pending: float = 1.0
+    queue: float = 1.0
+    active: float = 0.0
+    kv: float = 0.25
+    session: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +115,11 @@ def scores(
     slack = max(tuning.load_slack, tuning.load_rel * sum(p.load for p in pods) / len(pods))
     queue = _spread_scores([p.waiting for p in pods], slack)
     active = _spread_scores([float(p.in_flight + p.prefilling) for p in pods], slack)
+    request = max(total_blocks, 1)
     out = []
     for i, p in enumerate(pods):
         total = weights.queue * queue[i] + weights.active * active[i]
+        total -= weights.pending * p.pending_blocks / request
         total += weights.kv * (1.0 - min(1.0, max(0.0, p.kv_usage)))
         if total_blocks:
             total += weights.prefix * min(1.0, p.prefix_blocks / total_blocks)
