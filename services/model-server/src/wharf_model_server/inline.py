@@ -92,19 +92,21 @@ class LoopTurn:
     more inline run may start in this turn. The turn ends with a callback scheduled at its
     first run, which the loop runs only after it has polled its sockets again."""
 
-    __slots__ = ("budget_s", "clock", "started")
+    __slots__ = ("budget_s", "clock", "loop", "started")
 
     def __init__(
         self, budget_s: float = TURN_BUDGET_S, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self.budget_s = budget_s
         self.clock = clock
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.started: float | None = None
 
     def may_start(self, loop: asyncio.AbstractEventLoop) -> bool:
         now = self.clock()
-        if self.started is None:
-            self.started = now
+        # a turn begun on another loop (one that has since closed, in the same thread) is over
+        if self.started is None or loop is not self.loop:
+            self.started, self.loop = now, loop
             loop.call_soon(self._end)
             return True
         return now - self.started <= self.budget_s

@@ -298,8 +298,10 @@ class Model(InferenceModel):
             else:
                 if group.gate is not None and group.gate.inline:
                     turn = loop_turn()
-                    while not turn.may_start(loop):
-                        await asyncio.sleep(0)  # after the loop has read its sockets again
+                    # what is awaited is the loop's next turn (after it has read its sockets
+                    # again), which no event marks
+                    while not turn.may_start(loop):  # noqa: ASYNC110
+                        await asyncio.sleep(0)
                     payload = self._run_sync(
                         group, payload, request_headers, response_headers, timings
                     )
