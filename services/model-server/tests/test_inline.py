@@ -4,9 +4,12 @@ server tests check where predict ran, that errors and metrics are the same eithe
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import httpx
 from ms_testkit import ThreadServer
@@ -17,8 +20,10 @@ from wharf_model_server.inline import (
     MULTI_THREAD_INLINE_LIMIT_S,
     RUNS_TO_TRUST,
     InlineGate,
+    LoopTurn,
     inline_limit,
     is_short,
+    loop_turn,
     next_credit,
     runs_inline,
 )
@@ -196,3 +201,90 @@ def test_a_sync_handler_returning_a_coroutine_is_awaited_inline_too() -> None:
             assert reply.status_code == 200 and reply.json() == {"predictions": [2 * i]}
     gate = model._pipeline(InferenceVerb.PREDICT)[0].gate
     assert gate is not None and gate.inline  # the last runs were inline
+
+
+# -- the loop's turn --------------------------------------------------------------------------
+
+
+class _Loop:
+    """Collects what is scheduled for the loop's next turn."""
+
+    def __init__(self) -> None:
+        self.next_turn: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.next_turn.append(callback)
+
+
+def test_a_loop_turn_starts_inline_runs_only_within_its_budget() -> None:
+    now = [10.0]
+    turn = LoopTurn(budget_s=0.5, clock=lambda: now[0])
+    fake = _Loop()
+    loop = cast(asyncio.AbstractEventLoop, fake)
+    assert turn.may_start(loop)  # a turn's first run always starts
+    now[0] = 10.5
+    assert turn.may_start(loop)
+    now[0] = 10.75
+    assert not turn.may_start(loop)  # spent: wait for the next turn
+    assert len(fake.next_turn) == 1  # one end per turn
+    fake.next_turn.pop()()  # the loop has polled its sockets again
+    assert turn.may_start(loop)
+    now[0] = 20.0
+    assert not turn.may_start(loop)
+    # a turn left over from a loop that closed (a new loop in the same thread) is over
+    other = _Loop()
+    assert turn.may_start(cast(asyncio.AbstractEventLoop, other))
+    assert len(other.next_turn) == 1
+
+
+class Turns(Model):
+    """Records, per predict, how many turns the event loop had made."""
+
+    inline_limit_s = 1.0
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.ticks = 0
+        self.seen: list[int] = []
+        self.ready = True
+
+    def predict(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Any:
+        self.seen.append(self.ticks)
+        return payload
+
+
+async def _concurrent_inline_runs(model: Turns, budget_s: float, runs: int) -> None:
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:  # runs once per turn of the loop
+        model.ticks += 1
+        loop.call_soon(tick)
+
+    gate = model._pipeline(InferenceVerb.PREDICT)[0].gate
+    assert gate is not None
+    gate.credit = 2 * RUNS_TO_TRUST  # trusted: every run is inline
+    turn = loop_turn()
+    saved = turn.budget_s, turn.clock
+    clock = itertools.count()
+    turn.budget_s, turn.clock = budget_s, lambda: float(next(clock))
+    loop.call_soon(tick)
+    try:
+        await asyncio.gather(*(model({"instances": [i]}) for i in range(runs)))
+    finally:
+        turn.budget_s, turn.clock = saved
+
+
+def test_inline_runs_past_the_turn_budget_wait_for_later_turns() -> None:
+    spread = Turns("spread")
+    # every clock read is a second later: each turn has room for its first run only
+    asyncio.run(_concurrent_inline_runs(spread, budget_s=0.5, runs=5))
+    assert len(spread.seen) == 5 and len(set(spread.seen)) == 5
+    assert spread.seen == sorted(spread.seen)  # in the order they came
+    together = Turns("together")
+    asyncio.run(_concurrent_inline_runs(together, budget_s=100.0, runs=5))
+    assert len(together.seen) == 5 and len(set(together.seen)) == 1

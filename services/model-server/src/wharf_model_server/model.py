@@ -3,7 +3,8 @@
 A request runs ``preprocess -> predict | explain -> postprocess``. Each handler may be sync or
 ``async``. Consecutive sync stages run together in one hop to the thread pool (one hop per
 request for the built-in runtimes), async stages are awaited on the loop. Sync stages that have
-proved short run on the loop instead, without the hop (``wharf_model_server.inline``).
+proved short run on the loop instead, without the hop, a bounded amount per turn of the loop
+(``wharf_model_server.inline``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from wharf_model_server import executor, metrics
-from wharf_model_server.inline import InlineGate, inline_limit
+from wharf_model_server.inline import InlineGate, inline_limit, loop_turn
 from wharf_model_server.predictor_config import PredictorConfig
 
 if TYPE_CHECKING:
@@ -296,6 +297,11 @@ class Model(InferenceModel):
                 timings[stage.name] = elapsed
             else:
                 if group.gate is not None and group.gate.inline:
+                    turn = loop_turn()
+                    # what is awaited is the loop's next turn (after it has read its sockets
+                    # again), which no event marks
+                    while not turn.may_start(loop):  # noqa: ASYNC110
+                        await asyncio.sleep(0)
                     payload = self._run_sync(
                         group, payload, request_headers, response_headers, timings
                     )
