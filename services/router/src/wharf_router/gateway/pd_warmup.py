@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -185,25 +186,29 @@ async def hand_off_once(
     """One discarded hand-off of `WARMUP_PROMPT` from `prefill` to `decode`; WarmupError when a
     step gives no usable answer."""
     body = {"model": model, "prompt": WARMUP_PROMPT, "max_tokens": 1, "temperature": 0.0}
+    # one id for both halves, as a request's hand-off has
+    request_id = b"wharf-pd-warmup-%d" % time.time_ns()
     try:
         async with asyncio.timeout(timeout_s):
-            doc = await _post(upstream, prefill, prefill_body(body), "prefill")
+            doc = await _post(upstream, prefill, prefill_body(body), "prefill", request_id)
             params = doc.get("kv_transfer_params")
             if not isinstance(params, dict):
                 raise WarmupError("prefill: no kv_transfer_params", final=True)
-            await _post(upstream, decode, decode_body(body, params), "decode")
+            await _post(upstream, decode, decode_body(body, params), "decode", request_id)
     except TimeoutError:
         raise WarmupError(f"no answer within {timeout_s:g} s") from None
     except OSError as exc:
         raise WarmupError(f"unreachable: {type(exc).__name__}") from None
 
 
-async def _post(upstream: UpstreamPool, pod: Pod, body: dict[str, Any], step: str) -> Any:
+async def _post(
+    upstream: UpstreamPool, pod: Pod, body: dict[str, Any], step: str, request_id: bytes
+) -> Any:
     address = pod.endpoint.address
     headers = [
         (b"host", b"%s:%d" % (address[0].encode(), address[1])),
         (b"content-type", b"application/json"),
-        (b"x-request-id", b"wharf-pd-warmup-%d" % time.monotonic_ns()),
+        (b"x-request-id", request_id),
     ]
     resp = await upstream.request(
         address, "POST", pod.endpoint.base_path + WARMUP_PATH, headers, orjson.dumps(body)
@@ -244,7 +249,7 @@ class PairWarmer:
         self._concurrency = concurrency
         self._on_outcome = on_outcome
         self.states: dict[Pair, PairState] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[Pair, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -252,7 +257,7 @@ class PairWarmer:
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="pd warm-up")
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
+        tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -293,15 +298,22 @@ class PairWarmer:
         wanted = wanted_pairs(side(p) for p in pods.values())
         decided = plan(wanted, self.states, now, self._concurrency)
         for pair in decided.drop:
-            del self.states[pair]  # a running warm-up of it finds its state gone and stops there
+            del self.states[pair]
+            task = self._tasks.pop(pair, None)
+            if task is not None:
+                task.cancel()  # a hand-off to a pod that left, or to its former engine
         for pair in decided.start:
             state = self.states.setdefault(pair, PairState(model=wanted[pair]))
             state.running = True
             task = asyncio.get_running_loop().create_task(
                 self._warm(pair, state, pods[pair[0]], pods[pair[2]])
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks[pair] = task
+            task.add_done_callback(functools.partial(self._forget_task, pair))
+
+    def _forget_task(self, pair: Pair, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(pair) is task:
+            del self._tasks[pair]
 
     async def _warm(self, pair: Pair, state: PairState, prefill: Pod, decode: Pod) -> None:
         started = time.monotonic()
