@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -139,6 +140,45 @@ def test_prefill_decode_hand_off(fleet: SimFleet) -> None:
     assert again.json()["choices"][0]["text"] == reference["choices"][0]["text"]
     final = scrape(decode)
     assert metric(final, "vllm:nixl_num_failed_transfers_total") == 1
+
+
+def _hand_off(prefill: str, decode: str, prompt: str) -> float:
+    """Prefill on one pod, decode on the other; the real seconds the decode half took."""
+    kv_request = {"do_remote_decode": True, "do_remote_prefill": False}
+    body = {"model": "sim-model", "prompt": prompt, "max_tokens": 2}
+    first = httpx.post(f"{prefill}/v1/completions", json={
+        **body, "max_tokens": 1, "stream": False, "kv_transfer_params": kv_request,
+    }).json()  # fmt: skip
+    started = time.monotonic()
+    answer = httpx.post(
+        f"{decode}/v1/completions",
+        json={**body, "kv_transfer_params": first["kv_transfer_params"]},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    return time.monotonic() - started
+
+
+def test_the_first_pull_from_a_prefill_engine_waits_the_handshake_delay() -> None:
+    with SimFleet(2, ["--role", "prefill,decode", "--time-scale", "0",
+                      "--handshake-delay", "1.5"]) as f:  # fmt: skip
+        prefill, decode = f.urls
+        before = scrape(decode)
+        assert _hand_off(prefill, decode, "one " + LONG) >= 1.5  # the handshake
+        _hand_off(prefill, decode, "two " + LONG)
+        after = scrape(decode)
+        # two hand-offs, one handshake: the second pull found the engine known
+        assert metric(after, "enginesim:kv_handshakes_total") == 1
+        external = "vllm:prompt_tokens_by_source_total"
+        assert metric(after, external, source="external_kv_transfer") - metric(
+            before, external, source="external_kv_transfer") == 2 * 601  # fmt: skip
+        assert metric(after, "vllm:nixl_num_failed_transfers_total") == 0
+    # a restarted prefill pod is a new engine: the same decode pod handshakes again
+    with SimFleet(2, ["--role", "prefill,decode", "--time-scale", "0",
+                      "--handshake-delay", "1.5"], ports=f.ports) as g:  # fmt: skip
+        assert g.urls == [prefill, decode]
+        _hand_off(prefill, decode, LONG)
+        assert metric(scrape(decode), "enginesim:kv_handshakes_total") == 1
 
 
 def test_errors_are_openai_shaped(fleet: SimFleet) -> None:

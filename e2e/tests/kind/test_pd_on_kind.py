@@ -61,7 +61,7 @@ from wharf_e2e.kind import (
     wait_router_sees,
     workload_labels,
 )
-from wharf_e2e.kube import Kube
+from wharf_e2e.kube import Kube, wait_for
 from wharf_e2e.tinyllm import build_tiny_llama
 from wharf_e2e.vllm_servers import metric_value
 
@@ -126,6 +126,14 @@ async def test_prefill_hands_the_kv_cache_to_decode_over_nixl(
 
     gateway = service_target(child_name(NAME, "-epp-service"), ROUTER_PORT)
     await wait_router_sees(kind, ns, gateway, ["prefill", "decode"])
+
+    # The router hands the pair off once by itself before a request may use it (docs/router.md,
+    # "Pair warm-up"); measured from after that, as its prompt also comes over NIXL.
+    async def warm() -> bool:
+        text = await proxy_text(kind, ns, gateway, "metrics")
+        return _metric(text, "wharf_router_pd_warm_pairs") >= 1
+
+    await wait_for(warm, "the router's warm-up of the P/D pair", 300, 2)
     before = await proxy_text(kind, ns, decode_metrics, "metrics")
     routed_before = await proxy_text(kind, ns, gateway, "metrics")
 

@@ -63,6 +63,8 @@ def test_pd_roles_default_to_nixl_on_cpu_buffers(role: str, kv_role: str) -> Non
         "kv_connector": "NixlConnector",
         "kv_role": kv_role,
         "kv_buffer_device": "cpu",
+        # the handshake with a prefill engine is never evicted: a warmed pair stays warm
+        "kv_connector_extra_config": {"engine_ttl": 0},
     }
     assert launch.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5601"
     assert launch.env["WHARF_LLM_WORKER_KV_CONNECTOR"] == "NixlConnector"

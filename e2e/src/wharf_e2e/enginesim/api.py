@@ -27,6 +27,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_TOKENS = 16  # vLLM's default for completions; the simulator has no EOS for chat
 EMBEDDING_DIM = 8
 ROLES = ("both", "prefill", "decode")
+MAX_KNOWN_ENGINES = 4096  # prefill engines a decode pod remembers having handshaken with
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Pod:
     port: int = 8000
     client: httpx.AsyncClient | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    # real seconds the first pull from each prefill engine waits, as vLLM's NIXL handshake
+    # makes the first hand-off of a pair late (docs/llm.md); later pulls do not wait
+    handshake_delay: float = 0.0
+    handshaken: set[str] = field(default_factory=set)
 
     @property
     def model(self) -> str:
@@ -91,6 +96,13 @@ async def _pull(pod: Pod, kv: dict[str, Any], prompt_tokens: int) -> int:
     body = {"remote_engine_id": kv.get("remote_engine_id"),
             "remote_request_id": kv.get("remote_request_id")}  # fmt: skip
     got = 0
+    engine = body["remote_engine_id"]
+    if pod.handshake_delay > 0 and isinstance(engine, str) and engine not in pod.handshaken:
+        await asyncio.sleep(pod.handshake_delay)
+        if len(pod.handshaken) >= MAX_KNOWN_ENGINES:
+            pod.handshaken.clear()
+        pod.handshaken.add(engine)
+        pod.engine.counters.handshakes += 1
     if (
         isinstance(host, str)
         and 0 < len(host) <= 253

@@ -69,6 +69,13 @@ def parser() -> argparse.ArgumentParser:
         help="real seconds per simulated second (0.1: ten times faster; 0: no waits)",
     )
     p.add_argument(
+        "--handshake-delay",
+        type=float,
+        default=0.0,
+        help="real seconds a decode pod's first KV pull from each prefill engine waits "
+        "(vLLM's NIXL handshake; default 0)",
+    )
+    p.add_argument(
         "--instant",
         action="store_true",
         help="every step costs nothing and nothing waits (router overhead runs)",
@@ -125,6 +132,8 @@ def pods_from_args(args: argparse.Namespace) -> list[Pod]:
         scale = args.time_scale
     if args.stream_interval < 1:
         raise SystemExit("--stream-interval must be >= 1")
+    if not 0 <= args.handshake_delay <= 3600:
+        raise SystemExit("--handshake-delay must be between 0 and 3600 seconds")
     try:
         config = EngineConfig(
             model=args.model,
@@ -142,7 +151,8 @@ def pods_from_args(args: argparse.Namespace) -> list[Pod]:
     for port, role in zip(ports, roles, strict=True):
         connector = args.kv_connector == "on" or (args.kv_connector == "auto" and role != "both")
         engine = Engine(config, engine_id=str(uuid.uuid4()))
-        pods.append(Pod(engine, role, connector, args.stream_interval, args.host, port))
+        pods.append(Pod(engine, role, connector, args.stream_interval, args.host, port,
+                        handshake_delay=args.handshake_delay))  # fmt: skip
     return pods
 
 

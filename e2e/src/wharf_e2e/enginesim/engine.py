@@ -100,6 +100,7 @@ class Counters:
 
     prompt_tokens: int = 0
     generation_tokens: int = 0
+    handshakes: int = 0  # first pulls from a prefill engine (`--handshake-delay`); not vLLM's
     prefix_queries: int = 0
     prefix_hits: int = 0
     external_queries: int = 0

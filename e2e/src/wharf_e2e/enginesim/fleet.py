@@ -27,11 +27,16 @@ class SimFleet:
         args: Sequence[str] = (),
         host: str = "127.0.0.1",
         log: Path | None = None,
+        ports: Sequence[int] | None = None,
     ) -> None:
+        """`ports`: where the pods listen (default: free ports), e.g. a stopped fleet's, to
+        start its pods again at the same addresses (as restarted engines)."""
         if pods < 1:
             raise ValueError(f"pods must be >= 1, got {pods}")
+        if ports is not None and len(ports) != pods:
+            raise ValueError(f"{pods} pods need {pods} ports, got {len(ports)}")
         self.host = host
-        self.ports = _distinct_free_ports(pods, host)
+        self.ports = list(ports) if ports is not None else _distinct_free_ports(pods, host)
         self.args = list(args)
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

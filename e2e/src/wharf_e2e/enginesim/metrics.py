@@ -69,6 +69,10 @@ def render(engine: Engine) -> str:
              float(n)) for reason, n in sorted(c.success.items())])  # fmt: skip
     counter("vllm:nixl_num_failed_transfers", "Number of failed KV transfers (the decode pod "
             "computed the prompt itself).", c.failed_transfers)  # fmt: skip
+    # the simulator's own (vLLM has no such counter): first pulls from a prefill engine
+    metric("enginesim:kv_handshakes", "counter", "First KV pulls from a prefill engine (each "
+           "waited --handshake-delay).", [("enginesim:kv_handshakes_total", lab,
+                                            float(c.handshakes))])  # fmt: skip
     samples = [
         ("vllm:time_to_first_token_seconds_bucket", _labels({**base, "le": repr(bound)}),
          float(n)) for bound, n in zip(TTFT_BUCKETS, c.ttft_buckets, strict=True)

@@ -36,6 +36,8 @@ KV_CONNECTOR_ENV = "WHARF_LLM_WORKER_KV_CONNECTOR"
 NIXL_PORT_ENV = "VLLM_NIXL_SIDE_CHANNEL_PORT"
 NIXL_HOST_ENV = "VLLM_NIXL_SIDE_CHANNEL_HOST"
 NIXL_PROGRESS_DELAY_US = 1000
+# vLLM 0.32 (nixl/base_worker.py) reads it from kv_connector_extra_config; 0 or less: never evict
+NIXL_ENGINE_TTL_S = 0
 RESERVED_CPU_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
 
 DEFAULT_DRAIN_TIMEOUT_S = 30
@@ -133,7 +135,15 @@ def kv_transfer_config(options: WorkerOptions) -> dict[str, object] | None:
     kv_role = {"prefill": "kv_producer", "decode": "kv_consumer", "both": "kv_both"}[options.role]
     if transfer == "nixl":
         # On the CPU backend the KV cache is in host memory and NIXL moves it over UCX (DRAM).
-        return {"kv_connector": "NixlConnector", "kv_role": kv_role, "kv_buffer_device": "cpu"}
+        # `engine_ttl` 0: a consumer keeps a prefill engine's NIXL handshake for good (vLLM 0.32
+        # evicts it after an hour idle by default). The first hand-off of a pair is the slow one
+        # (docs/llm.md), and the gateway's warm-up of the pair must not wear off.
+        return {
+            "kv_connector": "NixlConnector",
+            "kv_role": kv_role,
+            "kv_buffer_device": "cpu",
+            "kv_connector_extra_config": {"engine_ttl": NIXL_ENGINE_TTL_S},
+        }
     if options.kv_shared_path is None:
         raise LaunchError("--kv-transfer example needs --kv-shared-path (the shared folder)")
     return {

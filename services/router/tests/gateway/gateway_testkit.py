@@ -55,6 +55,9 @@ class FakeEngine:
     hold: asyncio.Event | None = None  # when set: generation waits for it before answering
     # when set: a streamed answer waits for it after its first word (a pod in its decode phase)
     hold_decode: asyncio.Event | None = None
+    # when set: a request that brings a prefill's KV (a P/D hand-off's decode half) waits for
+    # it, as vLLM's first hand-off of a pair waits for the NIXL handshake
+    hold_handoff: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -116,6 +119,13 @@ class FakeEngine:
     ) -> None:
         if self.hold is not None:
             await self.hold.wait()
+        kv_in = doc.get("kv_transfer_params")
+        if (
+            self.hold_handoff is not None
+            and isinstance(kv_in, dict)
+            and kv_in.get("do_remote_prefill")
+        ):
+            await self.hold_handoff.wait()
         if self.fail_status is not None:
             await _send(
                 send, self.fail_status, b'{"error": {"message": "engine failure", "code": 500}}'
@@ -140,7 +150,6 @@ class FakeEngine:
             "completion_tokens": n,
             "total_tokens": prompt_tokens + n,
         }
-        kv_in = doc.get("kv_transfer_params")
         kv_out = None
         if isinstance(kv_in, dict) and kv_in.get("do_remote_decode"):
             kv_out = {

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from wharf_router.gateway.cli import build, parser
+from wharf_router.gateway.config import ConfigError
 from wharf_router.gateway.endpoints import EndpointError, StaticEndpoints
 from wharf_router.gateway.kube_endpoints import KubeEndpoints
 
@@ -80,3 +81,24 @@ def test_main_exits_with_the_message_of_a_bad_file(tmp_path: Path) -> None:
     bad.write_text("weights: {cache: 1}\n")
     with pytest.raises(SystemExit, match="unknown setting 'cache'"):
         main(["gateway", "--config", str(bad), "--endpoint", "http://h:1"])
+
+
+def test_the_pd_warm_up_switch(tmp_path: Path) -> None:
+    on, _, _ = build(parser().parse_args(["--endpoint", "http://h:1"]))
+    assert on.pd_warmup is True and on.pd_warmup_timeout == 180
+    config = tmp_path / "gw.yaml"
+    config.write_text("pd_warmup: false\npd_warmup_timeout: 30\npd_warmup_concurrency: 4\n")
+    off, _, _ = build(parser().parse_args(["--config", str(config), "--endpoint", "http://h:1"]))
+    assert (off.pd_warmup, off.pd_warmup_timeout, off.pd_warmup_concurrency) == (False, 30, 4)
+    flag, _, _ = build(
+        parser().parse_args(["--config", str(config), "--pd-warmup", "--endpoint", "http://h:1"])
+    )
+    assert flag.pd_warmup is True  # the flag wins over the file
+    flag, _, _ = build(parser().parse_args(["--no-pd-warmup", "--endpoint", "http://h:1"]))
+    assert flag.pd_warmup is False
+    config.write_text("pd_warmup: 'no'\n")
+    with pytest.raises(ConfigError, match="pd_warmup must be true or false"):
+        build(parser().parse_args(["--config", str(config), "--endpoint", "http://h:1"]))
+    config.write_text("pd_warmup_concurrency: 0\n")
+    with pytest.raises(ConfigError, match="pd_warmup_concurrency must be between 1 and 64"):
+        build(parser().parse_args(["--config", str(config), "--endpoint", "http://h:1"]))

@@ -281,7 +281,9 @@ async def test_api_keys_and_token_rate_limits(start_engine: Start, start_gateway
 async def test_prefill_decode_hand_off(start_engine: Start, start_gateway: Start) -> None:
     prefill, _, ep = await start_engine("pre", role="prefill")
     decode, _, ed = await start_engine("dec", role="decode")
-    _, gw = await start_gateway([ep, ed])
+    gateway, gw = await start_gateway([ep, ed])
+    # the gateway warms the pair up first (pd_warmup.py); until then it would not hand off
+    await until(lambda: gateway.warmer.warm_pairs() == 1, "the pair to warm up")
     client = client_for(gw)
     body_extra = {"top_k": 3}
     stream = await client.completions.create(
@@ -322,7 +324,8 @@ async def test_a_failed_prefill_falls_back_to_decode(
 ) -> None:
     prefill, _, ep = await start_engine("pre", role="prefill", fail_status=500)
     decode, _, ed = await start_engine("dec", role="decode")
-    _, gw = await start_gateway([ep, ed])
+    # without warm-up: a pair whose warm-up fails is never used, so its prefill is never tried
+    _, gw = await start_gateway([ep, ed], pd_warmup=False)
     async with httpx.AsyncClient() as http:
         r = await http.post(
             gw.url + "/v1/chat/completions",

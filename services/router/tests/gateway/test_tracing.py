@@ -59,6 +59,14 @@ async def _traced_gateway(
         "the gateway to learn its pods' models",
         timeout_s=20,
     )
+    prefills = sum(1 for e in endpoints if e.role == "prefill")
+    pairs = prefills * (len(endpoints) - prefills)
+    # P/D pairs are used once warm (pd_warmup.py); the warm-ups themselves are not traced
+    await until(
+        lambda: gateway.warmer is None or gateway.warmer.warm_pairs() == pairs,
+        "the P/D pairs to warm up",
+        timeout_s=20,
+    )
     return served
 
 

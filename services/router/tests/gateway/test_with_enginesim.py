@@ -188,6 +188,8 @@ def test_prefill_decode_hand_off_moves_the_kv(tmp_path: Path) -> None:
         prompt = " ".join(f"token{i}" for i in range(300))
         reference = oai(pd.urls[2]).completions.create(model=MODEL, prompt=prompt, max_tokens=12)
         decode = pd.urls[1]
+        # the gateway hands the pair off once by itself before a request may use it
+        wait_until(lambda: warm_pairs(gw) == 1, "the P/D pair to warm up", 60)
         before = scrape(decode)
         stream = oai(gw.url).completions.create(
             model=MODEL, prompt=prompt, max_tokens=12, stream=True
@@ -205,6 +207,87 @@ def test_prefill_decode_hand_off_moves_the_kv(tmp_path: Path) -> None:
         assert moved >= 290 and local <= 16  # the prompt came over from the prefill pod
         m = gw.metrics()
         assert metric(m, "wharf_router_pd_handoffs_total") == 1
+
+
+def warm_pairs(gw: GatewayProcess) -> float:
+    return metric(gw.metrics(), "wharf_router_pd_warm_pairs")
+
+
+def _sources(url: str) -> dict[str, float]:
+    values = scrape(url)
+    name = "vllm:prompt_tokens_by_source_total"
+    return {s: metric(values, name, source=s) for s in ("local_compute", "external_kv_transfer")}
+
+
+def _moved(url: str, before: dict[str, float]) -> dict[str, float]:
+    after = _sources(url)
+    return {s: after[s] - before[s] for s in after}
+
+
+# real seconds each decode pod's first pull from a prefill engine waits (vLLM's NIXL handshake):
+# long enough that the gateway's warm-up of the pair is still under way when the test's first
+# request comes (the test checks that it is)
+HANDSHAKE_S = "6"
+
+
+def test_a_cold_pair_is_not_waited_for_and_a_restarted_pair_warms_again(tmp_path: Path) -> None:
+    args = ["--time-scale", "0", "--role", "prefill,decode", "--handshake-delay", HANDSHAKE_S]
+    pd = SimFleet(2, args).start()
+    prefill, decode = pd.urls
+    try:
+        with GatewayProcess(
+            ["--endpoint", f"{prefill}=prefill", "--endpoint", f"{decode}=decode"],
+            tmp_path / "gw.log",
+        ) as gw:
+            client = oai(gw.url)
+            assert warm_pairs(gw) == 0  # the warm-up waits in the simulated handshake
+            before = _sources(decode)
+            first = " ".join(f"one{i}" for i in range(300))
+            client.completions.create(model=MODEL, prompt=first, max_tokens=4)
+            # not handed off: the decode pod computed the prompt, and the request did not wait
+            assert _moved(decode, before) == {"local_compute": 300, "external_kv_transfer": 0}
+            m = gw.metrics()
+            assert metric(m, "wharf_router_pd_cold_pairs_total") == 1
+            assert metric(m, "wharf_router_pd_handoffs_total") == 0
+            assert (
+                "wharf_router_pd_prefill_fallbacks_total{"
+                not in httpx.get(f"{gw.url}/metrics").text
+            )  # a cold pair is not a failed prefill
+
+            wait_until(lambda: warm_pairs(gw) == 1, "the P/D pair to warm up", 60)
+            before = _sources(decode)
+            second = " ".join(f"two{i}" for i in range(300))
+            client.completions.create(model=MODEL, prompt=second, max_tokens=4)
+            assert _moved(decode, before)["external_kv_transfer"] == 300
+            assert metric(gw.metrics(), "wharf_router_pd_handoffs_total") == 1
+
+            # both engines restart (new engine ids): the gateway sees them go and come back,
+            # and warms the new pair before it hands off through it again
+            ports = pd.ports
+            pd.stop()
+            for url in pd.urls:
+                name = url.removeprefix("http://")
+                wait_until(
+                    lambda n=name: metric(gw.metrics(), "wharf_router_pod_healthy", pod=n) == 0,
+                    f"the gateway to eject {name}",
+                    30,
+                )
+            assert warm_pairs(gw) == 0
+            pd = SimFleet(2, args, ports=ports).start()
+            wait_until(
+                lambda: metric(gw.metrics(), "wharf_router_pd_warmups_total", outcome="ok") == 2,
+                "a second warm-up of the pair",
+                60,
+            )
+            wait_until(lambda: warm_pairs(gw) == 1, "the new pair to be warm", 60)
+            before = _sources(decode)
+            client.completions.create(model=MODEL, prompt=first, max_tokens=4)
+            assert _moved(decode, before)["external_kv_transfer"] == 300
+            # the warm-up's pull paid the new pair's handshake; the request's did not
+            assert metric(scrape(decode), "enginesim:kv_handshakes_total") == 1
+            client.close()
+    finally:
+        pd.stop()
 
 
 def _hit_rate(pods: list[str], before: list[dict[str, float]]) -> float:

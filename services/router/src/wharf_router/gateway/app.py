@@ -32,6 +32,7 @@ from wharf_protocol.openai import decode_body, error_body, prefill_body
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
+from wharf_router.gateway.pd_warmup import PairWarmer, hand_off_once, usable_prefills
 from wharf_router.gateway.pool import Lease, Pod, Pool
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
 from wharf_router.gateway.scheduling import PodView, least_loaded, pick_default, pick_round_robin
@@ -122,7 +123,18 @@ class Gateway:
         self._pick_blocks = 0  # the last pick's uncached prompt blocks, for its lease
         self._pool: Pool | None = None
         self.upstream = UpstreamPool()
-        self.telemetry = Telemetry(lambda: list(self.pool.pods.values()) if self._pool else [])
+        self.warmer: PairWarmer | None = None
+        if config.pd_warmup:
+            self.warmer = PairWarmer(
+                lambda: list(self.pool.pods.values()),
+                self._warm_hand_off,
+                concurrency=config.pd_warmup_concurrency,
+                on_outcome=lambda outcome: self.telemetry.pd_warmups.labels(outcome).inc(),
+            )
+        self.telemetry = Telemetry(
+            lambda: list(self.pool.pods.values()) if self._pool else [],
+            lambda: self.warmer.warm_pairs() if self.warmer is not None and self._pool else 0,
+        )
         self._source_task: asyncio.Task[None] | None = None
         self._block_bytes = config.block_tokens * config.bytes_per_token
 
@@ -136,6 +148,8 @@ class Gateway:
     async def start(self) -> None:
         self._pool = Pool(self.config.probing, on_capacity=self._capacity, on_gone=self._gone)
         self._source_task = asyncio.get_running_loop().create_task(self._run_source())
+        if self.warmer is not None:
+            self.warmer.start()
 
     async def _run_source(self) -> None:
         try:
@@ -150,12 +164,17 @@ class Gateway:
             self._source_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._source_task
+        if self.warmer is not None:
+            await self.warmer.aclose()
         if self._pool is not None:
             await self._pool.aclose()
         await self.upstream.aclose()
 
     def _capacity(self, pod: str, tokens: int) -> None:
         self.prefix.set_capacity(pod, max(1, tokens // self.config.block_tokens))
+
+    async def _warm_hand_off(self, prefill: Pod, decode: Pod, model: str) -> None:
+        await hand_off_once(self.upstream, prefill, decode, model, self.config.pd_warmup_timeout)
 
     def _gone(self, pod: Pod) -> None:
         self.prefix.forget(pod.name)
@@ -632,7 +651,26 @@ class Gateway:
             )
             return
         params: dict[str, Any] | None = None
-        prefill = self._choose(PREFILL_ROLES, ex.model, hashes, None, set())
+        exclude: set[str] = set()
+        cold_pair = False
+        if self.warmer is not None:
+            # a pair's first hand-off is slow (docs/llm.md): use only warm pairs; with none,
+            # the decode pod computes the prompt while the pair warms up in the background
+            prefills = self.pool.candidates(PREFILL_ROLES, ex.model)
+            usable, cold = usable_prefills({p.name: self.warmer.gate(p, decode) for p in prefills})
+            exclude = set(cold)
+            cold_pair = bool(prefills) and not usable
+            if cold_pair:
+                self.telemetry.pd_cold_pairs.inc()
+                self.warmer.kick()
+                log.debug(
+                    "request %s: no warm prefill pod for %s yet; decode computes the prompt",
+                    ex.request_id.decode("latin-1"),
+                    decode.name,
+                )
+        prefill = (
+            None if cold_pair else self._choose(PREFILL_ROLES, ex.model, hashes, None, exclude)
+        )
         if prefill is not None:
             params = await self._prefill(ex, prefill, path, headers, body)
         if params is not None:
@@ -641,6 +679,13 @@ class Gateway:
         await self._forward(
             ex, send, SERVING_ROLES, path, headers, raw, hashes, session, first=decode
         )
+        if (
+            params is not None
+            and prefill is not None
+            and self.warmer is not None
+            and ex.status == 200
+        ):
+            self.warmer.handed_off(prefill, decode)  # the hand-off completed: the pair is warm
 
     async def _prefill(
         self,

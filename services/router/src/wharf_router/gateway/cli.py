@@ -91,6 +91,13 @@ def parser() -> argparse.ArgumentParser:
         "--prefill-timeout", type=float, default=None, help="seconds per prefill (default 60)"
     )
     req.add_argument(
+        "--pd-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="hand each prefill/decode pair off once in the background before requests use it "
+        "(default on; see docs/router.md)",
+    )
+    req.add_argument(
         "--max-attempts", type=int, default=None, help="pods tried per request (default 3)"
     )
     req.add_argument(
@@ -148,7 +155,14 @@ def build(args: argparse.Namespace) -> tuple[GatewayConfig, EndpointSource, ApiK
     keys_path = doc.pop("api_keys_file", None) or doc.pop("api-keys-file", None)
     config = apply_settings(GatewayConfig(), doc, where)
     flags: dict[str, Any] = {}
-    for name in ("policy", "session_header", "request_timeout", "prefill_timeout", "max_attempts"):
+    for name in (
+        "policy",
+        "session_header",
+        "request_timeout",
+        "prefill_timeout",
+        "max_attempts",
+        "pd_warmup",
+    ):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
     if args.scrape_interval is not None:

@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import yaml
 
+from wharf_router.gateway.pd_warmup import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S
 from wharf_router.gateway.pool import Probing
 from wharf_router.gateway.prefix import (
     DEFAULT_BLOCK_TOKENS,
@@ -41,6 +42,10 @@ class GatewayConfig:
     prefill_timeout: float = 60.0
     max_attempts: int = 3
     max_body_bytes: int = 16 * 1024 * 1024
+    # one background hand-off per (prefill, decode) pair before requests use it (pd_warmup.py)
+    pd_warmup: bool = True
+    pd_warmup_timeout: float = DEFAULT_TIMEOUT_S
+    pd_warmup_concurrency: int = DEFAULT_CONCURRENCY
 
 
 # (section, field) -> bounds; every number a user can set is checked against these
@@ -54,6 +59,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "prefill_timeout": (0.001, 86400),
     "max_attempts": (1, 16),
     "max_body_bytes": (1024, 1024**3),
+    "pd_warmup_timeout": (0.001, 86400),
+    "pd_warmup_concurrency": (1, 64),
     "scrape_interval": (0.01, 3600),
     "probe_interval": (0.01, 3600),
     "models_interval": (0.1, 86400),
@@ -111,6 +118,10 @@ def apply_settings(config: GatewayConfig, doc: dict[str, Any], where: str) -> Ga
             if not isinstance(value, str) or not value or len(value) > 128 or not value.isascii():
                 raise ConfigError(f"{at} must be a header name")
             changes[name] = value.lower().encode()
+        elif name == "pd_warmup":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{at} must be true or false")
+            changes[name] = value
         elif name in {f.name for f in fields(GatewayConfig)}:
             changes[name] = _number(where, name, value, type(getattr(config, name)))
         else:

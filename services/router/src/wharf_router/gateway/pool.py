@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -58,6 +59,9 @@ class Pod:
     silent_since: float | None = None  # when scrapes began to time out, until one answers
     models: dict[str, dict[str, Any]] | None = None  # model id -> its card, once known
     scraped_at: float = 0.0
+    # a new number each time the pod is listed or comes back from an ejection: its engine may
+    # have restarted, so what the gateway learned about it (a warm P/D pair) is of an old one
+    incarnation: int = 0
 
     @property
     def name(self) -> str:
@@ -111,6 +115,7 @@ class Pool:
         self._http = UpstreamPool()
         self._on_capacity = on_capacity
         self._on_gone = on_gone
+        self._incarnations = itertools.count(1)
 
     # -- the pod list -----------------------------------------------------------------------
 
@@ -122,7 +127,7 @@ class Pool:
                 self._remove(name)
         for name, ep in wanted.items():
             if name not in self.pods:
-                self.pods[name] = Pod(ep)
+                self.pods[name] = Pod(ep, incarnation=next(self._incarnations))
                 self._tasks[name] = asyncio.get_running_loop().create_task(
                     self._watch(self.pods[name]), name=f"probe {name}"
                 )
@@ -203,6 +208,7 @@ class Pool:
                 else:
                     if await self._probe(pod):
                         log.info("pod %s is back", pod.name)
+                        pod.incarnation = next(self._incarnations)
                         pod.healthy = True
                         pod.failures = 0
                         pod.silent_since = None

@@ -55,6 +55,20 @@ class _PodCollector(Collector):
         return [in_flight, healthy, waiting, kv]
 
 
+class _WarmPairsCollector(Collector):
+    def __init__(self, warm_pairs: Callable[[], int]) -> None:
+        self._warm_pairs = warm_pairs
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "wharf_router_pd_warm_pairs",
+                "Healthy prefill/decode pod pairs whose hand-off (warm-up or request) completed",
+                value=self._warm_pairs(),
+            )
+        ]
+
+
 MAX_BOUND = 4096  # cached (model, key) children; past it they are looked up each time
 
 
@@ -70,7 +84,9 @@ class Bound:
 
 
 class Telemetry:
-    def __init__(self, pods: Callable[[], Iterable[Pod]]) -> None:
+    def __init__(
+        self, pods: Callable[[], Iterable[Pod]], warm_pairs: Callable[[], int] = lambda: 0
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         mk = ["model", "key"]
@@ -133,6 +149,17 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.pd_cold_pairs = Counter(
+            "wharf_router_pd_cold_pairs",
+            "P/D requests whose decode pod had no warm prefill pod yet: it computed the prompt",
+            registry=r,
+        )
+        self.pd_warmups = Counter(
+            "wharf_router_pd_warmups",
+            "Warm-up hand-offs of prefill/decode pairs, by outcome (ok, failed, refused)",
+            ["outcome"],
+            registry=r,
+        )
         self.prefix_blocks = Counter(
             "wharf_router_prefix_blocks",
             "Prompt blocks routed, and how many the chosen pod probably held (estimated hits)",
@@ -151,6 +178,7 @@ class Telemetry:
             registry=r,
         )
         r.register(_PodCollector(pods))
+        r.register(_WarmPairsCollector(warm_pairs))
         self._models: set[str] = set()
         self._bound: dict[tuple[str, str], Bound] = {}
         self._requests: dict[tuple[str, str, str, str], Any] = {}
