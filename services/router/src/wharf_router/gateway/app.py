@@ -460,6 +460,7 @@ class Gateway:
         hashes: list[int],
         session: str | None,
         first: Pod | None = None,
+        first_blocks: int = 0,
     ) -> None:
         tried: set[str] = set()
         pod = first
@@ -475,8 +476,8 @@ class Gateway:
             def final(attempt: int = attempt) -> bool:
                 return attempt == attempts or not self.pool.candidates(roles, ex.model, tried)
 
-            # the pick's blocks: a decode pod picked before a hand-off receives the prompt's KV
-            lease = Lease(pod, self._pick_blocks if pod is not first else 0)
+            # the prompt blocks the pod computes, as estimated at its pick
+            lease = Lease(pod, first_blocks if pod is first else self._pick_blocks)
             try:
                 outcome = await self._try(ex, send, lease, path, headers, raw, final)
             finally:
@@ -645,6 +646,7 @@ class Gateway:
         session: str | None,
     ) -> None:
         decode = self._choose(SERVING_ROLES, ex.model, hashes, session, set())
+        decode_blocks = self._pick_blocks  # what it computes if no prefill pod does
         if decode is None:
             await self._reject(
                 send, ex, 503, "no healthy decode pod serves this request", reason="no_pod"
@@ -677,7 +679,17 @@ class Gateway:
             self.telemetry.pd_handoffs.inc()
         raw = orjson.dumps(decode_body(body, params))
         await self._forward(
-            ex, send, SERVING_ROLES, path, headers, raw, hashes, session, first=decode
+            ex,
+            send,
+            SERVING_ROLES,
+            path,
+            headers,
+            raw,
+            hashes,
+            session,
+            first=decode,
+            # with the prompt's KV from a prefill pod, the decode pod computes none of it
+            first_blocks=0 if params is not None else decode_blocks,
         )
         if (
             params is not None
