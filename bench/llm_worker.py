@@ -22,8 +22,10 @@ Each cell: C concurrent clients, each sending streamed chat completions (`max_to
 its first content chunk. Around each cell the engine's own `/metrics` are read, to say how the
 engine ran: tokens per engine step (`vllm:iteration_tokens_total`; about C when the C streams
 are batched together, about 1 when they run one at a time) and vLLM's own TTFT and queue time
-(from the request reaching its engine client, after rendering and tokenization). Figures are
-medians over rounds; overhead is Wharf against vLLM.
+(from the request reaching its engine client, after rendering and tokenization); and the CPU
+each process used during the cell, in cores (`cpu_api_server`, `cpu_engine_core`, `cpu_worker`,
+`cpu_clients` for this process, `cpu_gateway`), from /proc. Figures are medians over rounds;
+overhead is Wharf against vLLM.
 
 Run: `uv run python bench/llm_worker.py [--rounds 3] [--duration 20] [--concurrency 4]
 [--max-tokens 64] [--json PATH]`.
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tooling import process_cpu_seconds
 
 from wharf_e2e.testing import die_with_parent, quiet_port
 from wharf_e2e.tinyllm import build_tiny_llama
@@ -73,12 +76,11 @@ ENGINE_MEANS = (
     ("engine_queue_ms", "vllm:request_queue_time_seconds", 1000.0),
     ("engine_e2e_ms", "vllm:e2e_request_latency_seconds", 1000.0),
 )
-FIGURES = (
-    "output_tokens_per_s",
-    "ttft_median_ms",
-    "request_median_ms",
-    *(key for key, _, _ in ENGINE_MEANS),
-)
+
+
+# vLLM titles its processes (setproctitle): the engine core and its model worker. The API
+# server is the process the row started (the worker execs into it).
+PROCESS_ROLES = (("VLLM::EngineCore", "engine_core"), ("VLLM::Worker", "worker"))
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Server:
     log: Path
     # Where the engine's /metrics are: the server's own, or the worker's behind a gateway.
     metrics_url: str
+    # The engine's API server: this process, or the worker's behind a gateway.
+    engine_pid: int
 
     @property
     def url(self) -> str:
@@ -137,9 +141,60 @@ def engine_figures(before: str, after: str) -> dict[str, float]:
     return figures
 
 
+def process_role(pid: int, root: int, title: str) -> str:
+    """Which part of a vLLM server a process of its tree is, from its title (`cmdline`)."""
+    if pid == root:
+        return "api_server"
+    return next((role for prefix, role in PROCESS_ROLES if title.startswith(prefix)), "other")
+
+
+def cpu_shares(
+    before: Mapping[str, float], after: Mapping[str, float], wall: float
+) -> dict[str, float]:
+    """CPU each role used during a cell, in cores (CPU seconds over the cell's wall seconds); a
+    role seen at only one end is left out."""
+    return {
+        f"cpu_{role}": (after[role] - before[role]) / wall
+        for role in sorted(before.keys() & after.keys())
+    }
+
+
+def _tree(root: int) -> dict[int, str]:
+    """The live processes under `root` (itself included) and their titles."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    titles: dict[int, str] = {}
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            titles[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    return titles
+
+
+def cpu_seconds(server: Server) -> dict[str, float]:
+    """CPU seconds so far of the engine's processes by role, of the gateway when the row has
+    one, and of this process (the clients)."""
+    seconds: dict[str, float] = {}
+    for pid, title in _tree(server.engine_pid).items():
+        role = process_role(pid, server.engine_pid, title)
+        seconds[role] = seconds.get(role, 0.0) + (process_cpu_seconds(pid) or 0.0)
+    if server.proc.pid != server.engine_pid:
+        seconds["gateway"] = process_cpu_seconds(server.proc.pid) or 0.0
+    seconds["clients"] = process_cpu_seconds(os.getpid()) or 0.0
+    return seconds
+
+
 def start(
     name: str, command: list[str], port: int, log: Path, env: Mapping[str, str],
-    metrics_url: str | None = None,
+    engine: Server | None = None,
 ) -> Server:  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -151,8 +206,9 @@ def start(
             # The engines go down with the benchmark if it is killed (an idle CPU engine spins).
             preexec_fn=die_with_parent,
         )
-    url = metrics_url or f"http://127.0.0.1:{port}/metrics"
-    return Server(name, port, proc, log, url)
+    if engine is None:
+        return Server(name, port, proc, log, f"http://127.0.0.1:{port}/metrics", proc.pid)
+    return Server(name, port, proc, log, engine.metrics_url, engine.engine_pid)
 
 
 def wait_ready(server: Server) -> None:
@@ -218,15 +274,16 @@ async def scrape(url: str) -> str:
 
 
 async def cell(
-    url: str, metrics_url: str, concurrency: int, duration: float, max_tokens: int
+    server: Server, concurrency: int, duration: float, max_tokens: int
 ) -> dict[str, float]:
     ttfts: list[float] = []
     durations: list[float] = []
     tokens = 0
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
         await one_stream(client, 4)  # warm the connection and the engine
-        before = await scrape(metrics_url)
+        before = await scrape(server.metrics_url)
+        cpu_before = cpu_seconds(server)
         end = time.perf_counter() + duration
         started = time.perf_counter()
 
@@ -240,13 +297,15 @@ async def cell(
 
         await asyncio.gather(*(loop() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    after = await scrape(metrics_url)
+        cpu_after = cpu_seconds(server)
+    after = await scrape(server.metrics_url)
     return {
         "output_tokens_per_s": tokens / wall,
         "ttft_median_ms": statistics.median(ttfts) * 1000,
         "request_median_ms": statistics.median(durations) * 1000,
         "requests": float(len(ttfts)),
         **engine_figures(before, after),
+        **cpu_shares(cpu_before, cpu_after, wall),
     }
 
 
@@ -257,12 +316,12 @@ def cell_order(round_index: int) -> tuple[str, ...]:
 
 
 def summarize(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
-    """Medians over rounds of every figure per server, and Wharf's cost against vLLM in %
-    (positive: Wharf slower)."""
-    summary: dict[str, Any] = {
-        name: {key: statistics.median(r[key] for r in rounds) for key in FIGURES}
-        for name, rounds in results.items()
-    }
+    """Medians over rounds of every figure a server has in all its rounds, and Wharf's cost
+    against vLLM in % (positive: Wharf slower)."""
+    summary: dict[str, Any] = {}
+    for name, rounds in results.items():
+        keys = sorted(set.intersection(*(set(r) for r in rounds))) if rounds else []
+        summary[name] = {key: statistics.median(r[key] for r in rounds) for key in keys}
     tps_v, ttft_v = summary["vllm"]["output_tokens_per_s"], summary["vllm"]["ttft_median_ms"]
     summary["overhead_pct"] = {
         name: {
@@ -290,8 +349,9 @@ def print_table(summary: Mapping[str, Any]) -> None:
         )
         print(
             f"| {name} | {figures['output_tokens_per_s']:.1f} | "
-            f"{figures['ttft_median_ms']:.1f} | {costs} | {figures['tokens_per_step']:.2f} | "
-            f"{figures['engine_ttft_ms']:.1f} |"
+            f"{figures['ttft_median_ms']:.1f} | {costs} | "
+            f"{figures.get('tokens_per_step', math.nan):.2f} | "
+            f"{figures.get('engine_ttft_ms', math.nan):.1f} |"
         )
     print("costs against vllm: positive = Wharf slower")
 
@@ -339,17 +399,14 @@ def main(argv: list[str] | None = None) -> int:
                     # Up only for its own cells: its /metrics scrapes of the worker (every
                     # 0.2 s) would otherwise run during the other rows' cells too.
                     log = workdir / f"wharf+router-{round_index + 1}.log"
-                    metrics = f"{servers['wharf'].url}/metrics"
-                    gateway = measured = start(name, router, router_port, log, environment, metrics)
+                    engine = servers["wharf"]
+                    gateway = measured = start(name, router, router_port, log, environment, engine)
                 try:
                     # The gateway's /health is 200 once it has seen its pod healthy.
                     wait_ready(measured)
                     figures = asyncio.run(
-                        cell(
-                            measured.url, measured.metrics_url, args.concurrency,
-                            args.duration, args.max_tokens,
-                        )
-                    )  # fmt: skip
+                        cell(measured, args.concurrency, args.duration, args.max_tokens)
+                    )
                 finally:
                     if gateway is not None:
                         stop(gateway)

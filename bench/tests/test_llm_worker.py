@@ -16,8 +16,12 @@ from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch
 
 
 def _load_bench() -> ModuleType:
-    # bench/ is a folder of scripts, not a package: the script is loaded from its path.
-    path = Path(__file__).resolve().parents[1] / "llm_worker.py"
+    # bench/ is a folder of scripts, not a package: the script is loaded from its path, with
+    # bench/ on sys.path for its `tooling` import, as when it is run.
+    folder = Path(__file__).resolve().parents[1]
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / "llm_worker.py"
     spec = importlib.util.spec_from_file_location("wharf_bench_llm_worker", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -27,6 +31,13 @@ def _load_bench() -> ModuleType:
 
 
 bench = _load_bench()
+# What every cell measures.
+FIGURES = (
+    "output_tokens_per_s",
+    "ttft_median_ms",
+    "request_median_ms",
+    *(key for key, _, _ in bench.ENGINE_MEANS),
+)
 
 
 def _worker_launch(port: int = 8000) -> EngineLaunch:
@@ -92,8 +103,7 @@ def test_engine_figures_are_the_cells_means_from_vllms_histograms() -> None:
 def test_costs_are_against_vllm_positive_when_wharf_is_slower() -> None:
     def rounds(tps: float, ttft: float) -> list[dict[str, float]]:
         return [
-            {key: 1.0 for key in bench.FIGURES}
-            | {"output_tokens_per_s": tps, "ttft_median_ms": ttft}
+            {key: 1.0 for key in FIGURES} | {"output_tokens_per_s": tps, "ttft_median_ms": ttft}
         ]
 
     summary = bench.summarize(
@@ -108,6 +118,21 @@ def test_costs_are_against_vllm_positive_when_wharf_is_slower() -> None:
         {"output_tokens_per_s": 5.0, "ttft_median_ms": 5.0}
     )
     assert summary["overhead_pct"]["wharf+router"]["output_tokens_per_s"] == pytest.approx(-5.0)
+    assert summary["wharf"]["tokens_per_step"] == 1.0
+
+
+def test_a_figure_missing_from_a_round_has_no_median() -> None:
+    full = {key: 2.0 for key in FIGURES}
+    results = {
+        "vllm": [full | {"cpu_worker": 0.9}, full | {"cpu_worker": 1.0}],
+        "wharf": [full | {"cpu_worker": 0.8}, dict(full)],
+        "wharf+router": [dict(full)],
+    }
+
+    summary = bench.summarize(results)
+
+    assert summary["vllm"]["cpu_worker"] == pytest.approx(0.95)
+    assert "cpu_worker" not in summary["wharf"]
 
 
 def test_every_row_takes_every_place_in_the_order_over_three_rounds() -> None:
@@ -117,3 +142,21 @@ def test_every_row_takes_every_place_in_the_order_over_three_rounds() -> None:
     assert all(sorted(order) == sorted(bench.NAMES) for order in orders)
     for place in range(3):
         assert {order[place] for order in orders} == set(bench.NAMES)
+
+
+def test_processes_are_told_apart_by_vllms_titles() -> None:
+    assert bench.process_role(100, 100, "/venv/bin/python") == "api_server"
+    assert bench.process_role(101, 100, "VLLM::EngineCore") == "engine_core"
+    assert bench.process_role(102, 100, "VLLM::Worker_TP0") == "worker"
+    assert bench.process_role(103, 100, "/venv/bin/python -c from multiprocessing") == "other"
+
+
+def test_cpu_shares_are_cores_used_over_the_cell() -> None:
+    before = {"api_server": 10.0, "engine_core": 20.0, "clients": 1.0, "gone": 3.0}
+    after = {"api_server": 17.5, "engine_core": 35.0, "clients": 4.0, "new": 1.0}
+
+    shares = bench.cpu_shares(before, after, wall=15.0)
+
+    assert shares == pytest.approx(
+        {"cpu_api_server": 0.5, "cpu_engine_core": 1.0, "cpu_clients": 0.2}
+    )
