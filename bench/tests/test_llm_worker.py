@@ -1,5 +1,6 @@
 """bench/llm_worker.py's decisions: how the bare vLLM row is launched (the worker's own launch
-without Wharf's middleware) and what a cell's engine figures are (from vLLM's /metrics)."""
+without Wharf's middleware), what a cell's engine figures are (from vLLM's /metrics) and its CPU
+shares (by process role), and how rounds are ordered and summarized."""
 
 from __future__ import annotations
 
