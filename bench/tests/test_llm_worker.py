@@ -1,0 +1,163 @@
+"""bench/llm_worker.py's decisions: how the bare vLLM row is launched (the worker's own launch
+without Wharf's middleware), what a cell's engine figures are (from vLLM's /metrics) and its CPU
+shares (by process role), and how rounds are ordered and summarized."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from wharf_llm_worker.cli import parse_command_line
+from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch
+
+
+def _load_bench() -> ModuleType:
+    # bench/ is a folder of scripts, not a package: the script is loaded from its path, with
+    # bench/ on sys.path for its `tooling` import, as when it is run.
+    folder = Path(__file__).resolve().parents[1]
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / "llm_worker.py"
+    spec = importlib.util.spec_from_file_location("wharf_bench_llm_worker", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+# What every cell measures.
+FIGURES = (
+    "output_tokens_per_s",
+    "ttft_median_ms",
+    "request_median_ms",
+    *(key for key, _, _ in bench.ENGINE_MEANS),
+)
+
+
+def _worker_launch(port: int = 8000) -> EngineLaunch:
+    options, dry_run = parse_command_line(bench.worker_arguments(Path("/models/tiny"), port))
+    assert not dry_run
+    return build_launch(options)
+
+
+def test_the_bare_row_is_the_workers_launch_without_the_middleware_only() -> None:
+    worker = _worker_launch()
+    bare = bench.bare_vllm_launch(worker)
+
+    at = worker.args.index("--middleware")
+    assert worker.args[at + 1] == MIDDLEWARE
+    assert bare.args == worker.args[:at] + worker.args[at + 2 :]
+    assert MIDDLEWARE not in bare.args
+    # Everything else the launcher decides is kept: the drain flag, the engine arguments,
+    # the environment it adds.
+    assert "--shutdown-timeout" in bare.args
+    assert bare.args[-5:] == ("--dtype", "bfloat16", "--max-model-len", "1024", "--enforce-eager")
+    assert bare.env == worker.env
+    assert bare.kill_timeout_s == worker.kill_timeout_s
+
+
+def test_a_launch_without_wharfs_middleware_is_refused() -> None:
+    plain = EngineLaunch(
+        args=("-m", "vllm", "--middleware", "other.Middleware"), env={}, kill_timeout_s=45
+    )
+    with pytest.raises(ValueError, match="no --middleware"):
+        bench.bare_vllm_launch(plain)
+
+
+def _exposition(tokens: tuple[float, float], ttft: tuple[float, float], e2e_count: float) -> str:
+    labels = '{engine="0",model_name="tiny-llama"}'
+    return "\n".join(
+        [
+            "# TYPE vllm:iteration_tokens_total histogram",
+            f'vllm:iteration_tokens_total_bucket{{engine="0",le="1.0"}} {tokens[1]}',
+            f"vllm:iteration_tokens_total_sum{labels} {tokens[0]}",
+            f"vllm:iteration_tokens_total_count{labels} {tokens[1]}",
+            f"vllm:time_to_first_token_seconds_sum{labels} {ttft[0]}",
+            f"vllm:time_to_first_token_seconds_count{labels} {ttft[1]}",
+            f"vllm:e2e_request_latency_seconds_sum{labels} 3.0",
+            f"vllm:e2e_request_latency_seconds_count{labels} {e2e_count}",
+            'wharf_llm_worker_requests_total{route="/v1/chat/completions",code="200"} 7.0',
+            "",
+        ]
+    )
+
+
+def test_engine_figures_are_the_cells_means_from_vllms_histograms() -> None:
+    before = _exposition(tokens=(10.0, 5.0), ttft=(0.5, 2.0), e2e_count=2.0)
+    after = _exposition(tokens=(50.0, 15.0), ttft=(0.9, 6.0), e2e_count=2.0)
+
+    figures = bench.engine_figures(before, after)
+
+    assert figures["tokens_per_step"] == pytest.approx(4.0)  # 40 tokens in 10 steps
+    assert figures["engine_ttft_ms"] == pytest.approx(100.0)  # 0.4 s over 4 requests
+    assert math.isnan(figures["engine_e2e_ms"])  # nothing finished in between
+    assert math.isnan(figures["engine_queue_ms"])  # not reported at all
+
+
+def test_costs_are_against_vllm_positive_when_wharf_is_slower() -> None:
+    def rounds(tps: float, ttft: float) -> list[dict[str, float]]:
+        return [
+            {key: 1.0 for key in FIGURES} | {"output_tokens_per_s": tps, "ttft_median_ms": ttft}
+        ]
+
+    summary = bench.summarize(
+        {
+            "vllm": rounds(400.0, 40.0),
+            "wharf": rounds(380.0, 42.0),
+            "wharf+router": rounds(420.0, 40.0),
+        }
+    )
+
+    assert summary["overhead_pct"]["wharf"] == pytest.approx(
+        {"output_tokens_per_s": 5.0, "ttft_median_ms": 5.0}
+    )
+    assert summary["overhead_pct"]["wharf+router"]["output_tokens_per_s"] == pytest.approx(-5.0)
+    assert summary["wharf"]["tokens_per_step"] == 1.0
+
+
+def test_a_figure_missing_from_a_round_has_no_median() -> None:
+    full = {key: 2.0 for key in FIGURES}
+    results = {
+        "vllm": [full | {"cpu_worker": 0.9}, full | {"cpu_worker": 1.0}],
+        "wharf": [full | {"cpu_worker": 0.8}, dict(full)],
+        "wharf+router": [dict(full)],
+    }
+
+    summary = bench.summarize(results)
+
+    assert summary["vllm"]["cpu_worker"] == pytest.approx(0.95)
+    assert "cpu_worker" not in summary["wharf"]
+
+
+def test_every_row_takes_every_place_in_the_order_over_three_rounds() -> None:
+    orders = [bench.cell_order(index) for index in range(3)]
+
+    assert orders[0] == ("vllm", "wharf", "wharf+router")
+    assert all(sorted(order) == sorted(bench.NAMES) for order in orders)
+    for place in range(3):
+        assert {order[place] for order in orders} == set(bench.NAMES)
+
+
+def test_processes_are_told_apart_by_vllms_titles() -> None:
+    assert bench.process_role(100, 100, "/venv/bin/python") == "api_server"
+    assert bench.process_role(101, 100, "VLLM::EngineCore") == "engine_core"
+    assert bench.process_role(102, 100, "VLLM::Worker_TP0") == "worker"
+    assert bench.process_role(103, 100, "/venv/bin/python -c from multiprocessing") == "other"
+
+
+def test_cpu_shares_are_cores_used_over_the_cell() -> None:
+    before = {"api_server": 10.0, "engine_core": 20.0, "clients": 1.0, "gone": 3.0}
+    after = {"api_server": 17.5, "engine_core": 35.0, "clients": 4.0, "new": 1.0}
+
+    shares = bench.cpu_shares(before, after, wall=15.0)
+
+    assert shares == pytest.approx(
+        {"cpu_api_server": 0.5, "cpu_engine_core": 1.0, "cpu_clients": 0.2}
+    )
