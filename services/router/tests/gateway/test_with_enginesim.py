@@ -227,7 +227,7 @@ def _moved(url: str, before: dict[str, float]) -> dict[str, float]:
 # real seconds each decode pod's first pull from a prefill engine waits (vLLM's NIXL handshake):
 # long enough that the gateway's warm-up of the pair is still under way when the test's first
 # request comes (the test checks that it is)
-HANDSHAKE_S = "6"
+HANDSHAKE_S = "12"
 
 
 def test_a_cold_pair_is_not_waited_for_and_a_restarted_pair_warms_again(tmp_path: Path) -> None:
