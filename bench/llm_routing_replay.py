@@ -4,8 +4,9 @@
 another, in real time (about 40 minutes on the development machine, which must be quiet). This
 script replays the same workload (the same `Workload`, seeds and arrivals) through the same
 engine model (`wharf_e2e.enginesim.engine.Engine`, stepped by a discrete-event loop instead of
-asyncio) and the same scheduling code as the gateway (`wharf_router.gateway.scheduling` and its
-prefix index, fed the views the gateway would build), in a few seconds per step, with no noise.
+asyncio) and the same scheduling code as the gateway (`wharf_router.gateway.scheduling`, its
+prefix index, its `Pod` records with their `Lease` counts and `view_of`), in a few seconds per
+step, with no noise.
 It is the tool for tuning the scheduler; the real benchmark remains the measurement.
 
 What it leaves out: HTTP, the proxies' own time, and the gateway's scrape jitter (the pods'
@@ -29,6 +30,9 @@ from llm_routing import MODEL, POD_BLOCKS, PODS, Session, Shape, Workload
 
 from wharf_e2e.enginesim import tokens as tok
 from wharf_e2e.enginesim.engine import Engine, EngineConfig, SimRequest
+from wharf_router.gateway.endpoints import Endpoint
+from wharf_router.gateway.engine_metrics import EngineMetrics
+from wharf_router.gateway.pool import Lease, Pod, view_of
 from wharf_router.gateway.prefix import (
     DEFAULT_BLOCK_TOKENS,
     DEFAULT_BYTES_PER_TOKEN,
@@ -42,6 +46,7 @@ from wharf_router.gateway.scheduling import (
     PodView,
     Tuning,
     Weights,
+    blocks_to_compute,
     least_loaded,
     pick_default,
     pick_round_robin,
@@ -52,25 +57,11 @@ SYSTEMS = ("oracle", "wharf-round-robin", "wharf-least-load", "wharf-default", "
 
 
 @dataclass
-class PodState:
-    """What one gateway knows of one pod."""
-
-    name: str
-    in_flight: int = 0
-    prefilling: int = 0
-    last_pick: int = 0
-    waiting: float = 0.0
-    running: float = 0.0
-    kv_usage: float = 0.0
-    pending_blocks: int = 0  # uncached prompt blocks of its requests without a first token
-
-
-@dataclass
 class Gateway:
     """One gateway replica's memory: its counts, its prefix index, its sessions."""
 
     policy: str
-    pods: list[PodState]
+    pods: list[Pod]  # the gateway's own records: counts (through leases) and scraped metrics
     prefix: PrefixIndex = field(default_factory=PrefixIndex)
     sessions: SessionTable = field(default_factory=SessionTable)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -87,21 +78,7 @@ class Gateway:
             session_pod = self.sessions.get(session)
             names = [p.name for p in self.pods]
             matched = self.prefix.match(hashes, names) if hashes else {}
-            views = [
-                PodView(
-                    name=p.name,
-                    in_flight=p.in_flight,
-                    waiting=p.waiting,
-                    running=p.running,
-                    kv_usage=p.kv_usage,
-                    prefix_blocks=matched.get(p.name, 0),
-                    session=p.name == session_pod,
-                    prefilling=p.prefilling,
-                    pending_blocks=p.pending_blocks,
-                    last_pick=p.last_pick,
-                )
-                for p in self.pods
-            ]
+            views = [view_of(p, matched.get(p.name, 0), p.name == session_pod) for p in self.pods]
             if self.policy == "least-load":
                 view = least_loaded(views, self.rng)
             else:
@@ -113,9 +90,8 @@ class Gateway:
         self.pick_blocks = 0
         if self.policy == "default":
             if hashes:
-                # as the gateway: the blocks the pod computes, the partial last one included
                 held = self.prefix.match(hashes, [chosen.name]).get(chosen.name, 0)
-                self.pick_blocks = len(hashes) - held + 1
+                self.pick_blocks = blocks_to_compute(len(hashes), held)
                 self.prefix.insert(chosen.name, hashes)
             self.sessions.set(session, chosen.name)
         return index
@@ -126,10 +102,9 @@ class Flight:
     session: Session
     request: SimRequest
     pod: int
-    gateway: Gateway | None
+    lease: Lease | None  # None for the oracle, which has no gateway
     sent_at: float
     first_at: float | None = None
-    blocks: int = 0
 
 
 @dataclass
@@ -168,7 +143,6 @@ class Replay:
         self.plans: list[tuple[list[SimRequest], list[tuple[SimRequest, int]]] | None] = [
             None
         ] * PODS
-        self.flights: dict[int, Flight] = {}
         self.by_request: list[dict[str, Flight]] = [{} for _ in range(PODS)]
         self.events: list[tuple[float, int, str, int]] = []
         self.seq = itertools.count()
@@ -177,8 +151,8 @@ class Replay:
         capacity = POD_BLOCKS * 16 // DEFAULT_BLOCK_TOKENS
         self.gateways = []
         for r in range(replicas):
-            gw = Gateway(policy, [PodState(f"pod-{i}") for i in range(PODS)],
-                         rng=random.Random(r))  # fmt: skip
+            pods = [Pod(Endpoint(f"pod-{i}", f"http://127.0.0.1:{i + 1}")) for i in range(PODS)]
+            gw = Gateway(policy, pods, rng=random.Random(r))
             for p in gw.pods:
                 gw.prefix.set_capacity(p.name, capacity)
             self.gateways.append(gw)
@@ -224,9 +198,7 @@ class Replay:
     def scrape(self) -> None:
         for gw in self.gateways:
             for p, e in zip(gw.pods, self.engines, strict=True):
-                p.waiting = len(e.waiting)
-                p.running = len(e.running)
-                p.kv_usage = e.kv_usage()
+                p.metrics = EngineMetrics(len(e.waiting), len(e.running), e.kv_usage())
 
     def arrive(self, now: float) -> None:
         session = self.workload.next()
@@ -235,8 +207,7 @@ class Replay:
         pairs = [(m["role"], m["content"]) for m in session.messages]
         prompt = tok.tokenize(tok.render_chat(pairs))
         request = SimRequest(f"r{next(self.ids)}", prompt, self.shape.output_tokens, MODEL)
-        gateway: Gateway | None = None
-        blocks = 0
+        lease: Lease | None = None
         if self.system == "oracle":
             if self.kind == "random":
                 self.turn += 1
@@ -254,13 +225,8 @@ class Replay:
                                       block_bytes=DEFAULT_BLOCK_TOKENS * DEFAULT_BYTES_PER_TOKEN,
                                       max_blocks=DEFAULT_MAX_BLOCKS)  # fmt: skip
             pod = gateway.choose(hashes, session.sid, self.args.weights, self.args.tuning)
-            state = gateway.pods[pod]
-            state.in_flight += 1
-            state.prefilling += 1
-            blocks = gateway.pick_blocks
-            state.pending_blocks += blocks
-        flight = Flight(session, request, pod, gateway, now)
-        flight.blocks = blocks
+            lease = Lease(gateway.pods[pod], gateway.pick_blocks)
+        flight = Flight(session, request, pod, lease, now)
         engine = self.engines[pod]
         engine.clock = max(engine.clock, now) if self.busy_until[pod] is None else engine.clock
         engine.submit(request)
@@ -296,9 +262,8 @@ class Replay:
             if flight.first_at is None and r.first_token_at is not None:
                 flight.first_at = r.first_token_at
                 self.ttfts.append(r.first_token_at - flight.sent_at)
-                if flight.gateway is not None:
-                    flight.gateway.pods[pod].prefilling -= 1
-                    flight.gateway.pods[pod].pending_blocks -= flight.blocks
+                if flight.lease is not None:
+                    flight.lease.first_token()
             if r.finish_reason is not None:
                 self.finish(pod, flight)
         self.busy_until[pod] = None
@@ -307,8 +272,8 @@ class Replay:
 
     def finish(self, pod: int, flight: Flight) -> None:
         del self.by_request[pod][flight.request.request_id]
-        if flight.gateway is not None:
-            flight.gateway.pods[pod].in_flight -= 1
+        if flight.lease is not None:
+            flight.lease.end()
         session = flight.session
         session.messages.append({"role": "assistant", "content": "".join(flight.request.output())})
         session.turns_left -= 1

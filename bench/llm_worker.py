@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tooling import process_cpu_seconds
+from tooling import process_cpu_seconds, process_tree
 
 from wharf_e2e.testing import die_with_parent, quiet_port
 from wharf_e2e.tinyllm import build_tiny_llama
@@ -161,19 +161,8 @@ def cpu_shares(
 
 def _tree(root: int) -> dict[int, str]:
     """The live processes under `root` (itself included) and their titles."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in parents.items():
-            if ppid == parent and child not in tree:
-                tree.add(child)
-                frontier.append(child)
     titles: dict[int, str] = {}
-    for pid in tree:
+    for pid in process_tree(root):
         with contextlib.suppress(OSError):
             titles[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
     return titles

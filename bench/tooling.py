@@ -50,6 +50,7 @@ __all__ = [
     "percentile",
     "pinned",
     "process_cpu_seconds",
+    "process_tree",
     "run",
     "serving",
     "sglang_router_argv",
@@ -91,22 +92,28 @@ def process_cpu_seconds(pid: int, children: bool = False) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and of every live process below it (servers that
-    run their work in child processes: MLServer's inference pool, `--workers`)."""
+def process_tree(root: int) -> set[int]:
+    """`root` and every live process below it."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-    tree, frontier = {pid}, [pid]
+    tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
         for child, ppid in parents.items():
             if ppid == parent and child not in tree:
                 tree.add(child)
                 frontier.append(child)
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and of every live process below it (servers that
+    run their work in child processes: MLServer's inference pool, `--workers`)."""
+    tree = process_tree(pid)
     own = process_cpu_seconds(pid)
     if own is None:
         return None

@@ -33,9 +33,15 @@ from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
 from wharf_router.gateway.pd_warmup import PairWarmer, hand_off_once, usable_prefills
-from wharf_router.gateway.pool import Lease, Pod, Pool
+from wharf_router.gateway.pool import Lease, Pod, Pool, view_of
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
-from wharf_router.gateway.scheduling import PodView, least_loaded, pick_default, pick_round_robin
+from wharf_router.gateway.scheduling import (
+    PodView,
+    blocks_to_compute,
+    least_loaded,
+    pick_default,
+    pick_round_robin,
+)
 from wharf_router.gateway.telemetry import Bound, Telemetry
 
 log = logging.getLogger("wharf.router.gateway")
@@ -410,21 +416,7 @@ class Gateway:
         else:
             session_pod = self.sessions.get(session) if session is not None else None
             matched = self.prefix.match(hashes, [p.name for p in pods]) if hashes else {}
-            views = [
-                PodView(
-                    name=p.name,
-                    in_flight=p.in_flight,
-                    waiting=p.metrics.waiting,
-                    running=p.metrics.running,
-                    kv_usage=p.metrics.kv_usage,
-                    prefix_blocks=matched.get(p.name, 0),
-                    session=p.name == session_pod,
-                    prefilling=p.prefilling,
-                    pending_blocks=p.pending_blocks,
-                    last_pick=p.last_pick,
-                )
-                for p in pods
-            ]
+            views = [view_of(p, matched.get(p.name, 0), p.name == session_pod) for p in pods]
             if policy == "least-load":
                 view = least_loaded(views, self.rng)
             else:
@@ -438,8 +430,7 @@ class Gateway:
         if policy == "default":
             if hashes:
                 held = self.prefix.match(hashes, [chosen.name]).get(chosen.name, 0)
-                # the blocks it computes, the prompt's partial last block included
-                self._pick_blocks = len(hashes) - held + 1
+                self._pick_blocks = blocks_to_compute(len(hashes), held)
                 self.telemetry.prefix_blocks.labels("yes").inc(held)
                 self.telemetry.prefix_blocks.labels("no").inc(len(hashes) - held)
                 self.prefix.insert(chosen.name, hashes)

@@ -29,6 +29,7 @@ from wharf_router.gateway.engine_metrics import (
     EngineMetrics,
     parse_engine_metrics,
 )
+from wharf_router.gateway.scheduling import PodView
 
 log = logging.getLogger("wharf.router.gateway")
 
@@ -70,6 +71,22 @@ class Pod:
     @property
     def role(self) -> Role:
         return self.endpoint.role
+
+
+def view_of(pod: Pod, prefix_blocks: int, session: bool) -> PodView:
+    """What the scheduler sees of `pod` for one request."""
+    return PodView(
+        name=pod.name,
+        in_flight=pod.in_flight,
+        waiting=pod.metrics.waiting,
+        running=pod.metrics.running,
+        kv_usage=pod.metrics.kv_usage,
+        prefix_blocks=prefix_blocks,
+        session=session,
+        prefilling=pod.prefilling,
+        pending_blocks=pod.pending_blocks,
+        last_pick=pod.last_pick,
+    )
 
 
 @dataclass(slots=True)

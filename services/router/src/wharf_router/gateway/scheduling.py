@@ -64,6 +64,12 @@ class PodView:
         return max(float(self.prefilling), self.waiting)
 
 
+def blocks_to_compute(total_blocks: int, held_blocks: int) -> int:
+    """The prompt blocks a pod computes for a request: those it does not hold, plus the
+    prompt's partial last block (never a whole block, so never in an index)."""
+    return total_blocks - held_blocks + 1
+
+
 @dataclass(frozen=True, slots=True)
 class Weights:
     prefix: float = 6.0
