@@ -269,14 +269,17 @@ def test_a_worker_killed_mid_run_loses_no_request(
     with ThreadPoolExecutor(concurrency) as pool:
         futures = [pool.submit(one, i) for i in range(total)]
 
-        # Kill while the victim is generating a request the gateway has not answered yet, once
-        # it has generated tokens (it served before it died).
+        # Kill while the gateway has a request on the victim that it has not answered yet, once
+        # the victim has generated tokens (it served before it died). The gateway's own count,
+        # not vLLM's `num_requests_running`: vLLM sets that gauge at each engine step, so an
+        # engine gone idle keeps its last step's value, and a test that trusted it killed an
+        # idle worker and saw no retry.
+        victim_pod = victim.url.removeprefix("http://")
+
         def victim_busy() -> bool:
-            text = victim.metrics()
-            return (
-                _metric(text, "vllm:num_requests_running") >= 1
-                and _metric(text, "vllm:generation_tokens_total") > victim_before
-            )
+            on_victim = _metric(gateway.metrics(), "wharf_router_pod_in_flight", pod=victim_pod)
+            generated = _metric(victim.metrics(), "vllm:generation_tokens_total")
+            return on_victim >= 1 and generated > victim_before
 
         wait_until(
             victim_busy,
