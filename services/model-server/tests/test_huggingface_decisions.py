@@ -1,5 +1,5 @@
-"""The Hugging Face runtime's decisions, pure: task, backend, dtype, context length, the vLLM
-command line, stop strings. None of these needs torch, transformers or vllm."""
+"""The Hugging Face runtime's decisions, pure: task, backend, dtype, device placement, context
+length, the vLLM command line, stop strings. None of these needs torch, transformers or vllm."""
 
 from __future__ import annotations
 
@@ -94,9 +94,50 @@ def test_backend_flags_are_obeyed_or_refused_clearly() -> None:
 
 def test_dtype_auto_is_the_configs_else_float32_on_cpu() -> None:
     assert opts.hf_dtype_name("auto", None, cuda=False) == "float32"
-    assert opts.hf_dtype_name("auto", None, cuda=True) == "float16"
+    assert opts.hf_dtype_name("auto", "float32", cuda=False) == "float32"
     assert opts.hf_dtype_name("auto", "bfloat16", cuda=False) == "bfloat16"
+    assert opts.hf_dtype_name("auto", "torch.float16", cuda=False) == "float16"
     assert opts.hf_dtype_name("half", "float32", cuda=False) == "float16"
+
+
+def test_dtype_auto_on_gpu_is_float16_unless_the_checkpoint_is_a_half_type() -> None:
+    # KServe's GPU default (and vLLM's for a float32 checkpoint) ...
+    assert opts.hf_dtype_name("auto", None, cuda=True) == "float16"
+    assert opts.hf_dtype_name("auto", "float32", cuda=True) == "float16"
+    assert opts.hf_dtype_name("auto", "float", cuda=True) == "float16"
+    # ... but a bfloat16 checkpoint is not squeezed into float16's range.
+    assert opts.hf_dtype_name("auto", "bfloat16", cuda=True) == "bfloat16"
+    assert opts.hf_dtype_name("auto", "torch.bfloat16", cuda=True) == "bfloat16"
+    # An explicit flag always wins.
+    assert opts.hf_dtype_name("float32", "bfloat16", cuda=True) == "float32"
+    assert opts.hf_dtype_name("float", None, cuda=True) == "float32"
+
+
+# -- device placement -------------------------------------------------------------------------
+
+
+def test_placement_is_the_cpu_without_a_gpu() -> None:
+    for accelerate in (False, True):
+        placed = opts.choose_placement(cuda=False, gpus=0, accelerate=accelerate, splittable=True)
+        assert placed == opts.Placement("cpu", None)
+    # torch reporting CUDA with no device to count is treated as no GPU
+    assert opts.choose_placement(True, 0, True, True) == opts.Placement("cpu", None)
+
+
+def test_placement_on_one_gpu_loads_straight_onto_it() -> None:
+    assert opts.choose_placement(True, 1, accelerate=True, splittable=True) == opts.Placement(
+        "cuda", "cuda"
+    )
+    # without accelerate transformers refuses any device_map: load, then move
+    assert opts.choose_placement(True, 1, accelerate=False, splittable=True) == opts.Placement(
+        "cuda", None
+    )
+
+
+def test_placement_on_several_gpus_spreads_splittable_models() -> None:
+    assert opts.choose_placement(True, 4, True, splittable=True) == opts.Placement("cuda", "auto")
+    assert opts.choose_placement(True, 4, True, splittable=False) == opts.Placement("cuda", "cuda")
+    assert opts.choose_placement(True, 4, False, splittable=True) == opts.Placement("cuda", None)
 
 
 def test_context_length_is_the_smallest_config_key_and_capped(

@@ -95,8 +95,9 @@ class HuggingfaceEncoderModel(Model, OpenAIEncoderModel):
         self._tokenizer: Any = None
 
     def load(self) -> bool:
-        import torch
         import transformers
+
+        from wharf_model_server.runtimes.huggingface.weights import detect_placement, load_weights
 
         classes = {
             MLTask.sequence_classification: transformers.AutoModelForSequenceClassification,
@@ -112,13 +113,15 @@ class HuggingfaceEncoderModel(Model, OpenAIEncoderModel):
             do_lower_case=self.do_lower_case,
             trust_remote_code=self.trust_remote_code,
         )
-        self._model = classes[self.task].from_pretrained(
+        cls = classes[self.task]
+        self._model = load_weights(
+            cls,
             self.source,
+            dtype=self.dtype,
+            placement=detect_placement(cls, self.source, self.trust_remote_code),
             revision=self.revision,
-            dtype=getattr(torch, self.dtype),
             trust_remote_code=self.trust_remote_code,
         )
-        self._model.eval()
         if self.return_offsets_mapping and not getattr(self._tokenizer, "is_fast", False):
             raise ValueError("--return_offsets_mapping needs a fast tokenizer")
         self.ready = True
@@ -149,13 +152,18 @@ class HuggingfaceEncoderModel(Model, OpenAIEncoderModel):
 
         encoded = self._encode(texts)
         offsets = encoded.pop("offset_mapping", None)
-        with torch.inference_mode():
-            output = self._model(**encoded, return_dict=True)
         mask = encoded["attention_mask"]
         tokens = int(mask.sum())
-        if self.task is MLTask.text_embedding:
-            return embeddings(output.last_hidden_state, mask), tokens, offsets
-        logits = output.logits.float()
+        # Inputs go where the model's first layers are; answers come back to the CPU in one
+        # copy before they are read value by value.
+        device = self._model.device
+        inputs = {key: value.to(device) for key, value in encoded.items()}
+        with torch.inference_mode():
+            output = self._model(**inputs, return_dict=True)
+            if self.task is MLTask.text_embedding:
+                pooled = embeddings(output.last_hidden_state, inputs["attention_mask"])
+                return pooled, tokens, offsets
+            logits = output.logits.float().cpu()
         if self.task is MLTask.sequence_classification:
             return self._classes(logits), tokens, offsets
         if self.task is MLTask.token_classification:
@@ -250,7 +258,7 @@ def embeddings(hidden: Any, mask: Any) -> list[list[float]]:
 
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    normalized = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+    normalized = torch.nn.functional.normalize(pooled.float(), p=2, dim=1).cpu()
     return [row.tolist() for row in normalized]
 
 

@@ -35,7 +35,7 @@ class _Streamer:
         if self.first:
             self.first = False
             return
-        ids = [int(i) for i in value.reshape(-1).tolist()]
+        ids = [int(i) for i in value.reshape(-1).cpu().tolist()]
         self.loop.call_soon_threadsafe(self.queue.put_nowait, ids)
 
     def end(self) -> None:
@@ -68,7 +68,11 @@ class TransformersEngine:
 
         class Cancelled(transformers.StoppingCriteria):  # type: ignore[misc]
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+                # On the ids' device: generate ORs this into a tensor there (a GPU's, on one).
+                return torch.full(
+                    (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool,
+                    device=input_ids.device,
+                )  # fmt: skip
 
         sample = options.temperature > 0
         config: dict[str, Any] = {

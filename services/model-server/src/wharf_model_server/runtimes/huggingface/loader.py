@@ -100,21 +100,22 @@ def _dtype(flag: str, config: dict[str, Any]) -> str:
 def _transformers_engine(
     args: argparse.Namespace, source: str, task: MLTask, config: dict[str, Any], tokenizer: Any
 ) -> Any:
-    import torch
     import transformers
 
     from wharf_model_server.runtimes.huggingface.hf_engine import TransformersEngine
+    from wharf_model_server.runtimes.huggingface.weights import detect_placement, load_weights
 
     cls = (
         transformers.AutoModelForSeq2SeqLM
         if task is MLTask.text2text_generation
         else transformers.AutoModelForCausalLM
     )
-    model = cls.from_pretrained(
+    model = load_weights(
+        cls,
         source,
+        dtype=_dtype(args.dtype, config),
+        placement=detect_placement(cls, source, args.trust_remote_code),
         revision=args.model_revision,
-        dtype=getattr(torch, _dtype(args.dtype, config)),
         trust_remote_code=args.trust_remote_code,
     )
-    model.eval()
     return TransformersEngine(model, tokenizer, encoder_decoder=task is MLTask.text2text_generation)

@@ -135,14 +135,48 @@ def choose_backend(
 
 
 def hf_dtype_name(flag: str, config_dtype: str | None, cuda: bool) -> str:
-    """The torch dtype name for transformers: KServe's rule (auto: the config's dtype, else
-    float16 on GPU and float32 on CPU); `float` and `half` are aliases."""
+    """The torch dtype name for transformers; `float` and `half` are aliases.
+
+    `auto` on CPU: the config's dtype, else float32. `auto` on a GPU: float16 (KServe's GPU
+    default, which vLLM also takes for a float32 checkpoint, so both backends compute alike),
+    except that a checkpoint saved in bfloat16 or float16 keeps its own half type: casting a
+    bfloat16 model to float16 can overflow."""
     aliases = {"float": "float32", "half": "float16"}
     if flag != "auto":
         return aliases.get(flag, flag)
-    if config_dtype:
-        return aliases.get(config_dtype, config_dtype).removeprefix("torch.")
-    return "float16" if cuda else "float32"
+    configured = (
+        aliases.get(config_dtype, config_dtype).removeprefix("torch.") if config_dtype else None
+    )
+    if not cuda:
+        return configured or "float32"
+    return configured if configured in ("float16", "bfloat16") else "float16"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the transformers backend puts a model: `device` is where inputs are made (the
+    model's first device), `device_map` what `from_pretrained` gets (None: load on the CPU,
+    then move the model to `device`)."""
+
+    device: str
+    device_map: str | None
+
+
+def choose_placement(cuda: bool, gpus: int, accelerate: bool, splittable: bool) -> Placement:
+    """KServe's rule, made explicit: the GPU when torch sees one, else the CPU.
+
+    On several GPUs a model whose class names modules that must not be split
+    (`_no_split_modules`: `splittable`) is spread over them with `device_map="auto"`, as KServe
+    does. On one GPU the weights load straight onto it (`device_map="cuda"`): unlike KServe's
+    `auto` there, a model larger than the GPU fails to load instead of running from CPU memory.
+    `device_map` needs accelerate; without it the model loads on the CPU and is moved."""
+    if not cuda or gpus < 1:
+        return Placement("cpu", None)
+    if not accelerate:
+        return Placement("cuda", None)
+    if gpus > 1 and splittable:
+        return Placement("cuda", "auto")
+    return Placement("cuda", "cuda")
 
 
 _LENGTH_KEYS = (
