@@ -298,10 +298,8 @@ class Model(InferenceModel):
             else:
                 if group.gate is not None and group.gate.inline:
                     turn = loop_turn()
-                    # what is awaited is the loop's next turn (after it has read its sockets
-                    # again), which no event marks
-                    while not turn.may_start(loop):  # noqa: ASYNC110
-                        await asyncio.sleep(0)
+                    if not turn.may_start(loop):
+                        await turn.wait(loop)
                     payload = self._run_sync(
                         group, payload, request_headers, response_headers, timings
                     )
