@@ -13,7 +13,8 @@ Inline runs also share the event loop's turn: once a turn has run inline work fo
 ``TURN_BUDGET_S``, the next inline run waits for the loop's next turn (after the loop has polled
 its sockets again). Without that bound, 32 concurrent requests make each turn 32 handlers long,
 and a client that has just connected waits several such turns for its first answer: the p99
-tail at c=32 (docs/benchmarks.md, "the c=32 tail").
+tail at c=32 (docs/benchmarks.md, "the c=32 tail"). Waiting runs form a first-in-first-out
+line, woken a turn's worth at a time, each once (:class:`LoopTurn`).
 
 A run is short when its thread CPU time is within the limit (CPU time, because wall time in a
 pool thread also counts the wait for the GIL while the loop serves other requests) and its wall
