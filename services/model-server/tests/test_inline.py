@@ -8,8 +8,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from ms_testkit import ThreadServer
@@ -17,6 +16,7 @@ from ms_testkit import ThreadServer
 from wharf_model_server import Model
 from wharf_model_server.inline import (
     INLINE_LIMIT_S,
+    MAX_RUNS_PER_TURN,
     MULTI_THREAD_INLINE_LIMIT_S,
     RUNS_TO_TRUST,
     InlineGate,
@@ -25,7 +25,9 @@ from wharf_model_server.inline import (
     is_short,
     loop_turn,
     next_credit,
+    over_budget,
     runs_inline,
+    runs_per_turn,
 )
 from wharf_model_server.model import InferenceVerb
 from wharf_protocol.errors import InvalidInput
@@ -206,35 +208,173 @@ def test_a_sync_handler_returning_a_coroutine_is_awaited_inline_too() -> None:
 # -- the loop's turn --------------------------------------------------------------------------
 
 
-class _Loop:
-    """Collects what is scheduled for the loop's next turn."""
-
-    def __init__(self) -> None:
-        self.next_turn: list[Callable[[], None]] = []
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        self.next_turn.append(callback)
+def test_a_turn_is_over_once_its_budget_is_spent() -> None:
+    assert not over_budget(10.0, 10.5, 0.5)
+    assert over_budget(10.0, 10.75, 0.5)
 
 
-def test_a_loop_turn_starts_inline_runs_only_within_its_budget() -> None:
-    now = [10.0]
-    turn = LoopTurn(budget_s=0.5, clock=lambda: now[0])
-    fake = _Loop()
-    loop = cast(asyncio.AbstractEventLoop, fake)
-    assert turn.may_start(loop)  # a turn's first run always starts
-    now[0] = 10.5
-    assert turn.may_start(loop)
-    now[0] = 10.75
-    assert not turn.may_start(loop)  # spent: wait for the next turn
-    assert len(fake.next_turn) == 1  # one end per turn
-    fake.next_turn.pop()()  # the loop has polled its sockets again
-    assert turn.may_start(loop)
-    now[0] = 20.0
-    assert not turn.may_start(loop)
-    # a turn left over from a loop that closed (a new loop in the same thread) is over
-    other = _Loop()
-    assert turn.may_start(cast(asyncio.AbstractEventLoop, other))
-    assert len(other.next_turn) == 1
+def test_the_runs_woken_per_turn_follow_the_turn_before() -> None:
+    # full: as many as fitted
+    assert runs_per_turn(5, 0.0025, True, 0.002, 9) == 5
+    assert runs_per_turn(1, 0.004, True, 0.002, 9) == 1
+    # not full: as many as the time its runs took says the budget holds
+    assert runs_per_turn(2, 0.001, False, 0.002, 9) == 5
+    assert runs_per_turn(1, 0.003, False, 0.002, 9) == 1  # one run longer than the budget
+    assert runs_per_turn(3, 0.0, False, 0.002, 9) == 9  # no time seen: nothing learned
+    # bounded either way
+    assert runs_per_turn(2, 1e-9, False, 0.002, 3) == MAX_RUNS_PER_TURN
+    assert runs_per_turn(0, 0.0, True, 0.002, 3) == 1
+
+
+class _Runs:
+    """Inline runs against one LoopTurn on a real event loop whose clock moves one second per
+    read; records each run and the loop turn (tick) in which it started."""
+
+    def __init__(self, turn: LoopTurn) -> None:
+        self.turn = turn
+        self.ticks = 0
+        self.seen: list[tuple[int, int]] = []
+
+    def start_ticking(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:  # runs once per turn of the loop
+            self.ticks += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+
+    async def run(self, i: int) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.turn.may_start(loop):
+            await self.turn.wait(loop)
+        self.seen.append((i, self.ticks))
+
+    def per_tick(self) -> list[list[int]]:
+        runs: dict[int, list[int]] = {}
+        for i, tick in self.seen:
+            runs.setdefault(tick, []).append(i)
+        return [runs[tick] for tick in sorted(runs)]
+
+
+def _turn(budget_s: float) -> LoopTurn:
+    clock = itertools.count()
+    return LoopTurn(budget_s=budget_s, clock=lambda: float(next(clock)))
+
+
+def test_waiting_runs_start_in_order_one_turn_at_a_time_each_woken_once() -> None:
+    runs = _Runs(_turn(budget_s=0.5))  # every turn has room for its first run only
+
+    async def main() -> None:
+        runs.start_ticking()
+        await asyncio.gather(*(runs.run(i) for i in range(6)))
+
+    asyncio.run(main())
+    assert runs.per_tick() == [[0], [1], [2], [3], [4], [5]]
+    # one wake-up per waiting run, not one per run and turn
+    assert runs.turn.wake_ups == 5
+    assert not runs.turn.queue and runs.turn.released == 0
+
+
+def test_the_budget_still_ends_a_turn_and_the_order_is_kept() -> None:
+    runs = _Runs(_turn(budget_s=1.5))  # two runs per turn: the second starts 1 s in
+
+    async def main() -> None:
+        runs.start_ticking()
+        await asyncio.gather(*(runs.run(i) for i in range(12)))
+
+    asyncio.run(main())
+    assert [i for i, _tick in runs.seen] == list(range(12))
+    assert runs.per_tick() == [[0, 1], [2], [3, 4], [5, 6], [7, 8], [9, 10], [11]]
+    # the ten that waited, each woken once: after the first turn, as many as fit
+    assert runs.turn.wake_ups == 10
+
+
+def test_runs_woken_for_a_turn_that_is_spent_keep_their_place() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        # after five runs, runs turn slower: two were woken per turn, one fits
+        now[0] += 1.0 if len(runs.seen) < 5 else 2.0
+        return now[0]
+
+    runs = _Runs(LoopTurn(budget_s=1.5, clock=clock))
+
+    async def main() -> None:
+        runs.start_ticking()
+        await asyncio.gather(*(runs.run(i) for i in range(12)))
+
+    asyncio.run(main())
+    assert [i for i, _tick in runs.seen] == list(range(12))
+    groups = runs.per_tick()
+    assert all(len(group) <= 2 for group in groups)
+    assert groups[-4:] == [[8], [9], [10], [11]]  # one per turn once they are slower
+    # the run woken for a spent turn was woken again, once
+    assert runs.turn.wake_ups == 11
+
+
+def test_an_idle_loop_never_waits() -> None:
+    runs = _Runs(_turn(budget_s=100.0))
+
+    async def main() -> None:
+        runs.start_ticking()
+        await asyncio.gather(*(runs.run(i) for i in range(5)))
+
+    asyncio.run(main())
+    assert runs.per_tick() == [[0, 1, 2, 3, 4]]
+    assert runs.turn.wake_ups == 0
+
+
+async def _started(runs: _Runs, count: int) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(runs.run(i)) for i in range(count)]
+    await asyncio.sleep(0)  # every task has run up to its wait
+    return tasks
+
+
+def test_a_run_cancelled_while_waiting_leaves_the_line() -> None:
+    runs = _Runs(_turn(budget_s=0.5))
+
+    async def main() -> None:
+        tasks = await _started(runs, 4)
+        assert [i for i, _ in runs.seen] == [0]
+        tasks[2].cancel()  # waiting behind 1, not yet woken
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert tasks[2].cancelled()
+
+    asyncio.run(main())
+    assert [i for i, _ in runs.seen] == [0, 1, 3]
+    assert not runs.turn.queue and runs.turn.released == 0
+
+
+def test_a_run_cancelled_after_it_was_woken_hands_its_place_on() -> None:
+    runs = _Runs(_turn(budget_s=0.5))
+
+    async def main() -> None:
+        tasks = await _started(runs, 4)
+        assert runs.turn.released == 1  # 1 is woken for the next turn
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert tasks[1].cancelled()
+
+    asyncio.run(main())
+    assert [i for i, _ in runs.seen] == [0, 2, 3]
+    assert not runs.turn.queue and runs.turn.released == 0
+
+
+def test_a_turn_left_over_from_a_closed_loop_is_over() -> None:
+    turn = _turn(budget_s=0.5)
+    old = asyncio.new_event_loop()
+    old.close()
+    # what a loop that closed mid-turn leaves: a turn never ended, a run woken, one waiting
+    turn.loop, turn.started, turn.released = old, 0.0, 1
+    turn.queue.append(old.create_future())
+    runs = _Runs(turn)
+
+    async def main() -> None:
+        await asyncio.gather(*(runs.run(i) for i in range(3)))
+
+    asyncio.run(main())
+    assert [i for i, _ in runs.seen] == [0, 1, 2]  # 0 at once on the new loop
 
 
 class Turns(Model):

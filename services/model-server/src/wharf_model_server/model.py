@@ -273,7 +273,11 @@ class Model(InferenceModel):
             # a run that raised counts too: it held the loop (or the thread) all the same
             if group.gate is not None:
                 wall = time.perf_counter() - group_start
-                group.gate.record(time.thread_time() - cpu_start, wall)
+                # a thread's CPU time is at most its wall time: within the limit, the second
+                # CPU clock read (a system call here, ~2 us) cannot change the decision
+                gate = group.gate
+                cpu = wall if wall <= gate.limit_s else time.thread_time() - cpu_start
+                gate.record(cpu, wall)
         return payload
 
     async def __call__(
@@ -298,10 +302,8 @@ class Model(InferenceModel):
             else:
                 if group.gate is not None and group.gate.inline:
                     turn = loop_turn()
-                    # what is awaited is the loop's next turn (after it has read its sockets
-                    # again), which no event marks
-                    while not turn.may_start(loop):  # noqa: ASYNC110
-                        await asyncio.sleep(0)
+                    if not turn.may_start(loop):
+                        await turn.wait(loop)
                     payload = self._run_sync(
                         group, payload, request_headers, response_headers, timings
                     )
