@@ -88,7 +88,9 @@ class Gateway:
             matched = self.prefix.match(hashes, names) if hashes else {}
             extra = self.peer_loads.extra(now)
             views = [
-                view_of(p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD))
+                view_of(
+                    p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD)
+                )
                 for p in self.pods
             ]
             if self.policy == "least-load":

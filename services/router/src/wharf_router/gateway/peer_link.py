@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wharf_datapath.upstream import UpstreamPool
-from wharf_router.gateway.endpoints import EndpointError, normalize_url
+from wharf_router.gateway.endpoints import Endpoint, EndpointError, EndpointSource, normalize_url
 from wharf_router.gateway.peers import (
     MAX_MESSAGE_BYTES,
     MAX_PEERS,
@@ -65,6 +65,8 @@ class PeerSettings:
     poll: float = 0.01  # seconds between checks for load changes when no placement wakes it
     timeout: float = 1.0  # per message
     retry_after: float = 1.0  # a failed peer is skipped this long
+    # the gateway's own pods, watched (Kubernetes): peers besides the static ones
+    source: EndpointSource | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -103,6 +105,11 @@ def default_name() -> str:
     return f"{host}-{os.getpid()}"
 
 
+def discovered_peers(endpoints: list[Endpoint], own_pod: str) -> list[str]:
+    """The peer URLs of the gateway's pods as the watch lists them, this pod left out."""
+    return [e.url for e in endpoints if e.name != own_pod]
+
+
 def _address(url: str) -> tuple[str, int, str]:
     rest = url.split("://", 1)[1]
     hostport, _, path = rest.partition("/")
@@ -132,6 +139,7 @@ class PeerLink:
         own_load: Callable[[], dict[str, PodLoad]],
         on_message: Callable[[PeerMessage], None],
         upstream: UpstreamPool,
+        on_outcome: Callable[[str, str], None] = lambda kind, outcome: None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -144,19 +152,32 @@ class PeerLink:
         self._loop_task: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._connections = 0
-        self.refused = 0  # messages refused (token, size, form), for tests and telemetry
-        self.taken = 0
+        # ("received", taken|own|unauthorized|too_large|malformed|not_found) and
+        # ("sent", ok|failed): counted by the gateway's telemetry
+        self._outcome = on_outcome
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self.settings.listen is not None:
             host, port = self.settings.listen
-            self._server = await asyncio.start_server(
-                self._serve, host, port, limit=MAX_HEAD_BYTES
-            )
+            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD_BYTES)
         self.set_peers(self.settings.peers)
-        self._loop_task = asyncio.get_running_loop().create_task(self._send_loop())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._send_loop())
+        if self.settings.source is not None:
+            self._tasks["<watch>"] = loop.create_task(self._watch(self.settings.source))
+
+    async def _watch(self, source: EndpointSource) -> None:
+        own = socket.gethostname()  # a pod's host name is its name
+        try:
+            await source.run(
+                lambda eps: self.set_peers([*self.settings.peers, *discovered_peers(eps, own)])
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the peer watch stopped")
 
     async def aclose(self) -> None:
         tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
@@ -241,10 +262,12 @@ class PeerLink:
                 if resp.status != 204:
                     raise OSError(f"answered {resp.status}")
                 peer.sent += 1
+                self._outcome("sent", "ok")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: skip the peer a while, never retry now
                 peer.failed += 1
+                self._outcome("sent", "failed")
                 now = time.monotonic()
                 peer.skip_until = now + self.settings.retry_after
                 while not peer.queue.empty():
@@ -292,29 +315,31 @@ class PeerLink:
             return False
         keep = headers.get(b"connection", b"").lower() != b"close"
         if method != "POST" or path != NEWS_PATH:
-            self.refused += 1
+            self._outcome("received", "not_found")
             await _answer(writer, 404, f"only POST {NEWS_PATH} is served here".encode())
             return False
         token = self.settings.token
         presented = headers.get(TOKEN_HEADER)
         if token is not None and (presented is None or not hmac.compare_digest(presented, token)):
-            self.refused += 1
+            self._outcome("received", "unauthorized")
             await _answer(writer, 401, b"a valid peer token is required")
             return False  # the body is not read: close
         if not 0 <= length <= MAX_MESSAGE_BYTES:
-            self.refused += 1
+            self._outcome("received", "too_large")
             await _answer(writer, 413, f"messages are at most {MAX_MESSAGE_BYTES} bytes".encode())
             return False
         body = await reader.readexactly(length)
         try:
             message = decode(body)
         except PeerMessageError as exc:
-            self.refused += 1
+            self._outcome("received", "malformed")
             await _answer(writer, 400, str(exc).encode())
             return keep
-        if message.sender != self.outbox.sender:  # a replica listed as its own peer
+        if message.sender != self.outbox.sender:
             self._on_message(message)
-            self.taken += 1
+            self._outcome("received", "taken")
+        else:  # a replica listed as its own peer: its own counts must not count twice
+            self._outcome("received", "own")
         await _answer(writer, 204, b"")
         return keep
 

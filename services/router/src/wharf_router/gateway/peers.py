@@ -39,7 +39,7 @@ MAX_HASHES = 65536  # per placement: the gateway's own bound on max_blocks
 MAX_COUNT = 1_000_000
 DEFAULT_TTL_S = 1.0
 DEFAULT_HEARTBEAT_S = 0.25
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,252}$")
+PEER_NAME = _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,252}$")
 _U64 = 2**64
 
 
@@ -120,7 +120,9 @@ def decode(data: bytes) -> PeerMessage:
     sender = _name(doc.get("sender"), "sender")
     raw_placements = doc.get("placements", [])
     if not isinstance(raw_placements, list) or len(raw_placements) > MAX_PLACEMENTS_PER_MESSAGE:
-        raise PeerMessageError(f"placements: expected a list of at most {MAX_PLACEMENTS_PER_MESSAGE}")
+        raise PeerMessageError(
+            f"placements: expected a list of at most {MAX_PLACEMENTS_PER_MESSAGE}"
+        )
     placements = []
     for i, item in enumerate(raw_placements):
         where = f"placements[{i}]"
