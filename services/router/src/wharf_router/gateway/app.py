@@ -206,6 +206,10 @@ class Gateway:
     async def _warm_hand_off(self, prefill: Pod, decode: Pod, model: str) -> None:
         await hand_off_once(self.upstream, prefill, decode, model, self.config.pd_warmup_timeout)
 
+    def _load_changed(self) -> None:
+        if self.peers is not None:
+            self.peers.news()
+
     def _peer_message(self, message: PeerMessage) -> None:
         pods = self.pool.pods
         for name in merge(message, self.prefix, self.peer_loads, pods, time.monotonic()):
@@ -508,10 +512,12 @@ class Gateway:
 
             # the prompt blocks the pod computes, as estimated at its pick
             lease = Lease(pod, first_blocks if pod is first else self._pick_blocks)
+            self._load_changed()
             try:
                 outcome = await self._try(ex, send, lease, path, headers, raw, final)
             finally:
                 lease.end()
+                self._load_changed()
             if outcome is None:
                 return
             last_error = f"{pod.name}: {outcome}"
@@ -623,8 +629,9 @@ class Gateway:
             chunk = first
             while chunk is not None:
                 self._saw_chunk(ex, chunk)
-                if ex.first_at:
+                if ex.first_at and lease.prefilling:
                     lease.first_token()  # the pod has computed the prompt
+                    self._load_changed()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await anext(chunks, None)
         except OSError as exc:
@@ -742,6 +749,7 @@ class Gateway:
         address = pod.endpoint.address
         reason = "no_kv_transfer_params"
         lease = Lease(pod, self._pick_blocks)  # all of a prefill request is prefill
+        self._load_changed()
         try:
             async with asyncio.timeout(self.config.prefill_timeout):
                 resp = await self.upstream.request(
@@ -770,6 +778,7 @@ class Gateway:
             reason = "malformed_answer"
         finally:
             lease.end()
+            self._load_changed()
         self.telemetry.pd_fallbacks.labels(reason).inc()
         log.info(
             "request %s: prefill on %s failed (%s); decode computes the prompt",

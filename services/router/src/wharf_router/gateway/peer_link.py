@@ -6,8 +6,8 @@ prefix index. It speaks just enough HTTP/1.1 (persistent connections) for one ca
 (`x-wharf-peer-token`, compared in constant time) before it reads the body, and bounds the
 head, the body and the connections.
 
-The sender wakes on every placement (and every `poll` seconds, for load changes and the
-heartbeat), takes the outbox's message, and hands the encoded bytes to one queue per peer;
+The sender wakes on every placement and every change of this replica's counts (and every
+`poll` seconds, for the heartbeat), at most once per `gap`, takes the outbox's message, and hands the encoded bytes to one queue per peer;
 each peer's task posts them over the gateway's upstream client (a kept-alive connection). Nothing
 here runs on a request's path: a pick only appends to the outbox and sets an event. A peer that
 fails is left alone for `retry_after` seconds (its messages are dropped, not queued), and each
@@ -62,7 +62,8 @@ class PeerSettings:
     peers: tuple[str, ...] = ()  # static peer base URLs
     token: bytes | None = None  # shared secret; None only when nothing is listened for
     name: str = ""  # this replica's name in its messages ("" : host name and process id)
-    poll: float = 0.01  # seconds between checks for load changes when no placement wakes it
+    poll: float = 0.1  # seconds between heartbeat checks when no news wakes the sender
+    gap: float = 0.001  # at least this long between two messages: news meanwhile is batched
     timeout: float = 1.0  # per message
     retry_after: float = 1.0  # a failed peer is skipped this long
     # the gateway's own pods, watched (Kubernetes): peers besides the static ones
@@ -212,6 +213,11 @@ class PeerLink:
             self.outbox.placed(pod, hashes)
             self._news.set()
 
+    def news(self) -> None:
+        """This replica's counts changed (a lease began, saw its first token, or ended)."""
+        if self._peers:
+            self._news.set()
+
     # -- sending ----------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
@@ -239,6 +245,7 @@ class PeerLink:
                         break
             except Exception:  # a bug here must not stop the exchange for good
                 log.exception("peer exchange")
+            await asyncio.sleep(self.settings.gap)
 
     async def _send_to(self, peer: _Peer) -> None:
         host, port, base = _address(peer.url)
