@@ -32,7 +32,7 @@ from wharf_e2e.enginesim import tokens as tok
 from wharf_e2e.enginesim.engine import Engine, EngineConfig, SimRequest
 from wharf_router.gateway.endpoints import Endpoint
 from wharf_router.gateway.engine_metrics import EngineMetrics
-from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, decode, encode, merge
+from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, decode, encode, merge, rank
 from wharf_router.gateway.pool import Lease, Pod, own_load, view_of
 from wharf_router.gateway.prefix import (
     DEFAULT_BLOCK_TOKENS,
@@ -87,6 +87,7 @@ class Gateway:
             names = [p.name for p in self.pods]
             matched = self.prefix.match(hashes, names) if hashes else {}
             extra = self.peer_loads.extra(now)
+            place = rank(self.outbox.sender, self.peer_loads.peers(now)) if self.outbox else None
             views = [
                 view_of(
                     p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD)
@@ -94,9 +95,9 @@ class Gateway:
                 for p in self.pods
             ]
             if self.policy == "least-load":
-                view = least_loaded(views, self.rng)
+                view = least_loaded(views, self.rng, place)
             else:
-                view = pick_default(views, len(hashes), weights, tuning, self.rng)
+                view = pick_default(views, len(hashes), weights, tuning, self.rng, place)
             index = names.index(view.name)
         self.picks += 1
         chosen = self.pods[index]

@@ -200,3 +200,17 @@ def test_peer_flag_errors_name_the_flag(tmp_path: Path, flags: list[str], error:
     paths = {"TOKEN": str(tmp_path / "token"), "SHORT": str(tmp_path / "short")}
     with pytest.raises(PeerConfigError, match=error):
         cli.peer_settings(_args(*(paths.get(f, f) for f in flags)))
+
+
+def test_replicas_take_different_pods_of_a_tie() -> None:
+    from random import Random
+
+    from wharf_router.gateway.peers import rank
+    from wharf_router.gateway.scheduling import PodView, Tuning, Weights, pick_default
+
+    assert rank("gw-b", []) is None
+    assert [rank("gw-a", ["gw-b"]), rank("gw-b", ["gw-a"])] == [0, 1]
+    # a cold prompt, three idle pods; pod-c was picked lately (by either replica)
+    pods = [PodView("pod-a"), PodView("pod-b"), PodView("pod-c", last_pick=5)]
+    picks = [pick_default(pods, 10, Weights(), Tuning(), Random(0), r).name for r in (0, 1)]
+    assert picks == ["pod-a", "pod-b"]

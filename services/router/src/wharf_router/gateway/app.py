@@ -34,7 +34,7 @@ from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
 from wharf_router.gateway.pd_warmup import PairWarmer, hand_off_once, usable_prefills
 from wharf_router.gateway.peer_link import PeerLink, PeerSettings, default_name
-from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, PeerMessage, merge
+from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, PeerMessage, merge, rank
 from wharf_router.gateway.pool import Lease, Pod, Pool, own_load, view_of
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
 from wharf_router.gateway.scheduling import (
@@ -451,7 +451,11 @@ class Gateway:
         else:
             session_pod = self.sessions.get(session) if session is not None else None
             matched = self.prefix.match(hashes, [p.name for p in pods]) if hashes else {}
-            extra = self.peer_loads.extra(time.monotonic()) if self.peers else {}
+            now = time.monotonic()
+            extra = self.peer_loads.extra(now) if self.peers else {}
+            place = (
+                rank(self.peers.outbox.sender, self.peer_loads.peers(now)) if self.peers else None
+            )
             views = [
                 view_of(
                     p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD)
@@ -459,10 +463,10 @@ class Gateway:
                 for p in pods
             ]
             if policy == "least-load":
-                view = least_loaded(views, self.rng)
+                view = least_loaded(views, self.rng, place)
             else:
                 view = pick_default(
-                    views, len(hashes), self.config.weights, self.config.tuning, self.rng
+                    views, len(hashes), self.config.weights, self.config.tuning, self.rng, place
                 )
             chosen = next(p for p in pods if p.name == view.name)
         self._picks += 1

@@ -235,6 +235,14 @@ class PeerLoads:
         return self._sum
 
 
+def rank(own: str, peers: list[str]) -> int | None:
+    """This replica's place among itself and its fresh peers, by name (None: no peers). The
+    scheduler's tie-break gives each replica a different one of the tied pods."""
+    if not peers:
+        return None
+    return sorted({own, *peers}).index(own)
+
+
 def merge(
     message: PeerMessage,
     prefix: PrefixIndex,
