@@ -305,6 +305,7 @@ def system_target(
         single = system.removesuffix(NO_PEERS).removesuffix(REPLICATED)
         peered = not system.endswith(NO_PEERS)
         peer_ports = [free_port(), free_port()]
+        logs.mkdir(parents=True, exist_ok=True)
         token = logs / "peer-token"
         token.write_text(secrets.token_hex(16) + "\n")
         token.chmod(0o600)
