@@ -307,8 +307,8 @@ def system_target(
         peer_ports = [free_port(), free_port()]
         logs.mkdir(parents=True, exist_ok=True)
         token = logs / "peer-token"
-        token.write_text(secrets.token_hex(16) + "\n")
-        token.chmod(0o600)
+        with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_hex(16) + "\n")
         with ExitStack() as stack:
             urls = []
             for i in range(2):
