@@ -9,9 +9,11 @@ that same fleet, one after another, with the same requests:
 - `oracle` — no proxy: every request of a prompt group goes straight to the pod `group % 8`
   (the control workload: pods in turn),
 - `wharf-round-robin`, `wharf-least-load`, `wharf-default` — `wharf-router gateway --policy ...`,
-- `wharf-default-x2` — two `wharf-router gateway --policy default` replicas side by side, the
-  requests sent to them in turn (so a session's turns alternate between replicas, each of which
-  learns only the placements of its own requests: the worst case for a replicated gateway),
+- `wharf-default-x2` — two `wharf-router gateway --policy default` replicas side by side, peers
+  of each other (`--peer-listen`/`--peer`: each tells the other its placements and per-pod load,
+  docs/router.md), the requests sent to them in turn (so a session's turns alternate between
+  replicas: the worst case for a replicated gateway); `wharf-default-x2-nopeers` (only when
+  named in `--systems`): the same two without the exchange, each knowing only its own requests,
 - `sglang-router` — `sglang-router launch --policy cache_aware` (PyPI `sglang-router`),
 - `vllm-router` — `vllm-router --policy cache_aware` (PyPI `vllm-router`),
 
@@ -49,6 +51,7 @@ import math
 import os
 import platform
 import random
+import secrets
 import signal
 import string
 import sys
@@ -91,8 +94,11 @@ SYSTEMS = (
     "vllm-router",
 )
 WHARF_ROUTER = Path(sys.executable).with_name("wharf-router")
-# a system named `<system>-x2` runs two replicas of `<system>`
+# a system named `<system>-x2` runs two replicas of `<system>`, peers of each other;
+# `<system>-x2-nopeers`, two that do not exchange
 REPLICATED = "-x2"
+NO_PEERS = "-nopeers"
+KNOWN_SYSTEMS = (*SYSTEMS, "wharf-default-x2-nopeers")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,16 +300,26 @@ def system_target(
     if system == "oracle":
         yield lambda s: pods[s.group % len(pods)]
         return
-    if system.endswith(REPLICATED):
+    if system.removesuffix(NO_PEERS).endswith(REPLICATED):
         # Replicas behind a load balancer that spreads requests, not sessions.
-        single = system.removesuffix(REPLICATED)
+        single = system.removesuffix(NO_PEERS).removesuffix(REPLICATED)
+        peered = not system.endswith(NO_PEERS)
+        peer_ports = [free_port(), free_port()]
+        logs.mkdir(parents=True, exist_ok=True)
+        token = logs / "peer-token"
+        with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_hex(16) + "\n")
         with ExitStack() as stack:
             urls = []
             for i in range(2):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                stack.enter_context(serving(router_argv(single, port, pods), f"{url}/health",
-                                            logs / f"{system}-{i}.log"))  # fmt: skip
+                argv = router_argv(single, port, pods)
+                if peered:
+                    argv += ["--peer-listen", f"127.0.0.1:{peer_ports[i]}",
+                             "--peer", f"http://127.0.0.1:{peer_ports[1 - i]}",
+                             "--peer-token-file", str(token), "--peer-name", f"replica-{i}"]  # fmt: skip
+                stack.enter_context(serving(argv, f"{url}/health", logs / f"{system}-{i}.log"))
                 urls.append(url)
             turn = itertools.count()
             yield lambda s: urls[next(turn) % len(urls)]
@@ -485,9 +501,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.control_qps = [float(x) for x in control.split(",") if x]
     args.step_seconds = args.step_seconds or (20.0 if quick else 40.0)
     args.systems = [s for s in args.systems.split(",") if s]
-    unknown = set(args.systems) - set(SYSTEMS)
+    unknown = set(args.systems) - set(KNOWN_SYSTEMS)
     if unknown:
-        p.error(f"--systems: unknown {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
+        p.error(f"--systems: unknown {sorted(unknown)}; known: {', '.join(KNOWN_SYSTEMS)}")
     return args
 
 

@@ -32,7 +32,8 @@ from wharf_e2e.enginesim import tokens as tok
 from wharf_e2e.enginesim.engine import Engine, EngineConfig, SimRequest
 from wharf_router.gateway.endpoints import Endpoint
 from wharf_router.gateway.engine_metrics import EngineMetrics
-from wharf_router.gateway.pool import Lease, Pod, view_of
+from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, decode, encode, merge, rank
+from wharf_router.gateway.pool import Lease, Pod, own_load, view_of
 from wharf_router.gateway.prefix import (
     DEFAULT_BLOCK_TOKENS,
     DEFAULT_BYTES_PER_TOKEN,
@@ -53,7 +54,10 @@ from wharf_router.gateway.scheduling import (
 )
 
 FULL_LADDER = {"shared-prefix": (8.0, 16.0, 32.0, 48.0, 64.0, 80.0), "random": (8.0, 16.0)}
-SYSTEMS = ("oracle", "wharf-round-robin", "wharf-least-load", "wharf-default", "wharf-default-x2")
+SYSTEMS = ("oracle", "wharf-round-robin", "wharf-least-load", "wharf-default", "wharf-default-x2",
+           "wharf-default-x2-nopeers")  # fmt: skip
+# `-x2`: two replicas that exchange placements and load (gateway/peers.py); `-x2-nopeers`: two
+# that do not, each knowing only its own requests
 
 
 @dataclass
@@ -62,14 +66,18 @@ class Gateway:
 
     policy: str
     pods: list[Pod]  # the gateway's own records: counts (through leases) and scraped metrics
+    outbox: Outbox | None = None  # None: this replica has no peers
     prefix: PrefixIndex = field(default_factory=PrefixIndex)
     sessions: SessionTable = field(default_factory=SessionTable)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     picks: int = 0
     turn: int = 0
     pick_blocks: int = 0  # the last pick's uncached prompt blocks
+    peer_loads: PeerLoads = field(default_factory=PeerLoads)
 
-    def choose(self, hashes: list[int], session: str, weights: Weights, tuning: Tuning) -> int:
+    def choose(
+        self, hashes: list[int], session: str, weights: Weights, tuning: Tuning, now: float
+    ) -> int:
         if self.policy == "round-robin":
             self.turn += 1
             name = pick_round_robin([PodView(p.name) for p in self.pods], self.turn).name
@@ -78,11 +86,18 @@ class Gateway:
             session_pod = self.sessions.get(session)
             names = [p.name for p in self.pods]
             matched = self.prefix.match(hashes, names) if hashes else {}
-            views = [view_of(p, matched.get(p.name, 0), p.name == session_pod) for p in self.pods]
+            extra = self.peer_loads.extra(now)
+            place = rank(self.outbox.sender, self.peer_loads.peers(now)) if self.outbox else None
+            views = [
+                view_of(
+                    p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD)
+                )
+                for p in self.pods
+            ]
             if self.policy == "least-load":
-                view = least_loaded(views, self.rng)
+                view = least_loaded(views, self.rng, place)
             else:
-                view = pick_default(views, len(hashes), weights, tuning, self.rng)
+                view = pick_default(views, len(hashes), weights, tuning, self.rng, place)
             index = names.index(view.name)
         self.picks += 1
         chosen = self.pods[index]
@@ -93,6 +108,8 @@ class Gateway:
                 held = self.prefix.match(hashes, [chosen.name]).get(chosen.name, 0)
                 self.pick_blocks = blocks_to_compute(len(hashes), held)
                 self.prefix.insert(chosen.name, hashes)
+                if self.outbox is not None:
+                    self.outbox.placed(chosen.name, hashes)
             self.sessions.set(session, chosen.name)
         return index
 
@@ -146,13 +163,16 @@ class Replay:
         self.by_request: list[dict[str, Flight]] = [{} for _ in range(PODS)]
         self.events: list[tuple[float, int, str, int]] = []
         self.seq = itertools.count()
-        replicas = 2 if system.endswith("-x2") else (0 if system == "oracle" else 1)
-        policy = system.removeprefix("wharf-").removesuffix("-x2")
+        replicas = 2 if "-x2" in system else (0 if system == "oracle" else 1)
+        policy = system.removeprefix("wharf-").removesuffix("-nopeers").removesuffix("-x2")
+        self.exchange = replicas > 1 and not system.endswith("-nopeers")
+        self.in_transit: dict[int, tuple[int, bytes]] = {}  # message id -> (sender, encoded)
         capacity = POD_BLOCKS * 16 // DEFAULT_BLOCK_TOKENS
         self.gateways = []
         for r in range(replicas):
             pods = [Pod(Endpoint(f"pod-{i}", f"http://127.0.0.1:{i + 1}")) for i in range(PODS)]
-            gw = Gateway(policy, pods, rng=random.Random(r))
+            outbox = Outbox(f"replica-{r}") if self.exchange else None
+            gw = Gateway(policy, pods, outbox=outbox, rng=random.Random(r))
             for p in gw.pods:
                 gw.prefix.set_capacity(p.name, capacity)
             self.gateways.append(gw)
@@ -160,6 +180,7 @@ class Replay:
         self.ttfts: list[float] = []
         self.sent = 0
         self.ids = itertools.count()
+        self.messages = itertools.count()
 
     def push(self, at: float, kind: str, arg: int) -> None:
         heapq.heappush(self.events, (at, next(self.seq), kind, arg))
@@ -176,6 +197,9 @@ class Replay:
         horizon = self.args.step_seconds / scale
         for i in range(int(horizon / self.args.scrape_interval) + 1):
             self.push(i * self.args.scrape_interval, "scrape", 0)
+        if self.exchange:
+            for i in range(1, int(horizon / self.args.exchange_delay) + 1):
+                self.push(i * self.args.exchange_delay, "exchange", 0)
         while self.events:
             now, _, kind, arg = heapq.heappop(self.events)
             if kind == "arrive":
@@ -184,6 +208,10 @@ class Replay:
                 self.step_end(arg, now)
             elif kind == "scrape" and self.gateways:
                 self.scrape()
+            elif kind == "exchange":
+                self.send_news(now)
+            elif kind == "deliver":
+                self.deliver(arg, now)
         hits = sum(e.counters.prefix_hits for e in self.engines)
         queries = sum(e.counters.prefix_queries for e in self.engines)
         out = StepResult(self.system, self.kind, self.qps, requests=self.sent)
@@ -199,6 +227,28 @@ class Replay:
         for gw in self.gateways:
             for p, e in zip(gw.pods, self.engines, strict=True):
                 p.metrics = EngineMetrics(len(e.waiting), len(e.running), e.kv_usage())
+
+    def send_news(self, now: float) -> None:
+        """Each replica's message, through the real encoding, arriving one delay later (a
+        message every `--exchange-delay`: what a peer knows is one to two delays old)."""
+        for r, gw in enumerate(self.gateways):
+            assert gw.outbox is not None
+            message = gw.outbox.take(own_load(gw.pods), now)
+            if message is not None:
+                key = next(self.messages)
+                self.in_transit[key] = (r, encode(message))
+                self.push(now + self.args.exchange_delay, "deliver", key)
+
+    def deliver(self, key: int, now: float) -> None:
+        sender, data = self.in_transit.pop(key)
+        message = decode(data)
+        for r, gw in enumerate(self.gateways):
+            if r != sender:
+                pods = {p.name: p for p in gw.pods}
+                for name in merge(message, gw.prefix, gw.peer_loads, pods, now):
+                    # a peer's pick counts as a pick: ties go to the pod no replica took lately
+                    gw.picks += 1
+                    pods[name].last_pick = gw.picks
 
     def arrive(self, now: float) -> None:
         session = self.workload.next()
@@ -224,7 +274,7 @@ class Replay:
                 hashes = block_hashes(MODEL, data,
                                       block_bytes=DEFAULT_BLOCK_TOKENS * DEFAULT_BYTES_PER_TOKEN,
                                       max_blocks=DEFAULT_MAX_BLOCKS)  # fmt: skip
-            pod = gateway.choose(hashes, session.sid, self.args.weights, self.args.tuning)
+            pod = gateway.choose(hashes, session.sid, self.args.weights, self.args.tuning, now)
             lease = Lease(gateway.pods[pod], gateway.pick_blocks)
         flight = Flight(session, request, pod, lease, now)
         engine = self.engines[pod]
@@ -291,6 +341,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-scale", type=float, default=4.0)
     p.add_argument("--request-timeout", type=float, default=60.0, help="real seconds")
     p.add_argument("--scrape-interval", type=float, default=0.05, help="simulated seconds")
+    p.add_argument("--exchange-delay", type=float, default=0.0005,
+                   help="simulated seconds between a replica's messages to its peer, and each "
+                   "message's delay (-x2 systems; 0.0005 = 2 ms real at time scale 4)")  # fmt: skip
     p.add_argument("--weights", default="", help="as the gateway's --weights")
     p.add_argument("--tuning", default="", help="NAME=NUMBER,... of scheduling.Tuning")
     args = p.parse_args(argv)

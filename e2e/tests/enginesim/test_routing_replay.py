@@ -51,3 +51,25 @@ def test_counting_requests_instead_of_prefill_loses_the_cache_at_80_qps() -> Non
     old = replay("wharf-default", 80.0, 5, OLD_WEIGHTS)
     assert old.hit_rate < 0.9 * oracle.hit_rate, (old, oracle)
     assert old.ttft_p90_s > 1.5 * oracle.ttft_p90_s, (old, oracle)
+
+
+@pytest.mark.parametrize(("qps", "step"), [(64.0, 4), (80.0, 5)])
+def test_two_replicas_that_exchange_placements_and_load_route_as_well_as_one(
+    qps: float, step: int
+) -> None:
+    # `-x2`: two replicas taking requests in turn, each sending the other its placements and
+    # its per-pod counts (gateway/peers.py, through the real encoding) every 0.5 ms simulated
+    oracle = replay("oracle", qps, step)
+    pair = replay("wharf-default-x2", qps, step)
+    assert pair.unanswered == 0
+    assert pair.hit_rate >= 0.95 * oracle.hit_rate, (pair, oracle)
+    assert pair.ttft_p90_s <= 1.2 * oracle.ttft_p90_s, (pair, oracle)
+
+
+@pytest.mark.parametrize(("qps", "step"), [(64.0, 4), (80.0, 5)])
+def test_two_replicas_that_do_not_exchange_miss_the_targets(qps: float, step: int) -> None:
+    # the same pair with no exchange: each knows only its own half of the placements and load
+    oracle = replay("oracle", qps, step)
+    alone = replay("wharf-default-x2-nopeers", qps, step)
+    assert alone.hit_rate < 0.95 * oracle.hit_rate, (alone, oracle)
+    assert alone.ttft_p90_s > 1.2 * oracle.ttft_p90_s, (alone, oracle)

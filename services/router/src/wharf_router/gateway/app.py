@@ -33,7 +33,9 @@ from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKey, ApiKeys, TokenBuckets
 from wharf_router.gateway.pd_warmup import PairWarmer, hand_off_once, usable_prefills
-from wharf_router.gateway.pool import Lease, Pod, Pool, view_of
+from wharf_router.gateway.peer_link import PeerLink, PeerSettings, default_name
+from wharf_router.gateway.peers import NO_LOAD, Outbox, PeerLoads, PeerMessage, merge, rank
+from wharf_router.gateway.pool import Lease, Pod, Pool, own_load, view_of
 from wharf_router.gateway.prefix import PrefixIndex, SessionTable, block_hashes, prompt_bytes
 from wharf_router.gateway.scheduling import (
     PodView,
@@ -115,9 +117,16 @@ class _Exchange:
 
 class Gateway:
     def __init__(
-        self, config: GatewayConfig, source: EndpointSource, keys: ApiKeys | None = None
+        self,
+        config: GatewayConfig,
+        source: EndpointSource,
+        keys: ApiKeys | None = None,
+        peers: PeerSettings | None = None,
     ) -> None:
         self.config = config
+        self.peer_settings = peers
+        self.peer_loads = PeerLoads()
+        self.peers: PeerLink | None = None
         self.source = source
         self.keys = keys
         self.prefix = PrefixIndex(config.prefix_default_capacity)
@@ -141,6 +150,7 @@ class Gateway:
             lambda: list(self.pool.pods.values()) if self._pool else [],
             lambda: self.warmer.warm_pairs() if self.warmer is not None and self._pool else 0,
         )
+        self.telemetry.peers.set_function(lambda: len(self.peer_loads.peers(time.monotonic())))
         self._source_task: asyncio.Task[None] | None = None
         self._block_bytes = config.block_tokens * config.bytes_per_token
 
@@ -154,6 +164,18 @@ class Gateway:
     async def start(self) -> None:
         self._pool = Pool(self.config.probing, on_capacity=self._capacity, on_gone=self._gone)
         self._source_task = asyncio.get_running_loop().create_task(self._run_source())
+        settings = self.peer_settings
+        if settings is not None and (settings.listen is not None or settings.peers):
+            outbox = Outbox(settings.name or default_name())
+            self.peers = PeerLink(
+                settings,
+                outbox,
+                lambda: own_load(self.pool.pods.values()),
+                self._peer_message,
+                self.upstream,
+                lambda kind, outcome: self.telemetry.peer_messages.labels(kind, outcome).inc(),
+            )
+            await self.peers.start()
         if self.warmer is not None:
             self.warmer.start()
 
@@ -170,6 +192,8 @@ class Gateway:
             self._source_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._source_task
+        if self.peers is not None:
+            await self.peers.aclose()
         if self.warmer is not None:
             await self.warmer.aclose()
         if self._pool is not None:
@@ -181,6 +205,17 @@ class Gateway:
 
     async def _warm_hand_off(self, prefill: Pod, decode: Pod, model: str) -> None:
         await hand_off_once(self.upstream, prefill, decode, model, self.config.pd_warmup_timeout)
+
+    def _load_changed(self) -> None:
+        if self.peers is not None:
+            self.peers.news()
+
+    def _peer_message(self, message: PeerMessage) -> None:
+        pods = self.pool.pods
+        for name in merge(message, self.prefix, self.peer_loads, pods, time.monotonic()):
+            # a peer's pick counts as a pick: ties go to the pod no replica took lately
+            self._picks += 1
+            pods[name].last_pick = self._picks
 
     def _gone(self, pod: Pod) -> None:
         self.prefix.forget(pod.name)
@@ -416,12 +451,22 @@ class Gateway:
         else:
             session_pod = self.sessions.get(session) if session is not None else None
             matched = self.prefix.match(hashes, [p.name for p in pods]) if hashes else {}
-            views = [view_of(p, matched.get(p.name, 0), p.name == session_pod) for p in pods]
+            now = time.monotonic()
+            extra = self.peer_loads.extra(now) if self.peers else {}
+            place = (
+                rank(self.peers.outbox.sender, self.peer_loads.peers(now)) if self.peers else None
+            )
+            views = [
+                view_of(
+                    p, matched.get(p.name, 0), p.name == session_pod, extra.get(p.name, NO_LOAD)
+                )
+                for p in pods
+            ]
             if policy == "least-load":
-                view = least_loaded(views, self.rng)
+                view = least_loaded(views, self.rng, place)
             else:
                 view = pick_default(
-                    views, len(hashes), self.config.weights, self.config.tuning, self.rng
+                    views, len(hashes), self.config.weights, self.config.tuning, self.rng, place
                 )
             chosen = next(p for p in pods if p.name == view.name)
         self._picks += 1
@@ -434,6 +479,8 @@ class Gateway:
                 self.telemetry.prefix_blocks.labels("yes").inc(held)
                 self.telemetry.prefix_blocks.labels("no").inc(len(hashes) - held)
                 self.prefix.insert(chosen.name, hashes)
+                if self.peers is not None:
+                    self.peers.placed(chosen.name, hashes)
             if session is not None:
                 self.sessions.set(session, chosen.name)
         return chosen
@@ -469,10 +516,12 @@ class Gateway:
 
             # the prompt blocks the pod computes, as estimated at its pick
             lease = Lease(pod, first_blocks if pod is first else self._pick_blocks)
+            self._load_changed()
             try:
                 outcome = await self._try(ex, send, lease, path, headers, raw, final)
             finally:
                 lease.end()
+                self._load_changed()
             if outcome is None:
                 return
             last_error = f"{pod.name}: {outcome}"
@@ -584,8 +633,9 @@ class Gateway:
             chunk = first
             while chunk is not None:
                 self._saw_chunk(ex, chunk)
-                if ex.first_at:
+                if ex.first_at and lease.prefilling:
                     lease.first_token()  # the pod has computed the prompt
+                    self._load_changed()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await anext(chunks, None)
         except OSError as exc:
@@ -703,6 +753,7 @@ class Gateway:
         address = pod.endpoint.address
         reason = "no_kv_transfer_params"
         lease = Lease(pod, self._pick_blocks)  # all of a prefill request is prefill
+        self._load_changed()
         try:
             async with asyncio.timeout(self.config.prefill_timeout):
                 resp = await self.upstream.request(
@@ -731,6 +782,7 @@ class Gateway:
             reason = "malformed_answer"
         finally:
             lease.end()
+            self._load_changed()
         self.telemetry.pd_fallbacks.labels(reason).inc()
         log.info(
             "request %s: prefill on %s failed (%s); decode computes the prompt",

@@ -20,6 +20,14 @@ from wharf_router.gateway.endpoints import (
     parse_endpoints_document,
 )
 from wharf_router.gateway.limits import ApiKeys, KeysError, load_keys_file
+from wharf_router.gateway.peer_link import (
+    PeerConfigError,
+    PeerSettings,
+    load_token,
+    parse_listen,
+    parse_peer_url,
+)
+from wharf_router.gateway.peers import MAX_PEERS, PEER_NAME
 from wharf_router.gateway.scheduling import POLICIES, parse_weights
 
 DEFAULT_KUBE_PORT = 8000
@@ -103,6 +111,24 @@ def parser() -> argparse.ArgumentParser:
     req.add_argument(
         "--api-keys-file", type=Path, help="YAML/JSON list of {name, key, tokens_per_minute}"
     )
+    peer = p.add_argument_group(
+        "replicas (peer exchange: replicas share placements and load; see docs/router.md)"
+    )
+    peer.add_argument(
+        "--peer-listen", metavar="HOST:PORT", help="where peers' messages are taken (not --port)"
+    )
+    peer.add_argument(
+        "--peer", action="append", default=[], metavar="URL",
+        help="a peer replica's --peer-listen address as http://HOST:PORT; repeatable",
+    )  # fmt: skip
+    peer.add_argument(
+        "--peer-kube-selector",
+        help="label selector of the gateway's own pods: each is a peer (needs --kube-namespace)",
+    )
+    peer.add_argument(
+        "--peer-token-file", type=Path, help="the shared secret, one line (required with peers)"
+    )
+    peer.add_argument("--peer-name", help="this replica's name (default: host name and pid)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -143,6 +169,49 @@ def kube_source(args: argparse.Namespace, kube_doc: dict[str, Any]) -> EndpointS
             kubeconfig=args.kubeconfig,
             discovery=discovery,
         )
+    )
+
+
+def peer_settings(args: argparse.Namespace) -> PeerSettings | None:
+    """The peer exchange the flags describe; None when there is none."""
+    if not (args.peer_listen or args.peer or args.peer_kube_selector):
+        if args.peer_token_file or args.peer_name:
+            raise PeerConfigError("--peer-token-file/--peer-name need --peer-listen or --peer")
+        return None
+    if args.peer_token_file is None:
+        raise PeerConfigError("the peer exchange needs --peer-token-file (a shared secret)")
+    listen = parse_listen(args.peer_listen) if args.peer_listen else None
+    if listen is not None and listen[1] == args.port:
+        raise PeerConfigError("--peer-listen must not be the public --port")
+    peers = tuple(dict.fromkeys(parse_peer_url(u) for u in args.peer))
+    if len(peers) > MAX_PEERS:
+        raise PeerConfigError(f"--peer: at most {MAX_PEERS} peers")
+    name = args.peer_name or ""
+    if name and not PEER_NAME.match(name):
+        raise PeerConfigError(f"--peer-name {name!r}: letters, digits and ._:@/- only")
+    source: EndpointSource | None = None
+    if args.peer_kube_selector:
+        if not args.kube_namespace:
+            raise PeerConfigError("--peer-kube-selector needs --kube-namespace")
+        if listen is None:
+            raise PeerConfigError("--peer-kube-selector needs --peer-listen (its port is theirs)")
+        from wharf_router.gateway.kube_endpoints import KubeEndpoints, KubeSelection
+
+        source = KubeEndpoints(
+            KubeSelection(
+                namespace=args.kube_namespace,
+                selector=args.peer_kube_selector,
+                port=listen[1],
+                kubeconfig=args.kubeconfig,
+                discovery="pods",
+            )
+        )
+    return PeerSettings(
+        listen=listen,
+        peers=peers,
+        token=load_token(args.peer_token_file),
+        name=name,
+        source=source,
     )
 
 
@@ -202,8 +271,9 @@ def main(argv: list[str]) -> int:
     )
     try:
         config, source, keys = build(args)
+        peers = peer_settings(args)
         tracing = tr.setup("wharf-gateway")
-    except (ConfigError, EndpointError, KeysError, ValueError) as exc:
+    except (ConfigError, EndpointError, KeysError, PeerConfigError, ValueError) as exc:
         raise SystemExit(f"wharf-router gateway: {exc}") from None
     import uvicorn
 
@@ -211,11 +281,13 @@ def main(argv: list[str]) -> int:
 
     app: Any
     if tracing is None:
-        app = Gateway(config, source, keys)
+        app = Gateway(config, source, keys, peers)
     else:
         from wharf_router.gateway.traced import TracedGateway, describe_request
 
-        app = tr.traced_app(TracedGateway(tracing, config, source, keys), tracing, describe_request)
+        app = tr.traced_app(
+            TracedGateway(tracing, config, source, keys, peers), tracing, describe_request
+        )
     uvicorn.run(
         app,
         host=args.host,

@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from wharf_router.gateway.engine_metrics import (
     EngineMetrics,
     parse_engine_metrics,
 )
+from wharf_router.gateway.peers import NO_LOAD, PodLoad
 from wharf_router.gateway.scheduling import PodView
 
 log = logging.getLogger("wharf.router.gateway")
@@ -73,20 +74,30 @@ class Pod:
         return self.endpoint.role
 
 
-def view_of(pod: Pod, prefix_blocks: int, session: bool) -> PodView:
-    """What the scheduler sees of `pod` for one request."""
+def view_of(pod: Pod, prefix_blocks: int, session: bool, extra: PodLoad = NO_LOAD) -> PodView:
+    """What the scheduler sees of `pod` for one request; `extra`: what the gateway's peer
+    replicas have on it (their last snapshots, peers.PeerLoads)."""
     return PodView(
         name=pod.name,
-        in_flight=pod.in_flight,
+        in_flight=pod.in_flight + extra.in_flight,
         waiting=pod.metrics.waiting,
         running=pod.metrics.running,
         kv_usage=pod.metrics.kv_usage,
         prefix_blocks=prefix_blocks,
         session=session,
-        prefilling=pod.prefilling,
-        pending_blocks=pod.pending_blocks,
+        prefilling=pod.prefilling + extra.prefilling,
+        pending_blocks=pod.pending_blocks + extra.pending_blocks,
         last_pick=pod.last_pick,
     )
+
+
+def own_load(pods: Iterable[Pod]) -> dict[str, PodLoad]:
+    """This gateway's own counts per pod, for its peers (pods with none left out)."""
+    return {
+        p.name: PodLoad(p.in_flight, p.prefilling, p.pending_blocks)
+        for p in pods
+        if p.in_flight or p.prefilling or p.pending_blocks
+    }
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from xxhash import xxh3_64_intdigest as _xxh3
 
 DEFAULT_BLOCK_TOKENS = 64
 DEFAULT_BYTES_PER_TOKEN = 4
@@ -83,14 +84,16 @@ def block_hashes(
 ) -> list[int]:
     """Chained hashes of `data`'s whole blocks, seeded by the model name.
 
-    Python's own (SipHash, 64-bit) hash: the index lives and dies with this process, so a
-    hash that differs between processes does no harm, and it costs a fifth of a blake2b object
-    per block (200 blocks of a 50 KB prompt are on every request's path)."""
-    previous = hash(model)
+    xxHash's XXH3 (64-bit), each block seeded with the hash before it: the same in every
+    process, so gateway replicas can tell each other which blocks they placed (peers.py);
+    Python's own `hash()` is seeded per process. It is also faster than `hash()` of a tuple:
+    75 against 100 us for the 200 blocks of a 50 KB prompt, on every request's path."""
+    previous = _xxh3(model.encode())
     count = min(len(data) // block_bytes, max_blocks)
+    view = memoryview(data)
     out: list[int] = []
     for start in range(0, count * block_bytes, block_bytes):
-        previous = hash((previous, data[start : start + block_bytes]))
+        previous = _xxh3(view[start : start + block_bytes], seed=previous)
         out.append(previous)
     return out
 

@@ -135,20 +135,28 @@ def scores(
     return out
 
 
-def _best(pods: Sequence[PodView], values: Sequence[float], rng: random.Random) -> PodView:
+def _best(
+    pods: Sequence[PodView], values: Sequence[float], rng: random.Random, rank: int | None = None
+) -> PodView:
     top = max(values)
     tied = [p for p, v in zip(pods, values, strict=True) if v >= top - 1e-9]
+    if len(tied) > 1 and rank is not None:
+        # replicas that exchange their picks order tied pods alike (the pod picked longest ago
+        # by any of them first); each takes a different one, so that two picks made at the same
+        # moment, before either replica has heard of the other's, do not land on one pod
+        tied.sort(key=lambda p: (p.last_pick, p.name))
+        return tied[rank % len(tied)]
     if len(tied) > 1:
         oldest = min(p.last_pick for p in tied)
         tied = [p for p in tied if p.last_pick == oldest]
     return tied[0] if len(tied) == 1 else rng.choice(tied)
 
 
-def least_loaded(pods: Sequence[PodView], rng: random.Random) -> PodView:
+def least_loaded(pods: Sequence[PodView], rng: random.Random, rank: int | None = None) -> PodView:
     """Fewest pending prefills, then fewest requests (a pending prefill outweighs any number
     of decoding sequences: it delays a new prompt's first token by a whole prefill)."""
     top = max(p.load for p in pods) + 1.0
-    return _best(pods, [-(p.pending * top + p.load) for p in pods], rng)
+    return _best(pods, [-(p.pending * top + p.load) for p in pods], rng, rank)
 
 
 def skewed(chosen: PodView, pods: Sequence[PodView], tuning: Tuning) -> bool:
@@ -162,12 +170,15 @@ def pick_default(
     weights: Weights,
     tuning: Tuning,
     rng: random.Random,
+    rank: int | None = None,
 ) -> PodView:
+    """`rank`: this replica's place among the gateway's replicas that exchange picks (None:
+    it has no peers)."""
     if not pods:
         raise ValueError("no candidate pods")
-    chosen = _best(pods, scores(pods, total_blocks, weights, tuning), rng)
+    chosen = _best(pods, scores(pods, total_blocks, weights, tuning), rng, rank)
     if len(pods) > 1 and skewed(chosen, pods, tuning):
-        return least_loaded(pods, rng)
+        return least_loaded(pods, rng, rank)
     return chosen
 
 

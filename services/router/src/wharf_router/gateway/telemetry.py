@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -175,6 +175,17 @@ class Telemetry:
             "wharf_router_rate_limited",
             "Requests refused by a key's token budget",
             ["key"],
+            registry=r,
+        )
+        self.peer_messages = Counter(
+            "wharf_router_peer_messages",
+            "Peer exchange messages, by direction (sent, received) and outcome",
+            ["direction", "outcome"],
+            registry=r,
+        )
+        self.peers = Gauge(
+            "wharf_router_peers",
+            "Peer replicas whose last message is fresh (their counts are added to this one's)",
             registry=r,
         )
         r.register(_PodCollector(pods))

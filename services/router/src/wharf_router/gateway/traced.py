@@ -16,6 +16,7 @@ from wharf_router.gateway.app import GENERATE_APIS, Gateway, Send, _Exchange
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import EndpointSource, Role
 from wharf_router.gateway.limits import ApiKeys
+from wharf_router.gateway.peer_link import PeerSettings
 from wharf_router.gateway.pool import Lease, Pod
 
 # the span of a call to a pod of each role: a P/D request makes one prefill and one decode call
@@ -29,8 +30,9 @@ class TracedGateway(Gateway):
         config: GatewayConfig,
         source: EndpointSource,
         keys: ApiKeys | None = None,
+        peers: PeerSettings | None = None,
     ) -> None:
-        super().__init__(config, source, keys)
+        super().__init__(config, source, keys, peers)
         self.tracing = tracing
 
     async def _try(
