@@ -113,3 +113,28 @@ async def test_a_peer_that_is_down_costs_a_failed_send_and_nothing_else() -> Non
     finally:
         await a.link.aclose()
         await upstream.aclose()
+
+
+async def test_placements_made_while_the_peer_is_down_reach_it_once_it_is_up() -> None:
+    # A starts before B listens (two replicas of a Deployment start in any order): what A
+    # places meanwhile is sent once B answers, not dropped with the failed send.
+    upstream = UpstreamPool()
+    port_a, port_b = free_port(), free_port()
+    a = await replica("a", port_a, port_b, upstream)
+    b: Replica | None = None
+    try:
+        a.link.placed("pod-1", [1])
+        await until(lambda: ("sent", "failed") in a.outcomes, "the send to B to fail", 10)
+        a.link.placed("pod-2", [2])
+        b = await replica("b", port_b, port_a, upstream)
+        got = b.got
+
+        def placed() -> set[str]:
+            return {p.pod for m in got for p in m.placements}
+
+        await until(lambda: placed() == {"pod-1", "pod-2"}, "B to get both placements", 30)
+    finally:
+        await a.link.aclose()
+        if b is not None:
+            await b.link.aclose()
+        await upstream.aclose()

@@ -216,6 +216,7 @@ class Gateway:
             # a peer's pick counts as a pick: ties go to the pod no replica took lately
             self._picks += 1
             pods[name].last_pick = self._picks
+            self.telemetry.peer_placements.inc()
 
     def _gone(self, pod: Pod) -> None:
         self.prefix.forget(pod.name)

@@ -234,10 +234,9 @@ class PeerLink:
                     if message is None:
                         break
                     data = encode(message)
-                    now = time.monotonic()
+                    # a peer that failed lately gets it too, when it is tried again: its
+                    # placements are as useful a second later (the queue is bounded)
                     for peer in self._peers.values():
-                        if now < peer.skip_until:
-                            continue
                         if peer.queue.full():
                             peer.queue.get_nowait()  # the oldest goes: newer news matters more
                         peer.queue.put_nowait(data)
@@ -256,8 +255,13 @@ class PeerLink:
         ]
         if self.settings.token is not None:
             headers.append((TOKEN_HEADER, self.settings.token))
+        retry: bytes | None = None
         while True:
-            data = await peer.queue.get()
+            data = retry if retry is not None else await peer.queue.get()
+            retry = None
+            pause = peer.skip_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     resp = await self._upstream.request(
@@ -272,13 +276,12 @@ class PeerLink:
                 self._outcome("sent", "ok")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # any failure: skip the peer a while, never retry now
+            except Exception as exc:  # any failure: pause this peer a while, then send again
                 peer.failed += 1
                 self._outcome("sent", "failed")
                 now = time.monotonic()
                 peer.skip_until = now + self.settings.retry_after
-                while not peer.queue.empty():
-                    peer.queue.get_nowait()
+                retry = data
                 if now - peer.logged_at >= 60.0:
                     peer.logged_at = now
                     log.warning("peer %s: %s (logged at most once a minute)", peer.url, exc)

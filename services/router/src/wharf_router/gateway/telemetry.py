@@ -183,6 +183,11 @@ class Telemetry:
             ["direction", "outcome"],
             registry=r,
         )
+        self.peer_placements = Counter(
+            "wharf_router_peer_placements",
+            "Placements taken from peers' messages into this replica's prefix index",
+            registry=r,
+        )
         self.peers = Gauge(
             "wharf_router_peers",
             "Peer replicas whose last message is fresh (their counts are added to this one's)",
