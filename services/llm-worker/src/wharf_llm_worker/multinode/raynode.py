@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ class RayNode:
         self.log_path = log_path
         self.python = python or sys.executable
         self._proc: subprocess.Popen[bytes] | None = None
+        self._group: int | None = None
         self._started = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=30)
 
@@ -72,7 +74,10 @@ class RayNode:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # Its own process group, which Ray's daemons join: stop() ends what is left of it.
+            start_new_session=True,
         )
+        self._group = self._proc.pid
         threading.Thread(target=self._copy_output, args=(self._proc,), daemon=True).start()
         while time.monotonic() < deadline:
             if self._started.wait(timeout=0.5):
@@ -100,12 +105,20 @@ class RayNode:
 
     def stop(self, grace_s: float = 15.0) -> None:
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        # SIGTERM ends `ray start --block`; its daemons die with it (parent-death signal).
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        group, self._group = self._group, None
+        if proc.poll() is None:
+            # SIGTERM ends `ray start --block`, which stops the daemons it started.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        # The raylet's dashboard and runtime-env agents stay in `ray start`'s process group, and
+        # on a joined node whose head had already gone they outlived it: whatever is left of
+        # the group once `ray start` has ended goes too (also after a failed start attempt).
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
