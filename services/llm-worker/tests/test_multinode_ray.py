@@ -2,10 +2,10 @@
 its own ports, joined with the group's token), vLLM's own multi-node ranks started by Ray actors.
 
 Marker `vllm`: Ray and vLLM come from the engine environment (scripts/install-llm-engine);
-without it these skip with that reason, and fail under CI. Each group start costs 70-140 s on
-2 cores. Only the missing-node check (no engine) is here for now: the two-node test (pipeline
-parallel 2 equal to one worker, kill rank 1, restart, serve again) is in this file's history and
-comes back once its restart half has passed on a machine less loaded than the development one.
+without it these skip with that reason, and fail under CI. Each group start costs 90-200 s on
+2 cores. The two-node test starts one group (pipeline parallel 2, compared with the session's
+single worker), kills rank 1 with SIGKILL, sees the group restart and serve the same again, and
+stops it with nothing left running; the missing-node check starts no engine.
 
 vLLM's Ray executor layout (`--layout ray-executor`) cannot run here: vLLM refuses it on the CPU
 platform (`current platform cpu does not support ray`), so only its command and placement are
@@ -43,8 +43,9 @@ GROUP_ENV = "WHARF_MULTINODE_GROUP"
 # One group start is 70-140 s alone on 2 cores; the test starts it twice (kill and restart)
 # next to the session's single worker. These only turn a hang into a failure with the logs.
 GROUP_READY_S = 600.0
-# The two-node test in all: two group starts next to the session's single worker.
-TWO_NODE_TEST_TIMEOUT_S = 1800
+# The two-node test in all (two group starts, the session's single worker starting beside the
+# first): about 5 minutes on the 2-core development machine; four times that is a hang.
+TWO_NODE_TEST_TIMEOUT_S = 1200
 PROMPTS = ["the router sends requests to", "a pipeline stage on each node"]
 # The same engine flags as the session's single worker, except --enforce-eager, which breaks
 # pipeline stages on vLLM's CPU backend: the group compiles with the eager backend instead
@@ -282,6 +283,8 @@ def test_two_nodes_pipeline_parallel_match_one_worker_and_restart_together(
         # Kill the worker node's rank: the whole group restarts and serves again.
         os.kill(int(str(ranks[1]["pid"])), signal.SIGKILL)
         group.wait_status(ready_after_restarts=1)
+        # The leader logs each state it writes to the status file: `restarting` (naming the
+        # rank and its status), then `ready` again. The log keeps both; the file, only the last.
         leader_log = group.leader.output()
         restarting = leader_log.find("group restarting: rank 1 exited with status -9")
         assert restarting >= 0, leader_log[-4000:]
