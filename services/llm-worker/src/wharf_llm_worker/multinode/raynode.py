@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,6 +23,15 @@ STARTED_MARKER = "Ray runtime started"
 # 3 minutes, and a joining node started with it spent its attempts before the head was up. A
 # fresh attempt is the only remedy, so a node retries until --start-timeout runs out.
 RETRY_PAUSE_S = 2.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when this command dies, even by SIGKILL, so that
+    `ray start` stops its daemons instead of running on without the node's command."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class RayNodeError(RuntimeError):
@@ -76,6 +86,7 @@ class RayNode:
             stderr=subprocess.STDOUT,
             # Its own process group, which Ray's daemons join: stop() ends what is left of it.
             start_new_session=True,
+            preexec_fn=_end_with_parent if sys.platform == "linux" else None,
         )
         self._group = self._proc.pid
         threading.Thread(target=self._copy_output, args=(self._proc,), daemon=True).start()
