@@ -39,8 +39,11 @@ def parent_gone(expected_ppid: int, current_ppid: int) -> bool:
 
 def _kill_own_process_group() -> None:
     # The rank's process group holds vLLM's engine core and workers (rankproc.py starts the
-    # rank in its own session): they go with it, this process included.
-    os.killpg(os.getpgid(0), signal.SIGKILL)
+    # rank in its own session): they go with it, this process included. A process that does
+    # not lead its group (not started by rankproc) must not take its starter's group down.
+    if os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _watch_parent(expected_ppid: int) -> None:
