@@ -44,7 +44,7 @@ GROUP_ENV = "WHARF_MULTINODE_GROUP"
 # next to the session's single worker. These only turn a hang into a failure with the logs.
 GROUP_READY_S = 600.0
 # The two-node test in all (two group starts, the session's single worker starting beside the
-# first): about 5 minutes on the 2-core development machine; four times that is a hang.
+# first): 5-6.5 minutes on the 2-core development machine; three times that is a hang.
 TWO_NODE_TEST_TIMEOUT_S = 1200
 PROMPTS = ["the router sends requests to", "a pipeline stage on each node"]
 # The same engine flags as the session's single worker, except --enforce-eager, which breaks
