@@ -283,3 +283,5 @@ def test_every_ray_process_presents_the_group_token_and_skips_uv_run() -> None:
     env = ray_env("/secrets/token")
     assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == "/secrets/token"
     assert env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
+    # A stopped node tears down at once instead of draining towards a GCS that may be gone.
+    assert env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "0"

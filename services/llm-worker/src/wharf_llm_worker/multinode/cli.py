@@ -101,6 +101,16 @@ def dry_run_document(settings: Settings) -> dict[str, object]:
     return document
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: the node (and on the leader, the group) stops cleanly."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s multinode %(message)s")
@@ -128,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from wharf_llm_worker.multinode.raynode import RayNode, RayNodeError
 
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    _stop_on_signals(stop)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     node = RayNode(settings.node, env, settings.log_dir / f"ray-node-{settings.node.node_rank}.log")
     try:
@@ -161,6 +166,10 @@ def _lead(settings: Settings, group_id: str, stop: threading.Event) -> int:
     host = settings.node.node_ip or ray.util.get_node_ip_address()
     address = head_address(host, settings.node.ray_port)
     ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    # ray.init replaces the SIGTERM handler with its own (sys.exit, and its core worker's
+    # fatal-signal handler aborts the process): the leader would die with its ranks still
+    # running. Ours again, so SIGTERM stops the group first.
+    _stop_on_signals(stop)
     supervisor = GroupSupervisor(
         SupervisorConfig(
             spec=settings.spec,

@@ -2,8 +2,8 @@
 
 The supervisor makes this class a Ray actor (``ray.remote``) and places it in the rank's bundle,
 so the process runs on the node that joined with that rank. The process gets its own session
-(process group) so that stopping it stops vLLM's own children too, and it dies with the actor
-if the actor's worker is killed (the entry point arms a parent-death signal).
+(process group) so that stopping it stops vLLM's own children too, and that group dies with the
+actor if the actor's worker is killed (the entry point watches its parent, see vllm_cli.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RankProcess:
         """Start the rank; returns its pid and log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.touch()  # the log exists as soon as the rank does
-        # The entry point arms a parent-death signal against this pid (see vllm_cli.py).
+        # The entry point watches this pid and ends its process group when it dies (vllm_cli.py).
         child_env = {**os.environ, **env, PARENT_PID_ENV: str(os.getpid())}
         # The engine environment's interpreter: the actor runs in it, on every node.
         cmd = [sys.executable, "-m", module, *args]

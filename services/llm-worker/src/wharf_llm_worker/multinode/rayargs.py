@@ -163,4 +163,9 @@ def ray_env(token_path: str) -> dict[str, str]:
         # Under `uv run`, Ray would otherwise rebuild the uv environment for every worker.
         "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # On SIGTERM a Ray 2.60 node first asks the GCS to drain it, for up to 30 s; a joining
+        # node stopped after the leader waits on a GCS that is gone, and when its stop is cut
+        # short its dashboard and runtime-env agents are left running. Nothing here drains (the
+        # leader stops the ranks itself), so the node tears down at once.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }

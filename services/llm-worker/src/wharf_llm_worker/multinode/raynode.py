@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +25,15 @@ STARTED_MARKER = "Ray runtime started"
 RETRY_PAUSE_S = 2.0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when this command dies, even by SIGKILL, so that
+    `ray start` stops its daemons instead of running on without the node's command."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class RayNodeError(RuntimeError):
     pass
 
@@ -38,6 +49,7 @@ class RayNode:
         self.log_path = log_path
         self.python = python or sys.executable
         self._proc: subprocess.Popen[bytes] | None = None
+        self._group: int | None = None
         self._started = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=30)
 
@@ -72,7 +84,11 @@ class RayNode:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # Its own process group, which Ray's daemons join: stop() ends what is left of it.
+            start_new_session=True,
+            preexec_fn=_end_with_parent if sys.platform == "linux" else None,
         )
+        self._group = self._proc.pid
         threading.Thread(target=self._copy_output, args=(self._proc,), daemon=True).start()
         while time.monotonic() < deadline:
             if self._started.wait(timeout=0.5):
@@ -100,12 +116,20 @@ class RayNode:
 
     def stop(self, grace_s: float = 15.0) -> None:
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        # SIGTERM ends `ray start --block`; its daemons die with it (parent-death signal).
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        group, self._group = self._group, None
+        if proc.poll() is None:
+            # SIGTERM ends `ray start --block`, which stops the daemons it started.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        # The raylet's dashboard and runtime-env agents stay in `ray start`'s process group, and
+        # on a joined node whose head had already gone they outlived it: whatever is left of
+        # the group once `ray start` has ended goes too (also after a failed start attempt).
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
