@@ -3,6 +3,7 @@ links that are each other's peers, the listener's refusals, and a peer that is d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -138,3 +139,22 @@ async def test_placements_made_while_the_peer_is_down_reach_it_once_it_is_up() -
         if b is not None:
             await b.link.aclose()
         await upstream.aclose()
+
+
+async def test_a_connection_that_sends_nothing_is_closed(
+    pair: tuple[Replica, Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A quiet or trickling connection is not a peer (peers send heartbeats): it must not hold
+    # one of the listener's bounded connection slots for good.
+    from wharf_router.gateway import peer_link
+
+    monkeypatch.setattr(peer_link, "IDLE_TIMEOUT_S", 0.2)
+    _, b = pair
+    reader, writer = await asyncio.open_connection("127.0.0.1", b.port)
+    try:
+        writer.write(b"POST /peer/v1/news HTTP/1.1\r\n")  # a head that never ends
+        await writer.drain()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # closed by the listener, no answer
+    finally:
+        writer.close()

@@ -48,6 +48,9 @@ TOKEN_HEADER = b"x-wharf-peer-token"
 MAX_HEAD_BYTES = 8192
 MAX_CONNECTIONS = 4 * MAX_PEERS
 MAX_TOKEN_BYTES = 4096
+# a peer sends at least a heartbeat every fraction of a second: a connection quiet for this
+# long (or one that trickles a message) is not a peer, and must not hold a connection slot
+IDLE_TIMEOUT_S = 10.0
 QUEUE_PER_PEER = 32  # encoded messages waiting for one peer; the oldest is dropped past it
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -294,9 +297,17 @@ class PeerLink:
             return
         self._connections += 1
         try:
-            while await self._one(reader, writer):
-                pass
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            while True:
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    if not await self._one(reader, writer):
+                        break
+        except (
+            OSError,
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+        ):
             pass
         finally:
             self._connections -= 1
