@@ -97,9 +97,16 @@ def test_completions_chat_and_streams_through_the_gateway(
     assert usage is not None and usage.completion_tokens == 10
     assert usage.prompt_tokens == chat.usage.prompt_tokens
 
-    # The gateway counts per model what the engine reported in `usage`.
-    text = gateway.metrics()
+    # The gateway counts per model what the engine reported in `usage`. It counts a request
+    # once its answer has ended, which the streaming client sees a moment earlier (at the
+    # `[DONE]` event): wait for the count rather than read it at once.
     ok = {"model": SERVED_MODEL_NAME, "code": "200"}
+
+    def counted() -> str | None:
+        text = gateway.metrics()
+        return text if _metric(text, "wharf_router_requests_total", **ok, api="chat") >= 2 else None
+
+    text = str(wait_until(counted, "the gateway to count the streamed chat", 30))
     assert _metric(text, "wharf_router_requests_total", **ok, api="completions") == 1
     assert _metric(text, "wharf_router_requests_total", **ok, api="chat") == 2
     completion_tokens = _metric(
