@@ -31,6 +31,7 @@ import orjson
 
 from wharf_datapath.upstream import UpstreamPool
 from wharf_protocol.openai import decode_body, prefill_body
+from wharf_router.common.tasks import cancel_all
 from wharf_router.gateway.endpoints import Role
 from wharf_router.gateway.pool import Pod
 
@@ -257,12 +258,7 @@ class PairWarmer:
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="pd warm-up")
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([self._loop_task, *self._tasks.values()])
         self._tasks.clear()
 
     def kick(self) -> None:

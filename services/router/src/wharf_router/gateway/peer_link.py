@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wharf_datapath.upstream import UpstreamPool
+from wharf_router.common.tasks import cancel_all
 from wharf_router.gateway.endpoints import Endpoint, EndpointError, EndpointSource, normalize_url
 from wharf_router.gateway.peers import (
     MAX_MESSAGE_BYTES,
@@ -184,12 +185,7 @@ class PeerLink:
             log.exception("the peer watch stopped")
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([self._loop_task, *self._tasks.values()])
         self._tasks.clear()
         if self._server is not None:
             self._server.close()

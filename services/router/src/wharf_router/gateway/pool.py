@@ -12,7 +12,6 @@ snapshot and this gateway's own in-flight counts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import orjson
 
 from wharf_datapath.upstream import UpstreamPool
+from wharf_router.common.tasks import cancel_all
 from wharf_router.gateway.endpoints import Endpoint, Role
 from wharf_router.gateway.engine_metrics import (
     MAX_METRICS_BYTES,
@@ -171,12 +171,7 @@ class Pool:
             self._on_gone(pod)
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())
         self._tasks.clear()
         await self._http.aclose()
 
