@@ -8,11 +8,15 @@ import gzip
 import hashlib
 import io
 import json
+import logging
+import socket
 import tarfile
 import threading
+import time
 import uuid
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,14 @@ import pytest
 from wharf_storage import (
     AccessDenied,
     ChecksumMismatch,
+    InvalidArchive,
     Progress,
     SourceNotFound,
+    TransferFailed,
     UnsafePath,
     download,
 )
-from wharf_storage.backends.oci import registry_base, registry_credentials
+from wharf_storage.backends.oci import realm_refusal, registry_base, registry_credentials
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -342,7 +348,71 @@ def test_artifact_title_that_escapes_is_refused(push: Pusher, tmp_path: Path) ->
     assert not (tmp_path / "w" / "out").exists()
 
 
+# --- How far layers may expand ---------------------------------------------------------------
+
+ZEROS = 64 * 1024 * 1024
+
+
+def zeros_layer(name: str, size: int = ZEROS) -> bytes:
+    """A gzip tar layer with one member of `size` zero bytes (about 64 KiB for 64 MiB), built
+    as a stream: the tar header, the zeros, the padding and the end blocks."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    out = [packer.compress(info.tobuf(format=tarfile.PAX_FORMAT))]
+    chunk = bytes(1 << 20)
+    for _ in range(size // len(chunk)):
+        out.append(packer.compress(chunk))
+    out.append(packer.compress(bytes(-size % 512 + 1024)))
+    out.append(packer.flush())
+    return b"".join(out)
+
+
+def test_modelcar_bomb_is_refused_and_resumes_when_allowed(push: Pusher, tmp_path: Path) -> None:
+    repo = repo_name()
+    base = tar_bytes({"models/config.json": b"{}"}, gz=True)
+    bomb = zeros_layer("models/zeros.bin")
+    assert len(bomb) < 1024 * 1024
+    push.image(repo, [(base, LAYER_GZ), (bomb, LAYER_GZ)])
+    uri = f"oci://{push.host}/{repo}:v1"
+    work = tmp_path / "w"
+    work.mkdir()
+    env = {"WHARF_STORAGE_MAX_EXPANDED": "1Mi"}
+    with pytest.raises(TransferFailed, match=r"layer sha256:.*WHARF_STORAGE_MAX_EXPANDED"):
+        download(uri, work / "out", env=env)
+    assert not (work / "out").exists()
+    # What the layers wrote is gone; the verified blobs stay for the next attempt.
+    assert not [p for p in work.rglob("*") if p.is_file() and "blobs" not in p.parts]
+    result = download(uri, work / "out", env={"WHARF_STORAGE_MAX_EXPANDED": "65Mi"})
+    assert result.fetched_bytes == 0
+    assert (work / "out" / "zeros.bin").stat().st_size == ZEROS
+
+
+def test_artifact_folder_bomb_is_refused(push: Pusher, tmp_path: Path) -> None:
+    repo = repo_name()
+    push.artifact(
+        repo,
+        [
+            (
+                "weights",
+                zeros_layer("zeros.bin"),
+                LAYER_GZ,
+                {"io.deis.oras.content.unpack": "true"},
+            ),
+        ],
+    )
+    env = {"WHARF_STORAGE_MIN_FREE": "1024Pi"}  # more than any disk: nothing may be unpacked
+    with pytest.raises(TransferFailed, match="WHARF_STORAGE_MIN_FREE keeps"):
+        download(f"oci://{push.host}/{repo}:v1", tmp_path / "w" / "out", env=env)
+    assert not (tmp_path / "w" / "out").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "blobs" not in p.parts]
+
+
 # --- A proxy in front of the registry: tampers with what it serves, or adds token auth ------
+
+
+HUGE = 1 << 30  # what an oversized answer would be: far more than any limit, never all sent
 
 
 @dataclass
@@ -351,6 +421,10 @@ class Proxy:
     tamper: set[str]  # "blobs" and/or "manifests": change a byte of what is served
     bearer: bool = False  # answer with a token-service challenge, as Docker Hub and GHCR do
     token_requests: list[str | None] | None = None
+    realm: str | None = None  # the challenge's realm; default: this proxy's /token
+    huge: set[str] = field(default_factory=set)  # "manifests" and/or "token": answer HUGE bytes
+    announce: bool = True  # send the huge answer's Content-Length (else end it by closing)
+    sent: dict[str, int] = field(default_factory=dict)  # bytes of huge answers actually sent
 
 
 @pytest.fixture
@@ -373,23 +447,47 @@ def proxy(oci_registry: str) -> Iterator[Proxy]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _send_huge(self, kind: str) -> None:
+            """HUGE bytes of JSON-ish filler, streamed until the client hangs up."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if state.announce:
+                self.send_header("Content-Length", str(HUGE))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b" " * 65536
+            sent = 0
+            try:
+                while sent < HUGE:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # the client stopped reading and closed
+            state.sent[kind] = sent
+
         def do_GET(self) -> None:
             if self.path.startswith("/token"):
                 assert state.token_requests is not None
                 state.token_requests.append(self.headers.get("Authorization"))
+                if "token" in state.huge:
+                    return self._send_huge("token")
                 expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     return self._send(401, b"{}", {"Content-Type": "application/json"})
                 body = json.dumps({"token": token}).encode()
                 return self._send(200, body, {"Content-Type": "application/json"})
             if state.bearer and self.headers.get("Authorization") != f"Bearer {token}":
-                realm = f"http://{state.host}/token"
+                realm = state.realm or f"http://{state.host}/token"
                 challenge = f'Bearer realm="{realm}",service="wharf-test"'
                 return self._send(401, b"{}", {"WWW-Authenticate": challenge})
+            kind = "blobs" if "/blobs/" in self.path else "manifests"
+            if kind in state.huge:
+                return self._send_huge(kind)
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
             answer = upstream.get(self.path, headers=headers)
             body = answer.content
-            kind = "blobs" if "/blobs/" in self.path else "manifests"
             if kind in state.tamper and body:
                 body = body + b" " if kind == "manifests" else bytes([body[0] ^ 0xFF]) + body[1:]
             passed = ("content-type", "docker-content-digest", "content-range")
@@ -445,6 +543,147 @@ def test_token_service_challenge_is_followed(push: Pusher, proxy: Proxy, tmp_pat
         None,
         "Basic " + base64.b64encode(b"wharf:" + PASSWORD.encode()).decode(),
     ]
+
+
+# Loopback sockets buffer a few MiB; a reader that stops at its limit leaves the rest unsent.
+BOUNDED = 64 * 1024 * 1024
+
+
+def sent_in_all(proxy: Proxy, kind: str) -> int:
+    """What the proxy sent of a huge answer, once its write has failed (the client hung up)."""
+    deadline = time.monotonic() + 60
+    while kind not in proxy.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proxy.sent[kind]
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "until-close"])
+def test_oversized_manifest_is_refused_without_reading_it_all(
+    push: Pusher, proxy: Proxy, tmp_path: Path, announce: bool
+) -> None:
+    repo = repo_name()
+    push.artifact(repo, [("model.bin", b"m", "application/octet-stream", {})])
+    proxy.huge.add("manifests")
+    proxy.announce = announce
+    with pytest.raises(InvalidArchive, match=r"manifest v1 is larger than 4 MiB"):
+        download(f"oci://{proxy.host}/{repo}:v1", tmp_path / "out")
+    assert sent_in_all(proxy, "manifests") < BOUNDED
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "until-close"])
+def test_oversized_token_answer_is_refused_without_reading_it_all(
+    push: Pusher, proxy: Proxy, tmp_path: Path, announce: bool
+) -> None:
+    repo = repo_name()
+    push.artifact(repo, [("model.bin", b"m", "application/octet-stream", {})])
+    proxy.bearer = True
+    proxy.huge.add("token")
+    proxy.announce = announce
+    env = {"WHARF_OCI_AUTH": docker_config(proxy.host)}
+    with pytest.raises(AccessDenied, match=r"token service's answer is larger than 64 KiB"):
+        download(f"oci://{proxy.host}/{repo}:v1", tmp_path / "out", env=env)
+    assert sent_in_all(proxy, "token") < BOUNDED
+    assert proxy.token_requests is not None and len(proxy.token_requests) == 1
+
+
+def _lan_address() -> str:
+    """An address of this machine that is not loopback (skip when there is none)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))  # UDP: picks a route, sends nothing
+        address = str(probe.getsockname()[0])
+    except OSError:
+        address = ""
+    finally:
+        probe.close()
+    if not address or address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("this machine has no address besides loopback")
+    return address
+
+
+@pytest.fixture
+def lan_realm() -> Iterator[tuple[str, list[str | None]]]:
+    """A token service on this machine's LAN address (not loopback), recording what it gets."""
+    seen: list[str | None] = []
+
+    class Token(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"token": "lan-token"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer((_lan_address(), 0), Token)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://{httpd.server_address[0]}:{httpd.server_address[1]}/token", seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_credentials_never_go_to_a_plain_http_realm_off_loopback(
+    push: Pusher,
+    proxy: Proxy,
+    lan_realm: tuple[str, list[str | None]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    realm, seen = lan_realm
+    repo = repo_name()
+    push.artifact(repo, [("model.bin", b"m", "application/octet-stream", {})])
+    proxy.bearer = True
+    proxy.realm = realm
+    uri = f"oci://{proxy.host}/{repo}:v1"
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AccessDenied) as refused:
+        download(uri, tmp_path / "out", env={"WHARF_OCI_AUTH": docker_config(proxy.host)})
+    assert realm in refused.value.reason
+    assert "over https, or over http to localhost" in refused.value.reason
+    assert seen == []  # not even asked
+    assert PASSWORD not in caplog.text
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert encoded not in caplog.text
+    # Without credentials there is nothing to protect: the realm is asked anonymously (its
+    # token does not open this proxy, which only takes its own).
+    with pytest.raises(AccessDenied):
+        download(uri, tmp_path / "anon")
+    assert seen and all(authorization is None for authorization in seen)
+
+
+@pytest.mark.parametrize(
+    ("realm", "credentials", "refused"),
+    [
+        ("https://auth.docker.io/token", True, None),  # another host, over TLS: allowed
+        ("https://10.0.0.5:5001/token", True, None),
+        ("http://127.0.0.1:5000/token", True, None),
+        ("http://127.0.0.2/token", True, None),  # all of 127.0.0.0/8 is loopback
+        ("http://localhost:5000/token", True, None),
+        ("http://[::1]:5000/token", True, None),
+        ("http://auth.example.com/token", False, None),  # anonymous: nothing to leak
+        ("http://auth.example.com/token", True, "plain HTTP"),
+        ("http://10.0.0.5:5001/token", True, "plain HTTP"),
+        ("http://localhost.evil.example/token", True, "plain HTTP"),
+        ("http://0.0.0.0/token", True, "plain HTTP"),
+        ("ftp://127.0.0.1/token", False, "not an http(s) URL"),
+        ("file:///etc/passwd", True, "not an http(s) URL"),
+        ("/token", True, "not an http(s) URL"),
+        ("", True, "not an http(s) URL"),
+    ],
+)
+def test_realm_rule(realm: str, credentials: bool, refused: str | None) -> None:
+    reason = realm_refusal(realm, with_credentials=credentials)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
 
 
 def test_missing_repository_is_not_found(push: Pusher, tmp_path: Path) -> None:

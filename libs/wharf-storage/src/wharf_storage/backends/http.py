@@ -19,6 +19,7 @@ from wharf_storage.errors import (
     TransferFailed,
     UnsupportedUri,
 )
+from wharf_storage.expansion import ExpansionBudget, ExpansionLimits
 from wharf_storage.network import backoff, no_such_host
 from wharf_storage.paths import safe_relpath
 from wharf_storage.progress import ProgressCallback, Retry, Tracker
@@ -78,6 +79,7 @@ class HttpDownload:
         self.attempts = max(1, attempts)
         self.progress = progress
         self.fetched = 0
+        self.budget = ExpansionBudget(ExpansionLimits.from_env(env))
 
     def run(self, partial: Path) -> int:
         """Download into `partial` (unpacking archives); return the bytes fetched."""
@@ -88,7 +90,7 @@ class HttpDownload:
         if not final.exists():
             self._fetch(final)
         if kind is not None:
-            unpack(final, kind, partial, name=self.what)
+            unpack(final, kind, partial, name=self.what, budget=self.budget)
             final.unlink()
         return self.fetched
 

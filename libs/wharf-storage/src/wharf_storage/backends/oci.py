@@ -19,7 +19,13 @@ Credentials, in Docker's config.json shape (`{"auths": {"<registry>": {"auth": b
 or `username`/`password`/`identitytoken`), the shape of a `kubernetes.io/dockerconfigjson`
 Secret: `WHARF_OCI_AUTH` (the JSON itself), else the file named by `KSERVE_OCI_DOCKER_CONFIG`
 (KServe's variable) or `REGISTRY_AUTH_FILE`, else `$DOCKER_CONFIG/config.json`. Registries answer with a Basic or a Bearer (token service)
-challenge; both are followed.
+challenge; both are followed. A Bearer challenge's token service (`realm`) may be on another
+host (Docker Hub's is auth.docker.io) but must be an http(s) URL, and credentials go to it over
+plain HTTP only when it is on loopback (`realm_refusal`).
+
+What a registry answers is read with limits: a manifest up to 4 MiB, a token service's answer
+up to 64 KiB (refused from its Content-Length, else as soon as more arrives), a blob up to the
+size its manifest lists; unpacking layers is bounded by `wharf_storage.expansion`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -61,6 +68,7 @@ from wharf_storage.errors import (
     UnsafePath,
     UnsupportedUri,
 )
+from wharf_storage.expansion import ExpansionBudget, ExpansionLimits, Planned
 from wharf_storage.network import backoff, no_such_host
 from wharf_storage.paths import join_inside, safe_relpath
 from wharf_storage.progress import ProgressCallback, Retry, Tracker
@@ -86,6 +94,8 @@ _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
+MAX_MANIFEST = 4 * 1024 * 1024  # as the distribution registry's own limit for a manifest
+MAX_TOKEN_ANSWER = 64 * 1024  # a token service answers a small JSON object
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,57 @@ def registry_base(host: str, repo: str, env: Mapping[str, str]) -> str:
             repo = f"library/{repo}"
     scheme = "http" if plain_http(host, env) else "https"
     return f"{scheme}://{host}/v2/{repo}"
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def realm_refusal(realm: str, *, with_credentials: bool) -> str | None:
+    """Why a Bearer challenge's token service `realm` must not be asked, or None (pure).
+
+    The rule: the realm is an absolute http(s) URL (any host: token services are often on
+    another host than the registry); with credentials, plain `http` only to a loopback host
+    (`localhost`, 127.0.0.0/8, `::1`), since anything else would carry the password in clear.
+    """
+    try:
+        url = httpx.URL(realm)
+    except (httpx.InvalidURL, TypeError):
+        return f"the token service realm {realm[:200]!r} is not a URL"
+    shown = str(url.copy_with(query=None, fragment=None, userinfo=b""))[:200]
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"the token service realm {shown!r} is not an http(s) URL"
+    if with_credentials and url.scheme == "http" and not is_loopback(url.host):
+        return (
+            f"the token service realm {shown!r} is plain HTTP on a host that is not loopback; "
+            "credentials are sent to a realm only over https, or over http to localhost, "
+            "127.0.0.0/8 or ::1"
+        )
+    return None
+
+
+def read_limited(response: httpx.Response, limit: int) -> bytes | None:
+    """The streamed `response`'s body, or None once it is known to exceed `limit` bytes: from
+    its Content-Length before reading anything, else as soon as more has arrived (so at most
+    `limit` plus one network chunk is held). The caller closes the response."""
+    try:
+        announced = int(response.headers.get("content-length", ""))
+    except ValueError:
+        announced = None
+    if announced is not None and announced > limit:
+        return None
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _auth_file(env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -228,23 +289,34 @@ class Registry:
             return
         if kind.lower() != "bearer" or "realm" not in params:
             raise AccessDenied(f"{self.what}: HTTP 401 with an unknown challenge")
+        realm = params["realm"]
+        refused = realm_refusal(realm, with_credentials=self.credentials is not None)
+        if refused is not None:
+            raise AccessDenied(f"{self.what}: {refused}")
         query = {"service": params.get("service", "")}
         query["scope"] = params.get("scope") or f"repository:{self.uri.repo}:pull"
         auth = None
         if self.credentials is not None:
             auth = httpx.BasicAuth(*self.credentials)
         try:
-            answer = self.client.get(params["realm"], params=query, auth=auth)
+            with self.client.stream("GET", realm, params=query, auth=auth) as answer:
+                status = answer.status_code
+                raw = read_limited(answer, MAX_TOKEN_ANSWER) if status == 200 else b""
         except httpx.TransportError as exc:
             raise _Retry(f"token service: {type(exc).__name__}") from None
-        if answer.status_code in (401, 403):
+        if status in (401, 403):
             raise AccessDenied(f"{self.what}: the token service refused the credentials")
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise _Retry(f"token service: HTTP {answer.status_code}")
-        if answer.status_code != 200:
-            raise AccessDenied(f"{self.what}: token service answered HTTP {answer.status_code}")
+        if status >= 500 or status == 429:
+            raise _Retry(f"token service: HTTP {status}")
+        if status != 200:
+            raise AccessDenied(f"{self.what}: token service answered HTTP {status}")
+        if raw is None:
+            raise AccessDenied(
+                f"{self.what}: the token service's answer is larger than "
+                f"{MAX_TOKEN_ANSWER // 1024} KiB"
+            )
         try:
-            body = answer.json()
+            body = json.loads(raw)
             token = str(body.get("token") or body.get("access_token"))
         except (ValueError, AttributeError):
             raise AccessDenied(f"{self.what}: the token service's answer is not JSON") from None
@@ -306,6 +378,7 @@ class OciDownload:
         self.tracker: Tracker | None = None
         self.workers = max(1, workers)
         self.cancel = threading.Event()
+        self.budget = ExpansionBudget(ExpansionLimits.from_env(env))
 
     # --- retries ------------------------------------------------------------------------
 
@@ -341,15 +414,17 @@ class OciDownload:
             response = self.registry.open(f"manifests/{ref}", {"Accept": ACCEPT})
             try:
                 self.registry.check(response, f"manifest {ref}")
-                body = response.read()
+                body = read_limited(response, MAX_MANIFEST)
             finally:
                 response.close()
+            if body is None:
+                raise InvalidArchive(
+                    f"{self.what}: manifest {ref} is larger than {MAX_MANIFEST // 2**20} MiB"
+                )
             media = response.headers.get("content-type", "").split(";")[0].strip()
             return media, body, response.headers.get("docker-content-digest")
 
         media, body, header_digest = self._retrying(f"manifest {ref}", once)
-        if len(body) > 4 * 1024 * 1024:
-            raise TransferFailed(f"{self.what}: manifest {ref} is larger than 4 MiB")
         actual = "sha256:" + hashlib.sha256(body).hexdigest()
         expected = ref if ref.startswith("sha256:") else header_digest
         if expected and expected.startswith("sha256:") and expected != actual:
@@ -517,8 +592,15 @@ class OciDownload:
             if tree.exists():
                 shutil.rmtree(tree)
             tree.mkdir(parents=True)
-            for layer in layers:
-                apply_layer(blobs / layer.hex, layer.compression or "", tree, self.what)
+            try:
+                for layer in layers:
+                    compression = layer.compression or ""
+                    apply_layer(blobs / layer.hex, compression, tree, self.what, self.budget)
+            except BaseException:
+                # What the layers wrote goes (it may be most of a disk); the blobs stay for
+                # a resume.
+                shutil.rmtree(tree, ignore_errors=True)
+                raise
             if not any(tree.iterdir()):
                 raise SourceNotFound(f"{self.what}: the image has no files under /{MODELS}")
             _move_up(tree, partial)
@@ -586,13 +668,22 @@ class OciDownload:
             else:
                 jobs.append((layer, join_inside(partial, rel, what="artifact file name")))
         self._fetch_all(jobs)
-        for layer, rel in folders:
-            target = join_inside(partial, rel, what="artifact folder")
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            kind = "tar.gz" if layer.compression == "gz" else "tar"
-            unpack(blobs / layer.hex, kind, target, name=f"{self.what}: {rel}")
+        written: list[Path] = []
+        try:
+            for layer, rel in folders:
+                target = join_inside(partial, rel, what="artifact folder")
+                if target.exists():
+                    shutil.rmtree(target)
+                target.mkdir(parents=True)
+                written.append(target)
+                kind = "tar.gz" if layer.compression == "gz" else "tar"
+                unpack(
+                    blobs / layer.hex, kind, target, name=f"{self.what}: {rel}", budget=self.budget
+                )
+        except BaseException:
+            for target in written:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
 
 
 def _sha256(path: Path) -> str:
@@ -645,11 +736,15 @@ def _check_link(member: tarfile.TarInfo, rel: PurePosixPath, what: str) -> None:
 
 
 def _plan_layer(
-    tf: tarfile.TarFile, tree: Path, what: str
-) -> list[tuple[tarfile.TarInfo, PurePosixPath]]:
-    """Check every member and apply the layer's whiteouts; return what to extract."""
+    tf: tarfile.TarFile, tree: Path, what: str, budget: ExpansionBudget, label: str
+) -> tuple[list[tuple[tarfile.TarInfo, PurePosixPath]], Planned]:
+    """Check every member and apply the layer's whiteouts; return what to extract and what
+    that writes (refused as soon as it is sure to exceed the expansion limits)."""
     plan: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
-    for member in tf.getmembers():
+    planned = Planned()
+    block = budget.block_size(tree)
+    room = budget.room(tree)
+    for member in tf:  # header by header: a refusal does not inflate the rest first
         rel = _under_models(member.name, what)
         if rel is None:
             continue
@@ -672,22 +767,31 @@ def _plan_layer(
         elif not (member.isfile() or member.isdir()):
             raise UnsafePath(f"{what}: member {member.name!r} is a device or fifo")
         plan.append((member, rel))
-    return plan
+        planned = planned.plus(member.size if member.isfile() else None, block)
+        budget.early_check(planned, name=label, where=tree, room=room)
+    return plan, planned
 
 
-def apply_layer(blob: Path, compression: str, tree: Path, what: str) -> None:
+def apply_layer(
+    blob: Path, compression: str, tree: Path, what: str, budget: ExpansionBudget | None = None
+) -> None:
     """Apply one image layer's `/models` part to `tree`, as an overlay would.
 
     Every member name in the layer is checked (a `..` or an absolute name anywhere refuses the
     layer); members under `models/` are applied: `.wh.<name>` deletes `<name>` from the layers
     below, `.wh..wh..opq` empties its folder, links must stay inside the model folder, devices
     and fifos are refused, and an entry replaces what lower layers had at its path (a file is
-    never written through a link).
+    never written through a link). Nothing of the layer is written when it would exceed
+    `budget` (TransferFailed).
     """
+    budget = budget or ExpansionBudget(ExpansionLimits())
     mode: Literal["r:gz", "r:"] = "r:gz" if compression == "gz" else "r:"
     try:
         with tarfile.open(blob, mode) as tf:
-            for member, rel in _plan_layer(tf, tree, what):
+            label = f"{what}: layer sha256:{blob.name}"
+            plan, planned = _plan_layer(tf, tree, what, budget, label)
+            budget.check(planned, name=label, where=tree)
+            for member, rel in plan:
                 dest = join_inside(tree, rel, what="layer member")
                 if not member.isdir() or dest.is_symlink() or (dest.exists() and not dest.is_dir()):
                     _remove(dest)
@@ -699,7 +803,8 @@ def apply_layer(blob: Path, compression: str, tree: Path, what: str) -> None:
                 tf.extract(entry, tree, **TAR_EXTRACT_OPTIONS)
                 if member.isfile():
                     os.chmod(dest, stat.S_IMODE(member.mode) | 0o600)
-    except (UnsafePath, SourceNotFound):
+        budget.commit(planned)
+    except (UnsafePath, SourceNotFound, TransferFailed):
         raise
     except TAR_FILTER_ERRORS as exc:
         raise UnsafePath(f"{what}: {exc}") from None
