@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import uuid
@@ -19,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -255,3 +260,127 @@ def test_killed_process_resumes_where_it_stopped(tmp_path: Path) -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --- oci://: the same exit codes, against the CNCF distribution registry on loopback ---------
+
+CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
+LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def _registry_bin() -> str | None:
+    explicit = os.environ.get("WHARF_OCI_REGISTRY")
+    cached = CACHE / "go" / "bin" / "registry"
+    return explicit or (str(cached) if cached.exists() else shutil.which("registry"))
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`127.0.0.1:<port>` of an anonymous registry (scripts/install-test-tools builds it)."""
+    binary = _registry_bin()
+    if binary is None:
+        reason = "the OCI registry (distribution) is not installed; run scripts/install-test-tools"
+        if os.environ.get("WHARF_STORAGE_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    (workdir / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(workdir / "config.yml")],
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"the registry exited with {proc.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the registry did not listen within 30 s"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _push_image(host: str, repo: str, layers: list[tuple[bytes, str]]) -> None:
+    """Push an image (layers as (blob, media type)) with the registry API, tagged v1."""
+    with httpx.Client(base_url=f"http://{host}", timeout=30) as client:
+
+        def blob(data: bytes) -> dict[str, object]:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            location = client.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
+            sep = "&" if "?" in location else "?"
+            done = client.put(f"{location}{sep}digest={digest}", content=data)
+            assert done.status_code == 201, done.text
+            return {"digest": digest, "size": len(data)}
+
+        config = {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(b"{}")}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": [{"mediaType": media, **blob(data)} for data, media in layers],
+        }
+        answer = client.put(
+            f"/v2/{repo}/manifests/v1",
+            content=json.dumps(manifest).encode(),
+            headers={"Content-Type": manifest["mediaType"]},  # type: ignore[dict-item]
+        )
+        assert answer.status_code == 201, answer.text
+
+
+def _layer(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("absent", "SourceNotFound"),
+        ("escape", "UnsafePath"),
+        ("not-a-tar", "InvalidArchive"),
+        ("zstd", "UnsupportedUri"),
+        ("too-big", "TransferFailed"),
+        ("bad-credentials", "AccessDenied"),
+    ],
+)
+def test_oci_failures_have_the_same_exit_codes(
+    registry: str, tmp_path: Path, case: str, error: str
+) -> None:
+    repo = f"wharf/cli-{case}-{uuid.uuid4().hex[:8]}"
+    env: dict[str, str] = {}
+    if case == "escape":
+        _push_image(registry, repo, [(_layer({"models/../../escape.txt": b"evil"}), LAYER_GZ)])
+    elif case == "not-a-tar":
+        _push_image(registry, repo, [(b"not a tar at all", LAYER_GZ)])
+    elif case == "zstd":
+        _push_image(registry, repo, [(b"x", "application/vnd.oci.image.layer.v1.tar+zstd")])
+    elif case == "too-big":
+        _push_image(registry, repo, [(_layer({"models/w.bin": bytes(4096)}), LAYER_GZ)])
+        env["WHARF_STORAGE_MAX_EXPANDED"] = "1Ki"
+    elif case == "bad-credentials":
+        _push_image(registry, repo, [(_layer({"models/w.bin": b"w"}), LAYER_GZ)])
+        env["WHARF_OCI_AUTH"] = '{"auths": {"' + registry + '": {"password": "' + SECRET  # cut
+    proc = run(f"oci://{registry}/{repo}:v1", str(tmp_path / "out"), env=env)
+    assert proc.returncode == EXIT_CODES[error], proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"wharf-storage-initializer: {error}: ")
+    assert SECRET not in proc.stderr
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.rglob("*escape*"))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 unexpected error; 2 usage; then one per failure class (see
 `wharf_storage.errors`): 3 unsupported URI, 4 source not found, 5 access denied, 6 unsafe path,
-7 checksum mismatch, 8 transfer failed after retries (or a host that does not resolve), 9
+7 checksum mismatch, 8 transfer failed after retries (or a host that does not resolve, or
+unpacking that would exceed the expansion limits), 9
 invalid archive, 10 destination unusable (a file, or under a file). On failure the last
 line on stderr is `wharf-storage-initializer: <Class>: <reason>`.
 """
