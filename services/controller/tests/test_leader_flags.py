@@ -1,12 +1,19 @@
 """`wharf-controller run --lease-seconds/--renew-seconds`: the Lease campaign is timed by the
 flags (they were parsed and then dropped, so every replica ran with 15 s / 2 s), and timings
-that cannot work are refused before anything connects, naming the flags."""
+that cannot work are refused before anything connects, naming the flags. The last test runs
+the real `wharf-controller run` against a real control plane (marked `kube`) and reads the
+Lease it writes."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
@@ -15,6 +22,12 @@ from wharf_controller.__main__ import lease_timing_error, main, parser
 from wharf_controller.kube.api import Api
 from wharf_controller.kube.leader import LeaderElector
 from wharf_controller.manager import LEASE_NAME, leader_elector
+from wharf_e2e.cluster import ControlPlane
+from wharf_e2e.kube import Kube, wait_for
+from wharf_e2e.testing import free_port
+
+sys.path.insert(0, str(Path(__file__).parent))
+from standard_mode_cluster import install
 
 
 @pytest.fixture
@@ -97,3 +110,44 @@ def test_run_refuses_a_renewal_slower_than_the_lease_before_connecting(
     err = capsys.readouterr().err
     assert "--renew-seconds (5) must be less than --lease-seconds (5)" in err
     assert "usage: wharf-controller" in err
+
+
+@pytest.mark.kube
+@pytest.mark.timeout(180)
+async def test_a_running_controller_writes_the_lease_duration_it_was_given(
+    kube_cluster: ControlPlane, kube: Kube, kube_namespace: str, tmp_path: Path
+) -> None:
+    await install(kube, kube_namespace)
+    with (tmp_path / "controller.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "wharf_controller",
+            "run",
+            f"--kubeconfig={kube_cluster.kubeconfig}",
+            f"--namespace={kube_namespace}",
+            f"--metrics-port={free_port()}",
+            "--metrics-host=127.0.0.1",
+            "--identity=ctl-flags",
+            "--lease-seconds=7",
+            "--renew-seconds=0.5",
+            stdout=log,
+            stderr=log,
+        )
+    try:
+
+        async def held() -> dict[str, Any] | None:
+            lease = await kube.get("coordination.k8s.io/v1", "Lease", LEASE_NAME, kube_namespace)
+            if lease is None or lease["spec"].get("holderIdentity") != "ctl-flags":
+                return None
+            return lease
+
+        lease = await wait_for(held, "the controller's Lease", within=90)
+        assert lease is not None
+        assert lease["spec"]["leaseDurationSeconds"] == 7  # 15, the default, when it was dropped
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, (
+            tmp_path / "controller.log"
+        ).read_text()
