@@ -1,10 +1,17 @@
 # One command set for CI, pre-commit and people. `make help` lists the targets.
 .DEFAULT_GOAL := help
-UV ?= uv
+# Every target runs uv through scripts/uv, which finds it (or installs it) the way the scripts do,
+# so the targets work where uv is not on PATH. `make UV=/path/to/uv ...` still picks another.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+UV ?= $(ROOT)/scripts/uv
 
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: uv
+uv: ## find uv (or install it) as the scripts do, and print its version
+	$(UV) --version
 
 .PHONY: install
 install: ## sync the locked workspace (all members, dev and lint groups)

@@ -115,12 +115,27 @@ def test_get_by_short_names_all_namespaces_and_wide(wharf: Wharf) -> None:
         rows = wharf.run("get", kind, "iris").stdout.splitlines()
         assert rows[1].split()[0] == "iris", (kind, rows)
     assert wharf.run("get", "isvc/iris").stdout.splitlines()[1].split()[0] == "iris"
-    every = wharf.run("get", "-A").stdout.splitlines()
-    assert every[0].split()[:2] == ["NAMESPACE", "NAME"]
-    assert {tuple(r.split()[:2]) for r in every[1:]} >= {
-        ("default", "iris"),
-        ("default", "iris-v2"),
-    }
+    # One service in a second namespace: `get` (the current namespace) must hide it and `-A`
+    # show it, so a `-A` that listed only the current namespace would fail here.
+    elsewhere = isvc("iris-b", (wharf.root / "iris").as_uri())
+    elsewhere["metadata"]["namespace"] = "team-b"
+    wharf.run("up", "-f", str(wharf.manifest("team-b.json", elsewhere)))
+    try:
+        for args in (("get",), ("get", "isvc")):
+            here = [r.split() for r in wharf.run(*args).stdout.splitlines() if r.strip()]
+            assert here[0][0] == "NAME", (args, here)  # no NAMESPACE column for one namespace
+            names = {r[0] for r in here[1:]}
+            assert {"iris", "iris-v2"} <= names and "iris-b" not in names, (args, here)
+        for args in (("get", "-A"), ("get", "isvc", "-A"), ("get", "--all-namespaces")):
+            every = [r.split() for r in wharf.run(*args).stdout.splitlines() if r.strip()]
+            assert every[0][:2] == ["NAMESPACE", "NAME"], (args, every)
+            rows = {tuple(r[:2]) for r in every[1:]}
+            assert rows >= {("default", "iris"), ("default", "iris-v2"), ("team-b", "iris-b")}
+            assert ("default", "iris-b") not in rows, (args, every)
+        there = [r.split() for r in wharf.run("get", "-n", "team-b").stdout.splitlines()]
+        assert [r[0] for r in there[1:] if r] == ["iris-b"]
+    finally:
+        wharf.run("delete", "isvc", "iris-b", "-n", "team-b", check=False)
     wide = wharf.run("get", "iris", "-o", "wide").stdout.splitlines()
     assert "LATESTREADYREVISION" in wide[0].split()
     assert "iris-predictor-00001" in wide[1].split()

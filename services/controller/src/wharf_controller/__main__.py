@@ -74,8 +74,18 @@ def parser() -> argparse.ArgumentParser:
         help="reconcile LocalModelCaches, with the model agents in this namespace (default: off)",
     )
     run.add_argument("--identity", help="leader-election identity (default: host name + pid)")
-    run.add_argument("--lease-seconds", type=int, default=15, help="how long a Lease holds")
-    run.add_argument("--renew-seconds", type=float, default=2.0, help="how often it is renewed")
+    run.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long the Lease holds unrenewed (what a crashed leader's successor waits)",
+    )
+    run.add_argument(
+        "--renew-seconds",
+        type=float,
+        default=2.0,
+        help="how often the leader renews the Lease and a candidate retries (< --lease-seconds)",
+    )
     run.add_argument(
         "--webhook-cert-dir",
         type=Path,
@@ -88,9 +98,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def lease_timing_error(lease_seconds: int, renew_seconds: float) -> str | None:
+    """Why these leader-election timings cannot work, or None when they can."""
+    if lease_seconds < 1:
+        return f"--lease-seconds must be at least 1 (got {lease_seconds})"
+    if not renew_seconds > 0:  # `not >` also refuses nan
+        return f"--renew-seconds must be more than 0 (got {renew_seconds})"
+    if renew_seconds >= lease_seconds:
+        # A Lease renewed no more often than it lasts expires between renewals: a second
+        # replica would take it while the first still reconciles.
+        return (
+            f"--renew-seconds ({renew_seconds:g}) must be less than --lease-seconds "
+            f"({lease_seconds}), or the Lease expires between renewals"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "run":
+        problem = lease_timing_error(args.lease_seconds, args.renew_seconds)
+        if problem is not None:
+            top.error(problem)  # usage and the message on stderr, exit status 2
     code: int = args.func(args)
     return code
 

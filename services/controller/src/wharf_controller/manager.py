@@ -56,10 +56,7 @@ async def run(args: argparse.Namespace) -> int:
             resync_s=args.resync_seconds,
         )
         cache.serve_for(controller)
-    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
-    elector = (
-        LeaderElector(api, args.namespace, LEASE_NAME, identity) if args.leader_elect else None
-    )
+    elector = leader_elector(api, args)
     runner = web.AppRunner(
         health_app(
             metrics.registry,
@@ -128,6 +125,22 @@ async def run(args: argparse.Namespace) -> int:
         await runner.cleanup()
         await client.close()
     return code
+
+
+def leader_elector(api: Api, args: argparse.Namespace) -> LeaderElector | None:
+    """The Lease campaign `run` starts: None under --no-leader-elect, else timed by
+    --lease-seconds and --renew-seconds (checked by `wharf_controller.__main__`)."""
+    if not args.leader_elect:
+        return None
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    return LeaderElector(
+        api,
+        args.namespace,
+        LEASE_NAME,
+        identity,
+        lease_s=args.lease_seconds,
+        retry_s=args.renew_seconds,
+    )
 
 
 async def _stop_together(stops: list[Coroutine[Any, Any, None]]) -> None:
