@@ -10,10 +10,6 @@ start here). Without the engine environment the test skips (fails under CI=true)
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +19,14 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from wharf_e2e.testing import free_port, wait_until
+from wharf_e2e.local_wharf import LocalWharf, alive, unit_pids
+from wharf_e2e.testing import wait_until
 from wharf_e2e.tinyllm import build_tiny_llama
-from wharf_e2e.vllm_servers import (
-    ENGINE_ENV,
-    STARTUP_S,
-    engine_missing_reason,
-    engine_required,
-)
+from wharf_e2e.vllm_servers import STARTUP_S, engine_missing_reason, engine_required
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm]
 
 REPO = Path(__file__).resolve().parents[2]
-WHARF = Path(sys.executable).with_name("wharf")
 NAME = "tiny-llama"
 HOST = f"{NAME}-default.example.com"
 # Two vLLM workers load at once on two cores: about 6 minutes on an idle machine, several times
@@ -44,33 +35,8 @@ UP_TIMEOUT_S = int(STARTUP_S)
 TEST_TIMEOUT_S = UP_TIMEOUT_S + 300
 
 
-class Wharf:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            **ENGINE_ENV,
-            "WHARF_HOME": str(root / "home"),
-            "WHARF_INGRESS_PORT": str(self.port),
-            "WHARF_INGRESS_GRPC_PORT": str(free_port()),
-        }
-        self.ingress = f"http://127.0.0.1:{self.port}"
-
-    def run(self, *args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(WHARF), *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def item(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self.run("get", "llmisvc", NAME, "-o", "json").stdout)
-        return out
-
-
 @pytest.fixture(scope="module")
-def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wharf]:
+def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWharf]:
     reason = engine_missing_reason()
     if reason is not None:
         if engine_required():
@@ -81,32 +47,15 @@ def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wharf]:
     manifest = yaml.safe_load((REPO / "examples" / "llm-local.yaml").read_text())
     manifest["spec"]["model"]["uri"] = model.as_uri()
     (root / "llm.yaml").write_text(yaml.safe_dump(manifest))
-    w = Wharf(root)
+    w = LocalWharf(root)
     try:
         yield w
     finally:
-        subprocess.run(
-            [str(WHARF), "down"], env=w.env, capture_output=True, timeout=180, check=False
-        )
-
-
-def _pids(item: dict[str, Any]) -> list[int]:
-    local = item["local"]
-    units = [u for w in local["workloads"].values() for u in w["workers"]]
-    units += [local["router"]] if local["router"] else []
-    return [u["pid"] for u in units if u.get("pid")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        w.run_unchecked("down", timeout=180)
 
 
 @pytest.mark.timeout(TEST_TIMEOUT_S)
-def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: Wharf) -> None:
+def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: LocalWharf) -> None:
     up = wharf.run(
         "up", "-f", str(wharf.root / "llm.yaml"), "--timeout", str(UP_TIMEOUT_S),
         timeout=UP_TIMEOUT_S + 60,
@@ -114,7 +63,7 @@ def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: W
     assert f"llminferenceservice/{NAME} created" in up.stdout
     assert f"{NAME} is ready: http://{HOST}" in up.stdout
 
-    item = wharf.item()
+    item = wharf.item("llmisvc", NAME)
     ready = {c["type"]: c["status"] for c in item["status"]["conditions"]}
     assert ready["Ready"] == ready["MainWorkloadReady"] == ready["RouterReady"] == "True"
     workers = item["local"]["workloads"][f"{NAME}-kserve"]["workers"]
@@ -156,10 +105,10 @@ def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: W
     logs = wharf.run("logs", "llmisvc", NAME, "--tail", "5").stdout
     assert "==> router.log <==" in logs and f"==> {NAME}-kserve-1.log <==" in logs
 
-    pids = _pids(item)
+    pids = unit_pids(item)
     assert len(pids) == 3
     deleted = wharf.run("delete", "llmisvc", NAME, timeout=180)
     assert f'llminferenceservice "{NAME}" deleted' in deleted.stdout
-    wait_until(lambda: not any(_alive(p) for p in pids), "every process gone", timeout_s=60)
+    wait_until(lambda: not any(alive(p) for p in pids), "every process gone", timeout_s=60)
     gone = httpx.get(f"{wharf.ingress}/serving/default/{NAME}/v1/models", timeout=10)
     assert gone.status_code == 404
