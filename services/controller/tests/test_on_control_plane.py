@@ -284,8 +284,8 @@ async def test_two_controller_processes_one_leads_and_the_other_takes_over(
             f"--metrics-port={port}",
             "--metrics-host=127.0.0.1",
             f"--identity=ctl-{i}",
-            "--lease-seconds=3",
-            "--renew-seconds=0.5",
+            "--lease-seconds=8",
+            "--renew-seconds=1",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

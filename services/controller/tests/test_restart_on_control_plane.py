@@ -69,8 +69,8 @@ async def start_controller(
             f"--identity={identity}",
             # one worker: the services are taken one after another, so a kill lands mid-way
             "--workers=1",
-            "--lease-seconds=3",
-            "--renew-seconds=0.5",
+            "--lease-seconds=8",
+            "--renew-seconds=1",
             stdout=log,
             stderr=log,
         )
