@@ -373,7 +373,7 @@ class LLMController:
             body = {**obj, "data": {PEER_TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
             self.metrics.writes.labels("create").inc()
             try:
-                await self.api.create(body)
+                await self.api.create(SECRET, body)
             except ApiError as exc:
                 if exc.status != 409:  # 409: made meanwhile, by someone else: theirs stands
                     raise

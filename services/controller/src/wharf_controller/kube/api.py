@@ -175,9 +175,8 @@ class Api:
             content_type="application/apply-patch+yaml",
         )
 
-    async def create(self, obj: Mapping[str, Any]) -> JSON:
+    async def create(self, kind: Kind, obj: Mapping[str, Any]) -> JSON:
         """POST a new object (409 when it exists)."""
-        kind = BY_KIND[kind_key(str(obj.get("apiVersion", "")), obj["kind"])]
         return await self.request(
             "POST", kind.path(obj["metadata"].get("namespace")), body=dict(obj)
         )
