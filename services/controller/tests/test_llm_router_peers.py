@@ -178,15 +178,21 @@ def test_flags_follow_the_users_args_and_a_taken_port_moves_the_listener() -> No
         ["/usr/local/bin/wharf-router"],
         ["gateway", "--port", "8080", "--kube-selector", "app=x"],
     )
-    # the pod already declares 9090 (a metrics sidecar, say)
+    # the pod already declares 9090 (a sidecar of the user's), and names it `peer`
     template["containers"].append(
-        {"name": "sidecar", "image": "example.com/s:1", "ports": [{"containerPort": 9090}]}
+        {
+            "name": "sidecar",
+            "image": "example.com/s:1",
+            "ports": [{"containerPort": 9090, "name": "peer"}],
+        }
     )
     doc["spec"]["router"]["scheduler"] = {"template": template}
     by = _render(doc)
     main = _router(by)["containers"][0]
     assert main["command"] == ["/usr/local/bin/wharf-router"]
     assert _value(main["args"], "--peer-listen") == "0.0.0.0:9091"
+    # the sidecar's port is named `peer`: port names are unique in a pod
+    assert {"containerPort": 9091, "name": "wharf-peer", "protocol": "TCP"} in main["ports"]
     # without --kube-namespace of its own, the service's namespace is added for the selector
     assert _value(main["args"], "--kube-namespace") == "llm"
     policy = by[("NetworkPolicy", "qwen-pd-epp-peer-policy")]["spec"]

@@ -108,6 +108,13 @@ def peer_exchange(pod: LLMPod, name: str, service_port: int) -> PeerExchange | N
     return PeerExchange(port, n["secret"], n["network_policy"], open_ports)
 
 
+def _port_name(pod: LLMPod) -> str:
+    """`peer`, or `wharf-peer` when a container already names a port `peer` (names are unique
+    in a pod)."""
+    names = {p.get("name") for c in (*pod.init_containers, *pod.containers) for p in c.ports}
+    return PEER_PORT_NAME if PEER_PORT_NAME not in names else f"wharf-{PEER_PORT_NAME}"
+
+
 def selector_flag(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
@@ -143,7 +150,7 @@ def with_peer_exchange(
         env_refs=(*(e for e in main.env_refs if e[0] != PEER_NAME_ENV), (PEER_NAME_ENV, name_ref)),
         ports=(
             *main.ports,
-            {"containerPort": exchange.port, "name": PEER_PORT_NAME, "protocol": "TCP"},
+            {"containerPort": exchange.port, "name": _port_name(pod), "protocol": "TCP"},
         ),
         volume_mounts=(
             *main.volume_mounts,
