@@ -319,17 +319,21 @@ ALLOWED = [
     *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
       for g, r in (("apps", "deployments"), ("", "services"), ("autoscaling", "horizontalpodautoscalers"),
                    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
+                   ("networking.k8s.io", "networkpolicies"),
                    ("gateway.networking.k8s.io", "httproutes"), ("keda.sh", "scaledobjects"))),
     _review(TEAM, "get", "secrets", name="s3-creds"),
+    # the LLM router's peer token, made once when absent (never updated: it is immutable)
+    _review(TEAM, "create", "secrets"),
     _review(TEAM, "get", "serviceaccounts", name="default"),
     *(_review(NAMESPACE, v, "configmaps", name="inferenceservice-config") for v in ("get", "list", "watch")),
     _review(NAMESPACE, "create", "leases", "coordination.k8s.io"),
     *(_review(NAMESPACE, v, "leases", "coordination.k8s.io", name="wharf-controller-leader") for v in ("get", "update")),
 ]  # fmt: skip
 DENIED = [
-    # Secrets: one GET by name per reconcile, never listed or watched, anywhere.
+    # Secrets: one GET by name per reconcile, never listed or watched, anywhere; created (the
+    # router's peer token) but never changed or deleted.
     *(_review(ns, v, "secrets") for ns in (TEAM, NAMESPACE, "") for v in ("list", "watch")),
-    *(_review(TEAM, v, "secrets", name="s3-creds") for v in ("create", "update", "patch", "delete")),
+    *(_review(TEAM, v, "secrets", name="s3-creds") for v in ("update", "patch", "delete")),
     # Its own namespace: only its ConfigMap and its Lease.
     _review(NAMESPACE, "get", "configmaps", name="other"),
     _review(NAMESPACE, "list", "configmaps"),

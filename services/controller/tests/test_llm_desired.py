@@ -137,13 +137,16 @@ def test_multi_node_is_a_leader_worker_set_with_the_plans_templates() -> None:
 
 
 def test_the_router_runs_the_presets_command_as_rendered() -> None:
-    # the scheduler preset gives the gateway its pod discovery; the controller adds nothing
+    # the scheduler preset gives the gateway its pod discovery; the controller adds only the
+    # peer exchange's flags after it (test_llm_router_peers)
     plan, _, objects = _render(_example("llm-pd.yaml"))
     assert plan.router is not None and plan.router.scheduler is not None
     assert plan.router.scheduler.pod is not None
     deployment = _by(objects)[("Deployment", "qwen-pd-kserve-router-scheduler")]
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command == list(plan.router.scheduler.pod.main.command)
+    preset = list(plan.router.scheduler.pod.main.command)
+    assert command[: len(preset)] == preset
+    assert command[len(preset)] == "--peer-listen"
     flags = dict(zip(command[2::2], command[3::2], strict=True))
     assert flags["--kube-selector"] == (
         "app.kubernetes.io/name=qwen-pd,app.kubernetes.io/part-of=llminferenceservice,"

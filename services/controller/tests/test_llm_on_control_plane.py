@@ -5,6 +5,7 @@ two workloads; a config change rolled out; everything collected after delete."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -112,6 +113,8 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
         ("v1", "ServiceAccount", "qwen-pd-epp-sa"),
         ("rbac.authorization.k8s.io/v1", "Role", "qwen-pd-epp-role"),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", "qwen-pd-epp-rb"),
+        ("v1", "Secret", "qwen-pd-epp-peer-token"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "qwen-pd-epp-peer-policy"),
         ("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler"),
         ("v1", "Service", "qwen-pd-epp-service"),
         ("inference.networking.k8s.io/v1", "InferencePool", "qwen-pd-inference-pool"),
@@ -217,3 +220,78 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
         return True
 
     await wait_for(collected, "the children garbage-collected", within=90)
+
+
+async def test_the_routers_peer_token_is_made_once_and_never_rewritten(
+    kube: Kube,
+    controller: LLMController,
+    kube_namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ns = kube_namespace
+    await kube.apply(_example("llm-config-cpu.yaml", "LLMInferenceServiceConfig"), namespace=ns)
+    service = _example("llm-pd.yaml", "LLMInferenceService")
+    service["spec"]["router"]["scheduler"] = {"replicas": 2}
+    created = await kube.apply(service, namespace=ns)
+
+    async def child(api_version: str, kind: str, name: str) -> dict[str, Any]:
+        return await kube.get(api_version, kind, name, ns) or {}
+
+    secret = await wait_for(partial(child, "v1", "Secret", "qwen-pd-epp-peer-token"), "the token")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) == 64 and int(token, 16) >= 0  # 32 random bytes, hex
+    assert secret["immutable"] is True
+    ref = secret["metadata"]["ownerReferences"][0]
+    assert ref["uid"] == created["metadata"]["uid"] and ref["controller"] is True
+    policy = await wait_for(
+        partial(child, "networking.k8s.io/v1", "NetworkPolicy", "qwen-pd-epp-peer-policy"),
+        "the NetworkPolicy of the peer port",
+    )
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9090}]
+    router = await child("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler")
+    spec = router["spec"]["template"]["spec"]
+    assert spec["volumes"][0]["secret"]["secretName"] == "qwen-pd-epp-peer-token"
+    assert "--peer-kube-selector" in spec["containers"][0]["command"]
+
+    async def ready() -> dict[str, Any]:
+        got = await child(LLM, "LLMInferenceService", "qwen-pd")
+        return got if _conditions(got).get("Ready") == "True" else {}
+
+    await wait_for(ready, "the LLMInferenceService Ready", within=90)
+
+    # a no-op resync writes nothing: the Secret is read, not written again
+    await _idle(controller)
+    before_writes, before_runs = controller.api.writes_in(ns), controller.reconciled
+    controller.resync()
+    await wait_for(lambda: _true(controller.reconciled > before_runs), "a resync reconcile")
+    await _idle(controller)
+    assert controller.api.writes_in(ns) == before_writes
+    # a change of the service (scaled to 3) is applied; the Secret stays as it was
+    service["spec"]["router"]["scheduler"]["replicas"] = 3
+    await kube.apply(service, namespace=ns)
+
+    async def scaled() -> bool:
+        dep = await child("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler")
+        return bool(dep["spec"]["replicas"] == 3)
+
+    await wait_for(scaled, "the router scaled to 3")
+    await _idle(controller)
+    again = await child("v1", "Secret", "qwen-pd-epp-peer-token")
+    assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+    assert again["data"] == secret["data"]
+
+    # deleted by hand: made again (a new token) at the next reconcile
+    await kube.delete("v1", "Secret", "qwen-pd-epp-peer-token", ns)
+    controller.resync()
+
+    async def remade() -> dict[str, Any]:
+        got = await child("v1", "Secret", "qwen-pd-epp-peer-token")
+        return got if got.get("metadata", {}).get("uid") != secret["metadata"]["uid"] else {}
+
+    fresh = await wait_for(remade, "the token Secret made again")
+    assert fresh["data"] != secret["data"]
+    # the token is in no status and no log line
+    status = json.dumps((await child(LLM, "LLMInferenceService", "qwen-pd")).get("status"))
+    new_token = base64.b64decode(fresh["data"]["token"]).decode()
+    for value in (token, new_token):
+        assert value not in status and value not in caplog.text

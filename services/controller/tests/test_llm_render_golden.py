@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "llm"
 API_TESTS = REPO / "libs" / "wharf-api" / "tests"
 UPDATE = os.environ.get("WHARF_UPDATE_GOLDEN") == "1"
-BUILT_IN = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1")
+BUILT_IN = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1")
 LLM_KINDS = ("LLMInferenceService", "LLMInferenceServiceConfig")
 
 # (name prefix, folder, glob): where LLM manifests live; configs in the same folder apply

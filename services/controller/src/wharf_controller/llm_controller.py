@@ -7,8 +7,10 @@ changes). The decisions are pure (`desired.llm_*`, `llm_status`); this module on
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +35,7 @@ from wharf_controller.desired.llm_inference_service import (
     expected_llm_children,
 )
 from wharf_controller.desired.llm_router import names
+from wharf_controller.desired.llm_router_peers import PEER_TOKEN_KEY
 from wharf_controller.desired.llm_workload import NAME_LABEL, PART_OF, PART_OF_LABEL
 from wharf_controller.desired.meta import owner_reference
 from wharf_controller.desired.storage import CredentialRefs, credential_refs
@@ -277,6 +280,8 @@ class LLMController:
             if credentials is not None:
                 inputs = dataclasses.replace(inputs, credentials=credentials)
                 desired = expected_llm_children(inputs)
+            created_once = [c for c in desired if c["kind"] == SECRET.kind]
+            desired = [c for c in desired if c["kind"] != SECRET.kind]
             for child in desired:
                 if self.children[child["kind"]].missing:
                     raise NotReconciled(
@@ -300,6 +305,7 @@ class LLMController:
                 obj, failed_status(reason, str(exc), generation, _now(), previous, "")
             )
             return
+        await self._create_absent(created_once)
         await self._apply(desired)
         await self._prune(obj, desired)
         await self._write_status(obj, self._status(plan, inputs, desired, generation, previous))
@@ -353,6 +359,24 @@ class LLMController:
             pool_expected=("InferencePool", pool) in kinds,
             route_expected=entry.route is not None and ("HTTPRoute", entry.route) in kinds,
         )
+
+    async def _create_absent(self, wanted: list[JSON]) -> None:
+        """The router's peer token Secret: created with a random token when absent, never
+        written again (it is immutable), read by GET (Secrets are never listed or watched). A
+        Secret of that name the user made is used as it is. Deleted with the service (owner
+        reference); not pruned. The token is never logged."""
+        for obj in wanted:
+            meta = obj["metadata"]
+            if await self.api.get(SECRET, meta["name"], meta["namespace"]) is not None:
+                continue
+            token = secrets.token_hex(32)
+            body = {**obj, "data": {PEER_TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
+            self.metrics.writes.labels("create").inc()
+            try:
+                await self.api.create(SECRET, body)
+            except ApiError as exc:
+                if exc.status != 409:  # 409: made meanwhile, by someone else: theirs stands
+                    raise
 
     async def _apply(self, desired: list[JSON]) -> None:
         for child in desired:

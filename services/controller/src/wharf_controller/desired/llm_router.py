@@ -24,6 +24,11 @@ from wharf_api.llm.presets import ROLE_LABEL, ROUTER_IMAGE, ROUTER_PORT
 from wharf_api.llm.template_context import child_name
 from wharf_api.llm.tracing_env import with_scheduler_tracing
 from wharf_api.resources.llm_inference_service import TracingSpec
+from wharf_controller.desired.llm_router_peers import (
+    peer_exchange,
+    peer_network_policy_spec,
+    with_peer_exchange,
+)
 from wharf_controller.desired.llm_workload import (
     COMPONENT_LABEL,
     NAME_LABEL,
@@ -125,10 +130,15 @@ def _router_pod(plan: LLMPlan, scheduler: SchedulerPlan) -> tuple[LLMPod, int]:
 def expected_scheduler(
     plan: LLMPlan, scheduler: SchedulerPlan, owner: JSON | None, config: InferenceServiceConfig
 ) -> list[JSON]:
-    """The router's ServiceAccount, Role, RoleBinding, Deployment and Service."""
+    """The router's ServiceAccount, Role, RoleBinding, Deployment and Service; with the peer
+    exchange (`llm_router_peers`), its token Secret (without the token: the adapter draws it
+    when it creates the Secret) and the NetworkPolicy of the peer port."""
     n, ns = names(plan.name), plan.namespace
     labels = owned_labels(scheduler_labels(plan.name))
     pod, port = _router_pod(plan, scheduler)
+    exchange = peer_exchange(pod, plan.name, port)
+    if exchange is not None:
+        pod = with_peer_exchange(pod, exchange, ns, scheduler_labels(plan.name))
     account = pod.service_account_name or n["service_account"]
     spec = pod_spec(pod, "spec.router.scheduler.template", PodStorage(), config)
     # the router reads pods with its token, whatever the cluster's default for model pods
@@ -164,7 +174,19 @@ def expected_scheduler(
         "name": n["role"],
     }
     binding["subjects"] = [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
-    return [*out, role, binding, deployment, service]
+    peers: list[JSON] = []
+    if exchange is not None:
+        secret = child("v1", "Secret", exchange.secret, ns, labels, owner)
+        secret["type"] = "Opaque"
+        # the token never changes once drawn: the controller creates the Secret only when it
+        # is absent and never writes it again
+        secret["immutable"] = True
+        policy = child(
+            "networking.k8s.io/v1", "NetworkPolicy", exchange.network_policy, ns, labels, owner
+        )
+        policy["spec"] = peer_network_policy_spec(exchange, scheduler_labels(plan.name))
+        peers = [secret, policy]
+    return [*out, role, binding, *peers, deployment, service]
 
 
 def router_port(plan: LLMPlan, scheduler: SchedulerPlan) -> int:

@@ -85,6 +85,9 @@ LLM_INFERENCE_SERVICE_CONFIG = Kind(
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 INFERENCE_POOL = Kind("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
+NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+# applied like the others; the router's peer token Secret is not among them: it is created once
+# (llm_controller) and never listed or watched
 LLM_CHILD_KINDS = (
     DEPLOYMENT,
     SERVICE,
@@ -94,6 +97,7 @@ LLM_CHILD_KINDS = (
     ROLE_BINDING,
     INFERENCE_POOL,
     HTTP_ROUTE,
+    NETWORK_POLICY,
 )
 BY_KIND.update({k.kind: k for k in (*LLM_CHILD_KINDS, LLM_INFERENCE_SERVICE)})
 
@@ -169,6 +173,12 @@ class Api:
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             body=dict(obj),
             content_type="application/apply-patch+yaml",
+        )
+
+    async def create(self, kind: Kind, obj: Mapping[str, Any]) -> JSON:
+        """POST a new object (409 when it exists)."""
+        return await self.request(
+            "POST", kind.path(obj["metadata"].get("namespace")), body=dict(obj)
         )
 
     async def delete(self, kind: Kind, name: str, namespace: str | None, uid: str | None) -> None:
