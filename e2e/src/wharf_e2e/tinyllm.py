@@ -88,6 +88,12 @@ def _train_tokenizer() -> Tokenizer:
     return tokenizer
 
 
+def bpe_tokenizer() -> Tokenizer:
+    """The tiny model's byte-level BPE (the same vocabulary and ids every time), for other tiny
+    models that need a tokenizer built offline; callers may replace its post-processor."""
+    return _train_tokenizer()
+
+
 def _token_id(tokenizer: Tokenizer, token: str) -> int:
     token_id = tokenizer.token_to_id(token)
     if token_id is None:
