@@ -176,9 +176,11 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if cut is not None:
                 body = body[:cut]
                 self.close_connection = True
+            # counted before writing: the client may have read it all, and the test checked the
+            # count, before this thread runs again after the write
+            server.sent[path] += len(body)
             self.wfile.write(body)
             self.wfile.flush()
-            server.sent[path] += len(body)
 
     return Handler
 
@@ -400,8 +402,8 @@ class _HubHandler(BaseHTTPRequestHandler):
         self.send_header("X-Repo-Commit", sha)
         self.end_headers()
         if self.command != "HEAD":
+            self.hub.sent[name] += len(data)  # before writing, as in the file server above
             self.wfile.write(data)
-            self.hub.sent[name] += len(data)
 
 
 @pytest.fixture
