@@ -380,14 +380,15 @@ def cell_plan(round_index: int, concurrencies: Sequence[int]) -> list[tuple[str,
     return [(name, level) for name in cell_order(round_index) for level in levels]
 
 
-def another_round(done: int, most: int, elapsed_s: float, budget_s: float | None) -> bool:
+def another_round(done: int, most: int, rounds_s: float, left_s: float | None) -> bool:
     """Whether to start another round: below `most` rounds and, with a budget, if one more
-    round as long as the mean so far still ends within it. The first round always runs."""
+    round as long as the mean so far (`rounds_s` over `done`) fits in the `left_s` seconds
+    left of it. The first round always runs."""
     if done >= most:
         return False
-    if done == 0 or budget_s is None:
+    if done == 0 or left_s is None:
         return True
-    return elapsed_s + elapsed_s / done <= budget_s
+    return rounds_s / done <= left_s
 
 
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
@@ -644,8 +645,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12, help="most rounds")
     parser.add_argument(
-        "--budget", type=float, default=None, help="seconds of measurement; no round starts "
-        "that would end past it (the servers' start is not counted)"
+        "--budget", type=float, default=None, help="seconds for the whole run, the servers' "
+        "start included: no round starts that would end past it"
     )  # fmt: skip
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per cell")
     parser.add_argument(
@@ -675,6 +676,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
 
 
 def main(argv: list[str] | None = None) -> int:
+    run_start = time.monotonic()
     args, levels, placements = parse_arguments(argv)
     python = str(engine_python())
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
@@ -716,7 +718,11 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             asyncio.run(cell(server, max(levels), args.duration, args.max_tokens))
         began = time.monotonic()
-        while another_round(rounds_done, args.rounds, time.monotonic() - began, args.budget):
+
+        def left_s() -> float | None:
+            return None if args.budget is None else args.budget - (time.monotonic() - run_start)
+
+        while another_round(rounds_done, args.rounds, time.monotonic() - began, left_s()):
             round_index = rounds_done
             placement = placements[round_index % len(placements)]
             apply_placement(placement, servers, original)

@@ -215,12 +215,12 @@ def test_a_round_runs_every_row_at_every_concurrency_one_row_at_a_time() -> None
 
 
 def test_rounds_stop_at_the_most_or_before_the_budget_runs_out() -> None:
-    assert bench.another_round(0, 12, 0.0, budget_s=1.0)  # the first always runs
-    assert not bench.another_round(12, 12, 100.0, budget_s=None)
-    assert bench.another_round(3, 12, 150.0, budget_s=None)
-    # Three rounds took 150 s: a fourth (about 50 s) fits in 200 s, not in 199 s.
-    assert bench.another_round(3, 12, 150.0, budget_s=200.0)
-    assert not bench.another_round(3, 12, 150.0, budget_s=199.0)
+    assert bench.another_round(0, 12, 0.0, left_s=-5.0)  # the first always runs
+    assert not bench.another_round(12, 12, 100.0, left_s=None)
+    assert bench.another_round(3, 12, 150.0, left_s=None)
+    # Three rounds took 150 s: a fourth (about 50 s) fits in 50 s left, not in 49 s.
+    assert bench.another_round(3, 12, 150.0, left_s=50.0)
+    assert not bench.another_round(3, 12, 150.0, left_s=49.0)
 
 
 def test_the_median_interval_is_order_statistics_with_binomial_coverage() -> None:
