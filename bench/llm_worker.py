@@ -546,8 +546,21 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
             **costs,
             "verdict": verdict(costs),
             "cpu": wharf_cpu_share(cpu["vllm"], cpu[name], gateway=name == "wharf+router"),
+            "api_server_ms_per_token_diff": paired_differences(
+                results["vllm"], results[name], "cpu_ms_per_token_api_server"
+            ),
         }
     return analysis
+
+
+def paired_differences(
+    base: Sequence[Mapping[str, float]], other: Sequence[Mapping[str, float]], key: str
+) -> dict[str, float]:
+    """`key` of each round's cell minus the base's of the same round: the median difference
+    and its interval (`median_interval`); rounds without the figure are left out."""
+    return median_interval(
+        [o[key] - b[key] for b, o in zip(base, other, strict=True) if key in b and key in o]
+    )
 
 
 def _interval(cost: Mapping[str, float]) -> str:
@@ -601,6 +614,12 @@ def print_tables(
                     for role in ("api_server", "engine_core", "worker", "gateway")
                 )
                 + f" | {added} |"
+            )
+        for name in NAMES[1:]:
+            diff = analysis["paired"][name]["api_server_ms_per_token_diff"]
+            print(
+                f"{name}: API server CPU ms/token minus vllm's, paired by round: "
+                f"{diff['median']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
             )
     print(
         "costs against vllm, paired by round: median [95% interval]; positive = Wharf worse; "
@@ -751,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                     figures = asyncio.run(cell(target, level, args.duration, args.max_tokens))
                     results[(placement, name, level)].append(figures)
                     print(
+                        f"{time.monotonic() - run_start:.0f} s: "
                         f"round {round_index + 1} {placement} {name} c={level}: "
                         f"{figures['output_tokens_per_s']:.1f} tok/s, "
                         f"TTFT {figures['ttft_median_ms']:.1f} ms",

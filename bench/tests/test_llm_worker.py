@@ -298,3 +298,15 @@ def test_wharfs_cpu_share_is_the_api_servers_difference_plus_the_gateway() -> No
     assert bench.wharf_cpu_share(vllm, routed, gateway=True) == pytest.approx(
         {"added_ms_per_token": 0.20, "added_pct": 5.0}
     )
+
+
+def test_paired_differences_subtract_the_base_round_by_round() -> None:
+    key = "cpu_ms_per_token_api_server"
+    base = [{key: 0.40 + 0.1 * i} for i in range(6)] + [{}]
+    other = [{key: 0.42 + 0.1 * i} for i in range(6)] + [{key: 9.0}]
+
+    diff = bench.paired_differences(base, other, key)
+
+    assert diff["n"] == 6  # the round without the base's figure is left out
+    assert diff["median"] == pytest.approx(0.02)
+    assert (diff["low"], diff["high"]) == pytest.approx((0.02, 0.02))
