@@ -84,6 +84,8 @@ STARTUP_S = 900.0
 # last step (on the same core as the next engine's, which vLLM binds there too), and the
 # next cell should not share the machine with that.
 SETTLE_S = 2.0
+# Which engine each row's cells run on: the pause is needed only where the engine changes.
+ENGINE_OF = {"vllm": "vllm", "wharf": "wharf", "wharf+router": "wharf"}
 # vLLM's histograms read before and after each cell: (figure, histogram, scale). The cell's
 # mean is the histogram's sum over its count, both as differences across the cell.
 ENGINE_MEANS = (
@@ -659,6 +661,26 @@ def apply_placement(
         pin_process(os.getpid(), clients)
 
 
+def hold_and_warm(
+    servers: Mapping[str, Server], concurrency: int, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """Waits for `--go-file` when there is one, then runs an unmeasured cell per server;
+    returns the load average when the measurement begins."""
+    go_file: Path | None = args.go_file
+    if go_file is not None:
+        # Started, warm and idle (an idle engine stops polling within a second) until told to
+        # measure: the servers' start need not wait for a quiet machine, the cells do.
+        print(f"waiting for {go_file}", file=sys.stderr)
+        while not go_file.exists():
+            time.sleep(1)
+    load = os.getloadavg()
+    # An engine's first requests after its start are slow (a whole second to the first token
+    # in a smoke run), which is not what is measured.
+    for server in servers.values():
+        asyncio.run(cell(server, concurrency, args.duration, args.max_tokens))
+    return load
+
+
 def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[int], list[str]]:
     """The options, the concurrency levels and the placements."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -677,6 +699,10 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         f"{', '.join(sorted(PLACEMENTS))}; several, comma-separated, take turns by round"
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 1 s cells")
+    parser.add_argument(
+        "--go-file", type=Path, default=None, help="start the servers, then measure only once "
+        "this file exists (to hold a run until the machine is quiet)"
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -732,11 +758,9 @@ def main(argv: list[str] | None = None) -> int:
         # Once started, so that vLLM places its own processes as it always does.
         original = thread_affinities(servers)
         load_at_ready = os.getloadavg()
-        # An unmeasured cell per server first: an engine's first requests after its start are
-        # slow (a whole second to the first token in a smoke run), which is not what is measured.
-        for server in servers.values():
-            asyncio.run(cell(server, max(levels), args.duration, args.max_tokens))
+        load_at_go = hold_and_warm(servers, max(levels), args)
         began = time.monotonic()
+        last_engine = ""
 
         def left_s() -> float | None:
             return None if args.budget is None else args.budget - (time.monotonic() - run_start)
@@ -749,7 +773,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # Placements take turns by round; each one's rounds rotate as a run's would.
                 for name, level in cell_plan(round_index // len(placements), levels):
-                    time.sleep(SETTLE_S)
+                    if ENGINE_OF[name] != last_engine:
+                        time.sleep(SETTLE_S)
+                    last_engine = ENGINE_OF[name]
                     measured = servers.get(name)
                     if measured is None and gateway is None:
                         # Up only for its own cells: its /metrics scrapes of the worker (every
@@ -798,11 +824,13 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             **vars(args),
             "json": str(args.json),
+            "go_file": str(args.go_file),
             "concurrency": levels,
             "rounds_done": rounds_done,
             "cpus": os.cpu_count(),
             "load_at_start": load_at_start,
             "load_at_ready": load_at_ready,
+            "load_at_go": load_at_go,
             "load_at_end": os.getloadavg(),
             # What each row ran: the bare server's argv and the variables the launcher added
             # (the worker's are the same but for the middleware and the port).
