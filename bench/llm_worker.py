@@ -758,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
         # Once started, so that vLLM places its own processes as it always does.
         original = thread_affinities(servers)
         load_at_ready = os.getloadavg()
+        # The first placement before the warm-up, so that no measured cell is the first
+        # after its processes moved.
+        apply_placement(placements[0], servers, original)
         load_at_go = hold_and_warm(servers, max(levels), args)
         began = time.monotonic()
         last_engine = ""
@@ -768,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         while another_round(rounds_done, args.rounds, time.monotonic() - began, left_s()):
             round_index = rounds_done
             placement = placements[round_index % len(placements)]
-            apply_placement(placement, servers, original)
+            if len(placements) > 1:
+                apply_placement(placement, servers, original)
             gateway: Server | None = None
             try:
                 # Placements take turns by round; each one's rounds rotate as a run's would.
