@@ -17,14 +17,17 @@ Where Wharf costs anything, it costs CPU in the API server's process (the middle
 and in the gateway's. So every cell reads, from /proc, the CPU seconds each process used
 (`api_server`, vLLM's `engine_core` and model `worker`, the `gateway`, this process's `clients`)
 and divides them by the cell's output tokens and requests: the middleware's share is the API
-server's CPU per token with Wharf minus without, against the whole row's CPU per token. On a
+server's CPU per token with Wharf minus without, against the CPU per token of all the server's
+processes (the benchmark's clients left out; the gateway row adds the gateway's). On a
 shared 2-CPU machine these figures hold still where tokens/s do not: vLLM's engine core and
 model worker busy-poll and take most of the machine, and the API server and the clients get
 what is left.
 
 Tokens/s and TTFT are measured in many short cells: each round runs every row at every
 concurrency (`--concurrency 1,4`), a row's cells back to back, the rows' order rotating each
-round, 2 s apart (an idle vLLM engine stops polling a second after its last step). Each round
+round, 2 s apart where the engine changes (an idle vLLM engine stops polling a second after its
+last step), after an unmeasured cell per server. `--go-file` holds the started, warm servers
+until the file exists, so their start need not wait for a quiet machine. Each round
 gives a paired ratio per figure (Wharf's cell over vLLM's of the same round, so slow spells of
 the machine cancel out), and the cost is the median of those ratios with a distribution-free
 95% interval (order statistics of the binomial; 6 rounds at least). `--placement` decides where
