@@ -7,14 +7,35 @@ line, which execs vLLM's server. The `vllm` row is that same launch without Whar
 the argv and environment the worker's launcher builds (`build_launch`, what `wharf-llm-worker
 --dry-run` prints; `--shutdown-timeout` and the worker's variables included), minus `--middleware
 wharf_llm_worker.middleware.WharfMiddleware`, started directly with the engine's python. So the
-two rows differ by exactly what Wharf puts on the token path. Neither pins anything: vLLM binds
-its engine's OpenMP thread itself (the same in both), and the API servers float.
-They are started at once, then measured one after the other in each round, the order rotating,
-2 s apart: an idle vLLM server uses no CPU a second after its last request, so the one not
-measured does not disturb the other. The third row, `wharf+router`, is the same Wharf worker
-reached through a gateway process in front of it (`--endpoint URL=both`): what a client of an
-LLMInferenceService with a router pays. The gateway runs only for its own cells (started before,
-stopped after each), since it scrapes the worker's `/metrics` 5 times a second.
+two rows differ by exactly what Wharf puts on the token path. The third row, `wharf+router`, is
+the same Wharf worker reached through a gateway process in front of it (`--endpoint URL=both`):
+what a client of an LLMInferenceService with a router pays. The gateway runs only for its own
+cells (started before, stopped after them), since it scrapes the worker's `/metrics` 5 times a
+second.
+
+Where Wharf costs anything, it costs CPU in the API server's process (the middleware runs there)
+and in the gateway's. So every cell reads, from /proc, the CPU seconds each process used
+(`api_server`, vLLM's `engine_core` and model `worker`, the `gateway`, this process's `clients`)
+and divides them by the cell's output tokens and requests: the middleware's share is the API
+server's CPU per token with Wharf minus without, against the CPU per token of all the server's
+processes (the benchmark's clients left out; the gateway row adds the gateway's). On a
+shared 2-CPU machine these figures hold still where tokens/s do not: vLLM's engine core and
+model worker busy-poll and take most of the machine, and the API server and the clients get
+what is left.
+
+Tokens/s and TTFT are measured in many short cells: each round runs every row at every
+concurrency (`--concurrency 1,4`), a row's cells back to back, the rows' order rotating each
+round, 2 s apart where the engine changes (an idle vLLM engine stops polling a second after its
+last step), after an unmeasured cell per server. `--go-file` holds the started, warm servers
+until the file exists, so their start need not wait for a quiet machine. Each round
+gives a paired ratio per figure (Wharf's cell over vLLM's of the same round, so slow spells of
+the machine cancel out), and the cost is the median of those ratios with a distribution-free
+95% interval (order statistics of the binomial; 6 rounds at least). `--placement` decides where
+the processes run once started, the same for every row: `split` (default) gives the API
+servers, the gateway and the clients the last CPU and vLLM's engine core and model worker the
+others (vLLM binds its model worker's OpenMP thread to CPU 0 itself), `front` moves only the API
+servers, the gateway and the clients, `float` pins nothing. Nothing about how a row is started
+changes with it.
 
 Each cell: C concurrent clients, each sending streamed chat completions (`max_tokens` M,
 `ignore_eos`, greedy) back to back for D seconds. Output tokens/s is the completion tokens
@@ -22,13 +43,11 @@ Each cell: C concurrent clients, each sending streamed chat completions (`max_to
 its first content chunk. Around each cell the engine's own `/metrics` are read, to say how the
 engine ran: tokens per engine step (`vllm:iteration_tokens_total`; about C when the C streams
 are batched together, about 1 when they run one at a time) and vLLM's own TTFT and queue time
-(from the request reaching its engine client, after rendering and tokenization); and the CPU
-each process used during the cell, in cores (`cpu_api_server`, `cpu_engine_core`, `cpu_worker`,
-`cpu_clients` for this process, `cpu_gateway`), from /proc. Figures are medians over rounds;
-overhead is Wharf against vLLM.
+(from the request reaching its engine client, after rendering and tokenization).
 
-Run: `uv run python bench/llm_worker.py [--rounds 3] [--duration 20] [--concurrency 4]
-[--max-tokens 64] [--json PATH]`.
+Run: `uv run python bench/llm_worker.py [--rounds 12] [--budget S] [--duration 4]
+[--concurrency 1,4] [--max-tokens 64] [--placement split|front|float] [--json PATH]`;
+`--quick` is a smoke run (2 rounds of 1 s cells).
 """
 
 from __future__ import annotations
@@ -45,7 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +87,8 @@ STARTUP_S = 900.0
 # last step (on the same core as the next engine's, which vLLM binds there too), and the
 # next cell should not share the machine with that.
 SETTLE_S = 2.0
+# Which engine each row's cells run on: the pause is needed only where the engine changes.
+ENGINE_OF = {"vllm": "vllm", "wharf": "wharf", "wharf+router": "wharf"}
 # vLLM's histograms read before and after each cell: (figure, histogram, scale). The cell's
 # mean is the histogram's sum over its count, both as differences across the cell.
 ENGINE_MEANS = (
@@ -157,6 +178,55 @@ def cpu_shares(
         f"cpu_{role}": (after[role] - before[role]) / wall
         for role in sorted(before.keys() & after.keys())
     }
+
+
+def cpu_costs(
+    before: Mapping[str, float], after: Mapping[str, float], tokens: int, requests: int
+) -> dict[str, float]:
+    """CPU each role spent during a cell: seconds (`cpu_s_*`, to be summed over rounds), and
+    milliseconds per output token and per request; a role seen at only one end is left out,
+    and the per-token and per-request figures when the cell had none."""
+    costs: dict[str, float] = {}
+    for role in sorted(before.keys() & after.keys()):
+        used = after[role] - before[role]
+        costs[f"cpu_s_{role}"] = used
+        if tokens > 0:
+            costs[f"cpu_ms_per_token_{role}"] = 1000 * used / tokens
+        if requests > 0:
+            costs[f"cpu_ms_per_request_{role}"] = 1000 * used / requests
+    return costs
+
+
+# Where each part runs under each `--placement`, on a machine with `cpus` CPUs: "front" is the
+# last CPU (vLLM keeps its model worker's OpenMP thread off it: it binds that thread to CPU 0
+# and reserves the rest for its engine core), "engine" the others. None: left where it is.
+PLACEMENTS = {
+    "split": {
+        "api_server": "front", "gateway": "front", "clients": "front",
+        "engine_core": "engine", "worker": "engine",
+    },
+    "front": {"api_server": "front", "gateway": "front", "clients": "front"},
+    "float": {},
+}  # fmt: skip
+
+
+def placement_cpus(placement: str, role: str, cpus: int) -> frozenset[int] | None:
+    """The CPUs a process of `role` is given under `placement` (None: not moved). Nothing is
+    moved on a one-CPU machine. Raises ValueError for an unknown placement."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"--placement must be one of {sorted(PLACEMENTS)}, not {placement!r}")
+    side = PLACEMENTS[placement].get(role)
+    if side is None or cpus < 2:
+        return None
+    return frozenset({cpus - 1}) if side == "front" else frozenset(range(cpus - 1))
+
+
+def pin_process(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of `pid` on `cpus` (sched_setaffinity acts on one thread; the threads a
+    process starts later inherit their creator's)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
 
 
 def _tree(root: int) -> dict[int, str]:
@@ -293,8 +363,11 @@ async def cell(
         "ttft_median_ms": statistics.median(ttfts) * 1000,
         "request_median_ms": statistics.median(durations) * 1000,
         "requests": float(len(ttfts)),
+        "tokens": float(tokens),
+        "wall_s": wall,
         **engine_figures(before, after),
         **cpu_shares(cpu_before, cpu_after, wall),
+        **cpu_costs(cpu_before, cpu_after, tokens, len(ttfts)),
     }
 
 
@@ -302,6 +375,149 @@ def cell_order(round_index: int) -> tuple[str, ...]:
     """The rows in the order a round measures them: rotated by one each round."""
     shift = round_index % len(NAMES)
     return NAMES[shift:] + NAMES[:shift]
+
+
+def cell_plan(round_index: int, concurrencies: Sequence[int]) -> list[tuple[str, int]]:
+    """The cells of a round, in order: the rows rotated by one each round (`cell_order`), each
+    row's concurrencies back to back (so the gateway starts once per round), their order
+    reversed every other round (so no concurrency always follows the row change)."""
+    levels = list(concurrencies) if round_index % 2 == 0 else list(reversed(concurrencies))
+    return [(name, level) for name in cell_order(round_index) for level in levels]
+
+
+def another_round(done: int, most: int, rounds_s: float, left_s: float | None) -> bool:
+    """Whether to start another round: below `most` rounds and, with a budget, if one more
+    round as long as the mean so far (`rounds_s` over `done`) fits in the `left_s` seconds
+    left of it. The first round always runs."""
+    if done >= most:
+        return False
+    if done == 0 or left_s is None:
+        return True
+    return rounds_s / done <= left_s
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """The median of `values` and a distribution-free interval for it: the k-th smallest and
+    k-th largest values, k the largest for which the interval covers the true median with at
+    least `confidence` (from the binomial distribution of how many values fall below it); NaN
+    ends when there are too few values (fewer than 6 for 95%). `coverage` is the interval's
+    exact confidence."""
+    ordered = sorted(v for v in values if not math.isnan(v))
+    n = len(ordered)
+    result = {
+        "n": float(n),
+        "median": statistics.median(ordered) if ordered else math.nan,
+        "low": math.nan,
+        "high": math.nan,
+        "coverage": math.nan,
+    }
+    # P(fewer than k of n values fall below the median) for k = 1, 2, ...; the interval
+    # [x_k, x_(n+1-k)] misses the median with twice that probability.
+    below = 0.0
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2**n
+        coverage = 1 - 2 * below
+        if coverage < confidence:
+            break
+        result.update(low=ordered[k - 1], high=ordered[n - k], coverage=coverage)
+    return result
+
+
+# The figures compared round by round, and how a ratio of Wharf's to vLLM's becomes a cost in %
+# (positive: Wharf worse): fewer tokens/s, or a longer TTFT.
+def _fewer_tokens_pct(ratio: float) -> float:
+    return 100 * (1 - ratio)
+
+
+def _longer_ttft_pct(ratio: float) -> float:
+    return 100 * (ratio - 1)
+
+
+PAIRED: dict[str, Callable[[float], float]] = {
+    "output_tokens_per_s": _fewer_tokens_pct,
+    "ttft_median_ms": _longer_ttft_pct,
+}
+
+
+def paired_costs(
+    base: Sequence[Mapping[str, float]], other: Sequence[Mapping[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """Wharf's cost against vLLM from rounds measured side by side: per figure of `PAIRED`, the
+    ratio of each round's cell to the base's cell of the same round, and the median of those
+    ratios with its interval (`median_interval`), turned into a cost in %: `low`/`high` are
+    the best and worst ends of the cost."""
+    costs: dict[str, dict[str, Any]] = {}
+    for key, to_cost in PAIRED.items():
+        ratios = [o[key] / b[key] for b, o in zip(base, other, strict=True) if b[key] > 0]
+        interval = median_interval(ratios)
+        ends = sorted((to_cost(interval["low"]), to_cost(interval["high"])))
+        costs[key] = {
+            "n": interval["n"],
+            "cost_pct": to_cost(interval["median"]),
+            "low_pct": ends[0],
+            "high_pct": ends[1],
+            "coverage": interval["coverage"],
+            "ratios": ratios,
+        }
+    return costs
+
+
+ROLES = ("api_server", "engine_core", "worker", "gateway", "clients")
+# The server's side of a row: what a deployment runs (the clients are the benchmark's).
+SERVER_ROLES = ("api_server", "engine_core", "worker", "other", "gateway")
+
+
+def cpu_per_token(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """A row's CPU milliseconds per output token and per request, by role, over all its rounds
+    (the CPU seconds summed, over the tokens summed: /proc counts in 10 ms ticks, which one
+    short cell does not resolve), and `server` for the server's roles together."""
+    tokens = sum(r["tokens"] for r in rounds)
+    requests = sum(r["requests"] for r in rounds)
+    totals: dict[str, float] = {}
+    for role in (*ROLES, "other"):
+        key = f"cpu_s_{role}"
+        if rounds and all(key in r for r in rounds):
+            totals[role] = sum(r[key] for r in rounds)
+    totals["server"] = sum(v for role, v in totals.items() if role in SERVER_ROLES)
+    per: dict[str, float] = {}
+    for role, seconds in totals.items():
+        if tokens > 0:
+            per[f"ms_per_token_{role}"] = 1000 * seconds / tokens
+        if requests > 0:
+            per[f"ms_per_request_{role}"] = 1000 * seconds / requests
+    return per
+
+
+def wharf_cpu_share(
+    vllm: Mapping[str, float], wharf: Mapping[str, float], gateway: bool = False
+) -> dict[str, float]:
+    """What Wharf adds in CPU per output token (ms), from two rows' `cpu_per_token`: the API
+    server's with Wharf minus without (the middleware; with `gateway`, also the gateway's
+    /metrics scrapes), plus the gateway process's when the row has one; and that as % of the
+    vLLM row's server CPU per token."""
+    added = wharf["ms_per_token_api_server"] - vllm["ms_per_token_api_server"]
+    if gateway:
+        added += wharf.get("ms_per_token_gateway", 0.0)
+    return {
+        "added_ms_per_token": added,
+        "added_pct": 100 * added / vllm["ms_per_token_server"],
+    }
+
+
+TARGET_PCT = 5.0
+
+
+def verdict(costs: Mapping[str, Mapping[str, Any]], target: float = TARGET_PCT) -> str:
+    """Whether the paired costs show Wharf under `target` %: "met" when the worst end of every
+    interval is below it, "missed" when the best end of one is at or above it, "not shown"
+    otherwise (an interval that straddles the target, or too few rounds for one)."""
+    highs = [c["high_pct"] for c in costs.values()]
+    lows = [c["low_pct"] for c in costs.values()]
+    if any(low >= target for low in lows):
+        return "missed"
+    if highs and all(high < target for high in highs):  # NaN compares False: not shown
+        return "met"
+    return "not shown"
 
 
 def summarize(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
@@ -322,37 +538,194 @@ def summarize(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str,
     return summary
 
 
-def print_table(summary: Mapping[str, Any]) -> None:
-    print(
-        "| server | output tokens/s | median TTFT (ms) | tokens/s cost | TTFT cost "
-        "| tokens per engine step | vLLM's TTFT (ms) |"
+def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
+    """Everything one concurrency's rounds show: the medians (`summarize`), the paired costs
+    of both Wharf rows with their verdicts, each row's CPU per token and what Wharf adds."""
+    analysis = summarize(results)
+    cpu = {name: cpu_per_token(results[name]) for name in NAMES}
+    analysis["cpu_per_token"] = cpu
+    analysis["paired"] = {}
+    for name in NAMES[1:]:
+        costs = paired_costs(results["vllm"], results[name])
+        analysis["paired"][name] = {
+            **costs,
+            "verdict": verdict(costs),
+            "cpu": wharf_cpu_share(cpu["vllm"], cpu[name], gateway=name == "wharf+router"),
+            "api_server_ms_per_token_diff": paired_differences(
+                results["vllm"], results[name], "cpu_ms_per_token_api_server"
+            ),
+        }
+    return analysis
+
+
+def paired_differences(
+    base: Sequence[Mapping[str, float]], other: Sequence[Mapping[str, float]], key: str
+) -> dict[str, float]:
+    """`key` of each round's cell minus the base's of the same round: the median difference
+    and its interval (`median_interval`); rounds without the figure are left out."""
+    return median_interval(
+        [o[key] - b[key] for b, o in zip(base, other, strict=True) if key in b and key in o]
     )
-    print("|---|---|---|---|---|---|---|")
-    for name in NAMES:
-        figures = summary[name]
-        cost = summary["overhead_pct"].get(name)
-        costs = (
-            f"{cost['output_tokens_per_s']:+.1f}% | {cost['ttft_median_ms']:+.1f}%"
-            if cost
-            else "- | -"
-        )
+
+
+def _interval(cost: Mapping[str, float]) -> str:
+    if math.isnan(cost["low_pct"]):
+        return f"{cost['cost_pct']:+.1f}% (n={cost['n']:.0f}, too few for an interval)"
+    return (
+        f"{cost['cost_pct']:+.1f}% [{cost['low_pct']:+.1f}, {cost['high_pct']:+.1f}] "
+        f"(n={cost['n']:.0f}, {100 * cost['coverage']:.0f}%)"
+    )
+
+
+def _spread(rounds: Sequence[Mapping[str, float]], key: str) -> str:
+    values = [r[key] for r in rounds]
+    return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
+
+
+def print_tables(
+    analyses: Mapping[tuple[str, int], Mapping[str, Any]],
+    results: Mapping[tuple[str, str, int], Sequence[Mapping[str, float]]],
+) -> None:
+    for (placement, level), analysis in analyses.items():
+        print(f"\nplacement {placement}, concurrency {level}")
         print(
-            f"| {name} | {figures['output_tokens_per_s']:.1f} | "
-            f"{figures['ttft_median_ms']:.1f} | {costs} | "
-            f"{figures.get('tokens_per_step', math.nan):.2f} | "
-            f"{figures.get('engine_ttft_ms', math.nan):.1f} |"
+            "| server | output tokens/s (median, range) | TTFT ms (median, range) "
+            "| tokens/s cost (paired) | TTFT cost (paired) | target "
+            "| server CPU ms/token | API server | engine core | worker | gateway | added by Wharf |"
         )
-    print("costs against vllm: positive = Wharf slower")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name in NAMES:
+            figures, rounds = analysis[name], results[(placement, name, level)]
+            cpu = analysis["cpu_per_token"][name]
+            paired = analysis["paired"].get(name)
+            costs = (
+                f"{_interval(paired['output_tokens_per_s'])} | "
+                f"{_interval(paired['ttft_median_ms'])} | {paired['verdict']}"
+                if paired
+                else "- | - | -"
+            )
+            added = (
+                f"{paired['cpu']['added_ms_per_token']:+.3f} ({paired['cpu']['added_pct']:+.1f}%)"
+                if paired
+                else "-"
+            )
+            print(
+                f"| {name} | {figures['output_tokens_per_s']:.1f} "
+                f"({_spread(rounds, 'output_tokens_per_s')}) | "
+                f"{figures['ttft_median_ms']:.1f} ({_spread(rounds, 'ttft_median_ms')}) | "
+                f"{costs} | {cpu.get('ms_per_token_server', math.nan):.3f} | "
+                + " | ".join(
+                    f"{cpu[f'ms_per_token_{role}']:.3f}" if f"ms_per_token_{role}" in cpu else "-"
+                    for role in ("api_server", "engine_core", "worker", "gateway")
+                )
+                + f" | {added} |"
+            )
+        for name in NAMES[1:]:
+            diff = analysis["paired"][name]["api_server_ms_per_token_diff"]
+            print(
+                f"{name}: API server CPU ms/token minus vllm's, paired by round: "
+                f"{diff['median']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
+            )
+    print(
+        "costs against vllm, paired by round: median [95% interval]; positive = Wharf worse; "
+        "CPU in ms per output token over all rounds"
+    )
+
+
+def thread_affinities(servers: Mapping[str, Server]) -> dict[int, set[int]]:
+    """The CPUs every thread of the servers' processes and of this one may run on now (to put
+    them back between placements: vLLM binds its model worker's OpenMP thread itself)."""
+    pids = [pid for server in servers.values() for pid in _tree(server.engine_pid)]
+    found: dict[int, set[int]] = {}
+    for pid in (*pids, os.getpid()):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    found[int(task.name)] = os.sched_getaffinity(int(task.name))
+    return found
+
+
+def apply_placement(
+    placement: str, servers: Mapping[str, Server], original: Mapping[int, set[int]]
+) -> None:
+    """Puts every thread back where it was at the start (`original`), then moves the servers'
+    processes and this one (the clients) per `placement`."""
+    for tid, where in original.items():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, where)
+    cpus = os.cpu_count() or 1
+    for server in servers.values():
+        for pid, title in _tree(server.engine_pid).items():
+            place = placement_cpus(placement, process_role(pid, server.engine_pid, title), cpus)
+            if place is not None:
+                pin_process(pid, place)
+    clients = placement_cpus(placement, "clients", cpus)
+    if clients is not None:
+        pin_process(os.getpid(), clients)
+
+
+def hold_and_warm(
+    servers: Mapping[str, Server], concurrency: int, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """Waits for `--go-file` when there is one, then runs an unmeasured cell per server;
+    returns the load average when the measurement begins."""
+    go_file: Path | None = args.go_file
+    if go_file is not None:
+        # Started, warm and idle (an idle engine stops polling within a second) until told to
+        # measure: the servers' start need not wait for a quiet machine, the cells do.
+        print(f"waiting for {go_file}", file=sys.stderr)
+        while not go_file.exists():
+            time.sleep(1)
+    load = os.getloadavg()
+    # An engine's first requests after its start are slow (a whole second to the first token
+    # in a smoke run), which is not what is measured.
+    for server in servers.values():
+        asyncio.run(cell(server, concurrency, args.duration, args.max_tokens))
+    return load
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[int], list[str]]:
+    """The options, the concurrency levels and the placements."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12, help="most rounds")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds for the whole run, the servers' "
+        "start included: no round starts that would end past it"
+    )  # fmt: skip
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per cell")
+    parser.add_argument(
+        "--concurrency", default="1,4", help="concurrent streams per cell, comma-separated"
+    )
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--placement", default="split", help="where the processes run once started: "
+        f"{', '.join(sorted(PLACEMENTS))}; several, comma-separated, take turns by round"
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 1 s cells")
+    parser.add_argument(
+        "--go-file", type=Path, default=None, help="start the servers, then measure only once "
+        "this file exists (to hold a run until the machine is quiet)"
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 2, 1.0
+    try:
+        levels = [int(level) for level in args.concurrency.split(",")]
+    except ValueError:
+        parser.error(f"--concurrency takes numbers separated by commas, not {args.concurrency!r}")
+    if not levels or min(levels) < 1:
+        parser.error("--concurrency: every level must be at least 1")
+    placements = args.placement.split(",")
+    for placement in placements:
+        if placement not in PLACEMENTS:
+            parser.error(f"--placement: {placement!r} is not one of {sorted(PLACEMENTS)}")
+    return args, levels, placements
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per cell")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    run_start = time.monotonic()
+    args, levels, placements = parse_arguments(argv)
     python = str(engine_python())
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
     model = build_tiny_llama(workdir / "model")
@@ -367,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
         "--port", str(router_port), "--endpoint", f"http://127.0.0.1:{wharf_port}=both",
     ]  # fmt: skip
+    load_at_start = os.getloadavg()
     servers = {
         "vllm": start(
             "vllm", bare_command, vllm_port, workdir / "vllm.log", process_env(bare, environment)
@@ -374,51 +748,114 @@ def main(argv: list[str] | None = None) -> int:
         "wharf": start("wharf", worker, wharf_port, workdir / "wharf.log", environment),
     }
     print(f"logs: {workdir}", file=sys.stderr)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in NAMES}
-    load_at_start = os.getloadavg()
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {
+        (placement, name, level): []
+        for placement in placements
+        for name in NAMES
+        for level in levels
+    }
+    rounds_done = 0
     try:
         for server in servers.values():
             wait_ready(server)
-        for round_index in range(args.rounds):
-            for name in cell_order(round_index):
-                time.sleep(SETTLE_S)
-                measured = servers.get(name)
-                gateway: Server | None = None
-                if measured is None:
-                    # Up only for its own cells: its /metrics scrapes of the worker (every
-                    # 0.2 s) would otherwise run during the other rows' cells too.
-                    log = workdir / f"wharf+router-{round_index + 1}.log"
-                    engine = servers["wharf"]
-                    gateway = measured = start(name, router, router_port, log, environment, engine)
-                try:
-                    # The gateway's /health is 200 once it has seen its pod healthy.
-                    wait_ready(measured)
-                    figures = asyncio.run(
-                        cell(measured, args.concurrency, args.duration, args.max_tokens)
-                    )
-                finally:
-                    if gateway is not None:
+        # Once started, so that vLLM places its own processes as it always does.
+        original = thread_affinities(servers)
+        load_at_ready = os.getloadavg()
+        # The first placement before the warm-up, so that no measured cell is the first
+        # after its processes moved.
+        apply_placement(placements[0], servers, original)
+        load_at_go = hold_and_warm(servers, max(levels), args)
+        began = time.monotonic()
+        last_engine = ""
+
+        def left_s() -> float | None:
+            return None if args.budget is None else args.budget - (time.monotonic() - run_start)
+
+        while another_round(rounds_done, args.rounds, time.monotonic() - began, left_s()):
+            round_index = rounds_done
+            placement = placements[round_index % len(placements)]
+            if len(placements) > 1:
+                apply_placement(placement, servers, original)
+            gateway: Server | None = None
+            try:
+                # Placements take turns by round; each one's rounds rotate as a run's would.
+                for name, level in cell_plan(round_index // len(placements), levels):
+                    if ENGINE_OF[name] != last_engine:
+                        time.sleep(SETTLE_S)
+                    last_engine = ENGINE_OF[name]
+                    measured = servers.get(name)
+                    if measured is None and gateway is None:
+                        # Up only for its own cells: its /metrics scrapes of the worker (every
+                        # 0.2 s) would otherwise run during the other rows' cells too.
+                        log = workdir / f"wharf+router-{round_index + 1}.log"
+                        engine = servers["wharf"]
+                        gateway = start(name, router, router_port, log, environment, engine)
+                        where = placement_cpus(placement, "gateway", os.cpu_count() or 1)
+                        if where is not None:
+                            pin_process(gateway.proc.pid, where)
+                        # The gateway's /health is 200 once it has seen its pod healthy.
+                        wait_ready(gateway)
+                    elif measured is not None and gateway is not None:
                         stop(gateway)
-                results[name].append(figures)
-                print(f"round {round_index + 1} {name}: {figures}", file=sys.stderr)
+                        gateway = None
+                    target = measured if measured is not None else gateway
+                    assert target is not None
+                    figures = asyncio.run(cell(target, level, args.duration, args.max_tokens))
+                    results[(placement, name, level)].append(figures)
+                    print(
+                        f"{time.monotonic() - run_start:.0f} s: "
+                        f"round {round_index + 1} {placement} {name} c={level}: "
+                        f"{figures['output_tokens_per_s']:.1f} tok/s, "
+                        f"TTFT {figures['ttft_median_ms']:.1f} ms",
+                        file=sys.stderr,
+                    )
+            finally:
+                if gateway is not None:
+                    stop(gateway)
+            rounds_done += 1
+            if args.json is not None:
+                # The cells so far, in case the run is cut short; replaced by the summary.
+                partial = {f"{p} {n} c={c}": r for (p, n, c), r in results.items()}
+                args.json.write_text(json.dumps({"partial_rounds": partial}, indent=2) + "\n")
     finally:
         for server in servers.values():
             stop(server)
 
-    summary = summarize(results)
-    summary["settings"] = {
-        **vars(args),
-        "json": str(args.json),
-        "load_at_start": load_at_start,
-        "load_at_end": os.getloadavg(),
-        # What each row ran: the bare server's argv and the variables the launcher added (the
-        # worker's are the same but for the middleware and the port).
-        "vllm_command": bare_command,
-        "launcher_env": bare.env,
-        "logs": str(workdir),
+    analyses = {
+        (placement, level): analyse({name: results[(placement, name, level)] for name in NAMES})
+        for placement in placements
+        for level in levels
+        if results[(placement, NAMES[0], level)]
     }
-    summary["rounds"] = results
-    print_table(summary)
+    summary: dict[str, Any] = {
+        "settings": {
+            **vars(args),
+            "json": str(args.json),
+            "go_file": str(args.go_file),
+            "concurrency": levels,
+            "rounds_done": rounds_done,
+            "cpus": os.cpu_count(),
+            "load_at_start": load_at_start,
+            "load_at_ready": load_at_ready,
+            "load_at_go": load_at_go,
+            "load_at_end": os.getloadavg(),
+            # What each row ran: the bare server's argv and the variables the launcher added
+            # (the worker's are the same but for the middleware and the port).
+            "vllm_command": bare_command,
+            "launcher_env": bare.env,
+            "logs": str(workdir),
+        },
+        "analyses": {f"{placement} c={level}": a for (placement, level), a in analyses.items()},
+        "rounds": {
+            f"{placement} {name} c={level}": rounds
+            for (placement, name, level), rounds in results.items()
+        },
+    }
+    print_tables(analyses, results)
+    print(
+        f"rounds {rounds_done}, placements {args.placement}, load {load_at_start[0]:.1f} at the "
+        f"start, {summary['settings']['load_at_end'][0]:.1f} at the end",
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0

@@ -161,3 +161,152 @@ def test_cpu_shares_are_cores_used_over_the_cell() -> None:
     assert shares == pytest.approx(
         {"cpu_api_server": 0.5, "cpu_engine_core": 1.0, "cpu_clients": 0.2}
     )
+
+
+def test_cpu_costs_are_per_output_token_and_per_request() -> None:
+    before = {"api_server": 10.0, "gateway": 2.0, "gone": 1.0}
+    after = {"api_server": 10.5, "gateway": 2.25, "new": 3.0}
+
+    costs = bench.cpu_costs(before, after, tokens=1000, requests=10)
+
+    assert costs == pytest.approx(
+        {
+            "cpu_s_api_server": 0.5,
+            "cpu_s_gateway": 0.25,
+            "cpu_ms_per_token_api_server": 0.5,
+            "cpu_ms_per_token_gateway": 0.25,
+            "cpu_ms_per_request_api_server": 50.0,
+            "cpu_ms_per_request_gateway": 25.0,
+        }
+    )
+    assert bench.cpu_costs(before, after, tokens=0, requests=0) == pytest.approx(
+        {"cpu_s_api_server": 0.5, "cpu_s_gateway": 0.25}
+    )
+
+
+def test_split_placement_gives_the_front_the_last_cpu_and_the_engine_the_rest() -> None:
+    assert bench.placement_cpus("split", "api_server", 2) == {1}
+    assert bench.placement_cpus("split", "gateway", 2) == {1}
+    assert bench.placement_cpus("split", "clients", 4) == {3}
+    assert bench.placement_cpus("split", "engine_core", 2) == {0}
+    assert bench.placement_cpus("split", "worker", 4) == {0, 1, 2}
+    assert bench.placement_cpus("split", "other", 2) is None
+    # `front` moves the front only; `float` and a one-CPU machine move nothing.
+    assert bench.placement_cpus("front", "api_server", 2) == {1}
+    assert bench.placement_cpus("front", "engine_core", 2) is None
+    assert bench.placement_cpus("float", "api_server", 2) is None
+    assert bench.placement_cpus("split", "api_server", 1) is None
+    with pytest.raises(ValueError, match="--placement"):
+        bench.placement_cpus("spread", "api_server", 2)
+
+
+def test_a_round_runs_every_row_at_every_concurrency_one_row_at_a_time() -> None:
+    first = bench.cell_plan(0, [1, 4])
+    second = bench.cell_plan(1, [1, 4])
+
+    assert first == [
+        ("vllm", 1), ("vllm", 4), ("wharf", 1), ("wharf", 4),
+        ("wharf+router", 1), ("wharf+router", 4),
+    ]  # fmt: skip
+    assert second == [
+        ("wharf", 4), ("wharf", 1), ("wharf+router", 4), ("wharf+router", 1),
+        ("vllm", 4), ("vllm", 1),
+    ]  # fmt: skip
+
+
+def test_rounds_stop_at_the_most_or_before_the_budget_runs_out() -> None:
+    assert bench.another_round(0, 12, 0.0, left_s=-5.0)  # the first always runs
+    assert not bench.another_round(12, 12, 100.0, left_s=None)
+    assert bench.another_round(3, 12, 150.0, left_s=None)
+    # Three rounds took 150 s: a fourth (about 50 s) fits in 50 s left, not in 49 s.
+    assert bench.another_round(3, 12, 150.0, left_s=50.0)
+    assert not bench.another_round(3, 12, 150.0, left_s=49.0)
+
+
+def test_the_median_interval_is_order_statistics_with_binomial_coverage() -> None:
+    six = bench.median_interval([6.0, 1.0, 5.0, 2.0, 4.0, 3.0])
+    assert six["median"] == 3.5
+    assert (six["low"], six["high"]) == (1.0, 6.0)  # only the extremes reach 95% at n=6
+    assert six["coverage"] == pytest.approx(1 - 2 / 64)
+
+    twelve = bench.median_interval([float(v) for v in range(1, 13)])
+    # P(Bin(12, 1/2) <= 2) = 79/4096: [x3, x10] covers with 96.1%; [x4, x9] only with 85%.
+    assert (twelve["low"], twelve["high"]) == (3.0, 10.0)
+    assert twelve["coverage"] == pytest.approx(1 - 2 * 79 / 4096)
+
+    five = bench.median_interval([1.0, 2.0, 3.0, 4.0, math.nan, 5.0])
+    assert five["n"] == 5 and five["median"] == 3.0
+    assert math.isnan(five["low"]) and math.isnan(five["high"])
+
+
+def _round(tps: float, ttft: float) -> dict[str, float]:
+    return {"output_tokens_per_s": tps, "ttft_median_ms": ttft}
+
+
+def test_paired_costs_compare_each_round_with_vllms_cell_of_the_same_round() -> None:
+    # The machine's pace swings 2x between rounds; Wharf is 2% slower in each: pairing by
+    # round shows 2%, where the rows' medians would not.
+    paces = [1.0, 2.0, 1.2, 1.8, 1.1, 0.9, 1.5]
+    vllm = [_round(400.0 * pace, 40.0 / pace) for pace in paces]
+    wharf = [_round(392.0 * pace, 40.8 / pace) for pace in paces]
+
+    costs = bench.paired_costs(vllm, wharf)
+
+    tokens = costs["output_tokens_per_s"]
+    assert tokens["cost_pct"] == pytest.approx(2.0)
+    assert (tokens["low_pct"], tokens["high_pct"]) == pytest.approx((2.0, 2.0))
+    assert tokens["n"] == 7
+    assert costs["ttft_median_ms"]["cost_pct"] == pytest.approx(2.0)
+    assert bench.verdict(costs) == "met"
+
+
+def test_the_verdict_needs_the_whole_interval_on_one_side_of_the_target() -> None:
+    def cost(low: float, high: float) -> dict[str, float]:
+        return {"cost_pct": (low + high) / 2, "low_pct": low, "high_pct": high}
+
+    assert bench.verdict({"a": cost(-3.0, 4.9), "b": cost(0.0, 1.0)}) == "met"
+    assert bench.verdict({"a": cost(-3.0, 6.0), "b": cost(0.0, 1.0)}) == "not shown"
+    assert bench.verdict({"a": cost(5.0, 9.0), "b": cost(0.0, 1.0)}) == "missed"
+    assert bench.verdict({"a": cost(math.nan, math.nan)}) == "not shown"
+
+
+def test_cpu_per_token_sums_seconds_and_tokens_over_rounds() -> None:
+    rounds = [
+        {"tokens": 1000.0, "requests": 10.0, "cpu_s_api_server": 0.3, "cpu_s_engine_core": 1.0,
+         "cpu_s_worker": 2.0, "cpu_s_clients": 0.5},
+        {"tokens": 3000.0, "requests": 30.0, "cpu_s_api_server": 0.9, "cpu_s_engine_core": 3.0,
+         "cpu_s_worker": 6.0, "cpu_s_clients": 1.5},
+    ]  # fmt: skip
+
+    per = bench.cpu_per_token(rounds)
+
+    assert per["ms_per_token_api_server"] == pytest.approx(0.3)
+    assert per["ms_per_request_worker"] == pytest.approx(200.0)
+    # The server's CPU leaves the benchmark's clients out.
+    assert per["ms_per_token_server"] == pytest.approx(3.3)
+    assert "ms_per_token_gateway" not in per
+
+
+def test_wharfs_cpu_share_is_the_api_servers_difference_plus_the_gateway() -> None:
+    vllm = {"ms_per_token_api_server": 0.50, "ms_per_token_server": 4.0}
+    wharf = {"ms_per_token_api_server": 0.52, "ms_per_token_server": 4.1}
+    routed = {"ms_per_token_api_server": 0.56, "ms_per_token_gateway": 0.14}
+
+    assert bench.wharf_cpu_share(vllm, wharf) == pytest.approx(
+        {"added_ms_per_token": 0.02, "added_pct": 0.5}
+    )
+    assert bench.wharf_cpu_share(vllm, routed, gateway=True) == pytest.approx(
+        {"added_ms_per_token": 0.20, "added_pct": 5.0}
+    )
+
+
+def test_paired_differences_subtract_the_base_round_by_round() -> None:
+    key = "cpu_ms_per_token_api_server"
+    base = [{key: 0.40 + 0.1 * i} for i in range(6)] + [{}]
+    other = [{key: 0.42 + 0.1 * i} for i in range(6)] + [{key: 9.0}]
+
+    diff = bench.paired_differences(base, other, key)
+
+    assert diff["n"] == 6  # the round without the base's figure is left out
+    assert diff["median"] == pytest.approx(0.02)
+    assert (diff["low"], diff["high"]) == pytest.approx((0.02, 0.02))
