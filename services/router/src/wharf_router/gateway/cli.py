@@ -31,6 +31,9 @@ from wharf_router.gateway.peers import MAX_PEERS, PEER_NAME
 from wharf_router.gateway.scheduling import POLICIES, parse_weights
 
 DEFAULT_KUBE_PORT = 8000
+# Envoy keeps idle upstream connections an hour, Go's and Python's pools 90 s and 5 s; a server that
+# closes first races the client's next request on that connection (the client sees a reset)
+KEEP_ALIVE_S = 75
 # a Service name is an RFC 1035 label
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -107,6 +110,15 @@ def parser() -> argparse.ArgumentParser:
     )
     req.add_argument(
         "--max-attempts", type=int, default=None, help="pods tried per request (default 3)"
+    )
+    req.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=KEEP_ALIVE_S,
+        metavar="SECONDS",
+        help=f"how long an idle client connection is kept open (default {KEEP_ALIVE_S:g}: longer "
+        "than the pools of the clients and proxies in front, so none of them sends a request on "
+        "a connection the gateway is closing)",
     )
     req.add_argument(
         "--api-keys-file", type=Path, help="YAML/JSON list of {name, key, tokens_per_minute}"
@@ -270,6 +282,10 @@ def main(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.keep_alive_timeout < 1:
+            raise ValueError(
+                f"--keep-alive-timeout must be at least 1 (got {args.keep_alive_timeout})"
+            )
         config, source, keys = build(args)
         peers = peer_settings(args)
         tracing = tr.setup("wharf-gateway")
@@ -297,6 +313,7 @@ def main(argv: list[str]) -> int:
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
+        timeout_keep_alive=args.keep_alive_timeout,
         # each of these costs every request something; the gateway needs none of them
         proxy_headers=False,
         server_header=False,
