@@ -117,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
         default=KEEP_ALIVE_S,
         metavar="SECONDS",
         help=f"how long an idle client connection is kept open (default {KEEP_ALIVE_S:g}: longer "
-        "than the pools of the clients and proxies in front, so none of them sends a request on "
-        "a connection the gateway is closing)",
+        "than most client pools keep one; set it above the idle timeout of the proxy in front, "
+        "so it never sends a request on a connection the gateway is closing)",
     )
     req.add_argument(
         "--api-keys-file", type=Path, help="YAML/JSON list of {name, key, tokens_per_minute}"
