@@ -319,7 +319,6 @@ ALLOWED = [
     *(_review(TEAM, v, r, g) for v in ("get", "list", "watch", "create", "patch", "delete")
       for g, r in (("apps", "deployments"), ("", "services"), ("autoscaling", "horizontalpodautoscalers"),
                    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
-                   ("networking.k8s.io", "networkpolicies"),
                    ("gateway.networking.k8s.io", "httproutes"), ("keda.sh", "scaledobjects"))),
     _review(TEAM, "get", "secrets", name="s3-creds"),
     # the LLM router's peer token, made once when absent (never updated: it is immutable)
@@ -330,6 +329,8 @@ ALLOWED = [
     *(_review(NAMESPACE, v, "leases", "coordination.k8s.io", name="wharf-controller-leader") for v in ("get", "update")),
 ]  # fmt: skip
 DENIED = [
+    # the controller makes no NetworkPolicy (who reaches a pod is the cluster admin's policy)
+    _review(TEAM, "create", "networkpolicies", "networking.k8s.io"),
     # Secrets: one GET by name per reconcile, never listed or watched, anywhere; created (the
     # router's peer token) but never changed or deleted.
     *(_review(ns, v, "secrets") for ns in (TEAM, NAMESPACE, "") for v in ("list", "watch")),

@@ -59,5 +59,5 @@ def test_the_router_takes_the_controllers_peer_flags_as_meant(tmp_path: Path) ->
     assert selection.namespace == "llm" and selection.port == 9090
     wanted = deployment["spec"]["selector"]["matchLabels"]
     assert dict(kv.split("=", 1) for kv in selection.selector.split(",")) == wanted
-    # the peer port is the container's `peer` port, the one the NetworkPolicy guards
+    # the peer port is the container's `peer` port
     assert {"containerPort": 9090, "name": "peer", "protocol": "TCP"} in main["ports"]

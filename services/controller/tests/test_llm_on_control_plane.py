@@ -114,7 +114,6 @@ async def test_an_llm_service_gets_workloads_a_router_and_becomes_ready(
         ("rbac.authorization.k8s.io/v1", "Role", "qwen-pd-epp-role"),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", "qwen-pd-epp-rb"),
         ("v1", "Secret", "qwen-pd-epp-peer-token"),
-        ("networking.k8s.io/v1", "NetworkPolicy", "qwen-pd-epp-peer-policy"),
         ("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler"),
         ("v1", "Service", "qwen-pd-epp-service"),
         ("inference.networking.k8s.io/v1", "InferencePool", "qwen-pd-inference-pool"),
@@ -243,12 +242,10 @@ async def test_the_routers_peer_token_is_made_once_and_never_rewritten(
     assert secret["immutable"] is True
     ref = secret["metadata"]["ownerReferences"][0]
     assert ref["uid"] == created["metadata"]["uid"] and ref["controller"] is True
-    policy = await wait_for(
-        partial(child, "networking.k8s.io/v1", "NetworkPolicy", "qwen-pd-epp-peer-policy"),
-        "the NetworkPolicy of the peer port",
+    router = await wait_for(
+        partial(child, "apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler"),
+        "the scheduler Deployment",
     )
-    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9090}]
-    router = await child("apps/v1", "Deployment", "qwen-pd-kserve-router-scheduler")
     spec = router["spec"]["template"]["spec"]
     assert spec["volumes"][0]["secret"]["secretName"] == "qwen-pd-epp-peer-token"
     assert "--peer-kube-selector" in spec["containers"][0]["command"]

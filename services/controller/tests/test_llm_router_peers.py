@@ -1,5 +1,5 @@
 """The router replicas' peer exchange as the controller turns it on (pure): the flags, port, env,
-token volume, Secret and NetworkPolicy of Wharf's router; a user's own peer flags or another
+token volume and Secret of Wharf's router (and no NetworkPolicy); a user's own peer flags or another
 scheduler image left alone; the same template for one replica or many."""
 
 from __future__ import annotations
@@ -92,25 +92,16 @@ def test_wharfs_router_gets_the_exchange_with_its_own_pods_as_peers() -> None:
     assert _value(argv, "--port") == "8080"
 
 
-def test_the_token_secret_carries_no_token_and_the_policy_guards_only_the_peer_port() -> None:
+def test_the_token_secret_carries_no_token_and_no_network_policy_is_made() -> None:
     by = _render(_example())
     secret = by[("Secret", "qwen-pd-epp-peer-token")]
     # the token is drawn by the controller when it creates the Secret, never rendered
     assert "data" not in secret and "stringData" not in secret
     assert secret["immutable"] is True
     assert secret["metadata"]["labels"]["app.kubernetes.io/name"] == "qwen-pd"
-    policy = by[("NetworkPolicy", "qwen-pd-epp-peer-policy")]["spec"]
-    assert policy["podSelector"] == {"matchLabels": SCHEDULER_LABELS}
-    assert policy["policyTypes"] == ["Ingress"]
-    peer_rule, open_rule = policy["ingress"]
-    # the peer port: from the same service's scheduler pods only (same namespace: no
-    # namespaceSelector)
-    assert peer_rule == {
-        "from": [{"podSelector": {"matchLabels": SCHEDULER_LABELS}}],
-        "ports": [{"protocol": "TCP", "port": 9090}],
-    }
-    # the http port stays open to everyone (a policy that selects a pod closes what it omits)
-    assert open_rule == {"ports": [{"protocol": "TCP", "port": 8080}]}
+    # a policy selecting the scheduler pods would isolate them and, added to the namespace's
+    # own policies, open their http port to the cluster: who reaches them is the admin's call
+    assert "NetworkPolicy" not in {k for k, _ in by}
 
 
 def test_owned_children_carry_the_owner_reference() -> None:
@@ -119,9 +110,8 @@ def test_owned_children_carry_the_owner_reference() -> None:
     objects = render_llm_service(
         parse_llm(_example()), configs, InferenceServiceConfig(), owner=owner
     )[2]
-    for kind in ("Secret", "NetworkPolicy"):
-        obj = next(o for o in objects if o["kind"] == kind)
-        assert obj["metadata"]["ownerReferences"] == [owner], kind
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    assert secret["metadata"]["ownerReferences"] == [owner]
 
 
 @pytest.mark.parametrize("replicas", [None, 1, 3])
@@ -134,7 +124,6 @@ def test_one_replica_or_many_get_the_same_template(replicas: int | None) -> None
         doc["spec"]["router"]["scheduler"] = {"replicas": replicas}
     by = _render(doc)
     assert _router(by) == base
-    assert ("NetworkPolicy", "qwen-pd-epp-peer-policy") in by
     assert ("Secret", "qwen-pd-epp-peer-token") in by
     deployment = by[("Deployment", "qwen-pd-kserve-router-scheduler")]
     assert deployment["spec"]["replicas"] == (replicas or 1)
@@ -195,13 +184,6 @@ def test_flags_follow_the_users_args_and_a_taken_port_moves_the_listener() -> No
     assert {"containerPort": 9091, "name": "wharf-peer", "protocol": "TCP"} in main["ports"]
     # without --kube-namespace of its own, the service's namespace is added for the selector
     assert _value(main["args"], "--kube-namespace") == "llm"
-    policy = by[("NetworkPolicy", "qwen-pd-epp-peer-policy")]["spec"]
-    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9091}]
-    # every other declared port stays open, the sidecar's too
-    assert policy["ingress"][1]["ports"] == [
-        {"protocol": "TCP", "port": 8080},
-        {"protocol": "TCP", "port": 9090},
-    ]
 
 
 def _pod(*argv: str) -> LLMPod:

@@ -26,7 +26,6 @@ from wharf_api.llm.tracing_env import with_scheduler_tracing
 from wharf_api.resources.llm_inference_service import TracingSpec
 from wharf_controller.desired.llm_router_peers import (
     peer_exchange,
-    peer_network_policy_spec,
     with_peer_exchange,
 )
 from wharf_controller.desired.llm_workload import (
@@ -132,7 +131,7 @@ def expected_scheduler(
 ) -> list[JSON]:
     """The router's ServiceAccount, Role, RoleBinding, Deployment and Service; with the peer
     exchange (`llm_router_peers`), its token Secret (without the token: the adapter draws it
-    when it creates the Secret) and the NetworkPolicy of the peer port."""
+    when it creates the Secret)."""
     n, ns = names(plan.name), plan.namespace
     labels = owned_labels(scheduler_labels(plan.name))
     pod, port = _router_pod(plan, scheduler)
@@ -181,11 +180,7 @@ def expected_scheduler(
         # the token never changes once drawn: the controller creates the Secret only when it
         # is absent and never writes it again
         secret["immutable"] = True
-        policy = child(
-            "networking.k8s.io/v1", "NetworkPolicy", exchange.network_policy, ns, labels, owner
-        )
-        policy["spec"] = peer_network_policy_spec(exchange, scheduler_labels(plan.name))
-        peers = [secret, policy]
+        peers = [secret]
     return [*out, role, binding, *peers, deployment, service]
 
 

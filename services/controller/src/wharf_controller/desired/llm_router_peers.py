@@ -10,8 +10,13 @@ without a new template, and going from one replica to two does not restart the f
 What it adds: the peer flags, the pod's name from the downward API, a container port named
 `peer`, the shared token as a Secret volume (the Secret `{name}-epp-peer-token`, created by
 the controller with a random token when absent: `expected_peer_token_secret` says what must
-exist, the adapter draws the token), and a NetworkPolicy that lets only the same service's
-scheduler pods reach the peer port while every other port of the pods stays open to all.
+exist, the adapter draws the token).
+
+No NetworkPolicy: a policy that selects the scheduler pods isolates them, so it would have to
+list their other ports as open to all, and policies add up: in a namespace whose own policies
+keep those pods reachable only from the ingress gateway, that rule would open the router's
+port to the whole cluster. Who may reach the pods is the cluster admin's policy; the peer port
+takes only messages that carry the shared token (compared in constant time, bounded).
 """
 
 from __future__ import annotations
@@ -42,15 +47,10 @@ class PeerExchange:
 
     port: int  # the peer listener's port (`--peer-listen 0.0.0.0:<port>`)
     secret: str  # the token Secret's name
-    network_policy: str  # the NetworkPolicy's name
-    open_ports: tuple[int, ...]  # the pods' other ports, open to all as before
 
 
 def peer_names(name: str) -> dict[str, str]:
-    return {
-        "secret": child_name(name, "-epp-peer-token"),
-        "network_policy": child_name(name, "-epp-peer-policy"),
-    }
+    return {"secret": child_name(name, "-epp-peer-token")}
 
 
 def _argv(c: LLMContainer) -> list[str]:
@@ -103,9 +103,7 @@ def peer_exchange(pod: LLMPod, name: str, service_port: int) -> PeerExchange | N
     port = PEER_PORT
     while port in taken:
         port += 1
-    open_ports = tuple(sorted(p for p in taken if p != port))
-    n = peer_names(name)
-    return PeerExchange(port, n["secret"], n["network_policy"], open_ports)
+    return PeerExchange(port, peer_names(name)["secret"])
 
 
 def _port_name(pod: LLMPod) -> str:
@@ -166,22 +164,3 @@ def with_peer_exchange(
         },
     }
     return dataclasses.replace(pod, containers=containers, volumes=(*pod.volumes, volume))
-
-
-def peer_network_policy_spec(exchange: PeerExchange, own_labels: Mapping[str, str]) -> JSON:
-    """Only the service's own scheduler pods may reach the peer port; the pods' other ports
-    stay open to everyone as they were (a policy that selects a pod denies every port it does
-    not allow, so the others are listed: the container ports and the Service's port)."""
-    rules: list[JSON] = [
-        {
-            "from": [{"podSelector": {"matchLabels": dict(own_labels)}}],
-            "ports": [{"protocol": "TCP", "port": exchange.port}],
-        }
-    ]
-    if exchange.open_ports:
-        rules.append({"ports": [{"protocol": "TCP", "port": p} for p in exchange.open_ports]})
-    return {
-        "podSelector": {"matchLabels": dict(own_labels)},
-        "policyTypes": ["Ingress"],
-        "ingress": rules,
-    }

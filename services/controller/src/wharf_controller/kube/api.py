@@ -85,7 +85,6 @@ LLM_INFERENCE_SERVICE_CONFIG = Kind(
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 INFERENCE_POOL = Kind("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
-NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 # applied like the others; the router's peer token Secret is not among them: it is created once
 # (llm_controller) and never listed or watched
 LLM_CHILD_KINDS = (
@@ -97,7 +96,6 @@ LLM_CHILD_KINDS = (
     ROLE_BINDING,
     INFERENCE_POOL,
     HTTP_ROUTE,
-    NETWORK_POLICY,
 )
 BY_KIND.update({k.kind: k for k in (*LLM_CHILD_KINDS, LLM_INFERENCE_SERVICE)})
 
