@@ -92,7 +92,9 @@ def test_up_serves_chat_by_host_and_path_and_delete_stops_every_process(wharf: L
             )
             chunks = list(stream)
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            assert len(chunks) > 2 and text
+            # vLLM merges the deltas a busy API server has not sent yet into one event, so on a
+            # loaded machine 8 tokens can come as few as two events; more than one is streaming
+            assert len(chunks) >= 2 and text
             assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
         # the gateway lists its pods' models as it last fetched them (in the background)
         wait_until(lambda: [m.id for m in by_path.models.list()] == [NAME], "/v1/models", 60)

@@ -58,6 +58,9 @@ class FakeEngine:
     # when set: a request that brings a prefill's KV (a P/D hand-off's decode half) waits for
     # it, as vLLM's first hand-off of a pair waits for the NIXL handshake
     hold_handoff: asyncio.Event | None = None
+    # when set: a stream's `data: [DONE]` goes out, then the end of the body waits for it (the
+    # end of stream reaching the gateway after the client has read the last event)
+    hold_after_done: asyncio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -225,7 +228,13 @@ class FakeEngine:
                         "more_body": True,
                     }
                 )
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            if self.hold_after_done is None:
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            else:
+                done = b"data: [DONE]\n\n"
+                await send({"type": "http.response.body", "body": done, "more_body": True})
+                await self.hold_after_done.wait()
+                await send({"type": "http.response.body", "body": b""})
         finally:
             gone.cancel()
 

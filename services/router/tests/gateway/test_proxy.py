@@ -144,6 +144,35 @@ async def test_a_client_that_disconnects_cancels_the_upstream_stream(
     assert metric(text, "wharf_router_client_disconnects_total") == 1
 
 
+async def test_a_client_that_closes_after_the_last_event_was_served_not_cancelled(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    # The openai client stops at `data: [DONE]` and closes; the pod's end of stream can reach
+    # the gateway after that. The request was served: counted 200, not a disconnect.
+    after_done = asyncio.Event()
+    engine, _, ep = await start_engine("a", hold_after_done=after_done)
+    gateway, gw = await start_gateway([ep])
+    async with httpx.AsyncClient() as http:
+        body = {"model": "tiny", "prompt": "x", "max_tokens": 3, "stream": True}
+        async with http.stream("POST", gw.url + "/v1/completions", json=body) as r:
+            seen = b""
+            async for chunk in r.aiter_bytes():
+                seen += chunk
+                if b"data: [DONE]" in seen:
+                    break  # the whole answer: the client goes away before the body's end
+    await until(lambda: gateway.pool.pods["a"].in_flight == 1, "the pod still streaming", 60)
+    await asyncio.sleep(0.2)  # the gateway has seen the disconnect by now
+    after_done.set()
+    await until(lambda: gateway.pool.pods["a"].in_flight == 0, "the request to end", 60)
+    text = await scrape(gw)
+    assert metric(text, "wharf_router_client_disconnects_total") == 0
+    assert (
+        metric(text, "wharf_router_requests_total", model="tiny", code="200", api="completions")
+        == 1
+    )
+    assert engine.cancelled == 0
+
+
 async def test_a_non_streamed_request_is_cancelled_too(
     start_engine: Start, start_gateway: Start
 ) -> None:

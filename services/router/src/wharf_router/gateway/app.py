@@ -638,6 +638,11 @@ class Gateway:
                     lease.first_token()  # the pod has computed the prompt
                     self._load_changed()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if b"data: [DONE]" in chunk:
+                    # the client has the whole answer and may close at once (the openai client
+                    # does); what is left is the pod's end of stream, so a disconnect from here
+                    # on is the end of a served request, not a cancel
+                    ex.finished = True
                 chunk = await anext(chunks, None)
         except OSError as exc:
             # the pod died mid-answer: what was streamed cannot be taken back; say so in-band
