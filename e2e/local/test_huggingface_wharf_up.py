@@ -14,20 +14,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from wharf_e2e.testing import free_port
+from wharf_e2e.local_wharf import LocalWharf
 from wharf_e2e.tinybert import build_tiny_bert
 from wharf_e2e.vllm_servers import ENGINE_ENV, engine_missing_reason, engine_required
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(900)]
 
-WHARF = Path(sys.executable).with_name("wharf")
 NAME = "clf"
 HOST = f"{NAME}-default.example.com"
 TEXTS = ["the movie was great", "i hate the night", "dog cat", "paris is a city"]
@@ -44,24 +42,6 @@ print(json.dumps(logits.argmax(-1).tolist()))
 """
 
 
-class Wharf:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            **ENGINE_ENV,
-            "WHARF_HOME": str(root / "home"),
-            "WHARF_INGRESS_PORT": str(self.port),
-            "WHARF_INGRESS_GRPC_PORT": str(free_port()),
-        }
-
-    def run(self, *args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(WHARF), *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-
 @pytest.fixture(scope="module")
 def engine_python() -> str:
     reason = engine_missing_reason()
@@ -75,16 +55,16 @@ def engine_python() -> str:
 
 
 @pytest.fixture(scope="module")
-def wharf(engine_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wharf]:
-    w = Wharf(tmp_path_factory.mktemp("wharf-hf"))
+def wharf(engine_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWharf]:
+    w = LocalWharf(tmp_path_factory.mktemp("wharf-hf"))
     try:
         yield w
     finally:
-        w.run("down", timeout=180)
+        w.run_unchecked("down", timeout=180)
 
 
 def test_up_serves_a_huggingface_classifier_with_the_classes_transformers_gives(
-    wharf: Wharf, engine_python: str
+    wharf: LocalWharf, engine_python: str
 ) -> None:
     model = build_tiny_bert(wharf.root / "tiny-bert", "sequence_classification")
     expected = json.loads(
@@ -113,8 +93,10 @@ def test_up_serves_a_huggingface_classifier_with_the_classes_transformers_gives(
     }
     path = wharf.root / "clf.yaml"
     path.write_text(json.dumps(manifest))
-    up = wharf.run("up", "-f", str(path), "--timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60)
-    logs = wharf.run("logs", NAME).stdout[-3000:]
+    up = wharf.run_unchecked(
+        "up", "-f", str(path), "--timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60
+    )
+    logs = wharf.run_unchecked("logs", NAME).stdout[-3000:]
     assert up.returncode == 0, up.stdout + up.stderr + logs
     assert f"{NAME} is ready: http://{HOST}" in up.stdout
 
@@ -125,7 +107,7 @@ def test_up_serves_a_huggingface_classifier_with_the_classes_transformers_gives(
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == expected
     # the replica is the model server run by the engine environment's python
-    item = json.loads(wharf.run("get", NAME, "-o", "json").stdout)
+    item = json.loads(wharf.run_unchecked("get", NAME, "-o", "json").stdout)
     (revision,) = item["local"]["revisions"]["predictor"]
     pids = [r["pid"] for r in revision["replicas"] if r["pid"]]
     assert pids

@@ -9,11 +9,9 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,60 +20,25 @@ from typing import Any
 import httpx
 import pytest
 
+from wharf_e2e.oci_registry import MISSING, registry_binary, serve_registry
 from wharf_e2e.testing import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 WHARF = Path(sys.executable).with_name("wharf")
-CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
 INSTANCES = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
-
-
-def registry_binary() -> str:
-    binary = os.environ.get("WHARF_OCI_REGISTRY") or str(CACHE / "go" / "bin" / "registry")
-    if not Path(binary).exists():
-        reason = "the OCI registry (distribution) is not installed; run scripts/install-test-tools"
-        if os.environ.get("WHARF_STORAGE_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = registry_binary()
-    work = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    (work / "config.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(work / "config.yml")],
-        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "the registry exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the registry did not listen"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if binary is None:
+        if os.environ.get("WHARF_STORAGE_REQUIRED") == "1":
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    with serve_registry(binary, tmp_path_factory.mktemp("registry")) as host:
+        yield host
 
 
 def push_blob(client: httpx.Client, repo: str, data: bytes) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
+from wharf_e2e.oci_registry import MISSING, registry_binary, serve_registry
 from wharf_e2e.testing import free_port
 from wharf_storage.errors import EXIT_CODES
 
@@ -264,52 +264,19 @@ def test_killed_process_resumes_where_it_stopped(tmp_path: Path) -> None:
 
 # --- oci://: the same exit codes, against the CNCF distribution registry on loopback ---------
 
-CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
 LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def _registry_bin() -> str | None:
-    explicit = os.environ.get("WHARF_OCI_REGISTRY")
-    cached = CACHE / "go" / "bin" / "registry"
-    return explicit or (str(cached) if cached.exists() else shutil.which("registry"))
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`127.0.0.1:<port>` of an anonymous registry (scripts/install-test-tools builds it)."""
-    binary = _registry_bin()
+    binary = registry_binary()
     if binary is None:
-        reason = "the OCI registry (distribution) is not installed; run scripts/install-test-tools"
         if os.environ.get("WHARF_STORAGE_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    workdir = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    (workdir / "config.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(workdir / "config.yml")],
-        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"the registry exited with {proc.returncode}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the registry did not listen within 30 s"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    with serve_registry(binary, tmp_path_factory.mktemp("registry")) as host:
+        yield host
 
 
 def _push_image(host: str, repo: str, layers: list[tuple[bytes, str]]) -> None:
