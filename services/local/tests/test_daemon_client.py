@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from wharf_local import client
 from wharf_local.cli import main
 from wharf_local.client import Daemon, DaemonError
 from wharf_local.home import Home
@@ -85,3 +92,65 @@ def test_a_busy_ingress_port_is_named_with_its_variable_and_nothing_is_left(
     assert f"set {busy} to a free port" in message
     assert not home.socket.exists()
     assert not home.pid_file.exists()
+
+
+class _SlowDelete(http.server.BaseHTTPRequestHandler):
+    """A daemon whose deletes take longer than a read is allowed (an LLM worker draining)."""
+
+    delete_s = 1.0
+
+    def do_GET(self) -> None:
+        self._answer({"ingress": "http://127.0.0.1:1"})
+
+    def do_DELETE(self) -> None:
+        time.sleep(self.delete_s)
+        self._answer({"deleted": True})
+
+    def _answer(self, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def address_string(self) -> str:  # a Unix socket's peer has no address
+        return "local"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_daemon(tmp_path: Path) -> Iterator[Home]:
+    home = Home(tmp_path / "home")
+    home.root.mkdir(parents=True)
+    server = socketserver.ThreadingUnixStreamServer(str(home.socket), _SlowDelete)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield home
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_delete_waits_for_the_processes_longer_than_a_read_may_take(
+    slow_daemon: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delete answers once the processes have stopped; a worker draining took longer than the
+    # 30 s a read may take, and the CLI reported a deleted object as "did not answer".
+    monkeypatch.setattr(client, "CALL_TIMEOUT_S", 0.2)
+    with pytest.raises(DaemonError, match="did not answer in 0.2s"):
+        Daemon(slow_daemon).call("DELETE", "/objects/x/y")  # what a delete did
+    env = {"WHARF_HOME": str(slow_daemon.root)}
+    result = CliRunner().invoke(main, ["delete", "isvc", "slow"], env=env)
+    assert result.exit_code == 0, result.output
+    assert 'inferenceservice "slow" deleted' in result.output
+
+
+def test_delete_with_a_timeout_says_the_stop_goes_on(slow_daemon: Home) -> None:
+    env = {"WHARF_HOME": str(slow_daemon.root)}
+    result = CliRunner().invoke(main, ["delete", "isvc", "slow", "--timeout", "0.2"], env=env)
+    assert result.exit_code == 1
+    assert "did not answer in 0.2s; it goes on in the background" in result.output

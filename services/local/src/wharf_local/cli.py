@@ -135,6 +135,16 @@ def _daemon() -> Daemon:
     return Daemon(Home.from_env())
 
 
+_stop_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for the processes to stop; 0 waits until they have, as kubectl does. "
+    "An LLM worker drains its requests first (30 s by default).",
+)
+
+
 def _running_daemon() -> Daemon:
     daemon = _daemon()
     if not daemon.alive():
@@ -510,9 +520,10 @@ def describe(args: tuple[str, ...], namespace: str) -> None:
     help="Delete the objects named in these manifests (a file, a folder, or - for stdin).",
 )
 @_namespace_option
-def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> None:
+@_stop_timeout_option
+def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str, timeout: float) -> None:
     """Delete objects: `delete -f FILE|DIR`, `delete NAME`, `delete KIND NAME` (any kind `up`
-    accepts: isvc, sr, csr, ...). An InferenceService's processes stop."""
+    accepts: isvc, sr, csr, ...). It returns once the object's processes have stopped."""
     if bool(args) == bool(paths):
         raise click.UsageError("give either -f FILE or [KIND] NAME")
     daemon = _running_daemon()
@@ -537,7 +548,9 @@ def delete(args: tuple[str, ...], paths: tuple[Path, ...], namespace: str) -> No
     missing = False
     for info, name, ns in targets:
         try:
-            daemon.call("DELETE", _object_path(info, name) + _ns_params(info, ns))
+            daemon.call(
+                "DELETE", _object_path(info, name) + _ns_params(info, ns), wait_s=timeout or None
+            )
             click.echo(f'{info.singular} "{name}" deleted')
         except DaemonError as exc:
             missing = True
@@ -698,9 +711,10 @@ def render(paths: tuple[Path, ...], runtimes: tuple[Path, ...], mode: str | None
 
 
 @main.command()
-def down() -> None:
-    """Stop the local runtime and every process it started."""
-    if _daemon().stop():
+@_stop_timeout_option
+def down(timeout: float) -> None:
+    """Stop the local runtime and every process it started; it returns once they are gone."""
+    if _daemon().stop(timeout_s=timeout or None):
         click.echo("wharf stopped")
     else:
         click.echo("wharf was not running")

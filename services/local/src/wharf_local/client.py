@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -17,6 +17,10 @@ from wharf_local.home import Home
 from wharf_local.security import private_dir
 
 START_TIMEOUT_S = 30.0
+# Reads and applies answer at once. A delete or a shutdown waits for processes to stop, and an
+# LLM worker may take its whole drain (30 s by default, up to an hour) plus its teardown: those
+# calls wait as long as the caller says, by default until the work is done, as kubectl does.
+CALL_TIMEOUT_S = 30.0
 
 
 class DaemonError(RuntimeError):
@@ -27,11 +31,13 @@ class Daemon:
     def __init__(self, home: Home) -> None:
         self.home = home
 
-    def _client(self) -> httpx.Client:
+    def _client(self, wait_s: float | None | Literal["read"] = "read") -> httpx.Client:
         return httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.home.socket)),
             base_url="http://wharf",
-            timeout=30.0,
+            timeout=httpx.Timeout(
+                CALL_TIMEOUT_S, read=CALL_TIMEOUT_S if wait_s == "read" else wait_s
+            ),
         )
 
     def alive(self) -> bool:
@@ -119,10 +125,24 @@ class Daemon:
             return f"the wharf daemon did not start: {'; '.join(errors)}"
         return f"the wharf daemon exited with code {code}; see {self.home.daemon_log}"
 
-    def call(self, method: str, path: str, json: Any = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        wait_s: float | None | Literal["read"] = "read",
+    ) -> Any:
+        """One control API call. `wait_s` bounds the wait for the answer: "read" is
+        CALL_TIMEOUT_S, None no bound."""
         try:
-            with self._client() as c:
+            with self._client(wait_s) as c:
                 resp = c.request(method, path, json=json)
+        except httpx.ReadTimeout as exc:
+            raise DaemonError(
+                f"the wharf daemon did not answer in {exc.request.extensions['timeout']['read']:g}s;"
+                " it goes on in the background"
+            ) from exc
         except httpx.TransportError as exc:
             if not self.alive():
                 raise DaemonError(self.not_running()) from exc
@@ -134,11 +154,16 @@ class Daemon:
                 raise DaemonError(f"{resp.status_code}: {resp.text}") from None
         return resp.json()
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        """Ask the daemon to stop everything; returns False when none was running."""
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Ask the daemon to stop everything; returns False when none was running.
+
+        It waits for the daemon to exit, which it does once every process it started has (each
+        within its own kill timeout); after `timeout_s`, when given, the daemon is killed, and
+        whatever it had not stopped yet is left running.
+        """
         pid = self.pid()
         if self.alive():
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx.HTTPError, DaemonError):
                 self.call("POST", "/shutdown")
         elif pid is None or not _running(pid) or not _is_daemon(pid):
             # No daemon: a stale pid file may name a process that reused the number.
@@ -147,8 +172,10 @@ class Daemon:
         elif pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while pid is not None and _running(pid) and time.monotonic() < deadline:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (
+            pid is not None and _running(pid) and (deadline is None or time.monotonic() < deadline)
+        ):
             time.sleep(0.05)
         if pid is not None and _running(pid):
             with contextlib.suppress(ProcessLookupError):
