@@ -141,7 +141,7 @@ def test_delete_waits_for_the_processes_longer_than_a_read_may_take(
     # A delete answers once the processes have stopped; a worker draining took longer than the
     # 30 s a read may take, and the CLI reported a deleted object as "did not answer".
     monkeypatch.setattr(client, "CALL_TIMEOUT_S", 0.2)
-    with pytest.raises(DaemonError, match="did not answer in 0.2s"):
+    with pytest.raises(DaemonError, match=r"did not answer in 0\.2s"):
         Daemon(slow_daemon).call("DELETE", "/objects/x/y")  # what a delete did
     env = {"WHARF_HOME": str(slow_daemon.root)}
     result = CliRunner().invoke(main, ["delete", "isvc", "slow"], env=env)

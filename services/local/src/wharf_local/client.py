@@ -31,7 +31,7 @@ class Daemon:
     def __init__(self, home: Home) -> None:
         self.home = home
 
-    def _client(self, wait_s: float | None | Literal["read"] = "read") -> httpx.Client:
+    def _client(self, wait_s: float | Literal["read"] | None = "read") -> httpx.Client:
         return httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.home.socket)),
             base_url="http://wharf",
@@ -131,7 +131,7 @@ class Daemon:
         path: str,
         json: Any = None,
         *,
-        wait_s: float | None | Literal["read"] = "read",
+        wait_s: float | Literal["read"] | None = "read",
     ) -> Any:
         """One control API call. `wait_s` bounds the wait for the answer: "read" is
         CALL_TIMEOUT_S, None no bound."""
