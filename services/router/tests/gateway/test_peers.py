@@ -155,7 +155,16 @@ def test_block_hashes_are_the_same_in_another_process() -> None:
 
 def test_a_pods_own_entry_in_the_peer_watch_is_left_out() -> None:
     eps = [Endpoint("gw-0", "http://10.0.0.1:9000"), Endpoint("gw-1", "http://10.0.0.2:9000")]
-    assert discovered_peers(eps, "gw-0") == ["http://10.0.0.2:9000"]
+    assert discovered_peers(eps, ["gw-0"]) == ["http://10.0.0.2:9000"]
+
+
+def test_a_pod_whose_name_is_longer_than_its_host_name_is_left_out_by_its_peer_name() -> None:
+    # Kubernetes cuts a pod's host name to 63 characters; the controller passes the whole name
+    # as --peer-name (WHARF_PEER_NAME from metadata.name).
+    long_name = "an-llm-service-with-a-long-name-kserve-router-scheduler-7f9c8d6b5-x2x9z"
+    eps = [Endpoint(long_name, "http://10.0.0.1:9000"), Endpoint("gw-1", "http://10.0.0.2:9000")]
+    assert discovered_peers(eps, [long_name, long_name[:63]]) == ["http://10.0.0.2:9000"]
+    assert discovered_peers(eps, ["", long_name[:63]]) == [e.url for e in eps]
 
 
 def _args(*flags: str) -> object:

@@ -110,9 +110,10 @@ def default_name() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def discovered_peers(endpoints: list[Endpoint], own_pod: str) -> list[str]:
+def discovered_peers(endpoints: list[Endpoint], own_names: Iterable[str]) -> list[str]:
     """The peer URLs of the gateway's pods as the watch lists them, this pod left out."""
-    return [e.url for e in endpoints if e.name != own_pod]
+    own = {n for n in own_names if n}
+    return [e.url for e in endpoints if e.name not in own]
 
 
 def _address(url: str) -> tuple[str, int, str]:
@@ -174,7 +175,9 @@ class PeerLink:
             self._tasks["<watch>"] = loop.create_task(self._watch(self.settings.source))
 
     async def _watch(self, source: EndpointSource) -> None:
-        own = socket.gethostname()  # a pod's host name is its name
+        # The controller passes the pod's name as --peer-name. The host name is the pod's name
+        # too, cut to 63 characters: alone, it missed this pod when its name was longer.
+        own = (self.settings.name, socket.gethostname())
         try:
             await source.run(
                 lambda eps: self.set_peers([*self.settings.peers, *discovered_peers(eps, own)])
