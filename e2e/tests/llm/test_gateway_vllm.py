@@ -148,7 +148,12 @@ def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
     )
     # Stopped early, not run to the end. (vLLM counts no aborted request in
     # `vllm:request_success_total`, so the tokens it generated are the evidence.)
-    assert generated < max_tokens
+    # (if this fails, the gateway's own counts say which side missed the disconnect)
+    assert generated < max_tokens, [
+        line
+        for line in gateway.metrics().splitlines()
+        if line.startswith("wharf_router_") and ("disconnect" in line or 'code="499"' in line)
+    ]
     wait_until(
         lambda: _metric(gateway.metrics(), "wharf_router_client_disconnects_total") == 1,
         "the gateway to count the disconnect",
