@@ -462,7 +462,7 @@ def test_controller_may_not_create_a_service_account_token_secret(
         "may only create Secrets of type Opaque, not kubernetes.io/service-account-token"
         in result.stderr
     ), result.stderr
-    assert "(Forbidden)" in result.stderr or "forbidden" in result.stderr.lower()
+    assert "Error from server (Forbidden)" in result.stderr, result.stderr
     secrets = installed("get", "secrets", "-n", secrets_namespace, "-o", "name")
     assert "victim-epp-peer-token" not in secrets
 
