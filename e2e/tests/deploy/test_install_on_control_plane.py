@@ -7,7 +7,10 @@ manager, the scheduler, kwok running the pods), with the project's pinned kubect
   KEDA, Knative and LWS from e2e/cluster/third-party-crds.sh, cert-manager's stubs);
 - `wharf-controller run`, a local process holding only a token of the overlay's ServiceAccount,
   becomes ready and reconciles the examples' InferenceServices to Ready;
-- SubjectAccessReviews: that ServiceAccount may do what reconciling needs, nothing more.
+- SubjectAccessReviews: that ServiceAccount may do what reconciling needs, nothing more;
+- the ValidatingAdmissionPolicy `wharf-controller-secrets`: as that ServiceAccount, only an
+  Opaque `*-epp-peer-token` Secret may be created (an LLM router's peer token, which the
+  controller makes for real here), while the cluster admin is not restricted.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import httpx
 import pytest
 import yaml
 
+from wharf_api import load_documents
+from wharf_api.conversion import convert
 from wharf_e2e.cluster import ControlPlane, kubeconfig_text, missing_binaries
 from wharf_e2e.crds import require_third_party_crd_dir
 from wharf_e2e.pytest_plugin import CPU_NODE, GPU_NODE
@@ -389,3 +394,169 @@ def test_service_account_may_do_what_reconciling_needs(installed: Kubectl) -> No
 def test_service_account_may_do_nothing_more(installed: Kubectl) -> None:
     granted = [what for what, allowed in _decisions(installed, DENIED) if allowed]
     assert not granted, "allowed:\n" + "\n".join(granted)
+
+
+# The ValidatingAdmissionPolicy on the controller's Secret creates
+# (deploy/base/admission-policy): RBAC grants `create` on every Secret, the policy narrows it.
+POLICY = "wharf-controller-secrets"
+AS_CONTROLLER = (f"--as={ACCOUNT}", *(f"--as-group={g}" for g in ACCOUNT_GROUPS))
+
+
+def _secret(namespace: str, name: str, type_: str | None, **annotations: str) -> str:
+    secret: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "stringData": {"token": "not-a-real-token"},
+    }
+    if type_ is not None:
+        secret["type"] = type_
+    return json.dumps(secret)
+
+
+def _create(kubectl: Kubectl, body: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl create -f -` with extra flags (impersonation, dry run); the result, not an
+    assertion: refusals are what these tests look at."""
+    return subprocess.run(
+        [kubectl.binary, f"--kubeconfig={kubectl.kubeconfig}", "create", *args, "-f", "-"],
+        input=body, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def secrets_namespace(installed: Kubectl) -> Iterator[str]:
+    """A namespace with a ServiceAccount whose token a compromised controller would want, once
+    the policy is in force (the API server compiles a new policy a moment after it is stored)."""
+    namespace = f"secrets-{uuid.uuid4().hex[:6]}"
+    installed("create", "namespace", namespace)
+    installed("create", "serviceaccount", "-n", namespace, "victim")
+    other = _secret(namespace, "policy-probe", "Opaque")
+    wait_until(
+        lambda: _create(installed, other, "--dry-run=server", *AS_CONTROLLER).returncode != 0,
+        f"the ValidatingAdmissionPolicy {POLICY} in force",
+        timeout_s=30,
+        every_s=0.2,
+    )
+    try:
+        yield namespace
+    finally:
+        installed("delete", "namespace", namespace, "--wait=false")
+
+
+def test_controller_may_not_create_a_service_account_token_secret(
+    installed: Kubectl, secrets_namespace: str
+) -> None:
+    """The escalation RBAC alone leaves open: a token Secret for another ServiceAccount, which
+    the token controller fills and `get` would read back. Named like a peer token, so the type
+    rule alone refuses it."""
+    body = _secret(
+        secrets_namespace,
+        "victim-epp-peer-token",
+        "kubernetes.io/service-account-token",
+        **{"kubernetes.io/service-account.name": "victim"},
+    )
+    result = _create(installed, body, *AS_CONTROLLER)
+    assert result.returncode != 0
+    assert f"ValidatingAdmissionPolicy '{POLICY}'" in result.stderr, result.stderr
+    assert (
+        "may only create Secrets of type Opaque, not kubernetes.io/service-account-token"
+        in result.stderr
+    ), result.stderr
+    assert "Error from server (Forbidden)" in result.stderr, result.stderr
+    secrets = installed("get", "secrets", "-n", secrets_namespace, "-o", "name")
+    assert "victim-epp-peer-token" not in secrets
+
+
+def test_controller_may_not_create_an_opaque_secret_of_another_name(
+    installed: Kubectl, secrets_namespace: str
+) -> None:
+    for type_ in ("Opaque", None):
+        result = _create(installed, _secret(secrets_namespace, "s3-creds", type_), *AS_CONTROLLER)
+        assert result.returncode != 0, type_
+        assert (
+            "may only create Secrets named NAME-epp-peer-token (an LLM router peer token), "
+            "not s3-creds" in result.stderr
+        ), result.stderr
+    assert "s3-creds" not in installed("get", "secrets", "-n", secrets_namespace, "-o", "name")
+
+
+def test_controller_may_create_a_peer_token_secret(
+    installed: Kubectl, secrets_namespace: str
+) -> None:
+    """What the controller does create: an Opaque `NAME-epp-peer-token`; without a type too
+    (the API server defaults it to Opaque)."""
+    for name, type_ in (("x-epp-peer-token", "Opaque"), ("y-epp-peer-token", None)):
+        result = _create(installed, _secret(secrets_namespace, name, type_), *AS_CONTROLLER)
+        assert result.returncode == 0, result.stderr
+        stored = json.loads(installed("get", "secret", "-n", secrets_namespace, name, "-o", "json"))
+        assert stored["type"] == "Opaque"
+
+
+def test_the_policy_leaves_other_users_alone(installed: Kubectl, secrets_namespace: str) -> None:
+    """The cluster admin (this test's own identity) still creates a ServiceAccount token Secret,
+    and the token controller fills it: the policy is scoped to the controller's account."""
+    body = _secret(
+        secrets_namespace,
+        "victim-token",
+        "kubernetes.io/service-account-token",
+        **{"kubernetes.io/service-account.name": "victim"},
+    )
+    result = _create(installed, body)
+    assert result.returncode == 0, result.stderr
+
+    def filled() -> bool:
+        got = json.loads(
+            installed("get", "secret", "-n", secrets_namespace, "victim-token", "-o", "json")
+        )
+        return bool((got.get("data") or {}).get("token"))
+
+    wait_until(filled, "the token controller to fill victim-token", timeout_s=60, every_s=0.5)
+
+
+def _example_at_stored_version(name: str, kind: str) -> dict[str, Any]:
+    """An LLM example at the stored version: kind-e2e has no conversion webhook."""
+    doc = next(d for d in load_documents(REPO / "examples" / name) if d["kind"] == kind)
+    return convert(doc, "serving.kserve.io/v1alpha2")
+
+
+def test_controller_makes_the_routers_peer_token_under_the_policy(
+    installed: Kubectl, controller: str
+) -> None:
+    """The one Secret the controller writes, made by `wharf-controller run` with only its
+    ServiceAccount's token while the policy is in force (the `controller` fixture fails on any
+    403 in its log)."""
+    namespace = f"llm-{uuid.uuid4().hex[:6]}"
+    installed("create", "namespace", namespace)
+    try:
+        for example, kind in (
+            ("llm-config-cpu.yaml", "LLMInferenceServiceConfig"),
+            ("llm-pd.yaml", "LLMInferenceService"),
+        ):
+            doc = _example_at_stored_version(example, kind)
+            installed("apply", "--server-side", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
+
+        def peer_token() -> dict[str, Any] | None:
+            out = installed("get", "secrets", "-n", namespace, "-o", "json")
+            found = [
+                s
+                for s in json.loads(out)["items"]
+                if s["metadata"]["name"] == "qwen-pd-epp-peer-token"
+            ]
+            return found[0] if found else None
+
+        secret = wait_until(peer_token, "the router's peer token Secret", timeout_s=90, every_s=0.5)
+        assert isinstance(secret, dict)
+        assert secret["type"] == "Opaque"
+        assert secret["metadata"]["ownerReferences"][0]["kind"] == "LLMInferenceService"
+        # written after the Secret, in the same reconcile: the controller carried on
+        wait_until(
+            lambda: (
+                "deployment.apps/qwen-pd-kserve-router-scheduler"
+                in installed("get", "deployments", "-n", namespace, "-o", "name")
+            ),
+            "the router's Deployment",
+            timeout_s=60,
+            every_s=0.5,
+        )
+    finally:
+        installed("delete", "namespace", namespace, "--wait=false")

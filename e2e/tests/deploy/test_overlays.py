@@ -45,6 +45,8 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "ClusterServingRuntime",
     "ClusterStorageContainer",
 }
@@ -212,6 +214,34 @@ def test_webhooks_are_served_by_the_controller_with_an_injected_ca(
             NAMESPACE,
             CONVERT_PATH,
         )
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_the_secret_policy_binds_the_controllers_service_account(
+    kustomize_build: Build, overlay: str
+) -> None:
+    """The policy narrowing the controller's Secret creates is in every install, enforced, and
+    matches the ServiceAccount the ClusterRole is bound to: a renamed account would otherwise
+    keep `create` on Secrets while the policy matched no one."""
+    path = overlay if overlay == "base" else f"overlays/{overlay}"
+    objects = kustomize_build(path)
+    policy = _find(objects, "ValidatingAdmissionPolicy", "wharf-controller-secrets")["spec"]
+    binding = _find(objects, "ValidatingAdmissionPolicyBinding", "wharf-controller-secrets")
+    assert binding["spec"]["policyName"] == "wharf-controller-secrets"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+         "resources": ["secrets"]}
+    ]  # fmt: skip
+    role_binding = _find(objects, "ClusterRoleBinding", "wharf-controller")
+    (subject,) = role_binding["subjects"]
+    (condition,) = policy["matchConditions"]
+    assert f"endsWith(':{subject['name']}')" in condition["expression"]
+    assert "startsWith('system:serviceaccount:')" in condition["expression"]
+    role = _find(objects, "ClusterRole", role_binding["roleRef"]["name"])
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert [r["verbs"] for r in secret_rules] == [["get", "create"]]
 
 
 def test_kind_e2e_leaves_the_webhooks_out(kustomize_build: Build) -> None:
