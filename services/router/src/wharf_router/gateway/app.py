@@ -662,8 +662,9 @@ class Gateway:
         return None
 
     def _saw_chunk(self, ex: _Exchange, chunk: bytes) -> bool:
-        """Count a streamed chunk's events (bytes searches: only a chunk that carries usage is
-        parsed, and only its usage line); True when it holds the stream's `data: [DONE]`.
+        """Count a streamed chunk's events (bytes searches: only a chunk that carries a usage
+        object is parsed, and only its usage line); True when it holds the stream's
+        `data: [DONE]`.
 
         This runs once per token of every stream, so it does no more than that.
         """
@@ -680,7 +681,8 @@ class Gateway:
         if done:
             events -= 1
         ex.events += events
-        if b'"usage"' in chunk:
+        # engines that follow OpenAI send `"usage": null` in every chunk: only an object counts
+        if b'"usage":{' in chunk or b'"usage": {' in chunk:
             for line in chunk.split(b"\n"):
                 if line.startswith(b"data:") and b'"usage"' in line:
                     with contextlib.suppress(orjson.JSONDecodeError):
