@@ -1,7 +1,8 @@
 """The pods behind the gateway, their live state, and the background loop that keeps it fresh.
 
 Per pod, one task: while the pod is healthy it scrapes `/metrics` every `scrape_interval`
-(and `/v1/models` now and then); after `eject_after` failed scrapes in a row, or a request
+(`lone_scrape_interval` while no other pod of its kind is listed: then its load decides no
+pick) and `/v1/models` now and then; after `eject_after` failed scrapes in a row, or a request
 that could not connect, the pod is ejected and the task probes `GET /health` until it answers
 200, then brings it back. A scrape that only times out is not a failure until the pod has
 answered none for `silent_eject_after` seconds: an engine busy with a batch answers `/metrics`
