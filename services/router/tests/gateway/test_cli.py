@@ -36,6 +36,8 @@ def test_flags_over_the_config_file(tmp_path: Path) -> None:
             "http://10.0.0.2:8000=decode",
             "--scrape-interval",
             "0.5",
+            "--lone-scrape-interval",
+            "2",
         ]
     )
     settings, source, found = build(args)
@@ -43,6 +45,7 @@ def test_flags_over_the_config_file(tmp_path: Path) -> None:
     assert (settings.weights.prefix, settings.weights.kv) == (9, 0)
     assert settings.tuning.skew_abs == 4 and settings.request_timeout == 30
     assert settings.probing.scrape_interval == 0.5
+    assert settings.probing.lone_scrape_interval == 2
     assert isinstance(source, StaticEndpoints)
     assert [(e.name, e.role) for e in source.endpoints] == [
         ("10.0.0.2:8000", "decode"),

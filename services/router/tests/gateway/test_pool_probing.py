@@ -77,3 +77,34 @@ async def test_a_pod_silent_for_too_long_is_ejected(silent_pod: SilentPod) -> No
         assert pool.candidates(("both",), None) == []
     finally:
         await pool.aclose()
+
+
+async def test_a_pod_with_no_other_of_its_kind_is_scraped_less_often() -> None:
+    """Its load decides no pick (the only decode pod, the only prefill pod): scraping it as
+    often as pods that are weighed against each other costs its engine for nothing."""
+    probing = Probing(scrape_interval=0.2, lone_scrape_interval=1.0)
+    pool = Pool(probing)
+    # unroutable addresses: the scrapes fail, which does not matter here
+    pool.update(
+        [
+            make_endpoint("http://127.0.0.1:9", "decode", "d0"),
+            make_endpoint("http://127.0.0.1:9", "prefill", "p0"),
+        ]
+    )
+    try:
+        assert pool.scrape_interval_of(pool.pods["d0"]) == 1.0
+        assert pool.scrape_interval_of(pool.pods["p0"]) == 1.0
+        pool.update(
+            [
+                make_endpoint("http://127.0.0.1:9", "decode", "d0"),
+                make_endpoint("http://127.0.0.1:9", "both", "b1"),
+                make_endpoint("http://127.0.0.1:9", "prefill", "p0"),
+            ]
+        )
+        # a `both` pod and a `decode` pod both take decode halves: each is weighed against
+        # the other; the prefill pod is still alone of its kind
+        assert pool.scrape_interval_of(pool.pods["d0"]) == 0.2
+        assert pool.scrape_interval_of(pool.pods["b1"]) == 0.2
+        assert pool.scrape_interval_of(pool.pods["p0"]) == 1.0
+    finally:
+        await pool.aclose()

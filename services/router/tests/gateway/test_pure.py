@@ -278,6 +278,26 @@ def test_sglang_metrics_and_garbage() -> None:
     assert (m.waiting, m.kv_usage, m.kv_capacity_tokens) == (4.0, 0.25, None)
 
 
+def test_only_the_read_names_count_wherever_they_are_on_the_page() -> None:
+    # the first line, CRLF endings, a longer name that starts with a read one, a HELP line,
+    # and a page of histogram buckets around them (what most of vLLM's page is)
+    buckets = b"".join(
+        b'vllm:e2e_request_latency_seconds_bucket{le="%d",model_name="m"} %d\n' % (i, i)
+        for i in range(300)
+    )
+    text = (
+        b'vllm:num_requests_waiting{model_name="m"} 2\r\n'
+        + buckets
+        + b"# HELP vllm:num_requests_running Number of requests running.\n"
+        + b'vllm:num_requests_waiting_by_reason{reason="x",model_name="m"} 40\n'
+        + b'vllm:num_requests_running{model_name="m"} 3\n'
+        + buckets
+        + b"vllm:num_requests_waiting 1"
+    )
+    m = parse_engine_metrics(text)
+    assert (m.waiting, m.running, m.kv_usage, m.kv_capacity_tokens) == (3.0, 3.0, 0.0, None)
+
+
 # -- endpoints and settings -------------------------------------------------------------------
 
 

@@ -98,6 +98,7 @@ class _Exchange:
     model: str | None = None
     model_label: str = "-"
     bound: Bound | None = None
+    itl: Any = None  # the bound inter-token histogram, observed once per streamed event
     key: ApiKey | None = None
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -352,6 +353,7 @@ class Gateway:
         ex.model = model if isinstance(model, str) else None
         ex.model_label = self.telemetry.model_label(ex.model)
         ex.bound = self.telemetry.bound(ex.model_label, ex.key_label)
+        ex.itl = ex.bound.itl
         ex.stream = body.get("stream") is True
         headers.append((b"x-request-id", ex.request_id))
         await self._guarded(self._route(ex, send, path, headers, raw, body, session), ex, receive)
@@ -633,12 +635,12 @@ class Gateway:
         try:
             chunk = first
             while chunk is not None:
-                self._saw_chunk(ex, chunk)
-                if ex.first_at and lease.prefilling:
+                done = self._saw_chunk(ex, chunk)
+                if lease.prefilling and ex.first_at:
                     lease.first_token()  # the pod has computed the prompt
                     self._load_changed()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if b"data: [DONE]" in chunk:
+                if done:
                     # the client has the whole answer and may close at once (the openai client
                     # does); what is left is the pod's end of stream, so a disconnect from here
                     # on is the end of a served request, not a cancel
@@ -659,19 +661,27 @@ class Gateway:
         self._account(ex, resp.status, reason)
         return None
 
-    def _saw_chunk(self, ex: _Exchange, chunk: bytes) -> None:
-        now = time.perf_counter()
+    def _saw_chunk(self, ex: _Exchange, chunk: bytes) -> bool:
+        """Count a streamed chunk's events (bytes searches: only a chunk that carries a usage
+        object is parsed, and only its usage line); True when it holds the stream's
+        `data: [DONE]`.
+
+        This runs once per token of every stream, so it does no more than that.
+        """
         events = chunk.count(b"data:")
         if not events:
-            return
+            return False
+        now = time.perf_counter()
         if ex.first_at == 0.0:
             ex.first_at = now
-        elif ex.bound is not None:
-            ex.bound.itl.observe(now - ex.last_at)
+        elif ex.itl is not None:
+            ex.itl.observe(now - ex.last_at)
         ex.last_at = now
-        if b"[DONE]" in chunk:
+        done = b"data: [DONE]" in chunk
+        if done:
             events -= 1
         ex.events += events
+        # engines that follow OpenAI send `"usage": null` in every chunk: only an object counts
         if b'"usage":{' in chunk or b'"usage": {' in chunk:
             for line in chunk.split(b"\n"):
                 if line.startswith(b"data:") and b'"usage"' in line:
@@ -679,6 +689,7 @@ class Gateway:
                         doc = orjson.loads(line[5:])
                         if isinstance(doc, dict) and isinstance(doc.get("usage"), dict):
                             ex.usage = doc["usage"]
+        return done
 
     # -- prefill/decode ---------------------------------------------------------------------
 

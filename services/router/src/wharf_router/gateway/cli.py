@@ -94,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
     sch.add_argument(
         "--scrape-interval", type=float, default=None, help="seconds between /metrics scrapes"
     )
+    sch.add_argument(
+        "--lone-scrape-interval",
+        type=float,
+        default=None,
+        help="seconds between /metrics scrapes of a pod with no other of its kind (default 1)",
+    )
     req = p.add_argument_group("requests")
     req.add_argument(
         "--request-timeout", type=float, default=None, help="seconds per request (default 600)"
@@ -246,8 +252,13 @@ def build(args: argparse.Namespace) -> tuple[GatewayConfig, EndpointSource, ApiK
     ):
         if getattr(args, name) is not None:
             flags[name] = getattr(args, name)
-    if args.scrape_interval is not None:
-        flags["probing"] = {"scrape_interval": args.scrape_interval}
+    probing = {
+        name: getattr(args, name)
+        for name in ("scrape_interval", "lone_scrape_interval")
+        if getattr(args, name) is not None
+    }
+    if probing:
+        flags["probing"] = probing
     config = apply_settings(config, flags, "flags")
     if args.weights is not None:
         from dataclasses import replace

@@ -62,6 +62,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "pd_warmup_timeout": (0.001, 86400),
     "pd_warmup_concurrency": (1, 64),
     "scrape_interval": (0.01, 3600),
+    "lone_scrape_interval": (0.01, 3600),
     "probe_interval": (0.01, 3600),
     "models_interval": (0.1, 86400),
     "timeout": (0.01, 600),

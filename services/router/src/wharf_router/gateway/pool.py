@@ -1,7 +1,8 @@
 """The pods behind the gateway, their live state, and the background loop that keeps it fresh.
 
 Per pod, one task: while the pod is healthy it scrapes `/metrics` every `scrape_interval`
-(and `/v1/models` now and then); after `eject_after` failed scrapes in a row, or a request
+(`lone_scrape_interval` while no other pod of its kind is listed: then its load decides no
+pick) and `/v1/models` now and then; after `eject_after` failed scrapes in a row, or a request
 that could not connect, the pod is ejected and the task probes `GET /health` until it answers
 200, then brings it back. A scrape that only times out is not a failure until the pod has
 answered none for `silent_eject_after` seconds: an engine busy with a batch answers `/metrics`
@@ -40,6 +41,10 @@ MAX_MODELS = 256
 @dataclass(frozen=True, slots=True)
 class Probing:
     scrape_interval: float = 0.2
+    # a pod with no other pod of its kind (serving, or prefill) to be weighed against: its
+    # load informs no pick, so it is scraped only this often (health and KV size); each
+    # scrape costs the engine's API server a /metrics render (docs/benchmarks.md, issue 13)
+    lone_scrape_interval: float = 1.0
     probe_interval: float = 1.0
     models_interval: float = 10.0
     timeout: float = 2.0
@@ -72,6 +77,20 @@ class Pod:
     @property
     def role(self) -> Role:
         return self.endpoint.role
+
+
+def kind_of(role: Role) -> str:
+    """Pods of one kind are weighed against each other: a request's decode half goes to a
+    `both` or `decode` pod, its prefill half to a `prefill` pod."""
+    return "prefill" if role == "prefill" else "serving"
+
+
+def scrape_interval(probing: Probing, pods_of_kind: int) -> float:
+    """Seconds between a pod's `/metrics` scrapes, with `pods_of_kind` pods of its kind listed
+    (itself included): its load is read for picks only when there is a choice."""
+    if pods_of_kind > 1:
+        return probing.scrape_interval
+    return max(probing.scrape_interval, probing.lone_scrape_interval)
 
 
 def view_of(pod: Pod, prefix_blocks: int, session: bool, extra: PodLoad = NO_LOAD) -> PodView:
@@ -139,6 +158,7 @@ class Pool:
         self.probing = probing
         self.pods: dict[str, Pod] = {}
         self.roles: frozenset[Role] = frozenset()  # the roles of the listed pods
+        self._kinds: dict[str, int] = {}  # listed pods per kind_of(role)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._http = UpstreamPool()
         self._on_capacity = on_capacity
@@ -160,6 +180,10 @@ class Pool:
                     self._watch(self.pods[name]), name=f"probe {name}"
                 )
         self.roles = frozenset(p.role for p in self.pods.values())
+        kinds: dict[str, int] = {}
+        for pod in self.pods.values():
+            kinds[kind_of(pod.role)] = kinds.get(kind_of(pod.role), 0) + 1
+        self._kinds = kinds
 
     def _remove(self, name: str) -> None:
         pod = self.pods.pop(name)
@@ -192,6 +216,9 @@ class Pool:
             if serving:
                 return serving
         return pods
+
+    def scrape_interval_of(self, pod: Pod) -> float:
+        return scrape_interval(self.probing, self._kinds.get(kind_of(pod.role), 1))
 
     def eject(self, pod: Pod, reason: str) -> None:
         if pod.healthy and pod.name in self.pods:
@@ -227,7 +254,7 @@ class Pool:
                     if now >= next_models:
                         await self._models(pod)
                         next_models = now + p.models_interval
-                    await asyncio.sleep(p.scrape_interval)
+                    await asyncio.sleep(self.scrape_interval_of(pod))
                 else:
                     if await self._probe(pod):
                         log.info("pod %s is back", pod.name)
