@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -144,12 +146,16 @@ class _KubeContext:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._api: client.ApiClient | None = None
+        self._port = 0
+        self._others: set[str] = set()
 
     async def __aenter__(self) -> Kube:
         configuration = client.Configuration()
         await config.load_kube_config(
             config_file=str(self._path), client_configuration=configuration
         )
+        self._port = _port_of(configuration.host or "")
+        self._others = _sockets_to(self._port)  # other clients' connections: not waited for
         self._api = client.ApiClient(configuration)
         dynamic = await DynamicClient(self._api)
         return Kube(self._api, dynamic)
@@ -162,3 +168,50 @@ class _KubeContext:
     ) -> None:
         if self._api is not None:
             await self._api.close()
+            await sockets_closed(self._port, self._others)
+
+
+def _port_of(url: str) -> int:
+    hostport = url.split("://", 1)[-1].split("/", 1)[0]
+    return int(hostport.rpartition(":")[2] or 443)
+
+
+def _sockets_to(port: int) -> set[str]:
+    """The inodes of this process's TCP sockets connected to `port` (any host)."""
+    mine: set[str] = set()
+    with os.scandir("/proc/self/fd") as fds:
+        for fd in fds:
+            try:
+                target = os.readlink(fd.path)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                mine.add(target[8:-1])
+    found: set[str] = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if int(cols[2].rsplit(":", 1)[1], 16) == port and cols[9] in mine:
+                found.add(cols[9])
+    return found
+
+
+async def sockets_closed(port: int, others: set[str], within_s: float = 10.0) -> None:
+    """Wait until the connections to the API server are closed, not only asked to close.
+
+    A TLS connection closes after its close_notify exchange and one more turn of the event loop.
+    A cancelled watch's connection is released before the session closes, so the session's
+    close does not wait for it. pytest-asyncio closes each test's loop right after its fixtures,
+    which could leave the socket open; Python then warned "unclosed socket" later, inside
+    whichever test the garbage collector happened to run in, and failed that test.
+    """
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not _sockets_to(port) - others:
+            return
+        await asyncio.sleep(0.01)
