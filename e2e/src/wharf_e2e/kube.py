@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -172,8 +173,8 @@ class _KubeContext:
 
 
 def _port_of(url: str) -> int:
-    hostport = url.split("://", 1)[-1].split("/", 1)[0]
-    return int(hostport.rpartition(":")[2] or 443)
+    parts = urlsplit(url)
+    return parts.port or (80 if parts.scheme == "http" else 443)
 
 
 def _sockets_to(port: int) -> set[str]:

@@ -159,7 +159,8 @@ class Daemon:
 
         It waits for the daemon to exit, which it does once every process it started has (each
         within its own kill timeout); after `timeout_s`, when given, the daemon is killed, and
-        whatever it had not stopped yet is left running.
+        the processes it had not stopped yet get SIGTERM as it dies (PR_SET_PDEATHSIG) and
+        finish draining on their own, after this has returned.
         """
         pid = self.pid()
         if self.alive():

@@ -39,6 +39,9 @@ from wharf_protocol.limits import head_timeout_s, min_body_rate
 log = logging.getLogger("wharf.daemon")
 
 
+GRACEFUL_SHUTDOWN_S = 10
+
+
 class _Server(uvicorn.Server):
     # the daemon handles signals itself, for all of its servers at once
     @contextlib.contextmanager
@@ -219,6 +222,9 @@ async def serve(home: Home, settings: Settings, tracing: Tracing | None = None) 
             access_log=False,
             log_level="warning",
             timeout_keep_alive=75,
+            # after its processes have stopped, a connection still open does not hold the
+            # daemon (and `wharf down`) up for longer than this
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             # the model server's own Date and Server headers pass through
             server_header=False,
             date_header=False,
@@ -231,6 +237,7 @@ async def serve(home: Home, settings: Settings, tracing: Tracing | None = None) 
             http=OwnerOnlyProtocol,
             loop="none",
             lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             access_log=False,
             log_level="warning",
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wharf_router.gateway.app import _holds_done
 from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings
 from wharf_router.gateway.endpoints import (
     EndpointError,
@@ -378,3 +379,20 @@ def test_token_bucket_refills_over_time() -> None:
     assert buckets.allows(key, 30.0) is not None
     assert buckets.allows(key, 41.5) is None
     assert buckets.allows(ApiKey("free"), 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("chunk", "done"),
+    [
+        (b"data: [DONE]\n\n", True),
+        (b"data:[DONE]\n\n", True),  # the space after the colon is optional
+        (b'data: {"choices":[]}\n\ndata: [DONE]\n\n', True),
+        (b'data: {"choices":[{"text":"[DONE]"}]}\n\n', False),  # a token that says [DONE]
+        (b'data: {"choices":[{"text":"data: [DONE]"}]}\n\n', False),
+        (b'data: {"choices":[]}\n\n', False),
+    ],
+)
+def test_the_end_of_a_stream_is_its_done_event_not_a_token_that_says_so(
+    chunk: bytes, done: bool
+) -> None:
+    assert _holds_done(chunk) is done

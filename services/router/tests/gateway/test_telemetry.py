@@ -3,6 +3,7 @@ prometheus_client's locks) is exposed exactly as a prometheus_client Histogram w
 
 from __future__ import annotations
 
+import math
 import random
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -11,6 +12,7 @@ from wharf_router.gateway.telemetry import _ITL, StreamHistogram
 
 
 def _samples(registry: CollectorRegistry) -> list[str]:
+    """The exposition's lines, but the `_created` series, which StreamHistogram leaves out."""
     text = generate_latest(registry).decode()
     return sorted(line for line in text.splitlines() if "_created" not in line)
 
@@ -31,3 +33,17 @@ def test_stream_histogram_exposes_what_a_histogram_would() -> None:
         reference.labels(*labels).observe(value)
     assert _samples(ours) == _samples(theirs)
     assert any('le="+Inf"' in line for line in _samples(ours))
+    assert "_created" not in generate_latest(ours).decode()  # said so in its docstring
+
+
+def test_large_bounds_and_an_explicit_inf_are_written_as_prometheus_client_writes_them() -> None:
+    buckets = (0.5, 1e6, 1e7, math.inf)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    stream = StreamHistogram("wait_seconds", "Waits", ["model"], buckets)
+    ours.register(stream)
+    reference = Histogram("wait_seconds", "Waits", ["model"], buckets=buckets, registry=theirs)
+    for value in (0.1, 2e6, 5e7):
+        stream.labels("m").observe(value)
+        reference.labels("m").observe(value)
+    assert _samples(ours) == _samples(theirs)
+    assert sum('le="+Inf"' in line for line in _samples(ours)) == 1

@@ -677,7 +677,7 @@ class Gateway:
         elif ex.itl is not None:
             ex.itl.observe(now - ex.last_at)
         ex.last_at = now
-        done = b"data: [DONE]" in chunk
+        done = _holds_done(chunk)
         if done:
             events -= 1
         ex.events += events
@@ -914,3 +914,14 @@ async def _send_whole(
 
 async def _json(send: Send, status: int, payload: Any) -> None:
     await _send_whole(send, status, JSON, orjson.dumps(payload))
+
+
+def _holds_done(chunk: bytes) -> bool:
+    """Whether a streamed chunk holds the end-of-stream event, `data: [DONE]` (the space after
+    the colon is optional in an event stream); not a token whose text says `[DONE]`."""
+    if b"[DONE]" not in chunk:
+        return False
+    return any(
+        chunk.startswith(event) or b"\n" + event in chunk
+        for event in (b"data: [DONE]", b"data:[DONE]")
+    )

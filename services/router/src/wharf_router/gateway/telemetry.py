@@ -6,6 +6,7 @@ are counted as `other`), `key` is an API key's name (`-` without keys).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from wharf_router.gateway.pool import Pod
 
@@ -92,7 +94,8 @@ class StreamHistogram(Collector):
     prometheus_client's Histogram takes a lock and walks the buckets on every observation;
     per token that was a tenth of the gateway's own Python on a stream's path. The gateway
     observes and is scraped on its event loop's thread only, so plain counters suffice: one
-    bisect and two additions per observation. Exposed as the same histogram family.
+    bisect and two additions per observation. Exposed as the same histogram family, without
+    the `_created` series (a start time per label set, which nothing here reads).
     """
 
     def __init__(
@@ -101,7 +104,7 @@ class StreamHistogram(Collector):
         self._name = name
         self._documentation = documentation
         self._labels = labels
-        self._bounds = tuple(sorted(buckets))
+        self._bounds = tuple(sorted(b for b in buckets if b != math.inf))  # +Inf is implied
         self._children: dict[tuple[str, ...], _Buckets] = {}
 
     def labels(self, *values: str) -> _Buckets:
@@ -112,7 +115,7 @@ class StreamHistogram(Collector):
 
     def collect(self) -> Iterable[HistogramMetricFamily]:
         family = HistogramMetricFamily(self._name, self._documentation, labels=self._labels)
-        edges = [repr(float(b)) for b in self._bounds] + ["+Inf"]  # as Go prints them
+        edges = [floatToGoString(b) for b in self._bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         for values, child in list(self._children.items()):
             cumulative, buckets = 0, []
             for edge, count in zip(edges, child.counts, strict=True):
