@@ -39,6 +39,9 @@ _SUFFIXES = {
     "SummaryMetricFamily": ("_sum", "_count", "_created"),
     "Info": ("_info",),
     "InfoMetricFamily": ("_info",),
+    # the gateway's lock-free histogram (wharf_router.gateway.telemetry): a histogram's samples
+    # but `_created`
+    "StreamHistogram": ("_bucket", "_sum", "_count"),
 }
 # vLLM's names (v1 engine) that the dashboard may use, by kind. Checked against the installed
 # vLLM by test_vllm_names_are_vllms_own.
