@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMappi
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wharf_datapath.relay import passes_body
+
 if TYPE_CHECKING:
     import grpc.aio
     from opentelemetry.propagators.textmap import Getter, TextMapPropagator
@@ -403,7 +405,8 @@ def traced_app(
                     message = {**message, "headers": tracing.inject(headers, span)}
                 await send(message)
 
-            await app(scope, receive, send_recording)
+            # it changes only the head: a body may be written below it (wharf_datapath.relay)
+            await app(scope, receive, passes_body(send_recording, send))
 
     return traced
 

@@ -15,14 +15,20 @@ can decide whether to try another replica (`retry`):
   accept queue or receive buffer);
 - `UpstreamClosedError`: the connection was closed before any response byte: the replica may
   have read the request (and died on it).
+
+A streamed answer's body (`BodyStream`) is read chunk by chunk, or relayed: handed to a
+callback from the connection's own data events, with no task wake-up per chunk (the LLM
+gateway's token streams). A chunked body whose connection ends before its last chunk is cut
+(`UpstreamCutError`), not a short answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import httptools
 
@@ -40,6 +46,10 @@ class UpstreamClosedError(ConnectionError):
 
 class UpstreamTooLargeError(ValueError):
     """A whole (non-streamed) answer grew past the caller's `max_body`: the connection is closed."""
+
+
+class UpstreamCutError(ConnectionError):
+    """The replica closed the connection in the middle of a chunked body."""
 
 
 class UpstreamResetError(UpstreamClosedError):
@@ -73,7 +83,7 @@ class Response:
     keep_alive: bool = True
     parser: httptools.HttpResponseParser | None = None
     # set for a body without a length (chunked, SSE): its chunks as they arrive
-    stream: AsyncIterator[bytes] | None = None
+    stream: BodyStream | None = None
     headers_done: bool = False
 
     @property
@@ -81,6 +91,12 @@ class Response:
         """No content-length: chunked or read to the end (server-sent events, token streams)."""
         return self.headers_done and not any(
             k.lower() == b"content-length" for k, _ in self.headers
+        )
+
+    @property
+    def chunked(self) -> bool:
+        return any(
+            k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in self.headers
         )
 
     # httptools callbacks
@@ -229,7 +245,7 @@ class UpstreamPool:
                     and parser.get_status_code() not in (204, 304)
                 ):
                     resp.status = parser.get_status_code()
-                    resp.stream = self._stream(address, conn, resp, parser)
+                    resp.stream = BodyStream(self, address, conn, resp, parser)
                     return resp
                 data = await conn.reader.read(65536)
                 if not data:
@@ -267,36 +283,6 @@ class UpstreamPool:
         else:
             conn.close()
 
-    async def _stream(
-        self,
-        address: Address,
-        conn: _Conn,
-        resp: Response,
-        parser: httptools.HttpResponseParser,
-    ) -> AsyncIterator[bytes]:
-        finished = False
-        try:
-            while True:
-                if resp.body:
-                    chunk = bytes(resp.body)
-                    resp.body.clear()
-                    yield chunk
-                if resp.complete:
-                    break
-                data = await conn.reader.read(65536)
-                if not data:
-                    parser.feed_data(b"")
-                    resp.keep_alive = False
-                    resp.complete = True
-                    continue
-                parser.feed_data(data)
-            finished = True
-        finally:
-            if finished:
-                self._done(address, conn, resp)
-            else:  # the client went away mid-stream: this connection's state is unknown
-                conn.close()
-
     def forget(self, host: str, port: int) -> None:
         """Close the idle connections to a replica that is gone."""
         for conn in self._idle.pop((host, port), []):
@@ -309,6 +295,170 @@ class UpstreamPool:
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.writer.wait_closed()
+
+
+class BodyStream:
+    """A streamed answer's body as it arrives: read it chunk by chunk (`async for`), or hand
+    the rest to a callback (`relay`). Its connection goes back to the pool only when the
+    message completed; a stream left early (`aclose`) or cut closes it (so the replica sees
+    its client go away)."""
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        address: Address,
+        conn: _Conn,
+        resp: Response,
+        parser: httptools.HttpResponseParser,
+    ) -> None:
+        self._pool = pool
+        self._address = address
+        self._conn = conn
+        self._resp = resp
+        self._parser = parser
+        self._ended = False
+        self._on_data: Callable[[bytes], None] | None = None
+        self._end: asyncio.Future[None] | None = None
+        self._reader_protocol: asyncio.BaseProtocol | None = None
+        self._transport = cast(asyncio.Transport, conn.writer.transport)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        resp = self._resp
+        while True:
+            if resp.body:
+                chunk = bytes(resp.body)
+                resp.body.clear()
+                return chunk
+            if resp.complete:
+                self._finish(True)
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                data = await self._conn.reader.read(65536)
+                if data:
+                    self._parser.feed_data(data)
+                else:
+                    self._eof()
+            except BaseException:
+                self._finish(False)
+                raise
+
+    async def aclose(self) -> None:
+        """Leave the stream: the connection is closed unless the message completed."""
+        self._finish(self._resp.complete)
+        if self._end is not None and not self._end.done():
+            self._end.cancel()
+
+    def _eof(self) -> None:
+        if self._resp.chunked:
+            host, port = self._address
+            raise UpstreamCutError(f"{host}:{port} closed the connection mid-answer")
+        self._parser.feed_data(b"")  # a body delimited by the end of the connection
+        self._resp.keep_alive = False
+        self._resp.complete = True
+
+    def _finish(self, clean: bool) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if clean and self._reader_protocol is not None:
+            self._transport.set_protocol(self._reader_protocol)
+        if clean:
+            self._pool._done(self._address, self._conn, self._resp)
+        else:
+            self._conn.close()
+
+    # -- relay: the rest of the body from the connection's data callback -------------------
+
+    def relay(self, on_data: Callable[[bytes], None]) -> asyncio.Future[None]:
+        """Hand the rest of the body to `on_data` as it arrives, called from the connection's
+        data events (so it must not block); the future ends with the message, or fails with
+        the error that cut it (an OSError). Chunks already read come first, before this
+        returns."""
+        loop = asyncio.get_running_loop()
+        self._end = end = loop.create_future()
+        self._on_data = on_data
+        reader = self._conn.reader
+        # the StreamReader may hold bytes already received, to come before the socket's next
+        # (it has no public way to take them without awaiting)
+        buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+        pending = bytes(buffer)
+        buffer.clear()
+        transport = self._transport
+        self._reader_protocol = transport.get_protocol()
+        transport.set_protocol(_RelayProtocol(self))
+        self._data(pending)
+        if not self._ended:
+            error = reader.exception()
+            if error is not None:
+                self._fail(error)
+            elif reader.at_eof():  # the connection ended before the switch
+                self._lost(None)
+            else:
+                transport.resume_reading()  # the reader may have paused it (its buffer's limit)
+        return end
+
+    def pause_reading(self) -> None:
+        """Stop reading the replica (the relay's consumer is behind); `resume_reading` again."""
+        if not self._ended:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._ended:
+            self._transport.resume_reading()
+
+    def _data(self, data: bytes) -> None:
+        resp = self._resp
+        try:
+            if data:
+                self._parser.feed_data(data)
+            if resp.body:
+                chunk = bytes(resp.body)
+                resp.body.clear()
+                assert self._on_data is not None
+                self._on_data(chunk)
+        except Exception as exc:  # a malformed answer, or the consumer failed: this stream ends
+            self._fail(exc)
+            return
+        if resp.complete and not self._ended:
+            self._finish(True)
+            if self._end is not None and not self._end.done():
+                self._end.set_result(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._ended:
+            return
+        if exc is None:
+            try:
+                self._eof()
+            except UpstreamCutError as cut:
+                exc = cut
+        if exc is not None:
+            self._fail(exc)
+        else:
+            self._data(b"")
+
+    def _fail(self, exc: BaseException) -> None:
+        self._finish(False)
+        if self._end is not None and not self._end.done():
+            self._end.set_exception(exc)
+
+
+class _RelayProtocol(asyncio.Protocol):
+    """The upstream connection's protocol while its body is relayed."""
+
+    def __init__(self, stream: BodyStream) -> None:
+        self.data_received = stream._data  # type: ignore[method-assign]
+        self._stream = stream
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost tells the stream
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream._lost(exc)
 
 
 class _StaleConnection(Exception):

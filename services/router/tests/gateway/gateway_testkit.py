@@ -61,6 +61,8 @@ class FakeEngine:
     # when set: a stream's `data: [DONE]` goes out, then the end of the body waits for it (the
     # end of stream reaching the gateway after the client has read the last event)
     hold_after_done: asyncio.Event | None = None
+    word_bytes: int = 0  # pad each streamed word to this many bytes (a stream of many bytes)
+    streamed: int = 0  # streamed words sent, all streams
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -146,7 +148,7 @@ class FakeEngine:
             return
         chat = path.endswith("chat/completions")
         n = int(doc.get("max_tokens") or 4)
-        words = [f"{self.name}-w{i}" for i in range(n)]
+        words = [f"{self.name}-w{i}".ljust(self.word_bytes, "x") for i in range(n)]
         prompt_tokens = 7
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -212,6 +214,7 @@ class FakeEngine:
                         "more_body": True,
                     }
                 )
+                self.streamed += 1
             opts = doc.get("stream_options") or {}
             if opts.get("include_usage"):
                 final: dict[str, Any] = {
@@ -258,8 +261,9 @@ async def _send(send: Any, status: int, body: bytes, ctype: bytes = b"applicatio
 class Served:
     """An ASGI app served by uvicorn on a free loopback port, in this event loop."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: str = "httptools") -> None:
         self.app = app
+        self.http = http
         self.port = port or free_port()
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
@@ -277,7 +281,7 @@ class Served:
             lifespan="on",
             access_log=False,
             loop="asyncio",
-            http="httptools",
+            http=self.http,
         )
         self.server = uvicorn.Server(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve())

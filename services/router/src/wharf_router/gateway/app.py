@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from wharf_datapath.relay import ClientStream, client_stream
 from wharf_datapath.upstream import (
+    BodyStream,
     Response,
     UpstreamClosedError,
     UpstreamConnectError,
@@ -633,19 +635,17 @@ class Gateway:
         ex.status = resp.status
         reason: str | None = None if resp.status < 400 else "upstream_status"
         try:
-            chunk = first
-            while chunk is not None:
-                done = self._saw_chunk(ex, chunk)
-                if lease.prefilling and ex.first_at:
-                    lease.first_token()  # the pod has computed the prompt
-                    self._load_changed()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if done:
-                    # the client has the whole answer and may close at once (the openai client
-                    # does); what is left is the pod's end of stream, so a disconnect from here
-                    # on is the end of a served request, not a cancel
-                    ex.finished = True
-                chunk = await anext(chunks, None)
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                self._passed(ex, lease, first)
+                # the rest below ASGI when the server lets us at the client's connection
+                client = client_stream(send)
+                if client is not None:
+                    await self._relay(ex, chunks, client, lease)
+                else:
+                    async for chunk in chunks:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        self._passed(ex, lease, chunk)
         except OSError as exc:
             # the pod died mid-answer: what was streamed cannot be taken back; say so in-band
             reason = "upstream_cut"
@@ -655,11 +655,52 @@ class Gateway:
             await send({"type": "http.response.body", "body": message + b"\n\n", "more_body": True})
         finally:
             # closes the upstream connection when the client went away (the engine aborts)
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
         ex.finished = True
+        # the end goes through ASGI: the server writes the last chunk and keeps its own state
         await send({"type": "http.response.body", "body": b""})
         self._account(ex, resp.status, reason)
         return None
+
+    def _passed(self, ex: _Exchange, lease: Lease, chunk: bytes) -> None:
+        """A streamed chunk went to the client: count it."""
+        if self._saw_chunk(ex, chunk):
+            # the client has the whole answer and may close at once (the openai client
+            # does); what is left is the pod's end of stream, so a disconnect from here
+            # on is the end of a served request, not a cancel
+            ex.finished = True
+        if lease.prefilling and ex.first_at:
+            lease.first_token()  # the pod has computed the prompt
+            self._load_changed()
+
+    async def _relay(
+        self, ex: _Exchange, chunks: BodyStream, client: ClientStream, lease: Lease
+    ) -> None:
+        """The rest of a stream, written to the client's connection from the pod
+        connection's data callback: no task wake-up and no ASGI send per token. When the
+        client's write buffer fills, the pod's connection stops being read until it drains
+        (the pod's own flow control then holds the stream: nothing buffers without bound)."""
+        drained: list[asyncio.Task[None]] = []
+
+        async def resume_when_drained() -> None:
+            await client.drain()
+            drained.clear()
+            chunks.resume_reading()
+
+        def on_data(chunk: bytes) -> None:
+            if client.gone:
+                return  # the disconnect cancels this request: nothing to write to
+            client.write(chunk)
+            self._passed(ex, lease, chunk)
+            if client.paused and not drained:
+                chunks.pause_reading()
+                drained.append(asyncio.get_running_loop().create_task(resume_when_drained()))
+
+        try:
+            await chunks.relay(on_data)
+        finally:
+            for task in drained:
+                task.cancel()
 
     def _saw_chunk(self, ex: _Exchange, chunk: bytes) -> bool:
         """Count a streamed chunk's events (bytes searches: only a chunk that carries a usage
