@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from wharf_datapath.upstream import UpstreamCutError, UpstreamPool
+from wharf_e2e.testing import until
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -65,9 +66,7 @@ async def scripted() -> AsyncIterator[tuple[Scripted, tuple[str, int], UpstreamP
 
 
 async def until_true(check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(20):
-        while not check():
-            await asyncio.sleep(0.01)
+    await until(check, "the condition", timeout_s=20)
 
 
 async def test_a_relay_passes_every_byte_in_order_and_pools_the_connection(
