@@ -7,7 +7,6 @@ holds the pod's stream instead of filling the gateway's memory."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 from typing import Any
 
@@ -141,11 +140,8 @@ async def test_a_client_that_does_not_read_holds_the_pods_stream(
     engine, _, ep = await start_engine("a", word_bytes=4096)
     _, _, gw = await serve_gateway(servers, [ep], marked=True)
     total = 4000
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    # a client that does not read keeps its socket's receive buffer small (no autotuning)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     payload = orjson.dumps(STREAM | {"max_tokens": total})
     writer.write(
         b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
@@ -177,3 +173,26 @@ async def test_a_client_that_does_not_read_holds_the_pods_stream(
         data += more
     writer.close()
     assert data.count(b"data: {") == total and b"data: [DONE]" in data
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["relayed", "wrapped-send"])
+async def test_a_client_gone_mid_stream_cancels_the_pods_stream(
+    servers: list[Served], start_engine: Start, marked: bool
+) -> None:
+    engine, _, ep = await start_engine("a", token_delay=0.05)
+    gateway, _, gw = await serve_gateway(servers, [ep], marked)
+    async with (
+        httpx.AsyncClient() as http_client,
+        http_client.stream(
+            "POST", gw.url + "/v1/completions", json=STREAM | {"max_tokens": 200}
+        ) as r,
+    ):
+        seen = b""
+        async for chunk in r.aiter_bytes():
+            seen += chunk
+            if seen.count(b"data:") >= 3:
+                break  # past the first event: the relay has the stream; the client goes away
+    await until(lambda: engine.cancelled == 1, "the pod to see the stream cancelled", 60)
+    await until(lambda: gateway.pool.pods["a"].in_flight == 0, "the request to end", 60)
+    text = await scrape(gw)
+    assert metric(text, "wharf_router_client_disconnects_total") == 1
