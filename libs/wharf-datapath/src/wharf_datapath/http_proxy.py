@@ -27,6 +27,7 @@ from wharf_datapath.upstream import (
     StreamedBody,
     UpstreamClosedError,
     UpstreamConnectError,
+    UpstreamCutError,
     UpstreamPool,
     UpstreamResetError,
 )
@@ -202,8 +203,13 @@ class HttpProxy:
             return
         # a body without a length (SSE, token streams): passed on chunk by chunk
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
-        async for chunk in resp.stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for chunk in resp.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamCutError as exc:
+            # no last chunk: the server closes the connection, so the client sees the cut too
+            log.warning("%s", exc)
+            return
         await send({"type": "http.response.body", "body": b""})
 
     async def _read_body(self, message: Message, receive: Receive, size: int | None) -> Body:

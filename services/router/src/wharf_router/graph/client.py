@@ -128,7 +128,7 @@ class HttpCaller:
                 chunks.append(chunk)
         finally:
             with contextlib.suppress(Exception):
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
         return Answer(b"".join(chunks), resp.status)
 
     async def _call_tls(self, url: str, body: bytes, headers: Headers) -> Answer:
