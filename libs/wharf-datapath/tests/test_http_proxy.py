@@ -321,3 +321,29 @@ async def test_a_request_reset_unread_is_resent_whatever_its_method(
         resp = await request
         assert resp.status_code == 200 and resp.headers[LABEL.decode()] == "replica-1"
         assert echo.requests == 1
+
+
+async def test_a_replica_cut_mid_stream_cuts_the_clients_stream_too(
+    serve: Serve, proxied: Any
+) -> None:
+    async def dies_mid_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n"
+        )
+        await writer.drain()
+        writer.close()  # no last chunk: the answer is cut
+
+    cutter = await asyncio.start_server(dies_mid_answer, "127.0.0.1", 0)
+    try:
+        client, _, _ = await proxied([cutter.sockets[0].getsockname()[1]])
+        chunks = []
+        with pytest.raises(httpx.RemoteProtocolError):  # not a complete answer, as before
+            async with client.stream("GET", "/events") as resp:
+                async for chunk in resp.aiter_raw():
+                    chunks.append(chunk)
+        assert chunks == [b"data: one\n\n"]
+    finally:
+        cutter.close()
+        await cutter.wait_closed()
