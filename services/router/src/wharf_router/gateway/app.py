@@ -635,17 +635,24 @@ class Gateway:
         ex.status = resp.status
         reason: str | None = None if resp.status < 400 else "upstream_status"
         try:
-            if first is not None:
-                await send({"type": "http.response.body", "body": first, "more_body": True})
-                self._passed(ex, lease, first)
-                # the rest below ASGI when the server lets us at the client's connection
-                client = client_stream(send)
-                if client is not None:
-                    await self._relay(ex, chunks, client, lease)
-                else:
-                    async for chunk in chunks:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        self._passed(ex, lease, chunk)
+            chunk = first
+            try_relay = True
+            while chunk is not None:
+                done = self._counted(ex, lease, chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if done:
+                    # the client has the whole answer and may close at once (the openai client
+                    # does); what is left is the pod's end of stream, so a disconnect from here
+                    # on is the end of a served request, not a cancel
+                    ex.finished = True
+                if try_relay:
+                    # the rest below ASGI when the server lets us at the client's connection
+                    try_relay = False
+                    client = client_stream(send)
+                    if client is not None:
+                        await self._relay(ex, chunks, client, lease)
+                        break
+                chunk = await anext(chunks, None)
         except OSError as exc:
             # the pod died mid-answer: what was streamed cannot be taken back; say so in-band
             reason = "upstream_cut"
@@ -662,16 +669,14 @@ class Gateway:
         self._account(ex, resp.status, reason)
         return None
 
-    def _passed(self, ex: _Exchange, lease: Lease, chunk: bytes) -> None:
-        """A streamed chunk went to the client: count it."""
-        if self._saw_chunk(ex, chunk):
-            # the client has the whole answer and may close at once (the openai client
-            # does); what is left is the pod's end of stream, so a disconnect from here
-            # on is the end of a served request, not a cancel
-            ex.finished = True
+    def _counted(self, ex: _Exchange, lease: Lease, chunk: bytes) -> bool:
+        """Count a streamed chunk (`_saw_chunk`; the P/D lease's first token); True when it
+        holds `data: [DONE]`."""
+        done = self._saw_chunk(ex, chunk)
         if lease.prefilling and ex.first_at:
             lease.first_token()  # the pod has computed the prompt
             self._load_changed()
+        return done
 
     async def _relay(
         self, ex: _Exchange, chunks: BodyStream, client: ClientStream, lease: Lease
@@ -688,10 +693,11 @@ class Gateway:
             chunks.resume_reading()
 
         def on_data(chunk: bytes) -> None:
-            if client.gone:
-                return  # the disconnect cancels this request: nothing to write to
-            client.write(chunk)
-            self._passed(ex, lease, chunk)
+            done = self._counted(ex, lease, chunk)
+            if not client.gone:  # (gone: uvicorn's send would drop it too)
+                client.write(chunk)
+            if done:
+                ex.finished = True  # as in `_answer_stream`
             if client.paused and not drained:
                 chunks.pause_reading()
                 drained.append(asyncio.get_running_loop().create_task(resume_when_drained()))
