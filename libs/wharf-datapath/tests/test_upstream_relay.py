@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import gc
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import uvloop
 
-from wharf_datapath.upstream import UpstreamCutError, UpstreamPool
+from wharf_datapath.upstream import BodyStream, UpstreamCutError, UpstreamPool
 from wharf_e2e.testing import until
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -52,8 +55,11 @@ class Scripted:
                 await writer.wait_closed()
 
 
-@pytest.fixture
-async def scripted() -> AsyncIterator[tuple[Scripted, tuple[str, int], UpstreamPool]]:
+Scripting = tuple[Scripted, tuple[str, int], UpstreamPool]
+
+
+@contextlib.asynccontextmanager
+async def scripted_server() -> AsyncIterator[Scripting]:
     s = Scripted()
     server = await asyncio.start_server(s.handle, "127.0.0.1", 0)
     pool = UpstreamPool()
@@ -65,22 +71,33 @@ async def scripted() -> AsyncIterator[tuple[Scripted, tuple[str, int], UpstreamP
         await server.wait_closed()
 
 
+@pytest.fixture
+async def scripted() -> AsyncIterator[Scripting]:
+    async with scripted_server() as scripting:
+        yield scripting
+
+
 async def until_true(check: Callable[[], bool]) -> None:
     await until(check, "the condition", timeout_s=20)
 
 
 async def test_a_relay_passes_every_byte_in_order_and_pools_the_connection(
-    scripted: tuple[Scripted, tuple[str, int], UpstreamPool],
+    scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     for _ in range(2):  # the second request on the pooled connection
-        # the head and two chunks in one write: the second is read before the relay starts
-        await s.out.put(HEAD + chunk(b"data: one\n\n") + chunk(b"data: two\n\n"))
+        await s.out.put(HEAD + chunk(b"data: one\n\n"))
         resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
         assert resp.stream is not None
         first = await anext(resp.stream)
+        # the second chunk arrives in the reader's buffer after the iterator's read: the
+        # relay must pass it on first
+        await s.out.put(chunk(b"data: two\n\n"))
+        stream = resp.stream
+        await until_true(lambda: len(reader_buffer(stream)) > 0)  # noqa: B023
         got: list[bytes] = [first]
         end = resp.stream.relay(got.append)
+        assert got == [b"data: one\n\n", b"data: two\n\n"]
         await s.out.put(chunk(b"data: three\n\n") + b"0\r\n\r\n")
         await s.out.put(b"")
         await end
@@ -89,8 +106,101 @@ async def test_a_relay_passes_every_byte_in_order_and_pools_the_connection(
     assert s.connections == 1
 
 
+def reader_buffer(stream: BodyStream | None) -> bytearray:
+    assert stream is not None
+    buffer: bytearray = stream._conn.reader._buffer  # type: ignore[attr-defined]
+    return buffer
+
+
+async def test_a_relay_paused_by_the_bytes_read_before_it_stays_paused(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(HEAD + chunk(b"data: one\n\n"))
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    stream = resp.stream
+    assert stream is not None
+    await anext(stream)
+    await s.out.put(chunk(b"data: two\n\n"))
+    await until_true(lambda: len(reader_buffer(stream)) > 0)
+    got: list[bytes] = []
+
+    def pausing(data: bytes) -> None:
+        got.append(data)
+        stream.pause_reading()
+
+    end = stream.relay(pausing)
+    assert got == [b"data: two\n\n"]
+    await s.out.put(chunk(b"data: three\n\n"))
+    await until_true(s.out.empty)
+    for _ in range(20):  # the loop turns: nothing is read while paused
+        await asyncio.sleep(0.005)
+    assert got == [b"data: two\n\n"]
+    stream.resume_reading()
+    await until_true(lambda: len(got) == 2)
+    await s.out.put(b"0\r\n\r\n")
+    await end
+
+
+async def test_a_connection_paused_as_its_answer_completed_is_pooled_reading(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(HEAD + chunk(b"data: one\n\n"))
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    stream = resp.stream
+    assert stream is not None
+    await anext(stream)
+    end = stream.relay(lambda _: stream.pause_reading())
+    # the last chunk and the body's end in one read: the consumer pauses on that chunk
+    await s.out.put(chunk(b"data: two\n\n") + b"0\r\n\r\n")
+    await s.out.put(b"")
+    await end
+    assert len(pool._idle[address]) == 1
+    # the next request on the pooled connection hears its answer
+    await s.out.put(HEAD + chunk(b"data: again\n\n") + b"0\r\n\r\n")
+    await s.out.put(b"")
+    again = await asyncio.wait_for(pool.request(address, "GET", "/", [(b"host", b"h")], b""), 20)
+    assert again.stream is not None
+    assert [c async for c in again.stream] == [b"data: again\n\n"]
+    assert s.connections == 1
+
+
+async def test_relay_twice_or_after_the_end_is_refused(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(HEAD + chunk(b"data: one\n\n"))
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    stream = resp.stream
+    assert stream is not None
+    await anext(stream)
+    end = stream.relay(lambda _: None)
+    with pytest.raises(RuntimeError):
+        stream.relay(lambda _: None)
+    await stream.aclose()
+    assert end.cancelled()
+    with pytest.raises(RuntimeError):
+        stream.relay(lambda _: None)
+
+
+async def test_a_stream_dropped_unfinished_closes_its_connection(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(HEAD + chunk(b"data: one\n\n"))
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.stream is not None
+    await anext(resp.stream)
+    resp.stream = None  # its consumer raised without closing it: the last reference goes
+    gc.collect()
+    await s.out.put(b"")  # the server reads again: the connection's end
+    await asyncio.wait_for(s.ended.wait(), 20)
+    assert not pool._idle.get(address)
+
+
 async def test_a_paused_relay_reads_nothing_until_resumed(
-    scripted: tuple[Scripted, tuple[str, int], UpstreamPool],
+    scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     await s.out.put(HEAD + chunk(b"data: one\n\n"))
@@ -112,7 +222,7 @@ async def test_a_paused_relay_reads_nothing_until_resumed(
 
 
 async def test_a_chunked_body_cut_by_its_connection_fails_the_relay(
-    scripted: tuple[Scripted, tuple[str, int], UpstreamPool],
+    scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     await s.out.put(HEAD + chunk(b"data: one\n\n"))
@@ -129,7 +239,7 @@ async def test_a_chunked_body_cut_by_its_connection_fails_the_relay(
 
 
 async def test_a_chunked_body_cut_by_its_connection_fails_the_iterator_too(
-    scripted: tuple[Scripted, tuple[str, int], UpstreamPool],
+    scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     await s.out.put(HEAD + chunk(b"data: one\n\n"))
@@ -145,7 +255,7 @@ async def test_a_chunked_body_cut_by_its_connection_fails_the_iterator_too(
 
 
 async def test_a_relay_left_early_closes_the_connection(
-    scripted: tuple[Scripted, tuple[str, int], UpstreamPool],
+    scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     await s.out.put(HEAD + chunk(b"data: one\n\n"))
@@ -158,3 +268,21 @@ async def test_a_relay_left_early_closes_the_connection(
     await asyncio.wait_for(s.ended.wait(), 20)
     assert end.cancelled()
     assert not pool._idle.get(address)
+
+
+# every test above again on uvloop, the loop the servers run on (its transports pause, resume
+# and swap protocols with their own code)
+ON_ASYNCIO = [
+    f
+    for name, f in list(globals().items())
+    if name.startswith("test_") and inspect.iscoroutinefunction(f)
+]
+
+
+@pytest.mark.parametrize("test", ON_ASYNCIO, ids=[f.__name__ for f in ON_ASYNCIO])
+def test_on_uvloop(test: Callable[[Scripting], Awaitable[None]]) -> None:
+    async def scripted_test() -> None:
+        async with scripted_server() as scripting:
+            await test(scripting)
+
+    uvloop.run(scripted_test())

@@ -14,6 +14,7 @@ request) in front of the replicas that `Backends` hands out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -204,8 +205,11 @@ class HttpProxy:
         # a body without a length (SSE, token streams): passed on chunk by chunk
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         try:
-            async for chunk in resp.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # closed on the way out: a client gone (send raised, or this task was cancelled)
+            # must close the replica's connection, not leave it open until collected
+            async with contextlib.aclosing(resp.stream) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamCutError as exc:
             # no last chunk: the server closes the connection, so the client sees the cut too
             log.warning("%s", exc)

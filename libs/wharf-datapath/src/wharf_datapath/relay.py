@@ -52,8 +52,10 @@ class ClientStream:
 
     @property
     def gone(self) -> bool:
-        """The client closed its connection (writes go nowhere)."""
-        return bool(self._cycle.disconnected)
+        """The client closed its connection (writes go nowhere). The transport is asked too:
+        a pipelined request replaces the server's response cycle, and only the new cycle
+        hears of the connection's loss."""
+        return bool(self._cycle.disconnected) or self.transport.is_closing()
 
     @property
     def paused(self) -> bool:

@@ -322,6 +322,13 @@ class BodyStream:
         self._reader_protocol: asyncio.BaseProtocol | None = None
         self._transport = cast(asyncio.Transport, conn.writer.transport)
 
+    def __del__(self) -> None:
+        # a stream dropped unfinished (its consumer raised or was cancelled without aclose):
+        # the connection must not stay open with the replica still producing
+        if not getattr(self, "_ended", True):
+            self._ended = True
+            self._conn.close()
+
     def __aiter__(self) -> BodyStream:
         return self
 
@@ -366,6 +373,9 @@ class BodyStream:
         self._ended = True
         if clean and self._reader_protocol is not None:
             self._transport.set_protocol(self._reader_protocol)
+            # the relay's consumer may have paused it in the read that completed the message:
+            # a pooled connection must read, or the next request on it never hears its answer
+            self._transport.resume_reading()
         if clean:
             self._pool._done(self._address, self._conn, self._resp)
         else:
@@ -376,8 +386,12 @@ class BodyStream:
     def relay(self, on_data: Callable[[bytes], None]) -> asyncio.Future[None]:
         """Hand the rest of the body to `on_data` as it arrives, called from the connection's
         data events (so it must not block); the future ends with the message, or fails with
-        the error that cut it (an OSError). Chunks already read come first, before this
-        returns."""
+        the error that ended it: an OSError (the connection was cut), an
+        `httptools.HttpParserError` (a malformed answer), or what `on_data` raised. Chunks
+        already read come first, before this returns. Once per stream, and only before it
+        ended (RuntimeError otherwise)."""
+        if self._ended or self._end is not None:
+            raise RuntimeError("relay() on a stream that ended or is already relayed")
         loop = asyncio.get_running_loop()
         self._end = end = loop.create_future()
         self._on_data = on_data
@@ -390,6 +404,9 @@ class BodyStream:
         transport = self._transport
         self._reader_protocol = transport.get_protocol()
         transport.set_protocol(_RelayProtocol(self))
+        # the reader may have paused it (its buffer's limit); resumed before the pending bytes
+        # go to `on_data`, which may pause it again (no data event runs before this returns)
+        transport.resume_reading()
         self._data(pending)
         if not self._ended:
             error = reader.exception()
@@ -397,8 +414,6 @@ class BodyStream:
                 self._fail(error)
             elif reader.at_eof():  # the connection ended before the switch
                 self._lost(None)
-            else:
-                transport.resume_reading()  # the reader may have paused it (its buffer's limit)
         return end
 
     def pause_reading(self) -> None:
@@ -434,8 +449,8 @@ class BodyStream:
         if exc is None:
             try:
                 self._eof()
-            except UpstreamCutError as cut:
-                exc = cut
+            except Exception as error:  # a cut, or a parser's error: the future still ends
+                exc = error
         if exc is not None:
             self._fail(exc)
         else:

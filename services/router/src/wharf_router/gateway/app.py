@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httptools
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -111,6 +112,7 @@ class _Exchange:
     usage: dict[str, Any] | None = None
     committed: bool = False  # a response head went to the client: no other pod may answer
     finished: bool = False  # the last byte went out: a disconnect now is not a cancel
+    client_gone: bool = False  # the relay saw the client gone and ends the request itself
     status: int = 0
 
     @property
@@ -372,7 +374,7 @@ class Gateway:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    if not ex.finished:
+                    if not ex.finished and not ex.client_gone:
                         gone = True
                         task.cancel()
                     return
@@ -618,23 +620,26 @@ class Gateway:
         # the head is sent with the first chunk: a pod that dies before it can be replaced
         try:
             first = await anext(chunks, None)
-        except OSError as exc:
+        except (OSError, httptools.HttpParserError) as exc:
+            await chunks.aclose()
             if not final():
                 return f"cut: {exc}"
             first = None
         if first is None and resp.status == 200 and not final():
+            await chunks.aclose()
             return "cut: empty answer"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": resp.status,
-                "headers": self._response_headers(ex, resp),
-            }
-        )
-        ex.committed = True
-        ex.status = resp.status
         reason: str | None = None if resp.status < 400 else "upstream_status"
         try:
+            # inside the try: a client gone while the head goes out closes the pod's stream
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": resp.status,
+                    "headers": self._response_headers(ex, resp),
+                }
+            )
+            ex.committed = True
+            ex.status = resp.status
             chunk = first
             try_relay = True
             while chunk is not None:
@@ -653,8 +658,16 @@ class Gateway:
                         await self._relay(ex, chunks, client, lease)
                         break
                 chunk = await anext(chunks, None)
-        except OSError as exc:
-            # the pod died mid-answer: what was streamed cannot be taken back; say so in-band
+        except _ClientGone:
+            # the client's connection closed under the relay (and no disconnect came through
+            # ASGI, as when a pipelined request replaced the response cycle): the pod's
+            # stream is closed below; nothing more goes to the client
+            self.telemetry.disconnects.inc()
+            self._account(ex, 499, "client_disconnected")
+            return None
+        except (OSError, httptools.HttpParserError) as exc:
+            # the pod died mid-answer (or its answer turned malformed): what was streamed
+            # cannot be taken back; say so in-band
             reason = "upstream_cut"
             message = b"data: " + orjson.dumps(
                 error_body(f"the engine stopped mid-answer: {exc}", 502)
@@ -694,7 +707,13 @@ class Gateway:
 
         def on_data(chunk: bytes) -> None:
             done = self._counted(ex, lease, chunk)
-            if not client.gone:  # (gone: uvicorn's send would drop it too)
+            if client.gone:
+                if not ex.finished:
+                    # ends the relay (its future fails with this) and closes the pod's stream;
+                    # the watcher of disconnects must not count it again
+                    ex.client_gone = True
+                    raise _ClientGone
+            else:
                 client.write(chunk)
             if done:
                 ex.finished = True  # as in `_answer_stream`
@@ -838,10 +857,10 @@ class Gateway:
         except UpstreamConnectError:
             self.pool.eject(pod, "connection refused")
             reason = "unreachable"
-        except (UpstreamClosedError, OSError):
-            reason = "unreachable"
-        except TimeoutError:
+        except TimeoutError:  # before OSError: on 3.11 TimeoutError is one
             reason = "timeout"
+        except (UpstreamClosedError, OSError, httptools.HttpParserError):
+            reason = "unreachable"
         except (orjson.JSONDecodeError, ValueError):
             reason = "malformed_answer"
         finally:
@@ -913,18 +932,24 @@ def _with_host(
 async def _discard(resp: Response) -> None:
     assert resp.stream is not None
     with contextlib.suppress(OSError):
-        async for _ in resp.stream:
-            pass
+        async with contextlib.aclosing(resp.stream) as chunks:
+            async for _ in chunks:
+                pass
 
 
 async def _read_all(resp: Response) -> bytes:
     assert resp.stream is not None
     data = bytearray()
-    async for chunk in resp.stream:
-        data += chunk
-        if len(data) > MAX_PREFILL_ANSWER_BYTES:
-            raise ValueError("the prefill answer is too large")
+    async with contextlib.aclosing(resp.stream) as chunks:  # closed when left early
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > MAX_PREFILL_ANSWER_BYTES:
+                raise ValueError("the prefill answer is too large")
     return bytes(data)
+
+
+class _ClientGone(Exception):
+    """The client's connection closed under a relayed stream."""
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

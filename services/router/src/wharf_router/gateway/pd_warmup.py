@@ -218,10 +218,11 @@ async def _post(
         data = bytes(resp.body)
     else:
         chunks = bytearray()
-        async for chunk in resp.stream:
-            chunks += chunk
-            if len(chunks) > MAX_ANSWER_BYTES:
-                raise WarmupError(f"{step}: answer larger than {MAX_ANSWER_BYTES} bytes")
+        async with contextlib.aclosing(resp.stream) as stream:  # closed when left early
+            async for chunk in stream:
+                chunks += chunk
+                if len(chunks) > MAX_ANSWER_BYTES:
+                    raise WarmupError(f"{step}: answer larger than {MAX_ANSWER_BYTES} bytes")
         data = bytes(chunks)
     if resp.status != 200:
         raise WarmupError(f"{step}: status {resp.status}", final=resp.status in _FINAL_STATUSES)

@@ -13,6 +13,7 @@ snapshot and this gateway's own in-flight counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -236,10 +237,12 @@ class Pool:
             )
             if resp.stream is not None:
                 body = bytearray()
-                async for chunk in resp.stream:
-                    body += chunk
-                    if len(body) > MAX_METRICS_BYTES:
-                        raise ValueError(f"{path} larger than {MAX_METRICS_BYTES} bytes")
+                # closed when left early (too large, the timeout): the pod sees it at once
+                async with contextlib.aclosing(resp.stream) as chunks:
+                    async for chunk in chunks:
+                        body += chunk
+                        if len(body) > MAX_METRICS_BYTES:
+                            raise ValueError(f"{path} larger than {MAX_METRICS_BYTES} bytes")
                 return resp.status, bytes(body)
             return resp.status, bytes(resp.body)
 
