@@ -196,3 +196,46 @@ async def test_a_client_gone_mid_stream_cancels_the_pods_stream(
     await until(lambda: gateway.pool.pods["a"].in_flight == 0, "the request to end", 60)
     text = await scrape(gw)
     assert metric(text, "wharf_router_client_disconnects_total") == 1
+
+
+async def test_a_pipelining_client_gone_mid_stream_cancels_the_pods_stream(
+    servers: list[Served], start_engine: Start
+) -> None:
+    # a second request written before the first answer ends replaces uvicorn's response cycle:
+    # when the client then goes, only the new cycle hears of it, and no disconnect comes
+    # through ASGI for the streamed one; the relay must see the closed connection itself
+    engine, _, ep = await start_engine("a", token_delay=0.02)
+    gateway, _, gw = await serve_gateway(servers, [ep], marked=True)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    payload = orjson.dumps(STREAM | {"max_tokens": 500})
+    writer.write(
+        b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    seen = b""
+    while seen.count(b"data:") < 2:  # past the first event: the relay has the stream
+        more = await asyncio.wait_for(reader.read(1 << 16), 30)
+        assert more, "the gateway closed the connection before the stream began"
+        seen += more
+    writer.write(b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n")
+    await writer.drain()
+    while seen.count(b"data:") < 4:  # the stream goes on with the second request queued
+        more = await asyncio.wait_for(reader.read(1 << 16), 30)
+        assert more, "the gateway closed the connection mid-stream"
+        seen += more
+    writer.close()
+    await writer.wait_closed()
+    # the request ends either way: cancelled, or once the pod has streamed all 500 events
+    # into a closed connection
+    await until(
+        lambda: engine.active == 0 and gateway.pool.pods["a"].in_flight == 0,
+        "the request to end at the pod and at the gateway",
+        60,
+    )
+    assert engine.cancelled == 1, "the pod streamed on for a client that was gone"
+    assert engine.streamed < 500
+    text = await scrape(gw)
+    assert metric(text, "wharf_router_client_disconnects_total") == 1
+    assert metric(text, "wharf_router_requests_total", api="completions", code="499") == 1
+    assert metric(text, "wharf_router_requests_total", api="completions", code="200") == 0
+    assert metric(text, "wharf_router_request_errors_total", reason="client_disconnected") == 1
