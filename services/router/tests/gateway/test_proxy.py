@@ -366,6 +366,28 @@ async def test_a_failed_prefill_falls_back_to_decode(
     assert metric(metrics, "wharf_router_pd_prefill_fallbacks_total", reason="status_500") == 1
 
 
+async def test_a_prefill_that_times_out_falls_back_to_decode_as_a_timeout(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    never = asyncio.Event()  # the prefill pod takes the request and never answers
+    prefill, _, ep = await start_engine("pre", role="prefill", hold=never)
+    decode, _, ed = await start_engine("dec", role="decode")
+    _, gw = await start_gateway([ep, ed], pd_warmup=False, prefill_timeout=0.2)
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+        )
+    never.set()  # its held handler ends, into the connection the gateway closed
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "dec-w0 dec-w1"
+    assert len(prefill.seen) == 1 and "kv_transfer_params" not in decode.seen[-1].body
+    metrics = await scrape(gw)
+    # a timeout is not a pod that cannot be reached (on 3.11 TimeoutError is an OSError)
+    assert metric(metrics, "wharf_router_pd_prefill_fallbacks_total", reason="timeout") == 1
+    assert metric(metrics, "wharf_router_pd_prefill_fallbacks_total", reason="unreachable") == 0
+    assert metric(metrics, "wharf_router_pd_prefill_fallbacks_total") == 1
+
+
 async def test_prefix_groups_stick_to_a_pod_and_spread_over_pods(
     start_engine: Start, start_gateway: Start
 ) -> None:
