@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
-from wharf_datapath.upstream import BodyStream, UpstreamCutError, UpstreamPool
+from wharf_datapath.upstream import BodyStream, Response, UpstreamCutError, UpstreamPool
 from wharf_e2e.testing import until
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -81,22 +81,32 @@ async def until_true(check: Callable[[], bool]) -> None:
     await until(check, "the condition", timeout_s=20)
 
 
+async def open_stream(scripting: Scripting, *after: bytes | None) -> tuple[BodyStream, Response]:
+    """A request's streamed answer, whose head and first chunk (`data: one`) the server
+    writes, then each of `after` (as `Scripted.out` takes them): its body's stream, and the
+    answer (which refers to the stream)."""
+    s, address, pool = scripting
+    await s.out.put(HEAD + chunk(b"data: one\n\n"))
+    for data in after:
+        await s.out.put(data)
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.stream is not None
+    return resp.stream, resp
+
+
 async def test_a_relay_passes_every_byte_in_order_and_pools_the_connection(
     scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
     for _ in range(2):  # the second request on the pooled connection
-        await s.out.put(HEAD + chunk(b"data: one\n\n"))
-        resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-        assert resp.stream is not None
-        first = await anext(resp.stream)
+        stream, _ = await open_stream(scripted)
+        first = await anext(stream)
         # the second chunk arrives in the reader's buffer after the iterator's read: the
         # relay must pass it on first
         await s.out.put(chunk(b"data: two\n\n"))
-        stream = resp.stream
         await until_true(lambda: len(reader_buffer(stream)) > 0)  # noqa: B023
         got: list[bytes] = [first]
-        end = resp.stream.relay(got.append)
+        end = stream.relay(got.append)
         assert got == [b"data: one\n\n", b"data: two\n\n"]
         await s.out.put(chunk(b"data: three\n\n") + b"0\r\n\r\n")
         await s.out.put(b"")
@@ -115,11 +125,8 @@ def reader_buffer(stream: BodyStream | None) -> bytearray:
 async def test_a_relay_paused_by_the_bytes_read_before_it_stays_paused(
     scripted: Scripting,
 ) -> None:
-    s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    stream = resp.stream
-    assert stream is not None
+    s, _, _ = scripted
+    stream, _ = await open_stream(scripted)
     await anext(stream)
     await s.out.put(chunk(b"data: two\n\n"))
     await until_true(lambda: len(reader_buffer(stream)) > 0)
@@ -147,10 +154,7 @@ async def test_a_connection_paused_as_its_answer_completed_is_pooled_reading(
     scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    stream = resp.stream
-    assert stream is not None
+    stream, _ = await open_stream(scripted)
     await anext(stream)
     end = stream.relay(lambda _: stream.pause_reading())
     # the last chunk and the body's end in one read: the consumer pauses on that chunk
@@ -171,11 +175,7 @@ async def test_a_connection_paused_as_its_answer_completed_is_pooled_reading(
 async def test_relay_twice_or_after_the_end_is_refused(
     scripted: Scripting,
 ) -> None:
-    s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    stream = resp.stream
-    assert stream is not None
+    stream, _ = await open_stream(scripted)
     await anext(stream)
     end = stream.relay(lambda _: None)
     with pytest.raises(RuntimeError):
@@ -190,11 +190,11 @@ async def test_a_stream_dropped_unfinished_closes_its_connection(
     scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.stream is not None
-    await anext(resp.stream)
-    resp.stream = None  # its consumer raised without closing it: the last reference goes
+    stream, resp = await open_stream(scripted)
+    await anext(stream)
+    # its consumer raised without closing it: the last reference goes (the answer lives on)
+    resp.stream = None
+    del stream
     gc.collect()
     await s.out.put(b"")  # the server reads again: the connection's end
     await asyncio.wait_for(s.ended.wait(), 20)
@@ -204,19 +204,17 @@ async def test_a_stream_dropped_unfinished_closes_its_connection(
 async def test_a_paused_relay_reads_nothing_until_resumed(
     scripted: Scripting,
 ) -> None:
-    s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.stream is not None
-    got = [await anext(resp.stream)]
-    end = resp.stream.relay(got.append)
-    resp.stream.pause_reading()
+    s, _, _ = scripted
+    stream, _ = await open_stream(scripted)
+    got = [await anext(stream)]
+    end = stream.relay(got.append)
+    stream.pause_reading()
     await s.out.put(chunk(b"data: two\n\n"))
     await until_true(s.out.empty)
     for _ in range(20):  # the loop turns: nothing is read while paused
         await asyncio.sleep(0.005)
     assert got == [b"data: one\n\n"]
-    resp.stream.resume_reading()
+    stream.resume_reading()
     await until_true(lambda: len(got) == 2)
     assert got[1] == b"data: two\n\n"
     await s.out.put(b"0\r\n\r\n")
@@ -227,11 +225,9 @@ async def test_a_chunked_body_cut_by_its_connection_fails_the_relay(
     scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.stream is not None
-    got = [await anext(resp.stream)]
-    end = resp.stream.relay(got.append)
+    stream, _ = await open_stream(scripted)
+    got = [await anext(stream)]
+    end = stream.relay(got.append)
     await s.out.put(chunk(b"data: two\n\n"))
     await s.out.put(None)  # the server dies mid-answer
     with pytest.raises(UpstreamCutError):
@@ -243,14 +239,11 @@ async def test_a_chunked_body_cut_by_its_connection_fails_the_relay(
 async def test_a_chunked_body_cut_by_its_connection_fails_the_iterator_too(
     scripted: Scripting,
 ) -> None:
-    s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    await s.out.put(None)
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.stream is not None
+    _, address, pool = scripted
+    stream, _ = await open_stream(scripted, None)  # the server closes after its first chunk
     got: list[bytes] = []
     with pytest.raises(UpstreamCutError):
-        async for piece in resp.stream:
+        async for piece in stream:
             got.append(piece)
     assert got == [b"data: one\n\n"]
     assert not pool._idle.get(address)
@@ -260,12 +253,10 @@ async def test_a_relay_left_early_closes_the_connection(
     scripted: Scripting,
 ) -> None:
     s, address, pool = scripted
-    await s.out.put(HEAD + chunk(b"data: one\n\n"))
-    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.stream is not None
-    await anext(resp.stream)
-    end = resp.stream.relay(lambda _: None)
-    await resp.stream.aclose()  # the client went away: the server must see it
+    stream, _ = await open_stream(scripted)
+    await anext(stream)
+    end = stream.relay(lambda _: None)
+    await stream.aclose()  # the client went away: the server must see it
     await s.out.put(b"")  # the server reads again: the connection's end
     await asyncio.wait_for(s.ended.wait(), 20)
     assert end.cancelled()
