@@ -1,6 +1,8 @@
 """A streamed answer's body relayed from the connection's data callback: every byte in order
 (what was read before the switch first), reads paused and resumed on demand, the connection
-pooled only after a complete message, and a chunked body cut by its connection an error."""
+pooled only after a complete message, and a chunked body cut by its connection an error.
+Answers, streams and their parsers form no reference cycles: what a consumer drops is freed
+(and its connection closed) at once, without the cycle collector."""
 
 from __future__ import annotations
 
@@ -8,13 +10,21 @@ import asyncio
 import contextlib
 import gc
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+import httptools
 import pytest
 import uvloop
 
-from wharf_datapath.upstream import BodyStream, Response, UpstreamCutError, UpstreamPool
+from wharf_datapath.upstream import (
+    BodyStream,
+    Response,
+    UpstreamCutError,
+    UpstreamPool,
+    UpstreamTooLargeError,
+)
 from wharf_e2e.testing import until
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -199,6 +209,132 @@ async def test_a_stream_dropped_unfinished_closes_its_connection(
     await s.out.put(b"")  # the server reads again: the connection's end
     await asyncio.wait_for(s.ended.wait(), 20)
     assert not pool._idle.get(address)
+
+
+@contextlib.contextmanager
+def refcount_only() -> Iterator[None]:
+    """Objects are freed by reference counting only: what needs the cycle collector stays."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def cyclic_garbage() -> list[str]:
+    """The upstream client's objects (and parsers) that only the cycle collector would free."""
+    debug = gc.get_debug()
+    gc.set_debug(debug | gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return [
+            type(o).__qualname__
+            for o in gc.garbage
+            if type(o).__module__.startswith(("wharf_datapath.", "httptools."))
+        ]
+    finally:
+        gc.set_debug(debug)
+        gc.garbage.clear()
+
+
+def relay_resuming(stream: BodyStream, got: list[bytes]) -> asyncio.Future[None]:
+    """Relay into `got` with a callback that refers to its stream, as a consumer that pauses
+    and resumes it does."""
+
+    def on_data(data: bytes) -> None:
+        got.append(data)
+        stream.resume_reading()
+
+    return stream.relay(on_data)
+
+
+async def test_a_stream_dropped_unfinished_closes_its_connection_at_once(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    with refcount_only(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stream, resp = await open_stream(scripted)
+        await anext(stream)
+        transport = stream._conn.writer.transport
+        del stream, resp  # its consumer raised without closing it
+        assert transport.is_closing()
+        await s.out.put(b"")  # the server reads again: the connection's end
+        await asyncio.wait_for(s.ended.wait(), 20)
+        assert not pool._idle.get(address)
+        del transport
+        gc.collect()  # nothing of it was left for the collector (an unclosed writer)
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_answers_read_to_their_end_leave_no_cycles(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    with refcount_only():
+        gc.collect()
+        for _ in range(3):
+            await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await s.out.put(b"")
+            whole = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+            assert (whole.status, bytes(whole.body), whole.stream) == (200, b"ok", None)
+            del whole
+
+            stream, resp = await open_stream(scripted)
+            got = [await anext(stream)]
+            await s.out.put(b"0\r\n\r\n")
+            await s.out.put(b"")
+            got += [piece async for piece in stream]
+            assert got == [b"data: one\n\n"]
+            del stream, resp
+
+            stream, resp = await open_stream(scripted)
+            got = [await anext(stream)]
+            end = relay_resuming(stream, got)
+            await s.out.put(chunk(b"data: two\n\n") + b"0\r\n\r\n")
+            await s.out.put(b"")
+            await end
+            assert got == [b"data: one\n\n", b"data: two\n\n"]
+            del stream, resp, end
+        assert s.connections == 1
+        assert cyclic_garbage() == []
+
+
+async def test_answers_that_failed_leave_no_cycles(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    with refcount_only():
+        gc.collect()
+        await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await s.out.put(b"")
+        with pytest.raises(UpstreamTooLargeError):
+            await pool.request(address, "GET", "/", [(b"host", b"h")], b"", max_body=1)
+
+        await s.out.put(b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n")  # a malformed head
+        await s.out.put(b"")
+        with pytest.raises(httptools.HttpParserError):
+            await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+
+        stream, resp = await open_stream(scripted, None)  # cut after its first chunk
+        with pytest.raises(UpstreamCutError):
+            async for _ in stream:
+                pass
+        del stream, resp
+
+        stream, resp = await open_stream(scripted)
+        got = [await anext(stream)]
+        end = relay_resuming(stream, got)
+        await s.out.put(None)  # cut while relayed
+        with pytest.raises(UpstreamCutError):
+            await end
+        del stream, resp, end
+
+        stream, resp = await open_stream(scripted)
+        await anext(stream)
+        end = relay_resuming(stream, [])
+        await stream.aclose()  # left early
+        assert end.cancelled()
+        del stream, resp, end
+        assert cyclic_garbage() == []
 
 
 async def test_a_paused_relay_reads_nothing_until_resumed(

@@ -20,6 +20,11 @@ A streamed answer's body (`BodyStream`) is read chunk by chunk, or relayed: hand
 callback from the connection's own data events, with no task wake-up per chunk (the LLM
 gateway's token streams). A chunked body whose connection ends before its last chunk is cut
 (`UpstreamCutError`), not a short answer.
+
+Nothing here forms a reference cycle (the parser's callbacks fill a `_Sink` that refers to
+neither the answer nor its stream): an answer, or a stream its consumer dropped unfinished, is
+freed as soon as its last reference goes, and a dropped stream closes its connection then, not
+whenever the cycle collector runs (and before asyncio's writer would warn it was left open).
 """
 
 from __future__ import annotations
@@ -74,17 +79,41 @@ class StreamedBody:
 Body = bytes | StreamedBody
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
+    """One answer: its status and head, and its body whole or (`stream`) as it arrives."""
+
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # the whole body; for a streamed answer, what its stream has not handed out yet
     body: bytearray = field(default_factory=bytearray)
-    complete: bool = False
-    keep_alive: bool = True
-    parser: httptools.HttpResponseParser | None = None
     # set for a body without a length (chunked, SSE): its chunks as they arrive
     stream: BodyStream | None = None
-    headers_done: bool = False
+
+    @property
+    def chunked(self) -> bool:
+        return _chunked(self.headers)
+
+
+def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in headers)
+
+
+class _Sink:
+    """The parser's protocol: what it read of one answer. The parser refers to it (its
+    callbacks), the answer and its stream share it, and it refers to none of them once the
+    head is read, so no cycle keeps them from being freed by reference counting."""
+
+    __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.complete = False
+        self.keep_alive = True
+        self.headers_done = False
+        # only until the head is read (the parser refers to this sink)
+        self.parser: httptools.HttpResponseParser | None = None
 
     @property
     def streamed(self) -> bool:
@@ -93,17 +122,13 @@ class Response:
             k.lower() == b"content-length" for k, _ in self.headers
         )
 
-    @property
-    def chunked(self) -> bool:
-        return any(
-            k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in self.headers
-        )
-
     # httptools callbacks
     def on_headers_complete(self) -> None:
         # llhttp answers should_keep_alive() only until the message completes
-        assert self.parser is not None
-        self.keep_alive = self.parser.should_keep_alive()
+        parser = self.parser
+        if parser is not None:  # None for a second message in the same read (not this answer)
+            self.keep_alive = parser.should_keep_alive()
+            self.parser = None
         self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -232,20 +257,20 @@ class UpstreamPool:
     async def _exchange(
         self, address: Address, conn: _Conn, raw: bytes, method: str, max_body: int | None = None
     ) -> Response:
-        resp = Response()
-        parser = resp.parser = httptools.HttpResponseParser(resp)
+        sink = _Sink()
+        parser = sink.parser = httptools.HttpResponseParser(sink)
         got_bytes = False
         try:
             if raw:
                 conn.writer.write(raw)
-            while not resp.complete:
+            while not sink.complete:
                 if (
-                    resp.streamed
+                    sink.streamed
                     and method != "HEAD"
                     and parser.get_status_code() not in (204, 304)
                 ):
-                    resp.status = parser.get_status_code()
-                    resp.stream = BodyStream(self, address, conn, resp, parser)
+                    resp = Response(parser.get_status_code(), sink.headers, sink.body)
+                    resp.stream = BodyStream(self, address, conn, sink, parser)
                     return resp
                 data = await conn.reader.read(65536)
                 if not data:
@@ -254,12 +279,12 @@ class UpstreamPool:
                     if not got_bytes:
                         raise _StaleConnection
                     parser.feed_data(b"")  # a body delimited by the end of the connection
-                    resp.complete = True
-                    resp.keep_alive = False
+                    sink.complete = True
+                    sink.keep_alive = False
                     break
                 got_bytes = True
                 parser.feed_data(data)
-                if max_body is not None and len(resp.body) > max_body:
+                if max_body is not None and len(sink.body) > max_body:
                     raise UpstreamTooLargeError(
                         f"{address[0]}:{address[1]}: the answer is over {max_body} bytes"
                     )
@@ -271,14 +296,14 @@ class UpstreamPool:
         except BaseException:
             conn.close()
             raise
-        resp.status = parser.get_status_code()
-        self._done(address, conn, resp)
-        return resp
+        finally:
+            sink.parser = None  # a head left unread: no cycle through the parser either
+        self._done(address, conn, sink.keep_alive)
+        return Response(parser.get_status_code(), sink.headers, sink.body)
 
-    def _done(self, address: Address, conn: _Conn, resp: Response) -> None:
-        resp.parser = None
+    def _done(self, address: Address, conn: _Conn, keep_alive: bool) -> None:
         idle = self._idle.setdefault(address, [])
-        if resp.keep_alive and len(idle) < MAX_IDLE_PER_PORT:
+        if keep_alive and len(idle) < MAX_IDLE_PER_PORT:
             idle.append(conn)
         else:
             conn.close()
@@ -308,17 +333,20 @@ class BodyStream:
         pool: UpstreamPool,
         address: Address,
         conn: _Conn,
-        resp: Response,
+        sink: _Sink,
         parser: httptools.HttpResponseParser,
     ) -> None:
         self._pool = pool
         self._address = address
         self._conn = conn
-        self._resp = resp
+        self._sink = sink
         self._parser = parser
         self._ended = False
         self._on_data: Callable[[bytes], None] | None = None
+        # the relay's future, until it ends: it may come to hold an exception whose traceback
+        # refers to this stream
         self._end: asyncio.Future[None] | None = None
+        self._relayed = False
         self._reader_protocol: asyncio.BaseProtocol | None = None
         self._transport = cast(asyncio.Transport, conn.writer.transport)
 
@@ -333,13 +361,13 @@ class BodyStream:
         return self
 
     async def __anext__(self) -> bytes:
-        resp = self._resp
+        sink = self._sink
         while True:
-            if resp.body:
-                chunk = bytes(resp.body)
-                resp.body.clear()
+            if sink.body:
+                chunk = bytes(sink.body)
+                sink.body.clear()
                 return chunk
-            if resp.complete:
+            if sink.complete:
                 self._finish(True)
             if self._ended:
                 raise StopAsyncIteration
@@ -355,29 +383,32 @@ class BodyStream:
 
     async def aclose(self) -> None:
         """Leave the stream: the connection is closed unless the message completed."""
-        self._finish(self._resp.complete)
-        if self._end is not None and not self._end.done():
-            self._end.cancel()
+        end, self._end = self._end, None
+        self._finish(self._sink.complete)
+        if end is not None and not end.done():
+            end.cancel()
 
     def _eof(self) -> None:
-        if self._resp.chunked:
+        if _chunked(self._sink.headers):
             host, port = self._address
             raise UpstreamCutError(f"{host}:{port} closed the connection mid-answer")
         self._parser.feed_data(b"")  # a body delimited by the end of the connection
-        self._resp.keep_alive = False
-        self._resp.complete = True
+        self._sink.keep_alive = False
+        self._sink.complete = True
 
     def _finish(self, clean: bool) -> None:
         if self._ended:
             return
         self._ended = True
+        # the consumer's callback may refer to this stream (to pause it): no cycle is left
+        self._on_data = None
         if clean and self._reader_protocol is not None:
             self._transport.set_protocol(self._reader_protocol)
             # the relay's consumer may have paused it in the read that completed the message:
             # a pooled connection must read, or the next request on it never hears its answer
             self._transport.resume_reading()
         if clean:
-            self._pool._done(self._address, self._conn, self._resp)
+            self._pool._done(self._address, self._conn, self._sink.keep_alive)
         else:
             self._conn.close()
 
@@ -390,10 +421,11 @@ class BodyStream:
         `httptools.HttpParserError` (a malformed answer), or what `on_data` raised. Chunks
         already read come first, before this returns. Once per stream, and only before it
         ended (RuntimeError otherwise)."""
-        if self._ended or self._end is not None:
+        if self._ended or self._relayed:
             raise RuntimeError("relay() on a stream that ended or is already relayed")
         loop = asyncio.get_running_loop()
         self._end = end = loop.create_future()
+        self._relayed = True
         self._on_data = on_data
         reader = self._conn.reader
         # the StreamReader may hold bytes already received, to come before the socket's next
@@ -426,40 +458,45 @@ class BodyStream:
             self._transport.resume_reading()
 
     def _data(self, data: bytes) -> None:
-        resp = self._resp
+        sink = self._sink
         try:
             if data:
                 self._parser.feed_data(data)
-            if resp.body:
-                chunk = bytes(resp.body)
-                resp.body.clear()
-                assert self._on_data is not None
-                self._on_data(chunk)
+            if sink.body:
+                chunk = bytes(sink.body)
+                sink.body.clear()
+                on_data = self._on_data
+                if on_data is not None:  # None once the stream ended
+                    on_data(chunk)
         except Exception as exc:  # a malformed answer, or the consumer failed: this stream ends
             self._fail(exc)
             return
-        if resp.complete and not self._ended:
+        if sink.complete and not self._ended:
             self._finish(True)
-            if self._end is not None and not self._end.done():
-                self._end.set_result(None)
+            end, self._end = self._end, None
+            if end is not None and not end.done():
+                end.set_result(None)
 
     def _lost(self, exc: Exception | None) -> None:
         if self._ended:
             return
-        if exc is None:
-            try:
-                self._eof()
-            except Exception as error:  # a cut, or a parser's error: the future still ends
-                exc = error
         if exc is not None:
             self._fail(exc)
-        else:
-            self._data(b"")
+            return
+        try:
+            self._eof()
+        except Exception as error:  # a cut, or a parser's error: the future still ends
+            # failed here, while `error` is bound (it refers to this frame, through its
+            # traceback, until the handler ends)
+            self._fail(error)
+            return
+        self._data(b"")
 
     def _fail(self, exc: BaseException) -> None:
         self._finish(False)
-        if self._end is not None and not self._end.done():
-            self._end.set_exception(exc)
+        end, self._end = self._end, None
+        if end is not None and not end.done():
+            end.set_exception(exc)
 
 
 class _RelayProtocol(asyncio.Protocol):
