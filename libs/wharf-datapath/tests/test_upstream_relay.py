@@ -1,6 +1,9 @@
 """A streamed answer's body relayed from the connection's data callback: every byte in order
 (what was read before the switch first), reads paused and resumed on demand, the connection
 pooled only after a complete message, and a chunked body cut by its connection an error.
+An answer whose connection ends early (in its head, or short of its Content-Length) is an
+error too, never a complete answer: only a body without a length nor chunks ends with its
+connection.
 Answers, streams and their parsers form no reference cycles: what a consumer drops is freed
 (and its connection closed) at once, without the cycle collector."""
 
@@ -21,6 +24,8 @@ import uvloop
 from wharf_datapath.upstream import (
     BodyStream,
     Response,
+    StreamedBody,
+    UpstreamClosedError,
     UpstreamCutError,
     UpstreamPool,
     UpstreamTooLargeError,
@@ -397,6 +402,87 @@ async def test_a_relay_left_early_closes_the_connection(
     await asyncio.wait_for(s.ended.wait(), 20)
     assert end.cancelled()
     assert not pool._idle.get(address)
+
+
+async def test_a_head_cut_midway_is_no_answer_and_is_not_resent(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    cut = b"HTTP/1.1 200 OK\r\ncontent-le"
+    await s.out.put(cut)
+    await s.out.put(None)
+    with pytest.raises(UpstreamClosedError):
+        await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert not pool._idle.get(address)
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    await s.out.put(b"")
+    whole = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (whole.status, bytes(whole.body)) == (200, b"ok")
+    assert len(pool._idle[address]) == 1
+    # cut on the pooled connection: the replica read the request, so this is no stale
+    # keep-alive connection for the pool to resend on (a resend would wait for an answer that
+    # is not scripted)
+    await s.out.put(cut)
+    await s.out.put(None)
+    with pytest.raises(UpstreamClosedError):
+        await asyncio.wait_for(pool.request(address, "GET", "/", [(b"host", b"h")], b""), 20)
+    assert not pool._idle.get(address)
+    assert s.connections == 2
+
+
+async def empty() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def test_a_body_cut_short_of_its_length_is_cut(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    bodies: list[bytes | StreamedBody] = [b"", StreamedBody(b"", empty(), 0)]
+    for body in bodies:  # an answer read whole, to a buffered then to a streamed request
+        await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+        await s.out.put(None)
+        with pytest.raises(UpstreamCutError):
+            await pool.request(address, "POST", "/", [(b"host", b"h")], body)
+        assert not pool._idle.get(address)
+    assert s.connections == 2
+
+
+async def test_a_body_without_length_nor_chunks_ends_with_its_connection(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nhello ")
+    await s.out.put(b"world")
+    await s.out.put(None)
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.status == 200 and resp.stream is not None
+    assert b"".join([c async for c in resp.stream]) == b"hello world"
+    assert not pool._idle.get(address)
+
+
+async def test_a_head_request_closed_before_any_byte_is_no_answer(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(None)
+    with pytest.raises(UpstreamClosedError):
+        await pool.request(address, "HEAD", "/", [(b"host", b"h")], b"")
+    assert not pool._idle.get(address)
+
+
+async def test_a_head_answer_ends_with_its_head_and_pools_the_connection(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    # the length is the body a GET would have: none follows
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    await s.out.put(b"")
+    head = await asyncio.wait_for(pool.request(address, "HEAD", "/", [(b"host", b"h")], b""), 20)
+    assert (head.status, bytes(head.body), head.stream) == (200, b"", None)
+    assert len(pool._idle[address]) == 1
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    await s.out.put(b"")
+    get = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (get.status, bytes(get.body)) == (200, b"hello")
+    assert s.connections == 1
 
 
 # every test above again on uvloop, the loop the servers run on (its transports pause, resume

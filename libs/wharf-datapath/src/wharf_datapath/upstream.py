@@ -13,13 +13,19 @@ can decide whether to try another replica (`retry`):
 - `UpstreamResetError`: the connection was reset before any response byte: the replica's
   socket was closed with the request unread (a process killed with the request still in its
   accept queue or receive buffer);
-- `UpstreamClosedError`: the connection was closed before any response byte: the replica may
-  have read the request (and died on it).
+- `UpstreamClosedError`: the connection was closed before any response byte, or in the middle
+  of the response's head (still nothing that could be passed on): the replica may have read the
+  request (and died on it).
+
+httptools is never told that a connection ended (llhttp's finish is not exposed), so the end is
+judged here: a body is complete at the end of its connection only when it has neither a
+Content-Length nor chunks (HTTP/1.0 style); one short of its length or last chunk is cut
+(`UpstreamCutError`), whether read whole or streamed. An answer to HEAD ends with its head,
+whatever length that head announces.
 
 A streamed answer's body (`BodyStream`) is read chunk by chunk, or relayed: handed to a
 callback from the connection's own data events, with no task wake-up per chunk (the LLM
-gateway's token streams). A chunked body whose connection ends before its last chunk is cut
-(`UpstreamCutError`), not a short answer.
+gateway's token streams).
 
 Nothing here forms a reference cycle (the parser's callbacks fill a `_Sink` that refers to
 neither the answer nor its stream): an answer, or a stream its consumer dropped unfinished, is
@@ -54,7 +60,8 @@ class UpstreamTooLargeError(ValueError):
 
 
 class UpstreamCutError(ConnectionError):
-    """The replica closed the connection in the middle of a chunked body."""
+    """The replica closed the connection before the end of a body: short of its Content-Length,
+    or before a chunked body's last chunk. Not a short answer: what was read is incomplete."""
 
 
 class UpstreamResetError(UpstreamClosedError):
@@ -99,6 +106,24 @@ def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in headers)
 
 
+def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-length" for k, _ in headers)
+
+
+def _at_connection_end(address: Address, sink: _Sink) -> None:
+    """The connection ended before the parser saw the end of the answer: the answer is
+    complete only when its body is delimited by that end; anything else was cut."""
+    where = f"{address[0]}:{address[1]}"
+    if not sink.headers_done:
+        raise UpstreamClosedError(
+            f"{where} closed the connection in the middle of its answer's head"
+        )
+    if _has_length(sink.headers) or _chunked(sink.headers):
+        raise UpstreamCutError(f"{where} closed the connection before the end of its answer's body")
+    sink.keep_alive = False
+    sink.complete = True
+
+
 class _Sink:
     """The parser's protocol: what it read of one answer. The parser refers to it (its
     callbacks), the answer and its stream share it, and it refers to none of them once the
@@ -118,9 +143,7 @@ class _Sink:
     @property
     def streamed(self) -> bool:
         """No content-length: chunked or read to the end (server-sent events, token streams)."""
-        return self.headers_done and not any(
-            k.lower() == b"content-length" for k, _ in self.headers
-        )
+        return self.headers_done and not _has_length(self.headers)
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
@@ -264,23 +287,22 @@ class UpstreamPool:
             if raw:
                 conn.writer.write(raw)
             while not sink.complete:
-                if (
-                    sink.streamed
-                    and method != "HEAD"
-                    and parser.get_status_code() not in (204, 304)
-                ):
-                    resp = Response(parser.get_status_code(), sink.headers, sink.body)
-                    resp.stream = BodyStream(self, address, conn, sink, parser)
-                    return resp
+                if sink.headers_done:
+                    if method == "HEAD":
+                        # its head may announce the length a GET would have: no body follows
+                        # (the parser cannot know the request's method)
+                        break
+                    if sink.streamed and parser.get_status_code() not in (204, 304):
+                        resp = Response(parser.get_status_code(), sink.headers, sink.body)
+                        resp.stream = BodyStream(self, address, conn, sink, parser)
+                        return resp
                 data = await conn.reader.read(65536)
                 if not data:
-                    if method == "HEAD" or parser.get_status_code() in (204, 304):
-                        break
                     if not got_bytes:
                         raise _StaleConnection
-                    parser.feed_data(b"")  # a body delimited by the end of the connection
-                    sink.complete = True
-                    sink.keep_alive = False
+                    # bytes of an answer: the replica read the request, so this is no stale
+                    # keep-alive connection to resend on (the callers' retry rules decide)
+                    _at_connection_end(address, sink)
                     break
                 got_bytes = True
                 parser.feed_data(data)
@@ -389,12 +411,7 @@ class BodyStream:
             end.cancel()
 
     def _eof(self) -> None:
-        if _chunked(self._sink.headers):
-            host, port = self._address
-            raise UpstreamCutError(f"{host}:{port} closed the connection mid-answer")
-        self._parser.feed_data(b"")  # a body delimited by the end of the connection
-        self._sink.keep_alive = False
-        self._sink.complete = True
+        _at_connection_end(self._address, self._sink)
 
     def _finish(self, clean: bool) -> None:
         if self._ended:
