@@ -347,3 +347,25 @@ async def test_a_replica_cut_mid_stream_cuts_the_clients_stream_too(
     finally:
         cutter.close()
         await cutter.wait_closed()
+
+
+async def test_a_replica_cut_short_of_its_length_is_no_complete_answer(
+    serve: Serve, proxied: Any
+) -> None:
+    async def dies_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+        await writer.drain()
+        writer.close()  # five bytes short
+
+    cutter = await asyncio.start_server(dies_mid_body, "127.0.0.1", 0)
+    try:
+        client, backends, _ = await proxied([cutter.sockets[0].getsockname()[1]])
+        resp = await client.get("/v2/models/m")
+        # the whole answer is read before its head goes out: the client hears of the cut
+        assert resp.status_code == 502
+        assert "closed the connection" in resp.json()["error"]
+        assert backends.leased == backends.released == 1  # a cut answer is not sent again
+    finally:
+        cutter.close()
+        await cutter.wait_closed()

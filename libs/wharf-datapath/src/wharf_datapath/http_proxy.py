@@ -9,6 +9,9 @@ request) in front of the replicas that `Backends` hands out.
   upstream when the client gave a Content-Length.
 - Responses without a length (server-sent events, token streams) are passed on chunk by chunk;
   hop-by-hop headers are dropped both ways; the lease's label goes back in `label_header`.
+- A replica that closes mid-answer is never passed on as a complete answer: a response with a
+  length is read whole before its head goes out, so one cut short of it is a 502; a streamed
+  one is cut for the client too (its connection ends with no last chunk).
 - The client's raw path is sent upstream untouched unless the backends cut a routing prefix.
 """
 
