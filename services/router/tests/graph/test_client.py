@@ -128,3 +128,26 @@ async def test_a_silent_step_times_out() -> None:
             released.set()
             await caller.aclose()
         assert err.value.status == 500 and "timeout" in err.value.cause
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["short-of-its-length", "before-its-last-chunk"],
+)
+async def test_an_answer_cut_by_its_connection_is_a_500_not_a_short_answer(cut: bytes) -> None:
+    async def dies_mid_answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(cut)
+        writer.close()
+
+    async for url in _serve(dies_mid_answer):
+        caller = HttpCaller(timeout_s=10)
+        try:
+            with pytest.raises(RoutingError) as err:
+                await caller(url, b"{}", [])
+        finally:
+            await caller.aclose()
+        assert err.value.status == 500 and "closed the connection" in err.value.cause
