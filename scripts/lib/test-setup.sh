@@ -18,7 +18,7 @@
 # (or fail under CI), and the plugin shows the end of the log.
 set -uo pipefail
 gate="$1"
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 : >>"$gate/env"
 statuses=()
 
