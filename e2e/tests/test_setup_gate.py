@@ -183,6 +183,7 @@ def test_the_wait_ends_with_the_chain_and_loads_its_variables(
     assert len(lines) == 2
     # Once per process: a second wait returns the same result without a word.
     assert gate.wait(lines.append) is result and len(lines) == 2
+    assert gate.ended_well()
 
 
 def test_a_failed_step_reports_the_end_of_the_log_and_reaches_the_skip_reason(
@@ -201,6 +202,7 @@ def test_a_failed_step_reports_the_end_of_the_log_and_reaches_the_skip_reason(
     lines: list[str] = []
     result = gate.wait(lines.append, poll_s=0.1)
     assert result.failed == {"k8s-binaries": "2"}
+    assert not gate.ended_well()
     assert "k8s-binaries: 2" in result.note()
     assert "compile: killed: out of memory" in result.note()
     assert any("compile: killed: out of memory" in line for line in lines)

@@ -11,6 +11,7 @@ skip into a failure.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -120,6 +121,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
                 f"wharf: stopped the tool set-up, still running at the end (log: {gate.log})",
                 file=sys.stderr,
             )
+        elif gate.ended_well():
+            # A failed or stopped chain's folder stays, for its log.
+            shutil.rmtree(gate.folder, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

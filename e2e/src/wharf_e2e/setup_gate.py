@@ -196,6 +196,12 @@ class SetupGate:
                 say(line)
         return result
 
+    def ended_well(self) -> bool:
+        """Whether the chain ended and every step succeeded or was skipped (its folder then holds
+        nothing worth keeping)."""
+        steps = parse_lines(_read(self.status))
+        return bool(steps) and all(rc in _FINE for rc in steps.values())
+
     def claim(self) -> bool:
         """Make this process the gate's owner, the one that stops the chain at its end: the
         first pytest process to ask (tests that start pytest again inherit the variable)."""
