@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from wharf_e2e.setup_gate import failure_note, wait_for_setup
+from wharf_e2e.setup_gate import THIRD_PARTY_CRDS, failure_note, wait_for_setup
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 SCRIPT = CLUSTER / "third-party-crds.sh"
@@ -76,7 +76,8 @@ def require_third_party_crd_dir() -> Path:
     try:
         return third_party_crd_dir()
     except ThirdPartyCrdsUnavailable as exc:
-        reason = f"the real third-party CRDs are unavailable: {exc}" + failure_note()
+        note = failure_note(THIRD_PARTY_CRDS)
+        reason = f"the real third-party CRDs are unavailable: {exc}{note}"
         if crds_required():
             pytest.fail(reason)
         pytest.skip(reason)

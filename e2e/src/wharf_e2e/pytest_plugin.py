@@ -2,16 +2,16 @@
 tests that need real vLLM workers (marker `vllm`, at the end of this file).
 
 One control plane per pytest run (`kube_cluster`), a fresh namespace per test (`kube_namespace`).
-The binaries come from `e2e/cluster/k8s-binaries.sh`: `./scripts/test` and `.ci/run` run it
-(in the background, see wharf_e2e.setup_gate) and export `WHARF_K8S_BIN`. Without them, `kube`
-tests are skipped with the reason, unless `WHARF_K8S_REQUIRED=1` (set by CI), which turns the
-skip into a failure.
+The binaries come from `e2e/cluster/k8s-binaries.sh`, which `./scripts/test` (and so `.ci/run`)
+runs: before pytest when it is cached, exporting `WHARF_K8S_BIN`; otherwise in the background,
+and then the `kube` tests wait for it and take `WHARF_K8S_BIN` from it (wharf_e2e.setup_gate).
+Without them, `kube` tests are skipped with the reason, unless `WHARF_K8S_REQUIRED=1` (set by
+CI), which turns the skip into a failure.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -47,7 +47,7 @@ def kube_cluster() -> Iterator[ControlPlane]:
         reason = (
             f"no Kubernetes control plane binaries ({problem}); "
             "run ./scripts/test, or export WHARF_K8S_BIN=$(e2e/cluster/k8s-binaries.sh | tail -1)"
-            + setup_gate.failure_note()
+            + setup_gate.failure_note(setup_gate.K8S_BINARIES)
         )
         if os.environ.get("WHARF_K8S_REQUIRED") == "1":
             pytest.fail(reason)
@@ -123,7 +123,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             )
         elif gate.ended_well():
             # A failed or stopped chain's folder stays, for its log.
-            shutil.rmtree(gate.folder, ignore_errors=True)
+            gate.remove()
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -2,7 +2,8 @@
 
 `scripts/test` starts `scripts/lib/test-setup.sh` (the storage emulators, the OCI registry, the
 linters, the Kubernetes control plane, kubectl/kustomize, the third-party CRDs: Go builds on a
-first run) in the background and exports `WHARF_SETUP_GATE`, a folder holding
+first run) in the background when it has anything to build, and exports `WHARF_SETUP_GATE`, a
+folder holding
 
     log     the chain's output
     pid     its process id, the leader of its own process group
@@ -13,11 +14,13 @@ While the gate is pending, the tests that need a tool (`needs_setup`) run after 
 (`order`), and the plugin waits for the status file before the first of them (`SetupGate.wait`),
 then loads `env` into `os.environ`. The code that reads those variables calls `wait_for_setup()`
 too, so that a test the classification missed still waits rather than skipping. Without the
-variable (pytest run directly, or `WHARF_SETUP_FOREGROUND=1`) every function here is a no-op.
+variable (pytest run directly, every cache filled, or `WHARF_SETUP_FOREGROUND=1`) every function
+here is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -43,9 +46,22 @@ SETUP_FIXTURES = frozenset(
     }
 )
 POLL_S = 0.5
+# Longer than a first build on a slow machine takes: past it, the chain is taken to be stuck.
+MAX_WAIT_S = 90 * 60
 TAIL_LINES = 20
 # Outcomes of a step that leave nothing missing that the step was asked for.
 _FINE = frozenset({"0", "skipped"})
+# The only variables the env file may set: the ones the chain's steps provide.
+PROVIDED = frozenset({"WHARF_K8S_BIN", "WHARF_KUBE_TOOLS", "WHARF_THIRD_PARTY_CRDS"})
+# Every file the chain, scripts/test and the plugin write in the gate folder.
+GATE_FILES = ("log", "pid", "env", "status", "status.tmp", "owner")
+# The step that makes each tool, for its readers' skip reasons.
+INSTALL_TEST_TOOLS = "install-test-tools"
+K8S_BINARIES = "k8s-binaries"
+KUBE_TOOLS = "kube-tools"
+THIRD_PARTY_CRDS = "third-party-crds"
+# What a chain that ended without its status failed as: every step's tool may be missing.
+_WHOLE_CHAIN = "set-up"
 
 T = TypeVar("T")
 Report = Callable[[str], None]
@@ -92,8 +108,8 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _tail(path: Path, lines: int = TAIL_LINES) -> str:
-    return "\n".join(_read(path).splitlines()[-lines:])
+def _tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _alive(pid: int) -> bool:
@@ -127,11 +143,16 @@ class SetupResult:
     def failed(self) -> dict[str, str]:
         return {step: rc for step, rc in self.steps.items() if rc not in _FINE}
 
-    def note(self) -> str:
-        """For a skip or failure reason: which step failed and the end of its log ("" if none)."""
-        if not self.failed:
+    def note(self, step: str | None = None) -> str:
+        """For a skip or failure reason: which step failed and the end of its log ("" if none).
+        With `step`, only that step's failure (or the whole chain's) counts: a tool's reason
+        names the step that makes it, not the others."""
+        failed = self.failed
+        if step is not None:
+            failed = {s: rc for s, rc in failed.items() if s in (step, _WHOLE_CHAIN)}
+        if not failed:
             return ""
-        steps = ", ".join(f"{step}: {rc}" for step, rc in self.failed.items())
+        steps = ", ".join(f"{s}: {rc}" for s, rc in failed.items())
         return f"; the tool set-up failed ({steps}), the end of {self.log}:\n{self.log_tail}"
 
 
@@ -159,10 +180,12 @@ class SetupGate:
         pid = self.pid()
         return pid is None or not _alive(pid)
 
-    def wait(self, report: Report | None = None, poll_s: float = POLL_S) -> SetupResult:
-        """Wait for the chain's status, load its variables into os.environ (a variable already
-        set wins), and report: one line when the wait starts, one when it ends, and on a failed
-        step the log's end."""
+    def wait(
+        self, report: Report | None = None, poll_s: float = POLL_S, max_s: float = MAX_WAIT_S
+    ) -> SetupResult:
+        """Wait for the chain's status (at most `max_s`), load its variables into os.environ (a
+        variable already set wins), and report: one line when the wait starts, one when it ends,
+        and on a failed step the log's end."""
         if self.result is not None:
             return self.result
         say = report or _stderr
@@ -170,22 +193,28 @@ class SetupGate:
         waited = not self.status.exists()
         if waited:
             say(f"waiting for the tool set-up running in the background (log: {self.log})")
+        stuck = False
         while not self.status.exists():
             if self._chain_ended():
+                break
+            if time.monotonic() - start > max_s:
+                stuck = True
                 break
             time.sleep(poll_s)
         waited_s = time.monotonic() - start
         if self.status.exists():
             steps = parse_lines(_read(self.status))
+        elif stuck:
+            steps = {_WHOLE_CHAIN: f"still running after {max_s / 60:.0f} min of waiting"}
         else:
-            steps = {"set-up": "no chain running and no status written (killed?)"}
-        env = parse_lines(_read(self.env))
+            steps = {_WHOLE_CHAIN: "no chain running and no status written (killed?)"}
+        env = {k: v for k, v in parse_lines(_read(self.env)).items() if k in PROVIDED}
         for name, value in env.items():
             if not os.environ.get(name):  # as in the chain, an empty variable counts as unset
                 os.environ[name] = value
         log_text = _read(self.log)
         notes = [line for line in log_text.splitlines() if line.startswith("scripts/test: ")]
-        result = SetupResult(self.log, steps, env, _tail(self.log), waited_s, notes)
+        result = SetupResult(self.log, steps, env, _tail(log_text), waited_s, notes)
         self.result = result
         if waited:
             say(f"the tool set-up is done after {waited_s / 60:.1f} min of waiting")
@@ -201,6 +230,14 @@ class SetupGate:
         nothing worth keeping)."""
         steps = parse_lines(_read(self.status))
         return bool(steps) and all(rc in _FINE for rc in steps.values())
+
+    def remove(self) -> None:
+        """Delete the gate folder: the files the set-up writes there, then the folder, which
+        stays if it holds anything else (the path comes from the environment)."""
+        for name in GATE_FILES:
+            (self.folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
     def claim(self) -> bool:
         """Make this process the gate's owner, the one that stops the chain at its end: the
@@ -260,7 +297,8 @@ def wait_for_setup() -> SetupResult | None:
     return gate.wait(_reporter[0] if _reporter else None)
 
 
-def failure_note() -> str:
-    """A failed set-up's step and log end, to add to a missing tool's skip or failure reason."""
+def failure_note(step: str) -> str:
+    """The failure of `step` (the set-up step that makes a missing tool) and the log's end, to add
+    to that tool's skip or failure reason; "" when it did not fail."""
     result = wait_for_setup()
-    return result.note() if result is not None else ""
+    return result.note(step) if result is not None else ""

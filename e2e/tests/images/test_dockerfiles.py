@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from wharf_e2e.setup_gate import failure_note, wait_for_setup
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICES = (
@@ -156,7 +156,7 @@ def find_tool(name: str, cached: Path) -> Path:
     on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note()}"
+    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note(INSTALL_TEST_TOOLS)}"
     if tools_required():
         pytest.fail(f"{reason}; CI needs it (run scripts/install-test-tools)")
     pytest.skip(f"{reason}; run scripts/install-test-tools")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from wharf_e2e.setup_gate import failure_note, wait_for_setup
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -35,7 +35,7 @@ def _find_tool(name: str, cached: Path) -> Path:
     on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note()}"
+    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note(INSTALL_TEST_TOOLS)}"
     required = os.environ.get("WHARF_STORAGE_REQUIRED") == "1" or os.environ.get("CI") == "true"
     if required:
         pytest.fail(f"{reason}; CI needs it (run scripts/install-test-tools)")

@@ -29,7 +29,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from wharf_e2e.setup_gate import failure_note, wait_for_setup
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
 from wharf_e2e.testing import free_port
 
 CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
@@ -46,9 +46,9 @@ S3_SECRET = "wharf-test-secret-Zq8sX3vB7nM2kL9pQ4rT"
 def missing_tool(reason: str) -> None:
     if REQUIRED:
         pytest.fail(
-            f"{reason} (WHARF_STORAGE_REQUIRED=1; run scripts/install-test-tools){failure_note()}"
+            f"{reason} (WHARF_STORAGE_REQUIRED=1; run scripts/install-test-tools){failure_note(INSTALL_TEST_TOOLS)}"
         )
-    pytest.skip(f"{reason}; run scripts/install-test-tools{failure_note()}")
+    pytest.skip(f"{reason}; run scripts/install-test-tools{failure_note(INSTALL_TEST_TOOLS)}")
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
