@@ -186,8 +186,17 @@ def test_the_wait_ends_with_the_chain_and_loads_its_variables(
     assert gate.ended_well()
 
 
+@pytest.fixture
+def fresh_crd_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """crds.third_party_crd_dir() asked anew: its cache may hold an earlier test's answer (the
+    real CRDs), and must not keep this test's."""
+    crds.third_party_crd_dir.cache_clear()
+    yield
+    crds.third_party_crd_dir.cache_clear()
+
+
 def test_a_failed_step_reports_the_end_of_the_log_and_reaches_the_skip_reason(
-    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clean_env: None, fresh_crd_dir: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proc = _start_chain(
         tmp_path,
@@ -195,28 +204,39 @@ def test_a_failed_step_reports_the_end_of_the_log_and_reaches_the_skip_reason(
         'echo "compile: killed: out of memory" >&2\n'
         "echo \"scripts/test: building the Kubernetes control plane failed; tests marked 'kube' "
         'will be skipped" >&2\n'
-        'printf "install-test-tools=0\\nk8s-binaries=2\\n" > "$gate/status"',
+        'echo "go: sigs.k8s.io/gateway-api: proxy unreachable" >&2\n'
+        'printf "install-test-tools=0\\nk8s-binaries=2\\nthird-party-crds=1\\n" > "$gate/status"',
     )
     _reap(proc)
     gate = SetupGate(tmp_path)
     lines: list[str] = []
     result = gate.wait(lines.append, poll_s=0.1)
-    assert result.failed == {"k8s-binaries": "2"}
+    assert result.failed == {"k8s-binaries": "2", "third-party-crds": "1"}
     assert not gate.ended_well()
     assert "k8s-binaries: 2" in result.note()
     assert "compile: killed: out of memory" in result.note()
     assert any("compile: killed: out of memory" in line for line in lines)
     assert any("\nscripts/test: building the Kubernetes" in line for line in lines)
+    # A tool's reason names only the step that makes it.
+    assert "third-party-crds" not in result.note("k8s-binaries")
+    assert "k8s-binaries" not in result.note("third-party-crds")
+    assert result.note("install-test-tools") == ""
 
     # A reader of the tools adds it to its reason: here the CRDs, missing because of that run.
+    # Its wait reports through the plugin's reporter: kept here, off the real terminal.
     empty = tmp_path / "no-crds"
     empty.mkdir()
     monkeypatch.setenv("WHARF_SETUP_GATE", str(tmp_path))
     monkeypatch.setenv("WHARF_THIRD_PARTY_CRDS", str(empty))
+    monkeypatch.setattr(setup_gate, "_gates", {})
+    reported: list[str] = []
+    monkeypatch.setattr(setup_gate, "_reporter", [reported.append])
     with pytest.raises((pytest.skip.Exception, pytest.fail.Exception)) as raised:
         crds.require_third_party_crd_dir()
-    assert "k8s-binaries: 2" in str(raised.value)
-    assert "compile: killed: out of memory" in str(raised.value)
+    assert "third-party-crds: 1" in str(raised.value)
+    assert "proxy unreachable" in str(raised.value)
+    assert "k8s-binaries: 2" not in str(raised.value)
+    assert any("proxy unreachable" in line for line in reported)
 
 
 def test_what_a_step_skipped_is_told_once_done(tmp_path: Path, clean_env: None) -> None:
@@ -245,6 +265,44 @@ def test_a_chain_that_dies_without_a_status_ends_the_wait_as_a_failure(
     assert "half way" in result.note()
 
 
+def test_a_chain_still_running_past_the_bound_ends_the_wait_as_a_failure(
+    tmp_path: Path, clean_env: None
+) -> None:
+    proc = _start_chain(tmp_path, 'echo "stuck fetching" >&2\nexec sleep 300')
+    try:
+        result = SetupGate(tmp_path).wait(lambda line: None, poll_s=0.05, max_s=0.5)
+        assert "still running after" in result.failed["set-up"]
+        assert "stuck fetching" in result.note("k8s-binaries")  # every tool may be missing
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_env_file_sets_only_the_variables_the_steps_provide(
+    tmp_path: Path, clean_env: None
+) -> None:
+    (tmp_path / "env").write_text("WHARF_K8S_BIN=/k8s/bin\nPATH=/evil\nLD_PRELOAD=/evil.so\n")
+    (tmp_path / "status").write_text("k8s-binaries=0\n")
+    path = os.environ["PATH"]
+    result = SetupGate(tmp_path).wait(lambda line: None)
+    assert result.env == {"WHARF_K8S_BIN": "/k8s/bin"}
+    assert os.environ["PATH"] == path and "LD_PRELOAD" not in os.environ
+
+
+def test_remove_deletes_the_gate_files_and_nothing_else(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    for name in ("log", "pid", "env", "status", "owner"):
+        (gate / name).write_text("x")
+    SetupGate(gate).remove()
+    assert not gate.exists()
+    gate.mkdir()
+    (gate / "log").write_text("x")
+    (gate / "precious").write_text("x")
+    SetupGate(gate).remove()
+    assert sorted(p.name for p in gate.iterdir()) == ["precious"]
+
+
 def test_stop_ends_the_chain_and_what_it_started(tmp_path: Path) -> None:
     proc = _start_chain(tmp_path, 'sleep 300 &\necho "$!" > "$gate/child"\nwait')
     gate = SetupGate(tmp_path)
@@ -271,7 +329,7 @@ def test_only_the_first_process_to_claim_the_gate_owns_it(tmp_path: Path) -> Non
 def test_without_a_gate_nothing_waits(clean_env: None) -> None:
     assert setup_gate.current_gate() is None
     assert setup_gate.wait_for_setup() is None
-    assert setup_gate.failure_note() == ""
+    assert setup_gate.failure_note(setup_gate.K8S_BINARIES) == ""
 
 
 # --- the chain script and scripts/test, with stand-in tools ------------------------------------
@@ -295,7 +353,9 @@ def bare_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 def stand_ins(tmp_path: Path, bare_path: str) -> dict[str, str]:
     """The environment for a chain whose every step is quick: the test tools' cache filled with
     stand-ins (no npm, no go: those steps only say so), the control plane from WHARF_K8S_ASSETS,
-    a stand-in uv that records how pytest would have been started."""
+    a stand-in uv that records how pytest would have been started (and with STUB_UV_HOLD=1 stays,
+    as pytest would, until killed). `with_npm` adds a stand-in npm, so that Azurite is to be
+    installed: it records its pid and sleeps STUB_NPM_SLEEP seconds."""
     cache = tmp_path / "cache"
     lint = cache / "lint-tools"
     (lint / "bin").mkdir(parents=True)
@@ -312,9 +372,19 @@ def stand_ins(tmp_path: Path, bare_path: str) -> dict[str, str]:
     uv_dir = tmp_path / "uv-bin"
     uv_dir.mkdir()
     (uv_dir / "uv").write_text(
-        '#!/bin/sh\nif [ "$1" = run ]; then env > "$STUB_PYTEST_ENV"; fi\nexit 0\n'
+        "#!/bin/sh\n"
+        'if [ "$1" = run ]; then\n'
+        '  env > "$STUB_PYTEST_ENV.tmp" && mv "$STUB_PYTEST_ENV.tmp" "$STUB_PYTEST_ENV"\n'
+        '  [ -z "${STUB_UV_HOLD:-}" ] || exec sleep 300\n'
+        "fi\n"
     )
     (uv_dir / "uv").chmod(0o755)
+    npm_dir = tmp_path / "npm-bin"
+    npm_dir.mkdir()
+    (npm_dir / "npm").write_text(
+        '#!/bin/sh\necho $$ > "$STUB_NPM_PID"\nexec sleep "${STUB_NPM_SLEEP:-0}"\n'
+    )
+    (npm_dir / "npm").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_") and k != "VIRTUAL_ENV"}
     return {
         **env,
@@ -326,6 +396,8 @@ def stand_ins(tmp_path: Path, bare_path: str) -> dict[str, str]:
         "WHARF_K8S_ASSETS": str(assets),
         "WHARF_LLM_ENGINE_VENV": str(tmp_path / "engine"),
         "STUB_PYTEST_ENV": str(tmp_path / "pytest.env"),
+        "STUB_NPM_PID": str(tmp_path / "npm.pid"),
+        "NPM_DIR": str(npm_dir),
         # third-party-crds.sh finds /usr/local/go off PATH too: keep it off the network.
         "GOPROXY": "off",
         "GOMODCACHE": str(tmp_path / "gomodcache"),
@@ -338,7 +410,7 @@ def test_the_chain_writes_the_variables_its_steps_provide_and_their_outcomes(
     gate = tmp_path / "gate"
     gate.mkdir()
     done = subprocess.run(
-        ["bash", str(CHAIN), str(gate)],
+        ["bash", str(CHAIN), str(gate), str(os.getpid())],
         env=stand_ins,
         capture_output=True,
         text=True,
@@ -353,9 +425,14 @@ def test_the_chain_writes_the_variables_its_steps_provide_and_their_outcomes(
     assert status["install-test-tools"] == "0"
     assert status["k8s-binaries"] == "0"
     assert status["kube-tools"] == "skipped"  # no Go toolchain
-    # Nothing cached and no module proxy: the CRDs cannot be fetched, and the chain says so.
-    assert status["third-party-crds"] not in ("0", "skipped")
-    assert "scripts/test: fetching the third-party CRDs failed" in done.stderr
+    if Path("/usr/local/go/bin/go").exists():
+        # third-party-crds.sh finds Go there: nothing cached and no module proxy, so the CRDs
+        # cannot be fetched, and the chain says so.
+        assert status["third-party-crds"] not in ("0", "skipped")
+        assert "scripts/test: fetching the third-party CRDs failed" in done.stderr
+    else:
+        assert status["third-party-crds"] == "skipped"
+        assert "scripts/test: no Go toolchain: the tests that need the real" in done.stderr
     assert not (gate / "status.tmp").exists()
 
 
@@ -372,7 +449,11 @@ def test_a_variable_set_beforehand_skips_its_step(
         "WHARF_THIRD_PARTY_CRDS": str(crds_dir),
     }
     done = subprocess.run(
-        ["bash", str(CHAIN), str(gate)], env=env, capture_output=True, text=True, timeout=110
+        ["bash", str(CHAIN), str(gate), str(os.getpid())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert done.returncode == 0, done.stderr
     assert (gate / "env").read_text() == ""
@@ -399,25 +480,119 @@ def test_scripts_test_runs_the_chain_in_the_foreground_when_asked(
     crds_dir = tmp_path / "crds"
     crds_dir.mkdir()
     env = {**stand_ins, "WHARF_SETUP_FOREGROUND": "1", "WHARF_THIRD_PARTY_CRDS": str(crds_dir)}
+    env["PATH"] = f"{stand_ins['NPM_DIR']}:{env['PATH']}"  # Azurite to install: still here
     seen = _scripts_test(env)
     assert seen["WHARF_K8S_BIN"] == stand_ins["WHARF_K8S_ASSETS"]
     assert seen["WHARF_THIRD_PARTY_CRDS"] == str(crds_dir)
     assert "WHARF_SETUP_GATE" not in seen
 
 
-def test_scripts_test_runs_the_chain_in_the_background_behind_a_gate(
-    tmp_path: Path, stand_ins: dict[str, str], clean_env: None
+def test_scripts_test_runs_the_chain_in_the_foreground_when_nothing_is_to_be_built(
+    tmp_path: Path, stand_ins: dict[str, str]
 ) -> None:
     crds_dir = tmp_path / "crds"
     crds_dir.mkdir()
-    env = {**stand_ins, "WHARF_THIRD_PARTY_CRDS": str(crds_dir)}
+    # No npm, no Go: nothing these stand-ins' steps could build; the control plane is given.
+    env = {**stand_ins, "WHARF_THIRD_PARTY_CRDS": str(crds_dir), "WHARF_SETUP_GATE": "/stale"}
     seen = _scripts_test(env)
-    assert "WHARF_K8S_BIN" not in seen  # not yet: pytest starts before the chain ends
+    assert seen["WHARF_K8S_BIN"] == stand_ins["WHARF_K8S_ASSETS"]
+    assert "WHARF_SETUP_GATE" not in seen
+
+
+def test_a_failed_control_plane_build_stops_scripts_test_in_the_foreground(
+    tmp_path: Path, stand_ins: dict[str, str]
+) -> None:
+    env = {**stand_ins, "WHARF_SETUP_FOREGROUND": "1", "WHARF_K8S_ASSETS": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(SCRIPTS_TEST), "-q"], env=env, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode != 0
+    assert "lacks one of" in done.stderr
+    assert not Path(env["STUB_PYTEST_ENV"]).exists()  # pytest never started
+
+
+@pytest.fixture
+def background(tmp_path: Path, stand_ins: dict[str, str]) -> Iterator[dict[str, str]]:
+    """scripts/test with Azurite to install (so the chain goes to the background), its stand-in
+    npm sleeping STUB_NPM_SLEEP, and the stand-in pytest staying until the test kills it."""
+    crds_dir = tmp_path / "crds"
+    crds_dir.mkdir()
+    env = {
+        **stand_ins,
+        "WHARF_THIRD_PARTY_CRDS": str(crds_dir),
+        "STUB_UV_HOLD": "1",
+        "PATH": f"{stand_ins['NPM_DIR']}:{stand_ins['PATH']}",
+    }
+    yield env
+
+
+def _start_scripts_test(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPTS_TEST), "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen = Path(env["STUB_PYTEST_ENV"])
+    for _ in range(1000):
+        if seen.exists():
+            break
+        assert proc.poll() is None, "scripts/test ended before starting pytest"
+        time.sleep(0.1)
+    return proc, setup_gate.parse_lines(seen.read_text())
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(300):  # not our child: poll until it is gone
+        if not setup_gate._alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_scripts_test_runs_the_chain_in_the_background_behind_a_gate(
+    background: dict[str, str], clean_env: None
+) -> None:
+    proc, seen = _start_scripts_test(background)
     folder = Path(seen["WHARF_SETUP_GATE"])
     try:
+        # Not exported to pytest: in the background the gate's env file provides it.
+        assert "WHARF_K8S_BIN" not in seen
         assert (folder / "pid").read_text().strip().isdigit()
         result = SetupGate(folder).wait(lambda line: None, poll_s=0.1)
+        assert result.steps["install-test-tools"] == "0", result.log_tail
         assert result.steps["k8s-binaries"] == "0", result.log_tail
-        assert os.environ["WHARF_K8S_BIN"] == stand_ins["WHARF_K8S_ASSETS"]
+        assert os.environ["WHARF_K8S_BIN"] == background["WHARF_K8S_ASSETS"]
     finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_background_chain_leads_its_own_group_and_dies_with_pytest(
+    background: dict[str, str], clean_env: None
+) -> None:
+    proc, seen = _start_scripts_test({**background, "STUB_NPM_SLEEP": "300"})
+    folder = Path(seen["WHARF_SETUP_GATE"])
+    try:
+        npm_pid = Path(background["STUB_NPM_PID"])
+        for _ in range(1000):  # the slow step has started
+            if npm_pid.exists() and npm_pid.read_text().strip():
+                break
+            time.sleep(0.1)
+        chain = int((folder / "pid").read_text())
+        npm = int(npm_pid.read_text())
+        assert os.getpgid(chain) == chain  # its own process group ...
+        assert os.getpgid(npm) == chain  # ... holding what it started
+        assert chain != os.getpgrp()
+        # pytest (the process scripts/test became) killed outright: no plugin to stop the chain.
+        proc.kill()
+        proc.wait()
+        assert _gone(chain)
+        assert _gone(npm)
+        assert not (folder / "status").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(folder, ignore_errors=True)
