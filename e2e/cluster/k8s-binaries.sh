@@ -55,6 +55,9 @@ if [[ -f "$STAMP" ]] && have_all "$BIN"; then
     exit 0
 fi
 
+# --check (scripts/lib/test-setup.sh): only whether there is anything to do.
+[[ "${1:-}" != --check ]] || exit 1
+
 # 3. Build. One build at a time per cache key.
 mkdir -p "$VDIR" "$BIN" "$BUILD"
 exec 9>"$VDIR/.lock"

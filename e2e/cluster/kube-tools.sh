@@ -50,6 +50,9 @@ if [[ -f "$STAMP" ]] && have_all "$BIN"; then
     exit 0
 fi
 
+# --check (scripts/lib/test-setup.sh): only whether there is anything to build.
+[[ "${1:-}" != --check ]] || exit 1
+
 mkdir -p "$VDIR" "$BIN" "$BUILD"
 exec 9>"$VDIR/.lock"
 if ! flock -n 9; then

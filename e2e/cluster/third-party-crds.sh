@@ -66,6 +66,9 @@ if [[ -f "$STAMP" ]] && have_all "$DIR"; then
     exit 0
 fi
 
+# --check (scripts/lib/test-setup.sh): only whether there is anything to do.
+[[ "${1:-}" != --check ]] || exit 1
+
 # 3. Fetch. One fetch at a time per cache key.
 mkdir -p "$DIR"
 exec 9>"$DIR/.lock"

@@ -153,6 +153,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
         subprocess.run([str(WHARF), "down"], env=env, capture_output=True, timeout=110)
 
 
+@pytest.mark.setup_tools  # the registry, from scripts/install-test-tools
 @pytest.mark.parametrize("kind", ["modelcar", "artifact"])
 def test_oci_model_is_pulled_and_served(
     registry: str, home: tuple[Path, dict[str, str]], kind: str

@@ -10,6 +10,9 @@ import pytest
 
 from wharf_e2e.crds import crd_schemas, fixture_crd_files, load_crd, strict_schema
 
+# The real CRDs come from e2e/cluster/third-party-crds.sh, part of scripts/test's set-up.
+pytestmark = pytest.mark.setup_tools
+
 # The kinds Wharf's controller creates, at the versions it writes (and the alpha InferencePool
 # that clusters may still hold).
 WHARF_CREATES = [

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from wharf_e2e.setup_gate import THIRD_PARTY_CRDS, failure_note, wait_for_setup
+
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 SCRIPT = CLUSTER / "third-party-crds.sh"
 STUB_CRDS = CLUSTER / "crds"
@@ -44,6 +46,8 @@ def crds_required() -> bool:
 def third_party_crd_dir() -> Path:
     """The folder of real third-party CRDs (and its kustomization.yaml), fetched or cached by
     `e2e/cluster/third-party-crds.sh`; `WHARF_THIRD_PARTY_CRDS` names a folder to use as is."""
+    # The background set-up may be fetching them right now (and then sets the variable).
+    wait_for_setup()
     try:
         done = subprocess.run(
             ["bash", str(SCRIPT)],
@@ -72,7 +76,8 @@ def require_third_party_crd_dir() -> Path:
     try:
         return third_party_crd_dir()
     except ThirdPartyCrdsUnavailable as exc:
-        reason = f"the real third-party CRDs are unavailable: {exc}"
+        note = failure_note(THIRD_PARTY_CRDS)
+        reason = f"the real third-party CRDs are unavailable: {exc}{note}"
         if crds_required():
             pytest.fail(reason)
         pytest.skip(reason)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wharf_e2e.setup_gate import wait_for_setup
 from wharf_e2e.testing import free_port
 
 CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
@@ -20,6 +21,7 @@ MISSING = "the OCI registry (distribution) is not installed; run scripts/install
 
 def registry_binary() -> str | None:
     """`WHARF_OCI_REGISTRY`, else the one scripts/install-test-tools built, else `registry` on PATH."""
+    wait_for_setup()
     explicit = os.environ.get("WHARF_OCI_REGISTRY")
     cached = CACHE / "go" / "bin" / "registry"
     return explicit or (str(cached) if cached.exists() else shutil.which("registry"))

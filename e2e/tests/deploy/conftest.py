@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
+from wharf_e2e.setup_gate import KUBE_TOOLS, failure_note, wait_for_setup
+
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 MAX_RENDER_BYTES = 64 * 1024 * 1024
 
 
 def _tools_dir() -> Path:
+    wait_for_setup()
     value = os.environ.get("WHARF_KUBE_TOOLS")
     problem = None
     if not value:
@@ -30,7 +33,7 @@ def _tools_dir() -> Path:
     if problem is not None:
         reason = (
             f"no pinned kubectl/kustomize ({problem}); run ./scripts/test, or export "
-            "WHARF_KUBE_TOOLS=$(e2e/cluster/kube-tools.sh | tail -1)"
+            "WHARF_KUBE_TOOLS=$(e2e/cluster/kube-tools.sh | tail -1)" + failure_note(KUBE_TOOLS)
         )
         # CI must run these: a missing tool fails, as a missing control plane does.
         if os.environ.get("WHARF_K8S_REQUIRED") == "1" or os.environ.get("CI") == "true":

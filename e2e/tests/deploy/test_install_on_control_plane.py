@@ -35,6 +35,7 @@ from wharf_api.conversion import convert
 from wharf_e2e.cluster import ControlPlane, kubeconfig_text, missing_binaries
 from wharf_e2e.crds import require_third_party_crd_dir
 from wharf_e2e.pytest_plugin import CPU_NODE, GPU_NODE
+from wharf_e2e.setup_gate import K8S_BINARIES, failure_note, wait_for_setup
 from wharf_e2e.testing import free_port, wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
@@ -85,9 +86,11 @@ def kube_cluster() -> Iterator[ControlPlane]:
     install it. The session's shared one holds the same CRDs applied by other tests under their
     own field manager (a conversion webhook on loopback, say), which the overlay's server-side
     apply cannot take over."""
+    wait_for_setup()
     bin_dir = os.environ.get("WHARF_K8S_BIN")
     if not bin_dir or missing_binaries(Path(bin_dir)):
-        reason = f"no Kubernetes control plane binaries (WHARF_K8S_BIN={bin_dir!r})"
+        note = failure_note(K8S_BINARIES)
+        reason = f"no Kubernetes control plane binaries (WHARF_K8S_BIN={bin_dir!r}){note}"
         if os.environ.get("WHARF_K8S_REQUIRED") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
+
 ROOT = Path(__file__).resolve().parents[3]
 SERVICES = (
     "controller",
@@ -148,12 +150,13 @@ def tools_required() -> bool:
 def find_tool(name: str, cached: Path) -> Path:
     """The tool scripts/install-test-tools installs (its cache first, then PATH); a missing one
     skips the test with the reason, or fails it where tools are required (CI)."""
+    wait_for_setup()
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
     on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    reason = f"{name} is not installed (looked in {cached} and on PATH)"
+    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note(INSTALL_TEST_TOOLS)}"
     if tools_required():
         pytest.fail(f"{reason}; CI needs it (run scripts/install-test-tools)")
     pytest.skip(f"{reason}; run scripts/install-test-tools")
@@ -357,6 +360,7 @@ def _hadolint() -> Path:
     return find_tool("hadolint", CACHE / "lint-tools" / "bin" / "hadolint")
 
 
+@pytest.mark.setup_tools  # hadolint, from scripts/install-test-tools
 @pytest.mark.parametrize("service", SERVICES)
 def test_hadolint_passes(service: str) -> None:
     done = subprocess.run(
@@ -368,6 +372,7 @@ def test_hadolint_passes(service: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.setup_tools
 def test_hadolint_fails_an_unpinned_root_image(tmp_path: Path) -> None:
     # The negative control: the linter really runs and really rejects.
     bad = tmp_path / "Dockerfile"

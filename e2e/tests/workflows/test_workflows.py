@@ -21,18 +21,21 @@ from typing import Any
 import pytest
 import yaml
 
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
+
 ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
 
 
 def _find_tool(name: str, cached: Path) -> Path:
+    wait_for_setup()
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
     on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    reason = f"{name} is not installed (looked in {cached} and on PATH)"
+    reason = f"{name} is not installed (looked in {cached} and on PATH){failure_note(INSTALL_TEST_TOOLS)}"
     required = os.environ.get("WHARF_STORAGE_REQUIRED") == "1" or os.environ.get("CI") == "true"
     if required:
         pytest.fail(f"{reason}; CI needs it (run scripts/install-test-tools)")
@@ -62,6 +65,7 @@ def _run_lines(workflow: dict[Any, Any]) -> list[str]:
     ]
 
 
+@pytest.mark.setup_tools  # actionlint and shellcheck, from scripts/install-test-tools
 def test_actionlint_passes_on_every_workflow() -> None:
     files = sorted(WORKFLOWS.glob("*.y*ml"))
     assert {f.name for f in files} >= {"ci.yaml", "gpu-e2e.yaml"}
@@ -69,6 +73,7 @@ def test_actionlint_passes_on_every_workflow() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.setup_tools
 def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     # The negative control: an unknown context, a runner label nobody has, unquoted $VAR.
     flows = tmp_path / ".github" / "workflows"

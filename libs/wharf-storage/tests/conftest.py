@@ -29,6 +29,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from wharf_e2e.setup_gate import INSTALL_TEST_TOOLS, failure_note, wait_for_setup
 from wharf_e2e.testing import free_port
 
 CACHE = Path(os.environ.get("WHARF_CACHE", Path.home() / ".cache" / "wharf"))
@@ -44,8 +45,10 @@ S3_SECRET = "wharf-test-secret-Zq8sX3vB7nM2kL9pQ4rT"
 
 def missing_tool(reason: str) -> None:
     if REQUIRED:
-        pytest.fail(f"{reason} (WHARF_STORAGE_REQUIRED=1; run scripts/install-test-tools)")
-    pytest.skip(f"{reason}; run scripts/install-test-tools")
+        pytest.fail(
+            f"{reason} (WHARF_STORAGE_REQUIRED=1; run scripts/install-test-tools){failure_note(INSTALL_TEST_TOOLS)}"
+        )
+    pytest.skip(f"{reason}; run scripts/install-test-tools{failure_note(INSTALL_TEST_TOOLS)}")
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
@@ -204,6 +207,7 @@ def http_files(tmp_path: Path) -> Iterator[FileServer]:
 
 
 def _azurite_bin() -> str | None:
+    wait_for_setup()
     explicit = os.environ.get("WHARF_AZURITE")
     if explicit:
         return explicit
@@ -248,6 +252,7 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _fake_gcs_bin() -> str | None:
+    wait_for_setup()
     explicit = os.environ.get("WHARF_FAKE_GCS_SERVER")
     if explicit:
         return explicit
@@ -426,6 +431,7 @@ OCI_HTPASSWD = "wharf:$2b$04$j1QMXNyWdZEGzFFh20WQ8OB8RBYbnUXdES7LBQOaz0r6ieZxgPi
 
 
 def _registry_bin() -> str | None:
+    wait_for_setup()
     explicit = os.environ.get("WHARF_OCI_REGISTRY")
     if explicit:
         return explicit

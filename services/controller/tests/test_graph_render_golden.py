@@ -152,6 +152,7 @@ def _rendering() -> list[Path]:
     return [p for p in _graph_manifests() if not _text(p).startswith("# error")]
 
 
+@pytest.mark.setup_tools  # the real CRDs (e2e/cluster/third-party-crds.sh)
 @pytest.mark.parametrize("path", _rendering(), ids=_golden_name)
 def test_every_rendered_object_is_valid_for_its_schema(path: Path) -> None:
     objects = _render(path)

@@ -120,6 +120,7 @@ def _rendering() -> list[Path]:
     return [p for p in _manifests() if not _text(p).startswith("# error")]
 
 
+@pytest.mark.setup_tools  # the real CRDs (e2e/cluster/third-party-crds.sh)
 @pytest.mark.parametrize("path", _rendering(), ids=_name)
 def test_every_knative_service_passes_its_crd_schema(path: Path) -> None:
     schema = crd_schemas()[KSVC]  # the real CRD, e2e/cluster/third-party-crds.sh

@@ -106,6 +106,7 @@ def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
 RENDERING = [c for c in CASES if not _text(c[1], c[2]).startswith("# error")]
 
 
+@pytest.mark.setup_tools  # the real CRDs (e2e/cluster/third-party-crds.sh)
 @pytest.mark.parametrize(("golden", "doc", "configs"), RENDERING, ids=[c[0] for c in RENDERING])
 def test_every_rendered_object_is_valid_for_its_schema(
     golden: str, doc: dict[str, Any], configs: list[dict[str, Any]]

@@ -78,6 +78,7 @@ def test_multinode_render_matches_the_golden_file(path: Path) -> None:
     assert text == golden.read_text(), f"{path} renders differently from {golden}"
 
 
+@pytest.mark.setup_tools  # the real CRDs (e2e/cluster/third-party-crds.sh)
 @pytest.mark.parametrize("path", _manifests(), ids=_name)
 def test_every_object_passes_its_schema(path: Path) -> None:
     schema = crd_schemas()[LWS]  # the real CRD, e2e/cluster/third-party-crds.sh

@@ -316,6 +316,7 @@ def _layer(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.setup_tools  # the registry, from scripts/install-test-tools
 @pytest.mark.parametrize(
     ("case", "error"),
     [
