@@ -127,7 +127,8 @@ def _at_connection_end(address: Address, sink: _Sink) -> None:
 class _Sink:
     """The parser's protocol: what it read of one answer. The parser refers to it (its
     callbacks), the answer and its stream share it, and it refers to none of them once the
-    head is read, so no cycle keeps them from being freed by reference counting."""
+    request's exchange is over (its answer whole, or its stream handed out), so no cycle keeps
+    them from being freed by reference counting."""
 
     __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser")
 
@@ -137,7 +138,8 @@ class _Sink:
         self.complete = False
         self.keep_alive = True
         self.headers_done = False
-        # only until the head is read (the parser refers to this sink)
+        # only while the request's exchange reads the answer's head (the parser refers to this
+        # sink): interim (1xx) answers may come before it, in the same read too
         self.parser: httptools.HttpResponseParser | None = None
 
     @property
@@ -147,11 +149,11 @@ class _Sink:
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
-        # llhttp answers should_keep_alive() only until the message completes
+        # llhttp answers should_keep_alive() only until the message completes; each head
+        # (an interim one, then the final one) replaces what the previous one said
         parser = self.parser
-        if parser is not None:  # None for a second message in the same read (not this answer)
+        if parser is not None:  # None once the stream has it: a message after this answer
             self.keep_alive = parser.should_keep_alive()
-            self.parser = None
         self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -161,6 +163,16 @@ class _Sink:
         self.body += body
 
     def on_message_complete(self) -> None:
+        parser = self.parser
+        if parser is not None:
+            status = parser.get_status_code()
+            if 100 <= status < 200 and status != 101:
+                # an interim answer (100 Continue, 103 Early Hints): llhttp ends the message
+                # there, but the request's answer is still to come on this connection
+                self.headers.clear()
+                self.headers_done = False
+                self.body.clear()
+                return
         self.complete = True
 
 
@@ -319,7 +331,8 @@ class UpstreamPool:
             conn.close()
             raise
         finally:
-            sink.parser = None  # a head left unread: no cycle through the parser either
+            # the parser refers to the sink: on every way out, so no cycle is left
+            sink.parser = None
         self._done(address, conn, sink.keep_alive)
         return Response(parser.get_status_code(), sink.headers, sink.body)
 
