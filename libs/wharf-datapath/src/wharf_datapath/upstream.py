@@ -27,10 +27,15 @@ A streamed answer's body (`BodyStream`) is read chunk by chunk, or relayed: hand
 callback from the connection's own data events, with no task wake-up per chunk (the LLM
 gateway's token streams).
 
-Nothing here forms a reference cycle (the parser's callbacks fill a `_Sink` that refers to
-neither the answer nor its stream): an answer, or a stream its consumer dropped unfinished, is
-freed as soon as its last reference goes, and a dropped stream closes its connection then, not
-whenever the cycle collector runs (and before asyncio's writer would warn it was left open).
+Interim answers (1xx but 101) are read past: the answer is the final one, which alone says
+whether the connection is kept alive.
+
+On a clean end or a cut (EOF), nothing here forms a reference cycle (the parser's callbacks
+fill a `_Sink` that refers to neither the answer nor its stream): an answer, or a stream its
+consumer dropped unfinished, is freed as soon as its last reference goes, and a dropped stream
+closes its connection then, not whenever the cycle collector runs (and before asyncio's writer
+would warn it was left open). A connection reset is the exception: its StreamReader keeps the
+error, whose traceback refers back to it.
 """
 
 from __future__ import annotations
@@ -496,8 +501,9 @@ class BodyStream:
                 chunk = bytes(sink.body)
                 sink.body.clear()
                 on_data = self._on_data
-                if on_data is not None:  # None once the stream ended
-                    on_data(chunk)
+                # set from relay() until the stream ends, and no data event comes after its end
+                assert on_data is not None
+                on_data(chunk)
         except Exception as exc:  # a malformed answer, or the consumer failed: this stream ends
             self._fail(exc)
             return
