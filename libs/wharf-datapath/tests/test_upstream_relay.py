@@ -552,6 +552,20 @@ async def test_an_interim_answer_read_alone_is_not_the_answer(scripted: Scriptin
     assert s.connections == 1
 
 
+async def test_bytes_past_the_answer_keep_its_connection_out_of_the_pool(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    await s.out.put(answer + answer)  # a second answer that no request asked for
+    await s.out.put(b"")
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.status == 200
+    # pooled, the next request would take the stray answer for its own
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
 async def test_a_streamed_answer_with_connection_close_is_not_pooled(
     scripted: Scripting,
 ) -> None:

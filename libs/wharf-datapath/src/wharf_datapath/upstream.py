@@ -153,11 +153,18 @@ class _Sink:
         return self.headers_done and not _has_length(self.headers)
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # a message after the answer, that no request asked for: the connection is out of
+            # step with its requests (a head after this would decide keep-alive otherwise)
+            self.keep_alive = False
+
     def on_headers_complete(self) -> None:
         # llhttp answers should_keep_alive() only until the message completes; each head
         # (an interim one, then the final one) replaces what the previous one said
         parser = self.parser
-        if parser is not None:  # None once the stream has it: a message after this answer
+        # (the parser is None once the answer's stream has it: its head was read)
+        if parser is not None and not self.complete:
             self.keep_alive = parser.should_keep_alive()
         self.headers_done = True
 
@@ -169,7 +176,7 @@ class _Sink:
 
     def on_message_complete(self) -> None:
         parser = self.parser
-        if parser is not None:
+        if parser is not None and not self.complete:
             status = parser.get_status_code()
             if 100 <= status < 200 and status != 101:
                 # an interim answer (100 Continue, 103 Early Hints): llhttp ends the message
