@@ -4,6 +4,8 @@ pooled only after a complete message, and a chunked body cut by its connection a
 An answer whose connection ends early (in its head, or short of its Content-Length) is an
 error too, never a complete answer: only a body without a length nor chunks ends with its
 connection.
+The final answer alone decides whether its connection is kept alive: interim (1xx) answers,
+read alone or with it, are read past.
 Answers, streams and their parsers form no reference cycles: what a consumer drops is freed
 (and its connection closed) at once, without the cycle collector."""
 
@@ -336,9 +338,13 @@ async def test_answers_that_failed_leave_no_cycles(scripted: Scripting) -> None:
         stream, resp = await open_stream(scripted)
         await anext(stream)
         end = relay_resuming(stream, [])
+        transport = stream._transport
         await stream.aclose()  # left early
         assert end.cancelled()
         del stream, resp, end
+        # the transport lets its (relay) protocol go only once connection_lost ran: a cycle
+        # through the stream is garbage only from then on
+        await until_true(lambda: transport.get_protocol() is None)
         assert cyclic_garbage() == []
 
 
@@ -483,6 +489,100 @@ async def test_a_head_answer_ends_with_its_head_and_pools_the_connection(
     get = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
     assert (get.status, bytes(get.body)) == (200, b"hello")
     assert s.connections == 1
+
+
+async def test_an_answer_with_connection_close_is_not_pooled(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+    await s.out.put(b"")  # the server waits for another request: the client must close
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (resp.status, bytes(resp.body)) == (200, b"ok")
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
+async def test_a_final_answer_read_with_an_interim_one_decides_keep_alive(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    # one write, so one read: the interim answer's head must not decide for the final one
+    await s.out.put(
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+    )
+    await s.out.put(b"")
+    resp = await pool.request(address, "POST", "/", [(b"host", b"h")], b"hi")
+    assert (resp.status, bytes(resp.body)) == (200, b"ok")
+    assert (b"connection", b"close") in resp.headers
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
+async def test_an_interim_answer_read_alone_is_not_the_answer(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+    await s.out.put(b"")
+    await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    # the pooled connection's reads are recorded, to hold the final answer back until the
+    # interim one was read on its own
+    reader = pool._idle[address][0].reader
+    read = reader.read
+    reads: list[bytes] = []
+
+    async def recorded(n: int = -1) -> bytes:
+        data = await read(n)
+        reads.append(data)
+        return data
+
+    reader.read = recorded  # type: ignore[method-assign]
+    await s.out.put(b"HTTP/1.1 100 Continue\r\n\r\n")
+    second = asyncio.create_task(
+        pool.request(address, "POST", "/", [(b"host", b"h"), (b"expect", b"100-continue")], b"x")
+    )
+    await until_true(lambda: reads == [b"HTTP/1.1 100 Continue\r\n\r\n"])
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+    await s.out.put(b"")
+    resp = await asyncio.wait_for(second, 20)
+    assert (resp.status, bytes(resp.body)) == (200, b"second")
+    # the next request on the same connection hears its own answer
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nthird")
+    await s.out.put(b"")
+    third = await asyncio.wait_for(pool.request(address, "GET", "/", [(b"host", b"h")], b""), 20)
+    assert (third.status, bytes(third.body)) == (200, b"third")
+    assert s.connections == 1
+
+
+async def test_bytes_past_the_answer_keep_its_connection_out_of_the_pool(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    await s.out.put(answer + answer)  # a second answer that no request asked for
+    await s.out.put(b"")
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.status == 200
+    # pooled, the next request would take the stray answer for its own
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
+async def test_a_streamed_answer_with_connection_close_is_not_pooled(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+        + chunk(b"data: one\n\n")
+    )
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert resp.stream is not None
+    got = [await anext(resp.stream)]
+    await s.out.put(chunk(b"data: two\n\n") + b"0\r\n\r\n")
+    await s.out.put(b"")
+    got += [piece async for piece in resp.stream]
+    assert got == [b"data: one\n\n", b"data: two\n\n"]
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
 
 
 # every test above again on uvloop, the loop the servers run on (its transports pause, resume

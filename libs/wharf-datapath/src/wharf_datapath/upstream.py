@@ -27,10 +27,15 @@ A streamed answer's body (`BodyStream`) is read chunk by chunk, or relayed: hand
 callback from the connection's own data events, with no task wake-up per chunk (the LLM
 gateway's token streams).
 
-Nothing here forms a reference cycle (the parser's callbacks fill a `_Sink` that refers to
-neither the answer nor its stream): an answer, or a stream its consumer dropped unfinished, is
-freed as soon as its last reference goes, and a dropped stream closes its connection then, not
-whenever the cycle collector runs (and before asyncio's writer would warn it was left open).
+Interim answers (1xx but 101) are read past: the answer is the final one, which alone says
+whether the connection is kept alive.
+
+On a clean end or a cut (EOF), nothing here forms a reference cycle (the parser's callbacks
+fill a `_Sink` that refers to neither the answer nor its stream): an answer, or a stream its
+consumer dropped unfinished, is freed as soon as its last reference goes, and a dropped stream
+closes its connection then, not whenever the cycle collector runs (and before asyncio's writer
+would warn it was left open). A connection reset is the exception: its StreamReader keeps the
+error, whose traceback refers back to it.
 """
 
 from __future__ import annotations
@@ -127,7 +132,8 @@ def _at_connection_end(address: Address, sink: _Sink) -> None:
 class _Sink:
     """The parser's protocol: what it read of one answer. The parser refers to it (its
     callbacks), the answer and its stream share it, and it refers to none of them once the
-    head is read, so no cycle keeps them from being freed by reference counting."""
+    request's exchange is over (its answer whole, or its stream handed out), so no cycle keeps
+    them from being freed by reference counting."""
 
     __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser")
 
@@ -137,7 +143,8 @@ class _Sink:
         self.complete = False
         self.keep_alive = True
         self.headers_done = False
-        # only until the head is read (the parser refers to this sink)
+        # only while the request's exchange reads the answer's head (the parser refers to this
+        # sink): interim (1xx) answers may come before it, in the same read too
         self.parser: httptools.HttpResponseParser | None = None
 
     @property
@@ -146,12 +153,19 @@ class _Sink:
         return self.headers_done and not _has_length(self.headers)
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # a message after the answer, that no request asked for: the connection is out of
+            # step with its requests (a head after this would decide keep-alive otherwise)
+            self.keep_alive = False
+
     def on_headers_complete(self) -> None:
-        # llhttp answers should_keep_alive() only until the message completes
+        # llhttp answers should_keep_alive() only until the message completes; each head
+        # (an interim one, then the final one) replaces what the previous one said
         parser = self.parser
-        if parser is not None:  # None for a second message in the same read (not this answer)
+        # (the parser is None once the answer's stream has it: its head was read)
+        if parser is not None and not self.complete:
             self.keep_alive = parser.should_keep_alive()
-            self.parser = None
         self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -161,6 +175,16 @@ class _Sink:
         self.body += body
 
     def on_message_complete(self) -> None:
+        parser = self.parser
+        if parser is not None and not self.complete:
+            status = parser.get_status_code()
+            if 100 <= status < 200 and status != 101:
+                # an interim answer (100 Continue, 103 Early Hints): llhttp ends the message
+                # there, but the request's answer is still to come on this connection
+                self.headers.clear()
+                self.headers_done = False
+                self.body.clear()
+                return
         self.complete = True
 
 
@@ -319,7 +343,8 @@ class UpstreamPool:
             conn.close()
             raise
         finally:
-            sink.parser = None  # a head left unread: no cycle through the parser either
+            # the parser refers to the sink: on every way out, so no cycle is left
+            sink.parser = None
         self._done(address, conn, sink.keep_alive)
         return Response(parser.get_status_code(), sink.headers, sink.body)
 
@@ -483,8 +508,9 @@ class BodyStream:
                 chunk = bytes(sink.body)
                 sink.body.clear()
                 on_data = self._on_data
-                if on_data is not None:  # None once the stream ended
-                    on_data(chunk)
+                # set from relay() until the stream ends, and no data event comes after its end
+                assert on_data is not None
+                on_data(chunk)
         except Exception as exc:  # a malformed answer, or the consumer failed: this stream ends
             self._fail(exc)
             return

@@ -36,7 +36,8 @@ log = logging.getLogger("wharf.router.graph")
 DEFAULT_MAX_ANSWER_BYTES = 64 << 20
 
 # the pool adds the framing; a propagated header must not add a second one or a second Host
-# (Go's client ignores these in a request's header map too)
+# (Go's client ignores these in a request's header map too). The body is sent with its head,
+# so no Expect either: it would only have the replica write an interim 100 Continue
 _NOT_FORWARDED = frozenset(
     {
         "host",
@@ -48,6 +49,7 @@ _NOT_FORWARDED = frozenset(
         "te",
         "trailer",
         "upgrade",
+        "expect",
     }
 )
 
