@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from wharf_local.graphs import Graph, GraphRunner
 from wharf_local.home import Home
 from wharf_local.launch import CommandError, predictor_url, replica_process
 from wharf_local.llms import LLMRunner, LLMService
+from wharf_local.ports import free_port
 from wharf_local.revisions import apply_plan
 from wharf_local.routing import host_table
 from wharf_local.settings import Settings
@@ -75,13 +75,6 @@ LLM_CONFIG_NAMESPACE = "kserve"
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LocalRuntime:
