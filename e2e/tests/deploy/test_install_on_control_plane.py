@@ -229,8 +229,12 @@ def controller(installed: Kubectl, kube_cluster: ControlPlane, tmp_path: Path) -
             process.kill()
             process.wait()
         log.close()
+        # RBAC refusals only: a 403 for a namespace being deleted (a test's namespace going
+        # away while the controller still reconciles it) is the API server's, not the policy's
         forbidden = [
-            line for line in (tmp_path / "controller.log").read_text().splitlines() if "403" in line
+            line
+            for line in (tmp_path / "controller.log").read_text().splitlines()
+            if "403" in line and "because it is being terminated" not in line
         ]
         assert not forbidden, "the controller was refused:\n" + "\n".join(forbidden[:10])
 
