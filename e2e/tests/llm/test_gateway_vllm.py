@@ -257,66 +257,84 @@ def test_a_worker_killed_mid_run_loses_no_request(
     _, decode, victim = vllm_pd_and_single
     gateway = start_gateway([(victim, "both"), (decode, "both")])
     client = gateway.client()
-    # Long enough answers that the victim is still generating when the test sees it busy (with
-    # short ones, all of them could finish between two looks at its metrics on a quiet machine).
-    total, concurrency, max_tokens = 16, 4, 320
-    done: list[int] = []
+    # The clients keep sending until the kill, and a few rounds after it, instead of a fixed
+    # batch: a fixed batch could all be answered before the test saw the victim busy (on a fast
+    # machine the victim's first tokens showed in its metrics only after its last request of the
+    # batch was done, and the test waited 300 s for a request that never came).
+    concurrency, max_tokens, rounds_after_kill = 4, 128, 2
+    request_cap = 2_000  # a bound on the loop should the waits below fail
+    killed = threading.Event()
+    stop = threading.Event()
     lock = threading.Lock()
+    sent: list[int] = []
+    answered: list[tuple[int, bool]] = []  # (completion tokens, sent after the kill)
 
-    def one(index: int) -> int:
-        # Non-streamed: the gateway retries an unanswered request on the other pod. (A stream
-        # cut after its first event cannot be: it ends with an error event, see docs/router.md.)
-        answer = client.completions.create(
-            model=SERVED_MODEL_NAME,
-            prompt=f"request {index}: the pods answer while one of them dies",
-            max_tokens=max_tokens,
-            temperature=0.0,
-            extra_body=FIXED,
-        )
-        assert answer.usage is not None
-        with lock:
-            done.append(index)
-        tokens: int = answer.usage.completion_tokens
-        return tokens
+    def client_loop(worker: int) -> None:
+        left_after_kill = rounds_after_kill
+        while not stop.is_set() and left_after_kill > 0:
+            after_kill = killed.is_set()
+            with lock:
+                if len(sent) >= request_cap:
+                    return
+                index = len(sent)
+                sent.append(index)
+            # Non-streamed: the gateway retries an unanswered request on the other pod. (A stream
+            # cut after its first event cannot be: it ends with an error event, see docs/router.md.)
+            answer = client.completions.create(
+                model=SERVED_MODEL_NAME,
+                prompt=f"request {index} from client {worker}: the pods answer while one dies",
+                max_tokens=max_tokens,
+                temperature=0.0,
+                extra_body=FIXED,
+            )
+            assert answer.usage is not None
+            with lock:
+                answered.append((answer.usage.completion_tokens, after_kill))
+            if after_kill:
+                left_after_kill -= 1
 
+    victim_pod = victim.url.removeprefix("http://")
     victim_before = _metric(victim.metrics(), "vllm:generation_tokens_total")
     with ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(one, i) for i in range(total)]
+        futures = [pool.submit(client_loop, worker) for worker in range(concurrency)]
+        try:
+            # First the victim has served; then the kill follows the gateway's count of requests
+            # it has sent the victim and not answered yet. The gateway's count, not vLLM's
+            # `num_requests_running`: vLLM sets that gauge at each engine step, so an engine gone
+            # idle keeps its last step's value, and a test that trusted it killed an idle worker
+            # and saw no retry.
+            wait_until(
+                lambda: _metric(victim.metrics(), "vllm:generation_tokens_total") > victim_before,
+                "the worker to kill serving",
+                300,
+                every_s=0.05,
+            )
+            served_before_kill = _metric(victim.metrics(), "vllm:generation_tokens_total")
+            wait_until(
+                lambda: (
+                    _metric(gateway.metrics(), "wharf_router_pod_in_flight", pod=victim_pod) >= 1
+                ),
+                "a request running on the worker to kill",
+                300,
+                every_s=0.02,
+            )
+            assert victim.proc is not None
+            os.killpg(victim.proc.pid, signal.SIGKILL)  # the pod dies: server and engine at once
+            killed.set()
+            victim.proc.wait()
+        finally:
+            if not killed.is_set():
+                stop.set()
+        for future in futures:
+            future.result()  # raises if any request failed
 
-        # Kill while the gateway has a request on the victim that it has not answered yet, once
-        # the victim has generated tokens (it served before it died). The gateway's own count,
-        # not vLLM's `num_requests_running`: vLLM sets that gauge at each engine step, so an
-        # engine gone idle keeps its last step's value, and a test that trusted it killed an
-        # idle worker and saw no retry.
-        victim_pod = victim.url.removeprefix("http://")
-
-        # First the victim has served; then the kill follows the gateway's count at once. (With
-        # a look at vLLM's metrics between the two, a request finished in that gap on a fast
-        # machine and the kill found the victim idle: no retry to see.)
-        wait_until(
-            lambda: _metric(victim.metrics(), "vllm:generation_tokens_total") > victim_before,
-            "the worker to kill serving",
-            300,
-            every_s=0.05,
-        )
-        served_before_kill = _metric(victim.metrics(), "vllm:generation_tokens_total")
-        wait_until(
-            lambda: _metric(gateway.metrics(), "wharf_router_pod_in_flight", pod=victim_pod) >= 1,
-            "a request running on the worker to kill",
-            300,
-            every_s=0.02,
-        )
-        assert victim.proc is not None
-        os.killpg(victim.proc.pid, signal.SIGKILL)  # the pod dies: server and engine at once
-        victim.proc.wait()
-        killed_at = len(done)
-        tokens = [future.result() for future in futures]  # raises if any request failed
-
-    assert tokens == [max_tokens] * total
-    assert served_before_kill > victim_before  # both pods were serving before the kill
-    assert killed_at < total  # requests were still coming when it died
+    assert len(sent) < request_cap
+    assert served_before_kill > victim_before  # the victim served before it died
+    assert len(answered) == len(sent)  # every request was answered, none lost
+    assert all(tokens == max_tokens for tokens, _ in answered)
+    assert sum(1 for _, after_kill in answered if after_kill) >= concurrency * rounds_after_kill
     text = gateway.metrics()
     assert _metric(text, "wharf_router_retries_total") >= 1
-    assert _metric(text, "wharf_router_requests_total", code="200") == total
+    assert _metric(text, "wharf_router_requests_total", code="200") == len(sent)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{victim.url}/health", timeout=2)
