@@ -33,7 +33,7 @@ lint: ## ruff, mypy (strict on libs), import-linter, CRD and gRPC code freshness
 
 .PHONY: test
 test: ## the README's test command
-	./scripts/test
+	./scripts/test --durations=30  # the slowest tests, for the CI log
 
 .PHONY: abuse
 abuse: ## the abuse and fuzz suite (e2e/abuse), then its probe counts (tried, passed)
