@@ -557,13 +557,78 @@ async def test_bytes_past_the_answer_keep_its_connection_out_of_the_pool(
 ) -> None:
     s, address, pool = scripted
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-    await s.out.put(answer + answer)  # a second answer that no request asked for
+    stray = b"HTTP/1.1 500 No\r\nx-stray: 1\r\ncontent-length: 5\r\n\r\nstray"
+    await s.out.put(answer + stray)  # in the same read, a second answer no request asked for
     await s.out.put(b"")
     resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
-    assert resp.status == 200
+    # the answer is its own: none of the stray message's fields or body joined it
+    assert (resp.status, resp.headers, bytes(resp.body)) == (
+        200,
+        [(b"content-length", b"2")],
+        b"ok",
+    )
     # pooled, the next request would take the stray answer for its own
     assert not pool._idle.get(address)
     await asyncio.wait_for(s.ended.wait(), 20)
+
+
+async def test_bytes_past_a_whole_answer_that_do_not_parse_are_no_error_of_it(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\x00not http\r\n\r\n")
+    await s.out.put(b"")
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (resp.status, bytes(resp.body)) == (200, b"ok")
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
+STRAY = b"HTTP/1.1 500 No\r\ncontent-length: 5\r\n\r\nstray"  # a message no request asked for
+GARBAGE = b"\x00not http\r\n\r\n"  # bytes that do not parse
+
+
+async def read_the_stream_then(scripting: Scripting, past: bytes, relayed: bool) -> None:
+    """A streamed answer whose last chunk comes with `past` in the same read, read by the
+    iterator or relayed: its body is its own, it ends without an error, and its connection is
+    not pooled."""
+    s, address, pool = scripting
+    stream, _ = await open_stream(scripting)
+    got = [await anext(stream)]
+    end = stream.relay(got.append) if relayed else None
+    await s.out.put(chunk(b"data: two\n\n") + b"0\r\n\r\n" + past)
+    await s.out.put(b"")
+    if end is not None:
+        await asyncio.wait_for(end, 20)
+    else:
+        got += [piece async for piece in stream]
+    assert b"".join(got) == b"data: one\n\ndata: two\n\n"
+    assert not pool._idle.get(address)
+    await asyncio.wait_for(s.ended.wait(), 20)
+
+
+async def test_a_stray_message_after_a_streamed_answer_is_not_part_of_it(
+    scripted: Scripting,
+) -> None:
+    await read_the_stream_then(scripted, STRAY, relayed=False)
+
+
+async def test_bytes_past_a_streamed_answer_that_do_not_parse_are_no_error_of_it(
+    scripted: Scripting,
+) -> None:
+    await read_the_stream_then(scripted, GARBAGE, relayed=False)
+
+
+async def test_a_stray_message_after_a_relayed_answer_is_not_relayed(
+    scripted: Scripting,
+) -> None:
+    await read_the_stream_then(scripted, STRAY, relayed=True)
+
+
+async def test_bytes_past_a_relayed_answer_that_do_not_parse_are_no_error_of_it(
+    scripted: Scripting,
+) -> None:
+    await read_the_stream_then(scripted, GARBAGE, relayed=True)
 
 
 async def test_a_streamed_answer_with_connection_close_is_not_pooled(

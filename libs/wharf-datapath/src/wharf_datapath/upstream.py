@@ -135,7 +135,7 @@ class _Sink:
     request's exchange is over (its answer whole, or its stream handed out), so no cycle keeps
     them from being freed by reference counting."""
 
-    __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser")
+    __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser", "status")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -143,6 +143,7 @@ class _Sink:
         self.complete = False
         self.keep_alive = True
         self.headers_done = False
+        self.status = 0  # the answer's, from its head (the parser's moves on to a stray message)
         # only while the request's exchange reads the answer's head (the parser refers to this
         # sink): interim (1xx) answers may come before it, in the same read too
         self.parser: httptools.HttpResponseParser | None = None
@@ -166,13 +167,16 @@ class _Sink:
         # (the parser is None once the answer's stream has it: its head was read)
         if parser is not None and not self.complete:
             self.keep_alive = parser.should_keep_alive()
+            self.status = parser.get_status_code()
         self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.complete:  # a stray message's fields are not the answer's
+            self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
-        self.body += body
+        if not self.complete:  # nor is its body
+            self.body += body
 
     def on_message_complete(self) -> None:
         parser = self.parser
@@ -186,6 +190,17 @@ class _Sink:
                 self.body.clear()
                 return
         self.complete = True
+
+
+def _feed(parser: httptools.HttpResponseParser, sink: _Sink, data: bytes) -> None:
+    """Parse `data` into `sink`; bytes past a complete answer that do not parse are a stray
+    message's, not an error of the answer: its connection is not reused."""
+    try:
+        parser.feed_data(data)
+    except httptools.HttpParserError:
+        if not sink.complete:
+            raise
+        sink.keep_alive = False
 
 
 class _Conn:
@@ -316,8 +331,8 @@ class UpstreamPool:
                         # its head may announce the length a GET would have: no body follows
                         # (the parser cannot know the request's method)
                         break
-                    if sink.streamed and parser.get_status_code() not in (204, 304):
-                        resp = Response(parser.get_status_code(), sink.headers, sink.body)
+                    if sink.streamed and sink.status not in (204, 304):
+                        resp = Response(sink.status, sink.headers, sink.body)
                         resp.stream = BodyStream(self, address, conn, sink, parser)
                         return resp
                 data = await conn.reader.read(65536)
@@ -329,7 +344,7 @@ class UpstreamPool:
                     _at_connection_end(address, sink)
                     break
                 got_bytes = True
-                parser.feed_data(data)
+                _feed(parser, sink, data)
                 if max_body is not None and len(sink.body) > max_body:
                     raise UpstreamTooLargeError(
                         f"{address[0]}:{address[1]}: the answer is over {max_body} bytes"
@@ -346,7 +361,7 @@ class UpstreamPool:
             # the parser refers to the sink: on every way out, so no cycle is left
             sink.parser = None
         self._done(address, conn, sink.keep_alive)
-        return Response(parser.get_status_code(), sink.headers, sink.body)
+        return Response(sink.status, sink.headers, sink.body)
 
     def _done(self, address: Address, conn: _Conn, keep_alive: bool) -> None:
         idle = self._idle.setdefault(address, [])
@@ -421,7 +436,7 @@ class BodyStream:
             try:
                 data = await self._conn.reader.read(65536)
                 if data:
-                    self._parser.feed_data(data)
+                    _feed(self._parser, sink, data)
                 else:
                     self._eof()
             except BaseException:
@@ -503,7 +518,7 @@ class BodyStream:
         sink = self._sink
         try:
             if data:
-                self._parser.feed_data(data)
+                _feed(self._parser, sink, data)
             if sink.body:
                 chunk = bytes(sink.body)
                 sink.body.clear()
