@@ -369,3 +369,57 @@ async def test_a_replica_cut_short_of_its_length_is_no_complete_answer(
     finally:
         cutter.close()
         await cutter.wait_closed()
+
+
+async def test_a_malformed_answer_is_502_naming_the_replica(serve: Serve, proxied: Any) -> None:
+    async def answers_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the proxy closes the connection
+        writer.close()
+
+    bad = await asyncio.start_server(answers_garbage, "127.0.0.1", 0)
+    try:
+        client, backends, _ = await proxied([bad.sockets[0].getsockname()[1]])
+        resp = await client.get("/v2/models/m")
+        assert resp.status_code == 502
+        assert "malformed answer" in resp.json()["error"]
+        assert backends.leased == backends.released == 1  # the replica read it: not resent
+    finally:
+        bad.close()
+        await bad.wait_closed()
+
+
+async def test_a_stream_that_turns_malformed_cuts_the_clients_stream(
+    serve: Serve, proxied: Any
+) -> None:
+    first_chunk_passed = asyncio.Event()
+
+    async def turns_bad(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n"
+        )
+        await writer.drain()
+        await first_chunk_passed.wait()  # the answer has gone out: the stream is under way
+        writer.write(b"not a chunk size\r\n")
+        await writer.drain()
+        await reader.read()  # until the proxy closes the connection
+        writer.close()
+
+    bad = await asyncio.start_server(turns_bad, "127.0.0.1", 0)
+    try:
+        client, _, _ = await proxied([bad.sockets[0].getsockname()[1]])
+        chunks = []
+        with pytest.raises(httpx.RemoteProtocolError):  # no last chunk: not a complete answer
+            async with client.stream("GET", "/events") as resp:
+                assert resp.status_code == 200
+                async for chunk in resp.aiter_raw():
+                    chunks.append(chunk)
+                    first_chunk_passed.set()
+        assert chunks == [b"data: one\n\n"]
+    finally:
+        bad.close()
+        await bad.wait_closed()

@@ -29,12 +29,16 @@ from wharf_datapath.upstream import (
     StreamedBody,
     UpstreamClosedError,
     UpstreamCutError,
+    UpstreamMalformedError,
     UpstreamPool,
     UpstreamTooLargeError,
 )
 from wharf_e2e.testing import until
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+STRAY = b"HTTP/1.1 500 No\r\ncontent-length: 5\r\n\r\nstray"  # a message no request asked for
+GARBAGE = b"\x00not http\r\n\r\n"  # bytes that do not parse
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
 
 
 def chunk(data: bytes) -> bytes:
@@ -491,6 +495,76 @@ async def test_a_head_answer_ends_with_its_head_and_pools_the_connection(
     assert s.connections == 1
 
 
+async def test_bytes_after_the_head_of_a_head_answer_are_not_its_body(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    stray = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray"
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n" + stray)
+    await s.out.put(b"")
+    head = await asyncio.wait_for(pool.request(address, "HEAD", "/", [(b"host", b"h")], b""), 20)
+    assert (head.status, bytes(head.body), head.stream) == (200, b"", None)
+    assert not pool._idle.get(address)
+
+
+async def test_bytes_after_a_chunked_head_answer_that_do_not_parse_are_no_error_of_it(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(HEAD + GARBAGE)
+    await s.out.put(b"")
+    head = await asyncio.wait_for(pool.request(address, "HEAD", "/", [(b"host", b"h")], b""), 20)
+    assert (head.status, bytes(head.body), head.stream) == (200, b"", None)
+    assert not pool._idle.get(address)
+
+
+async def test_a_message_that_came_while_its_connection_was_idle_is_no_answer(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+    first = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert bytes(first.body) == b"first"
+    idle = pool._idle[address][0]
+    await s.out.put(STRAY)  # after the answer, in a read of its own
+    await s.out.put(b"")
+    await until_true(lambda: len(idle.reader._buffer) > 0)  # type: ignore[attr-defined]
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+    await s.out.put(b"")
+    second = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (second.status, bytes(second.body)) == (200, b"second")
+    assert s.connections == 2  # the idle connection was closed, not used
+
+
+async def test_an_upgrade_after_a_complete_answer_is_no_error_of_it(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    await s.out.put(answer + SWITCH)
+    await s.out.put(b"")
+    resp = await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert (resp.status, bytes(resp.body)) == (200, b"ok")
+    assert not pool._idle.get(address)
+
+
+async def test_an_upgrade_no_request_asked_for_is_a_parser_error(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    await s.out.put(SWITCH)
+    await s.out.put(b"")
+    # the error every caller handles as a malformed answer (not httptools' HttpParserUpgrade)
+    with pytest.raises(UpstreamMalformedError, match="switched protocols"):
+        await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert not pool._idle.get(address)
+
+
+async def test_a_101_without_an_upgrade_is_a_parser_error(scripted: Scripting) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    await s.out.put(b"")
+    with pytest.raises(UpstreamMalformedError, match="switched protocols"):
+        await pool.request(address, "GET", "/", [(b"host", b"h")], b"")
+    assert not pool._idle.get(address)
+
+
 async def test_an_answer_with_connection_close_is_not_pooled(scripted: Scripting) -> None:
     s, address, pool = scripted
     await s.out.put(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
@@ -582,10 +656,6 @@ async def test_bytes_past_a_whole_answer_that_do_not_parse_are_no_error_of_it(
     assert (resp.status, bytes(resp.body)) == (200, b"ok")
     assert not pool._idle.get(address)
     await asyncio.wait_for(s.ended.wait(), 20)
-
-
-STRAY = b"HTTP/1.1 500 No\r\ncontent-length: 5\r\n\r\nstray"  # a message no request asked for
-GARBAGE = b"\x00not http\r\n\r\n"  # bytes that do not parse
 
 
 async def read_the_stream_then(scripting: Scripting, past: bytes, relayed: bool) -> None:

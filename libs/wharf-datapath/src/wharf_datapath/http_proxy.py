@@ -32,6 +32,7 @@ from wharf_datapath.upstream import (
     UpstreamClosedError,
     UpstreamConnectError,
     UpstreamCutError,
+    UpstreamMalformedError,
     UpstreamPool,
     UpstreamResetError,
 )
@@ -213,9 +214,9 @@ class HttpProxy:
             async with contextlib.aclosing(resp.stream) as chunks:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UpstreamCutError as exc:
+        except (UpstreamCutError, UpstreamMalformedError) as exc:
             # no last chunk: the server closes the connection, so the client sees the cut too
-            log.warning("%s", exc)
+            log.warning("%s: %s", lease.label, exc)
             return
         await send({"type": "http.response.body", "body": b""})
 

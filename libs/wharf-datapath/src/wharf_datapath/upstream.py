@@ -69,6 +69,12 @@ class UpstreamCutError(ConnectionError):
     or before a chunked body's last chunk. Not a short answer: what was read is incomplete."""
 
 
+class UpstreamMalformedError(httptools.HttpParserError, ValueError):
+    """The replica's answer is not HTTP/1.1 as the request expects it (a head or body that does
+    not parse, a protocol switch no request asked for). A ValueError for the callers that answer
+    bad input with a 502, an `httptools.HttpParserError` for those that catch the parser's."""
+
+
 class UpstreamResetError(UpstreamClosedError):
     """The replica reset the connection before any byte of a response: it did not read all of
     the request (the kernel resets a socket closed with unread data)."""
@@ -135,15 +141,26 @@ class _Sink:
     request's exchange is over (its answer whole, or its stream handed out), so no cycle keeps
     them from being freed by reference counting."""
 
-    __slots__ = ("body", "complete", "headers", "headers_done", "keep_alive", "parser", "status")
+    __slots__ = (
+        "body",
+        "complete",
+        "head_only",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "parser",
+        "status",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, head_only: bool = False) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
         self.complete = False
         self.keep_alive = True
         self.headers_done = False
         self.status = 0  # the answer's, from its head (the parser's moves on to a stray message)
+        # an answer to HEAD: it ends with its head, whatever body length that head announces
+        self.head_only = head_only
         # only while the request's exchange reads the answer's head (the parser refers to this
         # sink): interim (1xx) answers may come before it, in the same read too
         self.parser: httptools.HttpResponseParser | None = None
@@ -168,6 +185,9 @@ class _Sink:
         if parser is not None and not self.complete:
             self.keep_alive = parser.should_keep_alive()
             self.status = parser.get_status_code()
+            if self.head_only and not _interim(self.status):
+                # (the parser cannot know the request's method: it expects that body still)
+                self.complete = True
         self.headers_done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -175,32 +195,45 @@ class _Sink:
             self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
-        if not self.complete:  # nor is its body
-            self.body += body
+        if self.complete:
+            # a stray message's body, or bytes after the head of an answer to HEAD: not the
+            # answer's, and the connection is out of step with its requests
+            self.keep_alive = False
+            return
+        self.body += body
 
     def on_message_complete(self) -> None:
         parser = self.parser
-        if parser is not None and not self.complete:
-            status = parser.get_status_code()
-            if 100 <= status < 200 and status != 101:
-                # an interim answer (100 Continue, 103 Early Hints): llhttp ends the message
-                # there, but the request's answer is still to come on this connection
-                self.headers.clear()
-                self.headers_done = False
-                self.body.clear()
-                return
+        if parser is not None and not self.complete and _interim(parser.get_status_code()):
+            # an interim answer (100 Continue, 103 Early Hints): llhttp ends the message there,
+            # but the request's answer is still to come on this connection
+            self.headers.clear()
+            self.headers_done = False
+            self.body.clear()
+            return
         self.complete = True
+
+
+def _interim(status: int) -> bool:
+    """A 1xx answer that another answer follows (101 ends the exchange: a protocol switch)."""
+    return 100 <= status < 200 and status != 101
 
 
 def _feed(parser: httptools.HttpResponseParser, sink: _Sink, data: bytes) -> None:
     """Parse `data` into `sink`; bytes past a complete answer that do not parse are a stray
-    message's, not an error of the answer: its connection is not reused."""
+    message's, not an error of the answer: its connection is not reused. Every error of the
+    answer itself is an `UpstreamMalformedError`, an upgrade too (no request here asks for one)."""
     try:
         parser.feed_data(data)
-    except httptools.HttpParserError:
-        if not sink.complete:
-            raise
-        sink.keep_alive = False
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+        if sink.complete and sink.status != 101:
+            sink.keep_alive = False
+            return
+        if sink.status == 101 or isinstance(exc, httptools.HttpParserUpgrade):
+            raise UpstreamMalformedError(
+                "the replica switched protocols (101), which no request asked for"
+            ) from exc
+        raise UpstreamMalformedError(f"a malformed answer: {exc}") from exc
 
 
 class _Conn:
@@ -211,6 +244,13 @@ class _Conn:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
+
+    def out_of_step(self) -> bool:
+        """Bytes came while the connection was idle (a message no request asked for, which the
+        next request would take for its own answer), or it ended: not to be used again."""
+        reader = self.reader
+        buffered: bytearray = reader._buffer  # type: ignore[attr-defined]
+        return bool(buffered) or reader.at_eof() or self.writer.is_closing()
 
 
 def _head(
@@ -256,6 +296,9 @@ class UpstreamPool:
         idle = self._idle.setdefault(address, [])
         while idle:
             conn = idle.pop()
+            if conn.out_of_step():
+                conn.close()
+                continue
             try:
                 return await self._exchange(address, conn, raw, method, max_body)
             except _StaleConnection:
@@ -319,22 +362,18 @@ class UpstreamPool:
     async def _exchange(
         self, address: Address, conn: _Conn, raw: bytes, method: str, max_body: int | None = None
     ) -> Response:
-        sink = _Sink()
+        sink = _Sink(head_only=method == "HEAD")
         parser = sink.parser = httptools.HttpResponseParser(sink)
         got_bytes = False
         try:
             if raw:
                 conn.writer.write(raw)
             while not sink.complete:
-                if sink.headers_done:
-                    if method == "HEAD":
-                        # its head may announce the length a GET would have: no body follows
-                        # (the parser cannot know the request's method)
-                        break
-                    if sink.streamed and sink.status not in (204, 304):
-                        resp = Response(sink.status, sink.headers, sink.body)
-                        resp.stream = BodyStream(self, address, conn, sink, parser)
-                        return resp
+                # (an answer to HEAD completes with its head: the sink knows the method)
+                if sink.streamed and sink.status not in (204, 304):
+                    resp = Response(sink.status, sink.headers, sink.body)
+                    resp.stream = BodyStream(self, address, conn, sink, parser)
+                    return resp
                 data = await conn.reader.read(65536)
                 if not data:
                     if not got_bytes:
@@ -475,7 +514,7 @@ class BodyStream:
         """Hand the rest of the body to `on_data` as it arrives, called from the connection's
         data events (so it must not block); the future ends with the message, or fails with
         the error that ended it: an OSError (the connection was cut), an
-        `httptools.HttpParserError` (a malformed answer), or what `on_data` raised. Chunks
+        `UpstreamMalformedError` (a malformed answer), or what `on_data` raised. Chunks
         already read come first, before this returns. Once per stream, and only before it
         ended (RuntimeError otherwise)."""
         if self._ended or self._relayed:
