@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -303,21 +303,28 @@ def test_a_worker_killed_mid_run_loses_no_request(
             # `num_requests_running`: vLLM sets that gauge at each engine step, so an engine gone
             # idle keeps its last step's value, and a test that trusted it killed an idle worker
             # and saw no retry.
+            # (a client that stopped ends the waits: its error, not a timeout, fails the test)
             wait_until(
-                lambda: _metric(victim.metrics(), "vllm:generation_tokens_total") > victim_before,
+                lambda: (
+                    _a_client_ended(futures)
+                    or _metric(victim.metrics(), "vllm:generation_tokens_total") > victim_before
+                ),
                 "the worker to kill serving",
                 300,
                 every_s=0.05,
             )
+            _raise_if_a_client_ended(futures)
             served_before_kill = _metric(victim.metrics(), "vllm:generation_tokens_total")
             wait_until(
                 lambda: (
-                    _metric(gateway.metrics(), "wharf_router_pod_in_flight", pod=victim_pod) >= 1
+                    _a_client_ended(futures)
+                    or _metric(gateway.metrics(), "wharf_router_pod_in_flight", pod=victim_pod) >= 1
                 ),
                 "a request running on the worker to kill",
                 300,
                 every_s=0.02,
             )
+            _raise_if_a_client_ended(futures)
             assert victim.proc is not None
             os.killpg(victim.proc.pid, signal.SIGKILL)  # the pod dies: server and engine at once
             killed.set()
@@ -338,3 +345,15 @@ def test_a_worker_killed_mid_run_loses_no_request(
     assert _metric(text, "wharf_router_requests_total", code="200") == len(sent)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{victim.url}/health", timeout=2)
+
+
+def _a_client_ended(futures: list[Future[None]]) -> bool:
+    return any(future.done() for future in futures)
+
+
+def _raise_if_a_client_ended(futures: list[Future[None]]) -> None:
+    """Before the kill a client's loop ends only by an error (or the request cap)."""
+    for future in futures:
+        if future.done():
+            future.result()  # its error, if it failed
+            raise AssertionError("a client stopped sending before the kill (the request cap)")
