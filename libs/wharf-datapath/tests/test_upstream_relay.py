@@ -536,6 +536,24 @@ async def test_a_message_that_came_while_its_connection_was_idle_is_no_answer(
     assert s.connections == 2  # the idle connection was closed, not used
 
 
+async def test_a_pooled_connection_closed_unanswered_is_replaced_and_the_request_resent(
+    scripted: Scripting,
+) -> None:
+    s, address, pool = scripted
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+    await s.out.put(b"")
+    await pool.request(address, "POST", "/", [(b"host", b"h")], b"x")
+    assert len(pool._idle[address]) == 1
+    # the replica reads the next request on it and closes (the keep-alive race: its idle
+    # timeout ran out as the request came): sent again on a new connection
+    await s.out.put(None)
+    await s.out.put(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+    await s.out.put(b"")
+    second = await pool.request(address, "POST", "/", [(b"host", b"h")], b"x")
+    assert (second.status, bytes(second.body)) == (200, b"second")
+    assert s.connections == 2
+
+
 async def test_an_upgrade_after_a_complete_answer_is_no_error_of_it(scripted: Scripting) -> None:
     s, address, pool = scripted
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

@@ -13,6 +13,7 @@ from gateway_testkit import Served, Start
 from prometheus_client.parser import text_string_to_metric_families
 
 from wharf_e2e.testing import until
+from wharf_router.gateway.endpoints import make_endpoint
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -233,6 +234,58 @@ async def test_a_failing_pod_is_retried_on_another(
             assert r.status_code == 200 and "good-w0" in r.text
     assert len(bad.seen) >= 1 and len(good.seen) == 6
     assert metric(await scrape(gw), "wharf_router_retries_total") == len(bad.seen)
+
+
+async def test_a_pod_whose_answer_does_not_parse_is_ejected_and_another_answers(
+    start_engine: Start, start_gateway: Start
+) -> None:
+    posts = 0
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a pod that serves its probes well and answers every request with a head that does
+        # not parse
+        nonlocal posts
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"POST"):
+                    posts += 1
+                    length = [
+                        int(line.split(b":")[1])
+                        for line in head.lower().split(b"\r\n")
+                        if line.startswith(b"content-length:")
+                    ]
+                    await reader.readexactly(length[0] if length else 0)
+                    writer.write(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n")
+                else:
+                    body = b'{"object": "list", "data": [{"id": "tiny", "object": "model"}]}'
+                    if not head.startswith(b"GET /v1/models"):
+                        body = b""
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+                    writer.write(body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    bad = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    try:
+        good, _, eg = await start_engine("good")
+        eb = make_endpoint(f"http://127.0.0.1:{bad.sockets[0].getsockname()[1]}", "both", "bad")
+        _, gw = await start_gateway([eb, eg], policy="round-robin")
+        async with httpx.AsyncClient() as http:
+            for stream in (False, True):
+                r = await http.post(
+                    gw.url + "/v1/completions",
+                    json={"model": "tiny", "prompt": "x", "stream": stream},
+                )
+                assert r.status_code == 200 and "good-w0" in r.text
+        assert posts >= 1 and len(good.seen) == 2
+        assert metric(await scrape(gw), "wharf_router_retries_total", reason="malformed") == posts
+    finally:
+        bad.close()
+        await bad.wait_closed()
 
 
 async def test_the_last_pod_failing_relays_its_error(

@@ -28,6 +28,7 @@ from wharf_datapath.upstream import (
     Response,
     UpstreamClosedError,
     UpstreamConnectError,
+    UpstreamMalformedError,
     UpstreamPool,
     UpstreamResetError,
 )
@@ -569,6 +570,10 @@ class Gateway:
         except UpstreamClosedError:
             self.pool.eject(pod, "connection closed without an answer")
             return "closed"
+        except UpstreamMalformedError as exc:
+            # nothing reached the client: another pod may answer well
+            self.pool.eject(pod, "a malformed answer")
+            return f"malformed: {exc}"
         except OSError as exc:
             return f"error: {exc}"
         if resp.status in RETRY_STATUSES and not final():
@@ -859,6 +864,8 @@ class Gateway:
             reason = "unreachable"
         except TimeoutError:  # before OSError: on 3.11 TimeoutError is one
             reason = "timeout"
+        except UpstreamMalformedError:  # before OSError and ValueError: not the pod's JSON
+            reason = "malformed_answer"
         except (UpstreamClosedError, OSError, httptools.HttpParserError):
             reason = "unreachable"
         except (orjson.JSONDecodeError, ValueError):
@@ -931,7 +938,7 @@ def _with_host(
 
 async def _discard(resp: Response) -> None:
     assert resp.stream is not None
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UpstreamMalformedError):
         async with contextlib.aclosing(resp.stream) as chunks:
             async for _ in chunks:
                 pass
