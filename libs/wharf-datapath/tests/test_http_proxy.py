@@ -423,3 +423,25 @@ async def test_a_stream_that_turns_malformed_cuts_the_clients_stream(
     finally:
         bad.close()
         await bad.wait_closed()
+
+
+async def test_a_head_answer_keeps_the_replicas_length(serve: Serve, proxied: Any) -> None:
+    async def heads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()  # until the proxy closes the connection
+        writer.close()
+
+    replica = await asyncio.start_server(heads, "127.0.0.1", 0)
+    try:
+        client, _, _ = await proxied([replica.sockets[0].getsockname()[1]])
+        resp = await client.head("/v2/models/m")
+        assert resp.status_code == 200 and resp.content == b""
+        # the length a GET would have, as the replica said it (not the empty body's 0)
+        assert resp.headers["content-length"] == "11"
+    finally:
+        replica.close()
+        await replica.wait_closed()

@@ -182,7 +182,7 @@ class HttpProxy:
                     await _json(send, 502, {"error": f"{lease.label}: {exc}"})
                     return
                 else:
-                    await self._respond(send, resp, lease)
+                    await self._respond(send, resp, lease, method)
                     return
             finally:
                 self.backends.release(lease)
@@ -197,12 +197,17 @@ class HttpProxy:
                 return
             log.info("%s %s: %s; trying again (%d)", method, url, error, attempt + 1)
 
-    async def _respond(self, send: Send, resp: Response, lease: Lease) -> None:
+    async def _respond(self, send: Send, resp: Response, lease: Lease, method: str) -> None:
         out = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
         if self.label_header is not None:
             out.append((self.label_header, lease.label.encode("latin-1")))
         if resp.stream is None:
-            out.append((b"content-length", b"%d" % len(resp.body)))
+            if method == "HEAD":
+                # the length a GET would have, as the replica said it (RFC 9110 8.6), not the
+                # empty body's
+                out += [(k, v) for k, v in resp.headers if k.lower() == b"content-length"]
+            else:
+                out.append((b"content-length", b"%d" % len(resp.body)))
             await send({"type": "http.response.start", "status": resp.status, "headers": out})
             await send({"type": "http.response.body", "body": bytes(resp.body)})
             return
