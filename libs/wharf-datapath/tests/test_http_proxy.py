@@ -6,8 +6,8 @@ import asyncio
 import hashlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,20 @@ def accept_queue(port: int) -> int:
         if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
             return int(fields[4].split(":")[1], 16)
     return 0
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_replica(handle: Handler) -> AsyncIterator[int]:
+    """A replica that speaks raw bytes through `handle`, on loopback: its port."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 class Echo:
@@ -335,18 +349,14 @@ async def test_a_replica_cut_mid_stream_cuts_the_clients_stream_too(
         await writer.drain()
         writer.close()  # no last chunk: the answer is cut
 
-    cutter = await asyncio.start_server(dies_mid_answer, "127.0.0.1", 0)
-    try:
-        client, _, _ = await proxied([cutter.sockets[0].getsockname()[1]])
+    async with raw_replica(dies_mid_answer) as port:
+        client, _, _ = await proxied([port])
         chunks = []
         with pytest.raises(httpx.RemoteProtocolError):  # not a complete answer, as before
             async with client.stream("GET", "/events") as resp:
                 async for chunk in resp.aiter_raw():
                     chunks.append(chunk)
         assert chunks == [b"data: one\n\n"]
-    finally:
-        cutter.close()
-        await cutter.wait_closed()
 
 
 async def test_a_replica_cut_short_of_its_length_is_no_complete_answer(
@@ -358,17 +368,13 @@ async def test_a_replica_cut_short_of_its_length_is_no_complete_answer(
         await writer.drain()
         writer.close()  # five bytes short
 
-    cutter = await asyncio.start_server(dies_mid_body, "127.0.0.1", 0)
-    try:
-        client, backends, _ = await proxied([cutter.sockets[0].getsockname()[1]])
+    async with raw_replica(dies_mid_body) as port:
+        client, backends, _ = await proxied([port])
         resp = await client.get("/v2/models/m")
         # the whole answer is read before its head goes out: the client hears of the cut
         assert resp.status_code == 502
         assert "closed the connection" in resp.json()["error"]
         assert backends.leased == backends.released == 1  # a cut answer is not sent again
-    finally:
-        cutter.close()
-        await cutter.wait_closed()
 
 
 async def test_a_malformed_answer_is_502_naming_the_replica(serve: Serve, proxied: Any) -> None:
@@ -379,16 +385,12 @@ async def test_a_malformed_answer_is_502_naming_the_replica(serve: Serve, proxie
         await reader.read()  # until the proxy closes the connection
         writer.close()
 
-    bad = await asyncio.start_server(answers_garbage, "127.0.0.1", 0)
-    try:
-        client, backends, _ = await proxied([bad.sockets[0].getsockname()[1]])
+    async with raw_replica(answers_garbage) as port:
+        client, backends, _ = await proxied([port])
         resp = await client.get("/v2/models/m")
         assert resp.status_code == 502
         assert "malformed answer" in resp.json()["error"]
         assert backends.leased == backends.released == 1  # the replica read it: not resent
-    finally:
-        bad.close()
-        await bad.wait_closed()
 
 
 async def test_a_stream_that_turns_malformed_cuts_the_clients_stream(
@@ -409,9 +411,8 @@ async def test_a_stream_that_turns_malformed_cuts_the_clients_stream(
         await reader.read()  # until the proxy closes the connection
         writer.close()
 
-    bad = await asyncio.start_server(turns_bad, "127.0.0.1", 0)
-    try:
-        client, _, _ = await proxied([bad.sockets[0].getsockname()[1]])
+    async with raw_replica(turns_bad) as port:
+        client, _, _ = await proxied([port])
         chunks = []
         with pytest.raises(httpx.RemoteProtocolError):  # no last chunk: not a complete answer
             async with client.stream("GET", "/events") as resp:
@@ -420,9 +421,6 @@ async def test_a_stream_that_turns_malformed_cuts_the_clients_stream(
                     chunks.append(chunk)
                     first_chunk_passed.set()
         assert chunks == [b"data: one\n\n"]
-    finally:
-        bad.close()
-        await bad.wait_closed()
 
 
 async def test_a_head_answer_keeps_the_replicas_length(serve: Serve, proxied: Any) -> None:
@@ -435,13 +433,9 @@ async def test_a_head_answer_keeps_the_replicas_length(serve: Serve, proxied: An
         await reader.read()  # until the proxy closes the connection
         writer.close()
 
-    replica = await asyncio.start_server(heads, "127.0.0.1", 0)
-    try:
-        client, _, _ = await proxied([replica.sockets[0].getsockname()[1]])
+    async with raw_replica(heads) as port:
+        client, _, _ = await proxied([port])
         resp = await client.head("/v2/models/m")
         assert resp.status_code == 200 and resp.content == b""
         # the length a GET would have, as the replica said it (not the empty body's 0)
         assert resp.headers["content-length"] == "11"
-    finally:
-        replica.close()
-        await replica.wait_closed()
