@@ -3,7 +3,8 @@ group, and it ends when the node's command is killed.
 
 No Ray here: a stand-in for `python -m ray.scripts.scripts start` reports Ray's start line,
 starts a daemon that ignores SIGTERM (as the raylet's agents outlived a joined node whose head
-had gone) and exits on SIGTERM without it. The real two-node run is test_multinode_ray.py.
+had gone) and exits on SIGTERM without it. The real two-node run is
+e2e/local/test_llm_multinode_wharf_up.py.
 """
 
 from __future__ import annotations

@@ -5,11 +5,14 @@ no Ray, no engine)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +24,11 @@ from wharf_local.llm_plan import (
     RAY_TEMP_ROOT,
     WorkerProcess,
     dry_run_argv,
+    rank_in_ready_group,
     ray_temp_dir,
     worker_processes,
 )
+from wharf_local.llms import Unit, _rank_ready, _status_version
 
 MODEL = "/home/u/.local/state/wharf/models/abc"
 GROUPS = "/home/u/.local/state/wharf/logs/ns/m/multinode"
@@ -78,9 +83,48 @@ def test_every_rank_runs_the_group_command_with_its_pods_environment() -> None:
         assert flag(groups[0][0].argv, name) != flag(groups[1][0].argv, name)
 
 
+def test_a_follower_reads_the_group_state_where_its_leader_writes_it() -> None:
+    leader, follower = processes(PIPELINE)[:2]
+    expected = flag(leader.argv, "--log-dir") + "/group-status.json"
+    assert follower.group_status_file == leader.group_status_file == expected
+    assert processes({"replicas": 1})[0].group_status_file is None
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "at_start", "ready"),
+    [
+        ("ready", (7, 200), None, True),  # the leader formed the group after the rank started
+        ("ready", (8, 300), (7, 200), True),  # ... and again since
+        # the status the rank found when it started: the group it described lost this rank (it
+        # was restarted), or it is from an earlier run; the leader's /health may still answer
+        ("ready", (7, 200), (7, 200), False),
+        ("restarting", (8, 300), (7, 200), False),
+        ("waiting-for-nodes", (8, 300), None, False),
+        (None, None, None, False),  # no status yet
+    ],
+)
+def test_a_follower_is_ready_only_in_a_group_formed_after_it_started(
+    state: str | None,
+    now: tuple[int, int] | None,
+    at_start: tuple[int, int] | None,
+    ready: bool,
+) -> None:
+    assert rank_in_ready_group(state, now, at_start) is ready
+
+
 def test_ray_temp_dirs_are_short_enough_for_rays_socket_paths() -> None:
-    path = ray_temp_dir("a" * 63, "b" * 63, "c" * 80, 63)
+    path = ray_temp_dir("/home/u/.local/state/wharf/logs/" + "a" * 63 + "/" + "b" * 80)
     assert path.startswith(RAY_TEMP_ROOT) and len(path) <= 40
+
+
+def test_each_home_gives_a_group_its_own_ray_temp_dir() -> None:
+    (leader, follower) = processes(PIPELINE)[:2]
+    counter = itertools.count(20000, 100)
+    other_home = worker_processes(
+        plan_of(PIPELINE), {"/mnt/models": MODEL}, lambda: next(counter), "/home/v/wharf/multinode"
+    )[0]
+    assert flag(leader.argv, "--ray-temp-dir") == flag(follower.argv, "--ray-temp-dir")
+    assert flag(leader.argv, "--ray-temp-dir") != flag(other_home.argv, "--ray-temp-dir")
 
 
 def test_a_data_parallel_group_gets_its_own_rpc_port() -> None:
@@ -134,3 +178,39 @@ def test_the_worker_parses_every_ranks_command_line(spec: dict[str, Any]) -> Non
             assert serving[1] == MODEL
             if p.role != "both":
                 assert "--kv-transfer-config" in serving
+
+
+def test_the_runtime_reads_the_leaders_status_file_for_a_follower(tmp_path: Path) -> None:
+    follower = dataclasses.replace(processes(PIPELINE)[1], group_dir=str(tmp_path))
+    unit = Unit("m-kserve-mn-0-1", [], {}, tmp_path / "log", 0, 30.0, follower)
+    status = tmp_path / "rank-0" / "group-status.json"
+
+    def write(state: str) -> None:  # as the leader does: a new file replaces the old
+        tmp = status.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"state": state, "restarts": 0}))
+        os.replace(tmp, status)
+
+    assert not _rank_ready(unit)  # the leader has written nothing yet
+    status.parent.mkdir()
+    write("waiting-for-nodes")
+    assert not _rank_ready(unit)
+    write("ready")
+    assert _rank_ready(unit)
+    # the rank is restarted while the file still says ready: that group is not its own ...
+    unit.group_status_at_start = _status_version(unit)[0]
+    assert not _rank_ready(unit)
+    write("restarting")
+    assert not _rank_ready(unit)
+    write("ready")  # ... until the leader has formed the group again
+    assert _rank_ready(unit)
+    # even when the new status carries an older time (the wall clock went back)
+    unit.group_status_at_start = _status_version(unit)[0]
+    old = time.time() - 3600
+    write("ready")
+    os.utime(status, (old, old))
+    assert _rank_ready(unit)
+    status.write_text("{not json")
+    assert not _rank_ready(unit)
+    # a rank of a group that is not `wharf-llm-worker multinode` is ready while it runs
+    other = dataclasses.replace(follower, group_dir=None)
+    assert _rank_ready(Unit("x", [], {}, tmp_path / "log", 0, 30.0, other))

@@ -52,6 +52,8 @@ CRASH_LOOP_AFTER = 3
 # group's Ray folder is short and under /tmp rather than in the state folder
 RAY_TEMP_ROOT = "/tmp/wharf-ray-"
 RAY_TOKEN_FILE = "ray-auth-token"
+# what a group's leader writes in its log folder (wharf_llm_worker.multinode.supervisor)
+GROUP_STATUS_FILE = "group-status.json"
 # Ray's node-local ports from `--ports-base` (the multinode command's PORTS_SPAN)
 RAY_PORTS_SPAN = 60
 
@@ -97,6 +99,13 @@ class WorkerProcess:
     @property
     def ray_token_file(self) -> str | None:
         return str(PurePosixPath(self.group_dir) / RAY_TOKEN_FILE) if self.group_dir else None
+
+    @property
+    def group_status_file(self) -> str | None:
+        """Where the group's leader reports the group's state (its rank-0 log folder)."""
+        if self.group_dir is None:
+            return None
+        return str(PurePosixPath(self.group_dir) / "rank-0" / GROUP_STATUS_FILE)
 
     @property
     def name(self) -> str:
@@ -226,10 +235,11 @@ def _group(
     )
 
 
-def ray_temp_dir(namespace: str, name: str, workload: str, replica: int) -> str:
-    """A group's Ray temp folder: short (Ray's socket paths), one per group."""
-    key = f"{namespace}/{name}/{workload}/{replica}".encode()
-    return RAY_TEMP_ROOT + hashlib.sha256(key).hexdigest()[:12]
+def ray_temp_dir(group_dir: str) -> str:
+    """A group's Ray temp folder: short (Ray's socket paths), one per group. Named from the
+    group's own folder, which is under the Wharf home (its log folder): two homes on one
+    machine (two users, two test runs) that run the same service do not share Ray's sockets."""
+    return RAY_TEMP_ROOT + hashlib.sha256(group_dir.encode()).hexdigest()[:12]
 
 
 def multinode_local_flags(
@@ -321,7 +331,7 @@ def _process(
         own = multinode_local_flags(
             argv[:cut],
             group=group,
-            temp_dir=ray_temp_dir(plan.namespace, plan.name, workload.name, replica),
+            temp_dir=ray_temp_dir(group.dir),
             rank=rank,
             ports_base=free_port(),
         )
@@ -341,6 +351,24 @@ def _process(
         single_engine=_single_engine(workload),
         group_dir=group.dir if multinode and group is not None else None,
     )
+
+
+# What tells one write of a group's status file from another: the file is replaced whole on
+# every write (a new inode, a new modification time)
+StatusVersion = tuple[int, int]
+
+
+def rank_in_ready_group(
+    group_state: object, status_now: StatusVersion | None, status_at_start: StatusVersion | None
+) -> bool:
+    """Whether a rank without HTTP (not the leader) counts as ready: its group's leader reports
+    the group `ready`, in a status it wrote after this rank's process started (`status_at_start`
+    is the file as it was then, None when there was none). A rank the supervisor has just
+    restarted is not part of the group until the leader re-forms it, while the leader may still
+    answer /health for the group that lost the rank; and a status left by an earlier run says
+    nothing about this one. The file's versions are compared, not its time against the
+    process's start: a wall clock that jumps (a laptop waking up) cannot hold a rank back."""
+    return group_state == "ready" and status_now is not None and status_now != status_at_start
 
 
 def _single_engine(workload: LLMWorkload) -> bool:

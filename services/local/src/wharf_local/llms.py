@@ -31,12 +31,14 @@ from wharf_local.llm_plan import (
     GATEWAY,
     TEARDOWN_ALLOWANCE_S,
     LocalPlanError,
+    StatusVersion,
     WorkerProcess,
     WorkloadView,
     drain_timeout_s,
     dry_run_argv,
     gateway_args,
     llm_conditions,
+    rank_in_ready_group,
     uses_gateway,
     with_cpu_binding,
     worker_processes,
@@ -54,6 +56,8 @@ PROBE_INTERVAL_S = 0.5
 RECHECK_S = 2.0
 ROUTER_KILL_TIMEOUT_S = 5.0
 STARTING_KILL_TIMEOUT_S = 5.0
+# a multi-node group's status file is a few hundred bytes per rank
+MAX_STATUS_BYTES = 1 << 20
 
 UnitState = Literal["stopped", "starting", "ready", "backoff"]
 
@@ -66,7 +70,8 @@ class Unit:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
-    port: int  # 0: no HTTP (a non-leader rank); ready while it runs
+    # 0: no HTTP (a non-leader rank): ready while it runs in a group its leader reports ready
+    port: int
     kill_timeout_s: float
     spec: WorkerProcess | None = None
     process: ManagedProcess | None = None
@@ -75,6 +80,8 @@ class Unit:
     crashes: int = 0
     last_crash: str | None = None
     inflight: int = 0
+    # a non-leader rank of a multi-node group: its leader's status file when this process started
+    group_status_at_start: StatusVersion | None = None
 
 
 @dataclass
@@ -314,6 +321,8 @@ class LLMRunner:
                 unit.last_crash = f"could not start: {exc}"
                 code: int | str = "none"
             else:
+                if not unit.port:
+                    unit.group_status_at_start = _status_version(unit)[0]
                 where = f" http :{unit.port}" if unit.port else ""
                 self.event(s, "Normal", "Started", f"pid {proc.pid}{where}", unit.label)
                 try:
@@ -343,13 +352,21 @@ class LLMRunner:
         exited = asyncio.ensure_future(proc.wait())
         try:
             while not exited.done():
-                ready = unit.port == 0 or await self._healthy(unit.port)
+                if unit.port:
+                    ready = await self._healthy(unit.port)
+                else:
+                    ready = _rank_ready(unit)
                 state: UnitState = "ready" if ready else "starting"
                 if state != unit.state:
                     unit.state = state
                     if ready:
                         unit.last_crash = None
-                        self.event(s, "Normal", "Ready", "answers /health", unit.label)
+                        how = (
+                            "answers /health"
+                            if unit.port
+                            else "in a group its leader reports ready"
+                        )
+                        self.event(s, "Normal", "Ready", how, unit.label)
                     s.notify()
                 await asyncio.wait(
                     {exited}, timeout=RECHECK_S if unit.state == "ready" else PROBE_INTERVAL_S
@@ -511,3 +528,29 @@ def describe_llm(s: LLMService) -> dict[str, Any]:
             "ageSeconds": round(time.monotonic() - s.created_at, 1),
         },
     }
+
+
+def _status_version(unit: Unit) -> tuple[StatusVersion | None, object]:
+    """The group's status file as it is now (its version, None when there is none; the state
+    it reports), for a rank of a multi-node group."""
+    status_file = unit.spec.group_status_file if unit.spec is not None else None
+    if status_file is None:
+        return None, None
+    try:
+        # one open file for both: the leader may replace the file between two reads by name
+        with open(status_file, "rb") as f:
+            stat = os.fstat(f.fileno())
+            doc = json.loads(f.read(MAX_STATUS_BYTES))
+    except (OSError, ValueError):
+        return None, None
+    state = doc.get("state") if isinstance(doc, dict) else None
+    return (stat.st_ino, stat.st_mtime_ns), state
+
+
+def _rank_ready(unit: Unit) -> bool:
+    """A non-leader rank: in a multi-node group, what its leader's status file says of the group
+    (`llm_plan.rank_in_ready_group`); any other rank without HTTP, while it runs."""
+    if unit.spec is None or unit.spec.group_status_file is None:
+        return True
+    version, state = _status_version(unit)
+    return rank_in_ready_group(state, version, unit.group_status_at_start)
