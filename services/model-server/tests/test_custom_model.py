@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import threading
+import uuid
 from typing import Any
 
 import httpx
@@ -171,6 +173,20 @@ def test_kserve_module_names_exist() -> None:
     assert str(ModelMissingError("/m")) == "no model file found in /m"
     assert len(generate_uuid()) == 36
     assert get_predict_input({"instances": [[1, 2]]}).shape == (1, 2)
+
+
+def test_generate_uuid_is_what_uuid_makes_of_the_same_random_bits() -> None:
+    from wharf_model_server.utils import generate_uuid
+
+    for seed in range(200):
+        random.seed(seed)
+        made = generate_uuid()
+        random.seed(seed)
+        assert made == str(uuid.UUID(int=random.getrandbits(128), version=4))
+        assert uuid.UUID(made).version == 4
+        assert uuid.UUID(made).variant == uuid.RFC_4122
+    random.seed()
+    assert len({generate_uuid() for _ in range(1000)}) == 1000
 
 
 def test_v1_cloudevents_in_both_modes() -> None:

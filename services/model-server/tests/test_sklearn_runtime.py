@@ -1,5 +1,6 @@
 """The scikit-learn runtime in process: predict skips scikit-learn's own finiteness check (the
-runtime checks once) and leaves the thread's configuration as it found it."""
+runtime checks once) and leaves the thread's configuration as it found it; the V2 answer the
+built-in runtimes build."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from sklearn.linear_model import LogisticRegression
 
 from wharf_model_server.runtimes import sklearn as runtime
 from wharf_model_server.runtimes.sklearn import SKLearnModel
+from wharf_model_server.utils import as_numpy_output, get_predict_response
+from wharf_protocol.datatypes import from_numpy_dtype
 from wharf_protocol.errors import InvalidInput
-from wharf_protocol.infer_types import InferInput, InferRequest
+from wharf_protocol.infer_types import InferInput, InferOutput, InferRequest, InferResponse
 
 
 class _Recorder:
@@ -80,3 +83,25 @@ def test_without_the_thread_configuration_the_public_context_is_used(
     model.predict({"instances": [[1.0, 2.0, 3.0, 4.0]]})
     assert model._model.seen == [True]
     assert sklearn.get_config()["assume_finite"] is False
+
+
+@pytest.mark.parametrize(
+    "result",
+    [np.array([0, 2], dtype=np.int64), np.array([[0.25, 0.75]]), np.array(["setosa", "virginica"])],
+)
+def test_a_v2_answer_holds_the_result_as_set_data_from_numpy_would(result: np.ndarray) -> None:
+    request = _request(np.ones((2, 4)))
+    response = get_predict_response(request, result, "m")
+    assert isinstance(response, InferResponse)
+    (output,) = response.outputs
+    expected = as_numpy_output(result)
+    reference = InferOutput("output-0", list(expected.shape), from_numpy_dtype(expected.dtype))
+    reference.set_data_from_numpy(expected, binary_data=False)
+    assert output == reference
+    assert (output.shape, output.datatype, output.parameters) == (
+        reference.shape,
+        reference.datatype,
+        reference.parameters,
+    )
+    assert output.data is output.as_numpy()
+    assert response.model_name == "m" and response.id is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from typing import Any
 
 import numpy as np
@@ -12,11 +11,21 @@ from wharf_protocol.datatypes import from_numpy_dtype
 from wharf_protocol.errors import InvalidInput
 from wharf_protocol.infer_types import InferOutput, InferRequest, InferResponse
 
+# The version (4) and variant (RFC 4122) bits of a version-4 UUID, as ``uuid.UUID`` sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
 
 def generate_uuid() -> str:
     """A version-4 UUID for response ids. Ids need uniqueness, not secrecy, so this skips
-    ``uuid4()``'s ``os.urandom`` system call on every request."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    ``uuid4()``'s ``os.urandom`` system call on every request; and it formats the 128 random
+    bits itself, as ``str(uuid.UUID(int=..., version=4))`` would, without building the object
+    (less than half the time)."""
+    hex_digits = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return (
+        f"{hex_digits[:8]}-{hex_digits[8:12]}-{hex_digits[12:16]}-"
+        f"{hex_digits[16:20]}-{hex_digits[20:]}"
+    )
 
 
 def get_predict_input(payload: dict[str, Any] | InferRequest) -> Any:
@@ -53,10 +62,9 @@ def get_predict_response(
 ) -> dict[str, Any] | InferResponse:
     if isinstance(payload, InferRequest):
         array = as_numpy_output(result)
-        output = InferOutput(
-            name="output-0", shape=list(array.shape), datatype=from_numpy_dtype(array.dtype)
-        )
-        output.set_data_from_numpy(array, binary_data=False)
+        # the array and its own datatype and shape: what set_data_from_numpy(array,
+        # binary_data=False) leaves in a new output, without checking that they agree
+        output = InferOutput("output-0", list(array.shape), from_numpy_dtype(array.dtype), array)
         return InferResponse(
             response_id=payload.id or generate_uuid(),
             model_name=model_name,
