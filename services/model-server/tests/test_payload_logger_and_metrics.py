@@ -3,6 +3,7 @@ and labels."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import httpx
 import orjson
 import pytest
 from ms_testkit import ThreadServer, free_port
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from wharf_model_server import LoggerConfig, Model
+from wharf_model_server import LoggerConfig, Model, metrics
 
 
 class Echo(Model):
@@ -125,3 +127,37 @@ def test_metrics_names_and_labels() -> None:
     )
     assert 'kserve_inference_count_total{model_name="metered",protocol="v2",status="400"}' in text
     assert "# TYPE kserve_model_load_duration_seconds histogram" in text
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_the_observer_records_what_observe_and_inc_record(fallback: bool) -> None:
+    values = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.5, 10.0, 1e9, -1.0, float("inf"), float("nan")]
+    registries = []
+    for direct in (True, False):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", ["m"], registry=registry).labels("a")
+        counters = [Counter(f"c{i}", "c", ["m"], registry=registry).labels("a") for i in (1, 2)]
+        observer = metrics.Observer(histogram, *counters)
+        if fallback:
+            observer = metrics.Observer(object(), *counters)  # type: ignore[arg-type]
+            observer._fallback = metrics._calling(histogram, tuple(counters))
+        for value in values:
+            if direct:
+                observer.observe(value)
+            else:
+                histogram.observe(value)
+                for counter in counters:
+                    counter.inc()
+        registries.append(_samples(registry))
+    direct, reference = registries
+    assert direct.keys() == reference.keys()
+    for key, value in reference.items():
+        assert direct[key] == value or (math.isnan(value) and math.isnan(direct[key])), key

@@ -1,7 +1,9 @@
 """Prometheus metrics: KServe's four stage histograms plus request and load metrics.
 
 The label children are cached per label tuple so the hot path pays one dict lookup instead of
-prometheus_client's locked ``labels()`` call.
+prometheus_client's locked ``labels()`` call; and the hot path records into a child's values
+directly (:class:`Observer`), as the child's ``observe`` and ``inc`` do, without their per-call
+checks (that the metric is a child, that a counter goes up, exemplars).
 
 With ``--workers N`` every worker process is started with ``PROMETHEUS_MULTIPROC_DIR`` set
 (prometheus_client's multiprocess mode): each writes its samples to files there and ``/metrics``
@@ -12,6 +14,9 @@ on any worker answers with the sum over all of them, plus ``wharf_worker_inferen
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -82,30 +87,75 @@ _STAGE_HISTOGRAMS = {
     "explain": EXPLAIN_HIST_TIME,
 }
 
-_stage_children: dict[tuple[str, str], Histogram] = {}
-_request_children: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+
+class Observer:
+    """``observe(seconds)`` of a labelled histogram child, and the ``inc()`` of counter children
+    that count the same events: what the children's own methods record (the sum, the first
+    bucket whose bound is not below the value, one per counter), in the values they record
+    into. Without the attributes this reads (another prometheus_client), it calls the
+    children's methods."""
+
+    __slots__ = ("_bounds", "_buckets", "_counts", "_fallback", "_sum")
+
+    def __init__(self, histogram: Histogram, *counters: Counter) -> None:
+        self._fallback: Callable[[float], None] | None = None
+        try:
+            self._sum: Any = histogram._sum
+            self._bounds: list[float] = list(histogram._upper_bounds)
+            self._buckets: list[Any] = list(histogram._buckets)
+            self._counts: tuple[Any, ...] = tuple(counter._value for counter in counters)
+        except AttributeError:
+            self._fallback = _calling(histogram, counters)
+            return
+        if len(self._bounds) != len(self._buckets) or not all(
+            hasattr(value, "inc") for value in (self._sum, *self._buckets, *self._counts)
+        ):
+            self._fallback = _calling(histogram, counters)
+
+    def observe(self, seconds: float) -> None:
+        if self._fallback is not None:
+            self._fallback(seconds)
+            return
+        self._sum.inc(seconds)
+        bounds = self._bounds
+        index = bisect_left(bounds, seconds)
+        if index < len(bounds) and seconds <= bounds[index]:
+            self._buckets[index].inc(1)
+        for count in self._counts:
+            count.inc(1)
 
 
-def stage_histogram(stage: str, model_name: str) -> Histogram:
+def _calling(histogram: Histogram, counters: tuple[Counter, ...]) -> Callable[[float], None]:
+    def observe(seconds: float) -> None:
+        histogram.observe(seconds)
+        for counter in counters:
+            counter.inc()
+
+    return observe
+
+
+_stage_children: dict[tuple[str, str], Observer] = {}
+_request_children: dict[tuple[str, str, int], Observer] = {}
+
+
+def stage_histogram(stage: str, model_name: str) -> Observer:
+    """What observes one stage's time for one model (``request_<stage>_seconds``)."""
     key = (stage, model_name)
-    child = _stage_children.get(key)
-    if child is None:
-        child = _STAGE_HISTOGRAMS[stage].labels(model_name=model_name)
-        _stage_children[key] = child
-    return child
+    observer = _stage_children.get(key)
+    if observer is None:
+        observer = Observer(_STAGE_HISTOGRAMS[stage].labels(model_name=model_name))
+        _stage_children[key] = observer
+    return observer
 
 
 def observe_inference(model_name: str, protocol: str, status: int, seconds: float) -> None:
-    key = (model_name, protocol, str(status))
-    children = _request_children.get(key)
-    if children is None:
-        children = (
-            INFERENCE_DURATION.labels(model_name, protocol, key[2]),
-            INFERENCE_COUNT.labels(model_name, protocol, key[2]),
-        )
-        _request_children[key] = children
-    children[0].observe(seconds)
-    children[1].inc()
+    key = (model_name, protocol, status)
+    observer = _request_children.get(key)
+    if observer is None:
+        labels = (model_name, protocol, str(status))
+        observer = Observer(INFERENCE_DURATION.labels(*labels), INFERENCE_COUNT.labels(*labels))
+        _request_children[key] = observer
+    observer.observe(seconds)
     if WORKER_INFERENCE_COUNT is not None:
         WORKER_INFERENCE_COUNT.inc()
 
