@@ -131,12 +131,30 @@ def _cast(arr: Array, datatype: str, where: str) -> Array:
             raise InvalidInput(f"{where}: value out of range for {datatype}")
     if datatype in _FLOAT_TYPES:
         # Values beyond the type's range become inf, as with any float cast.
-        with np.errstate(over="ignore"):
-            out = arr.astype(target)
+        out = _astype_ignoring_overflow(arr, target)
         if datatype == "BF16":
             out = bf16_to_float32(float32_to_bf16(out))
         return out
     return arr.astype(target)
+
+
+def _astype(arr: Array, target: np.dtype[Any]) -> Array:
+    return arr.astype(target)
+
+
+def _astype_in_errstate(arr: Array, target: np.dtype[Any]) -> Array:
+    with np.errstate(over="ignore"):
+        return arr.astype(target)
+
+
+# numpy 2's errstate as a decorator sets the state per call (as its context manager does, but
+# without building and entering a new one per call: half the cost of a small cast); numpy 1's
+# keeps the state it replaced on the one instance, which threads would share.
+_astype_ignoring_overflow = (
+    np.errstate(over="ignore")(_astype)
+    if int(np.__version__.split(".")[0]) >= 2
+    else _astype_in_errstate
+)
 
 
 def _wire_dtype(datatype: str) -> np.dtype[Any]:
