@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from wharf_model_server import executor
@@ -140,6 +141,22 @@ class DataPlane:
         for _model, batcher in self._batchers.values():
             batcher.flush_all()
 
+    def start_inference(
+        self,
+        model: InferenceModel,
+        payload: Any,
+        headers: dict[str, str],
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> Awaitable[tuple[Any, dict[str, str]]]:
+        """What :meth:`infer` awaits: the model's call (or its batcher's), which raises what the
+        model raised. For callers that map errors with :func:`as_wharf_error` themselves (one
+        coroutine less per request)."""
+        if verb is InferenceVerb.PREDICT and self.batch_config is not None:
+            batcher = self._batcher(model)
+            if batcher is not None:
+                return batcher.submit(payload, headers)
+        return model(payload, headers, verb)
+
     async def infer(
         self,
         model: InferenceModel,
@@ -148,11 +165,7 @@ class DataPlane:
         verb: InferenceVerb = InferenceVerb.PREDICT,
     ) -> tuple[Any, dict[str, str]]:
         try:
-            if verb is InferenceVerb.PREDICT:
-                batcher = self._batcher(model)
-                if batcher is not None:
-                    return await batcher.submit(payload, headers)
-            return await model(payload, headers, verb)
+            return await self.start_inference(model, payload, headers, verb)
         except WharfError:
             raise
         except Exception as exc:

@@ -143,7 +143,8 @@ async def _process(
                 event_id, model_name, protocol, bytes(body), headers.get("content-type", JSON)
             )
         del body  # the decoded payload is all the model needs; let a large body go
-        response, response_headers = await dataplane.infer(model, payload, headers, verb)
+        # errors map below, as DataPlane.infer would map them
+        response, response_headers = await dataplane.start_inference(model, payload, headers, verb)
         del payload
         if offload:
             result = await loop.run_in_executor(
