@@ -302,3 +302,31 @@ def test_fastapi_routes_answer_as_the_fast_path_does() -> None:
     assert v2.status_code == 200, v2.text
     assert too_big.status_code == 413
     assert str(LIMIT) in too_big.json()["error"]
+
+
+def test_inference_routes_are_the_same_remembered_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wharf_model_server.rest import fast_path
+
+    monkeypatch.setattr(fast_path, "_ROUTE_CACHE", {})
+    monkeypatch.setattr(fast_path, "_ROUTE_CACHE_SIZE", 3)
+    paths = [
+        "/v2/models/iris/infer",
+        "/v2/models/iris/versions/2/infer",
+        "/v1/models/iris:predict",
+        "/v1/models/iris:explain",
+        "/v2/models/iris/ready",
+        "/v2/models//infer",
+        "/v2/models/a/b/infer",
+        "/v1/models/iris:train",
+    ]
+    expected = [fast_path._match_inference_route(path) for path in paths]
+    assert expected[:4] == [
+        ("v2", "iris", None),
+        ("v2", "iris", "2"),
+        ("v1:predict", "iris", None),
+        ("v1:explain", "iris", None),
+    ]
+    assert expected[4:] == [None] * 4
+    for _ in range(3):
+        assert [fast_path.match_inference_route(path) for path in paths] == expected
+    assert list(fast_path._ROUTE_CACHE) == paths[:3]  # matches only, up to the bound

@@ -19,7 +19,7 @@ from wharf_model_server.dataplane import DataPlane
 from wharf_model_server.errors import RequestTooLarge, WharfError
 from wharf_model_server.rest import body as request_body
 from wharf_model_server.rest import v1, v2
-from wharf_model_server.rest.handlers import HttpResult, error_result
+from wharf_model_server.rest.handlers import JSON, OCTET_STREAM, HttpResult, error_result
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,8 +31,25 @@ _V2_PREFIX = "/v2/models/"
 _V1_PREFIX = "/v1/models/"
 
 
-def match_inference_route(path: str) -> tuple[str, str, str | None] | None:
+Route = tuple[str, str, str | None]
+
+# The inference paths seen, with their routes: a server sees the same few paths over and over.
+# Bounded (paths come from clients): once full, new paths are matched but not remembered.
+_ROUTE_CACHE: dict[str, Route] = {}
+_ROUTE_CACHE_SIZE = 1024
+
+
+def match_inference_route(path: str) -> Route | None:
     """(kind, model, version) for an inference path; kind is v2, v1:predict or v1:explain."""
+    route = _ROUTE_CACHE.get(path)
+    if route is None:
+        route = _match_inference_route(path)
+        if route is not None and len(_ROUTE_CACHE) < _ROUTE_CACHE_SIZE:
+            _ROUTE_CACHE[path] = route
+    return route
+
+
+def _match_inference_route(path: str) -> Route | None:
     if path.startswith(_V2_PREFIX) and path.endswith("/infer"):
         rest = path[len(_V2_PREFIX) : -len("/infer")]
         name, sep, version = rest.partition("/versions/")
@@ -68,16 +85,20 @@ _ROUTES = {
 _VERSIONED_V2 = "/v2/models/{model_name}/versions/{model_version}/infer"
 
 
+_CONTENT_TYPES = {JSON: JSON.encode("latin-1"), OCTET_STREAM: OCTET_STREAM.encode("latin-1")}
+
+
 async def send_result(send: Send, result: HttpResult, close: bool = False) -> None:
-    headers = [
-        (b"content-type", result.content_type.encode("latin-1")),
-        (b"content-length", str(len(result.body)).encode("latin-1")),
-    ]
+    content_type = _CONTENT_TYPES.get(result.content_type)
+    if content_type is None:
+        content_type = result.content_type.encode("latin-1")
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(result.body))]
     if close:
         # The rest of the body is not read: the connection cannot carry another request.
         headers.append((b"connection", b"close"))
-    for key, value in result.headers.items():
-        headers.append((key.lower().encode("latin-1"), str(value).encode("latin-1")))
+    if result.headers:
+        for key, value in result.headers.items():
+            headers.append((key.lower().encode("latin-1"), str(value).encode("latin-1")))
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
     await send({"type": "http.response.body", "body": result.body})
 
@@ -104,7 +125,7 @@ class InferenceFastPath:
 
     async def _serve(
         self,
-        route: tuple[str, str, str | None],
+        route: Route,
         length: int | None,
         scope: Scope,
         receive: Receive,
