@@ -196,13 +196,13 @@ def decode_infer_response(body: bytes, header_length: int | None) -> InferRespon
 def _encode_tensor(
     tensor: InferInput | InferOutput, binary: bool, chunks: list[bytes]
 ) -> dict[str, Any]:
-    params = tensor.parameters
+    params = tensor._parameters
     if params and not _WIRE_ONLY.isdisjoint(params):
         params = {k: v for k, v in params.items() if k not in _WIRE_ONLY}
     entry: dict[str, Any] = {
         "name": tensor.name,
-        "datatype": tensor.datatype,
-        "shape": tensor.shape,
+        "datatype": tensor._datatype,
+        "shape": tensor._shape,
     }
     if binary:
         raw = array_to_raw(tensor.as_numpy(), tensor.datatype)
@@ -214,7 +214,7 @@ def _encode_tensor(
         if tensor._array is None and isinstance(tensor.data, list):
             entry["data"] = tensor.data
         else:
-            entry["data"] = array_to_json(tensor.as_numpy(), tensor.datatype)
+            entry["data"] = array_to_json(tensor.as_numpy(), tensor._datatype)
     return entry
 
 
@@ -244,10 +244,14 @@ def encode_infer_response(resp: InferResponse) -> tuple[bytes, int | None]:
     When the length is not None, send it as `Inference-Header-Content-Length`.
     """
     chunks: list[bytes] = []
-    outputs = [
-        _encode_tensor(output, resp.output_is_binary(output), chunks)
-        for output in resp.selected_outputs()
-    ]
+    if resp.requested_outputs or type(resp) is not InferResponse:
+        outputs = [
+            _encode_tensor(output, resp.output_is_binary(output), chunks)
+            for output in resp.selected_outputs()
+        ]
+    else:  # all of them, each binary or not as the request asked by default
+        binary = resp.use_binary_outputs
+        outputs = [_encode_tensor(output, binary, chunks) for output in resp.outputs]
     obj: dict[str, Any] = {"model_name": resp.model_name}
     if resp.model_version is not None:
         obj["model_version"] = resp.model_version
