@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from wharf_model_server import executor, metrics
 from wharf_model_server.inline import InlineGate, inline_limit, loop_turn
 from wharf_model_server.predictor_config import PredictorConfig
+from wharf_protocol.infer_types import InferRequest, InferResponse
 
 if TYPE_CHECKING:
     from wharf_model_server.predictor_client import PredictorClient
@@ -102,6 +103,13 @@ class _Group:
     gate: InlineGate | None = None
 
 
+# What handlers usually return, which cannot be awaited: the check skips ``isawaitable`` (an
+# abstract base class check) for them. Exact types only; a subclass takes the full check.
+_NEVER_AWAITABLE = frozenset(
+    (InferResponse, InferRequest, dict, list, tuple, str, bytes, int, float, bool, type(None))
+)
+
+
 def _arity(fn: Callable[..., Any]) -> int:
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -137,7 +145,8 @@ class Model(InferenceModel):
         self.explainer_host: str | None = None
         self.enable_latency_logging = False
         self._return_response_headers = return_response_headers
-        self._pipelines: dict[InferenceVerb, tuple[_Group, ...]] = {}
+        # keyed by the verb's name: hashing the enum member is a Python-level call per request
+        self._pipelines: dict[str, tuple[_Group, ...]] = {}
         self._predictor_client: PredictorClient | None = None
 
     async def healthy(self) -> bool:
@@ -245,10 +254,10 @@ class Model(InferenceModel):
         return InlineGate(inline_limit(executor.thread_count()))
 
     def _pipeline(self, verb: InferenceVerb) -> tuple[_Group, ...]:
-        pipeline = self._pipelines.get(verb)
+        pipeline = self._pipelines.get(verb._name_)
         if pipeline is None:
             pipeline = self._build_pipeline(verb)
-            self._pipelines[verb] = pipeline
+            self._pipelines[verb._name_] = pipeline
         return pipeline
 
     def _run_sync(
@@ -318,7 +327,7 @@ class Model(InferenceModel):
                         timings,
                     )
                 # a sync handler may hand back a coroutine (KServe's models do), inline or not
-                if inspect.isawaitable(payload):
+                if type(payload) not in _NEVER_AWAITABLE and inspect.isawaitable(payload):
                     payload = await payload
         if self.enable_latency_logging:
             trace_logger.info(
