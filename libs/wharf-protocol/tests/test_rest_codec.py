@@ -237,3 +237,21 @@ def test_the_model_cannot_force_binary_on_a_json_client() -> None:
     assert orjson.loads(body)["outputs"][0] == {
         "name": "a", "datatype": "INT32", "shape": [1], "data": [1]
     }  # fmt: skip
+
+
+def test_a_tensor_subclass_is_encoded_through_its_own_properties() -> None:
+    class Tagged(InferOutput):
+        @property
+        def parameters(self) -> dict[str, Any]:
+            return {"unit": "cm"}
+
+        @property
+        def datatype(self) -> str:
+            return "INT64"
+
+    output = Tagged("y", [], "INT32")
+    output.set_data_from_numpy(np.array([1, 2], dtype=np.int32))
+    body, _ = encode_infer_response(InferResponse("r-1", "m", [output]))
+    (encoded,) = orjson.loads(body)["outputs"]
+    assert encoded["parameters"] == {"unit": "cm"} and encoded["datatype"] == "INT64"
+    assert encoded["shape"] == [2] and encoded["data"] == [1, 2]

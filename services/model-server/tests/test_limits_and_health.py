@@ -330,3 +330,15 @@ def test_inference_routes_are_the_same_remembered_or_not(monkeypatch: pytest.Mon
     for _ in range(3):
         assert [fast_path.match_inference_route(path) for path in paths] == expected
     assert list(fast_path._ROUTE_CACHE) == paths[:3]  # matches only, up to the bound
+
+
+def test_a_long_inference_path_is_matched_but_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wharf_model_server.rest import fast_path
+
+    monkeypatch.setattr(fast_path, "_ROUTE_CACHE", {})
+    long = "/v2/models/" + "m" * 60_000 + "/infer"  # a client's head holds up to 64 KiB
+    assert fast_path.match_inference_route(long) == ("v2", "m" * 60_000, None)
+    assert fast_path.match_inference_route("/v2/models/iris/infer") == ("v2", "iris", None)
+    assert list(fast_path._ROUTE_CACHE) == ["/v2/models/iris/infer"]

@@ -196,13 +196,16 @@ def decode_infer_response(body: bytes, header_length: int | None) -> InferRespon
 def _encode_tensor(
     tensor: InferInput | InferOutput, binary: bool, chunks: list[bytes]
 ) -> dict[str, Any]:
-    params = tensor._parameters
+    # the fields themselves for the library's own tensors; a subclass's properties may differ
+    exact = type(tensor) is InferOutput or type(tensor) is InferInput
+    params = tensor._parameters if exact else tensor.parameters
     if params and not _WIRE_ONLY.isdisjoint(params):
         params = {k: v for k, v in params.items() if k not in _WIRE_ONLY}
+    datatype = tensor._datatype if exact else tensor.datatype
     entry: dict[str, Any] = {
         "name": tensor.name,
-        "datatype": tensor._datatype,
-        "shape": tensor._shape,
+        "datatype": datatype,
+        "shape": tensor._shape if exact else tensor.shape,
     }
     if binary:
         raw = array_to_raw(tensor.as_numpy(), tensor.datatype)
@@ -214,7 +217,7 @@ def _encode_tensor(
         if tensor._array is None and isinstance(tensor.data, list):
             entry["data"] = tensor.data
         else:
-            entry["data"] = array_to_json(tensor.as_numpy(), tensor._datatype)
+            entry["data"] = array_to_json(tensor.as_numpy(), datatype)
     return entry
 
 

@@ -104,10 +104,11 @@ class _Group:
 
 
 # What handlers usually return, which cannot be awaited: the check skips ``isawaitable`` (an
-# abstract base class check) for them. Exact types only; a subclass takes the full check.
-_NEVER_AWAITABLE = frozenset(
-    (InferResponse, InferRequest, dict, list, tuple, str, bytes, int, float, bool, type(None))
-)
+# abstract base class check) for them. Exact types only; a subclass takes the full check. A
+# tuple, not a set: a result's type is compared, never hashed (a metaclass may forbid hashing).
+_NEVER_AWAITABLE = (
+    InferResponse, InferRequest, dict, list, tuple, str, bytes, int, float, bool, type(None)
+)  # fmt: skip
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -146,7 +147,7 @@ class Model(InferenceModel):
         self.enable_latency_logging = False
         self._return_response_headers = return_response_headers
         # keyed by the verb's name: hashing the enum member is a Python-level call per request
-        self._pipelines: dict[str, tuple[_Group, ...]] = {}
+        self._pipelines: dict[object, tuple[_Group, ...]] = {}
         self._predictor_client: PredictorClient | None = None
 
     async def healthy(self) -> bool:
@@ -254,10 +255,13 @@ class Model(InferenceModel):
         return InlineGate(inline_limit(executor.thread_count()))
 
     def _pipeline(self, verb: InferenceVerb) -> tuple[_Group, ...]:
-        pipeline = self._pipelines.get(verb._name_)
+        # keyed by the member's name (an enum's hash runs Python code); any other verb a caller
+        # passes (a plain string) by itself, as before
+        key: object = verb._name_ if type(verb) is InferenceVerb else verb
+        pipeline = self._pipelines.get(key)
         if pipeline is None:
             pipeline = self._build_pipeline(verb)
-            self._pipelines[verb._name_] = pipeline
+            self._pipelines[key] = pipeline
         return pipeline
 
     def _run_sync(

@@ -34,9 +34,12 @@ _V1_PREFIX = "/v1/models/"
 Route = tuple[str, str, str | None]
 
 # The inference paths seen, with their routes: a server sees the same few paths over and over.
-# Bounded (paths come from clients): once full, new paths are matched but not remembered.
+# Bounded (paths come from clients): once full, new paths are matched but not remembered, and a
+# long path never is (a model name is at most 63 characters; 1,024 heads of 64 KiB would pin
+# over 100 MiB).
 _ROUTE_CACHE: dict[str, Route] = {}
 _ROUTE_CACHE_SIZE = 1024
+_ROUTE_CACHE_PATH_MAX = 256
 
 
 def match_inference_route(path: str) -> Route | None:
@@ -44,7 +47,11 @@ def match_inference_route(path: str) -> Route | None:
     route = _ROUTE_CACHE.get(path)
     if route is None:
         route = _match_inference_route(path)
-        if route is not None and len(_ROUTE_CACHE) < _ROUTE_CACHE_SIZE:
+        if (
+            route is not None
+            and len(path) <= _ROUTE_CACHE_PATH_MAX
+            and len(_ROUTE_CACHE) < _ROUTE_CACHE_SIZE
+        ):
             _ROUTE_CACHE[path] = route
     return route
 
