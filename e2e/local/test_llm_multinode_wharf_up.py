@@ -12,8 +12,8 @@ vLLM's own multi-node ranks (pipeline parallel 2, one stage per node) behind Wha
 - `delete` leaves no process: no worker, no Ray daemon, no vLLM rank.
 
 This is the suite's test of the Ray layout for real (the worker's own tests keep the missing-node
-error, which starts no engine): one group start, one group restart, about 6 minutes on two
-cores. Without the engine environment the test skips (fails under CI=true).
+error, which starts no engine): one group start, one group restart, about 3 minutes of a quiet
+CI run on two cores, 6 beside other jobs. Without the engine environment the test skips (fails under CI=true).
 """
 
 from __future__ import annotations
