@@ -300,3 +300,33 @@ async def test_an_application_that_does_not_read_is_not_the_clients_fault(serve:
         )
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.endswith(str(len(body)).encode())
+
+
+async def test_keep_alive_requests_reuse_the_connections_one_timer(serve: Serve) -> None:
+    """Both clocks share one timer per connection, set only to an earlier time: requests on a
+    kept-alive connection set deadlines and find it already due sooner (no timer per request,
+    which cost every request of every server). The clocks still run: see the 408 tests."""
+    handles: list[asyncio.TimerHandle] = []
+    made: list[HeadLimitedHttpProtocol] = []
+
+    class Watched(head_limited(LIMIT)):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            made.append(self)
+            super().connection_made(transport)
+
+        def _wake_by(self, at: float) -> None:
+            super()._wake_by(at)
+            if self._clock is not None and (not handles or handles[-1] is not self._clock):
+                handles.append(self._clock)
+
+    one = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    async with serve(echo_length, http=Watched) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(20):
+            writer.write(one)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n3"), 30)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+        writer.close()
+    assert len(made) == 1
+    # the head clock at the connection's start, moved once to the first body's earlier check
+    assert len(handles) <= 2, handles

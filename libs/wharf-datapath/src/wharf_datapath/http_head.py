@@ -32,6 +32,12 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+_on_url = HttpToolsProtocol.on_url
+_on_header = HttpToolsProtocol.on_header
+_on_headers_complete = HttpToolsProtocol.on_headers_complete
+_on_body = HttpToolsProtocol.on_body
+_on_message_complete = HttpToolsProtocol.on_message_complete
+
 # nginx allows 4 x 8 KiB, Node 16 KiB; bearer tokens and tracing headers fit many times over
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 # nginx's client_header_timeout is 60 s, Node's headersTimeout 60 s
@@ -74,8 +80,14 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
     head_timeout_s: ClassVar[float] = DEFAULT_HEAD_TIMEOUT_S
     min_body_rate: ClassVar[int] = DEFAULT_MIN_BODY_RATE
     body_grace_s: ClassVar[float] = DEFAULT_BODY_GRACE_S
-    _head_timer: asyncio.TimerHandle | None = None
-    _body_timer: asyncio.TimerHandle | None = None
+    # One timer per connection serves both clocks, and it is moved only to an earlier time:
+    # a request sets the clocks' deadlines (floats) and finds the timer already due sooner,
+    # so keep-alive traffic costs no timer per request. When it fires, the timer checks the
+    # deadlines as they are then and is set again for the next one.
+    _clock: asyncio.TimerHandle | None = None
+    _clock_at = 0.0
+    _head_deadline = 0.0  # when the head being read is late; 0.0: no clock on the head
+    _body_check_at = 0.0  # when the body's rate is next checked; 0.0: no clock on the body
     _in_body = False  # between the end of a head and the end of its body
     _body_since = 0.0  # when the current measure of the body's rate started
     _body_bytes = 0  # body bytes received since then
@@ -88,15 +100,15 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = _PauseAwareFlow(transport, self._reading_changed)
-        self._start_head_timer()  # a connection that never sends a whole head is closed too
+        self._start_head_clock()  # a connection that never sends a whole head is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head and self._head_timer is None:
-            self._start_head_timer()
+        if self._in_head and not self._head_deadline:
+            self._start_head_clock()
         was_in_head, heads_done = self._in_head, self._heads_done
         super().data_received(data)
         if not (was_in_head and self._in_head) or self._heads_done != heads_done:
@@ -106,45 +118,47 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         if self._read_in_head > self.max_head_bytes and not self.transport.is_closing():
             self._refuse_head()
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._parsed_head = 0
-        super().on_message_begin()
+    # the parser's callbacks run for every request: they count inline and call uvicorn's own
+    # by name (no `super()` object per header)
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
+        self._parsed_head += len(url)
+        if self._parsed_head > self.max_head_bytes:
+            self._head_too_large()
+        _on_url(self, url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        self._parsed_head += len(name) + len(value) + 4
+        if self._parsed_head > self.max_head_bytes:
+            self._head_too_large()
+        _on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
-        self.stop_head_timer()
+        self._head_deadline = 0.0
         self._in_head = False
         self._heads_done += 1
         self._read_in_head = 0
-        super().on_headers_complete()
+        self._parsed_head = 0
+        _on_headers_complete(self)
         self._in_body = True
         if not self.flow.read_paused:
             self._start_body_clock(self.body_grace_s)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        super().on_body(body)
+        _on_body(self, body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
-        self._stop_body_clock()
-        super().on_message_complete()
+        self._body_check_at = 0.0
+        _on_message_complete(self)
         self._in_head = True
         self._read_in_head = 0
+        self._parsed_head = 0
 
-    def _count(self, size: int) -> None:
-        self._parsed_head += size
-        if self._parsed_head > self.max_head_bytes:
-            self._too_large = True
-            raise HeadTooLarge
+    def _head_too_large(self) -> None:
+        self._too_large = True
+        raise HeadTooLarge
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:
@@ -152,55 +166,76 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
-    def _start_head_timer(self) -> None:
-        self.stop_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+    # -- the clocks ------------------------------------------------------------------------
+
+    def _start_head_clock(self) -> None:
+        self._head_deadline = self.loop.time() + self.head_timeout_s
+        self._wake_by(self._head_deadline)
+
+    def _start_body_clock(self, after_s: float) -> None:
+        self._body_since, self._body_bytes = self.loop.time(), 0
+        self._body_check_at = self._body_since + after_s
+        self._wake_by(self._body_check_at)
+
+    def _wake_by(self, at: float) -> None:
+        clock = self._clock
+        if clock is not None:
+            if self._clock_at <= at:
+                return  # due sooner: it checks again then
+            clock.cancel()
+        self._clock_at = at
+        self._clock = self.loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        self._clock = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self._head_deadline and now >= self._head_deadline:
+            self._head_timed_out(now)
+        if self._body_check_at and now >= self._body_check_at:
+            self._check_body_rate(now)
+        if self.transport.is_closing():
+            return
+        due = [at for at in (self._head_deadline, self._body_check_at) if at]
+        if due:
+            self._wake_by(min(due))
 
     def stop_head_timer(self) -> None:
         """Stop the clocks on the head and the body (also when the connection is handed to
         another protocol, as the ingress does with h2c)."""
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        self._stop_body_clock()
-
-    def _start_body_clock(self, after_s: float) -> None:
-        self._stop_body_clock()
-        self._body_since, self._body_bytes = self.loop.time(), 0
-        self._body_timer = self.loop.call_later(after_s, self._check_body_rate)
-
-    def _stop_body_clock(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._head_deadline = self._body_check_at = 0.0
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
 
     def _reading_changed(self, reading: bool) -> None:
         """The application's delay is not the client's: no clock while reading is paused, and
         a fresh measure (with its grace) once it resumes."""
         if not reading:
-            self._stop_body_clock()
+            self._body_check_at = 0.0
         elif self._in_body and not self.transport.is_closing():
             self._start_body_clock(self.body_grace_s)
 
-    def _check_body_rate(self) -> None:
-        self._body_timer = None
-        if self.transport.is_closing() or not self._in_body:
+    def _check_body_rate(self, now: float) -> None:
+        self._body_check_at = 0.0
+        if not self._in_body:
             return
-        elapsed = self.loop.time() - self._body_since
-        if self._body_bytes < self.min_body_rate * elapsed:
+        if self._body_bytes < self.min_body_rate * (now - self._body_since):
             rate = self.min_body_rate
             message = f"request body slower than {rate} bytes/s"
             self._answer(b"408 Request Timeout", message, writable=self._not_answering())
             return
-        self._body_timer = self.loop.call_later(_BODY_CHECK_EVERY_S, self._check_body_rate)
+        self._body_check_at = now + _BODY_CHECK_EVERY_S
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if not self._in_head or self.transport.is_closing():
+    def _head_timed_out(self, now: float) -> None:
+        self._head_deadline = 0.0
+        if not self._in_head:
             return
         if not self._idle():
-            self._start_head_timer()  # the previous response is still being made: not the
-            return  # client's delay
+            # the previous response is still being made: not the client's delay
+            self._head_deadline = now + self.head_timeout_s
+            return
         message = f"request line and headers not received within {self.head_timeout_s:g} s"
         self._answer(b"408 Request Timeout", message)
 

@@ -6,6 +6,7 @@ prefix-cache counters against an oracle placement."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -29,10 +30,11 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 class GatewayProcess:
     """`python -m wharf_router.cli gateway ...` on a free port; a context manager."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.args = args
         self.log = log
+        self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,7 +45,9 @@ class GatewayProcess:
         argv = [sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
                 "--port", str(self.port), "--scrape-interval", "0.05", *self.args]  # fmt: skip
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
         wait_until(self._ready, f"the gateway on {self.port} (log {self.log})", 60)
         return self
 
@@ -114,6 +118,56 @@ def test_streamed_and_whole_answers_match_the_pods_own(fleet: SimFleet, tmp_path
         m = gw.metrics()
         assert metric(m, "wharf_router_completion_tokens_total", model=MODEL) == 10 + 8 + 8
         assert metric(m, "wharf_router_requests_total", model=MODEL, code="200") == 3
+
+
+def _raw_exchange(port: int, pieces: list[bytes], pause_s: float = 0.0) -> bytes:
+    """Send `pieces` on one connection (`pause_s` apart, while the server keeps it open) and
+    read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with contextlib.suppress(OSError):
+            for piece in pieces:
+                conn.sendall(piece)
+                time.sleep(pause_s)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+        return answer
+
+
+def test_client_heads_are_bounded_in_size_and_time(tmp_path: Path) -> None:
+    """The gateway faces clients as the model server does: a head over the size limit gets 431,
+    one that takes longer than the head timeout 408, both with a close; a stream that lasts
+    longer than the head timeout is not cut (no head is being read while it streams)."""
+    with (
+        SimFleet(1, ["--time-scale", "1"]) as slow,
+        GatewayProcess(
+            endpoints(slow), tmp_path / "gw.log", env={"WHARF_HTTP_HEAD_TIMEOUT": "0.5"}
+        ) as gw,
+    ):
+        big = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n"
+        answer = _raw_exchange(gw.port, [big])
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"connection: close" in answer
+
+        trickle = [bytes([c]) for c in b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefgh"]
+        answer = _raw_exchange(gw.port, trickle, pause_s=0.1)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"not received within 0.5 s" in answer
+
+        started = time.monotonic()
+        chunks = list(
+            oai(gw.url).chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "a slow answer"}],
+                max_tokens=150,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert time.monotonic() - started > 1.0  # longer than the head timeout, twice over
+        usage = chunks[-1].usage
+        assert usage is not None and usage.completion_tokens == 150
 
 
 def test_a_disconnect_aborts_the_request_on_the_pod(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from wharf_datapath import tracing as tr
+from wharf_datapath.http_head import head_limited
+from wharf_protocol.limits import head_timeout_s, min_body_rate
 from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings, load_config_file
 from wharf_router.gateway.endpoints import (
     EndpointError,
@@ -299,6 +301,8 @@ def main(argv: list[str]) -> int:
             )
         config, source, keys = build(args)
         peers = peer_settings(args)
+        # the clients' heads and bodies bounded as on every hop (wharf_protocol.limits)
+        protocol = head_limited(head_timeout_s=head_timeout_s(), min_body_rate=min_body_rate())
         tracing = tr.setup("wharf-gateway")
     except (ConfigError, EndpointError, KeysError, PeerConfigError, ValueError) as exc:
         raise SystemExit(f"wharf-router gateway: {exc}") from None
@@ -320,7 +324,7 @@ def main(argv: list[str]) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol,
         lifespan="on",
         access_log=False,
         log_level=args.log_level,

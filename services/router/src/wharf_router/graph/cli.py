@@ -14,7 +14,8 @@ import uvicorn
 
 from wharf_api.resources.inference_graph import InferenceGraphSpec
 from wharf_datapath import tracing as tr
-from wharf_protocol.limits import max_message_bytes
+from wharf_datapath.http_head import head_limited
+from wharf_protocol.limits import head_timeout_s, max_message_bytes, min_body_rate
 from wharf_router.common.lifecycle import Readiness, serve
 from wharf_router.graph.app import GraphApp, describe_request
 from wharf_router.graph.client import HttpCaller, TracedHttpCaller
@@ -100,6 +101,8 @@ def main(argv: list[str]) -> int:
             else []
         )
         tracing = tr.setup("wharf-router")
+        # the callers' heads and bodies bounded as on every hop (wharf_protocol.limits)
+        protocol = head_limited(head_timeout_s=head_timeout_s(), min_body_rate=min_body_rate())
     except (GraphError, ValueError) as exc:  # TracingConfigError is a ValueError
         log.error("%s", exc)
         return 2
@@ -128,7 +131,7 @@ def main(argv: list[str]) -> int:
         log_level="warning",
         timeout_keep_alive=idle_s,
         loop="uvloop",
-        http="httptools",
+        http=protocol,
     )
     log.info("InferenceGraph router on %s:%s, nodes %s", args.host, args.port, list(spec.nodes))
     asyncio.run(serve(config, readiness, args.drain_seconds, caller.aclose))
