@@ -244,9 +244,11 @@ class HeadLimitedHttpProtocol(HttpToolsProtocol):
         return cycle is None or bool(cycle.response_complete)
 
     def _not_answering(self) -> bool:
-        """No answer has started for the request whose body is being read."""
+        """No answer has started for the request whose body is being read (one that answered
+        before reading its body, as a 401 or a 413 does, has had its answer: the slow rest of
+        the body only closes the connection)."""
         cycle: Any = getattr(self, "cycle", None)
-        return cycle is None or not cycle.response_started or bool(cycle.response_complete)
+        return cycle is None or not cycle.response_started
 
     def _refuse_head(self) -> None:
         limit = self.max_head_bytes

@@ -138,7 +138,8 @@ def _raw_exchange(port: int, pieces: list[bytes], pause_s: float = 0.0) -> bytes
 def test_client_heads_are_bounded_in_size_and_time(tmp_path: Path) -> None:
     """The gateway faces clients as the model server does: a head over the size limit gets 431,
     one that takes longer than the head timeout 408, both with a close; a stream that lasts
-    longer than the head timeout is not cut (no head is being read while it streams)."""
+    longer than the head timeout is not cut (the clock on its head stopped when the head was
+    in; the body clocks are tested in wharf-datapath's test_http_head)."""
     with (
         SimFleet(1, ["--time-scale", "1"]) as slow,
         GatewayProcess(

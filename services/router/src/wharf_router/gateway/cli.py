@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from wharf_datapath import tracing as tr
-from wharf_datapath.http_head import head_limited
-from wharf_protocol.limits import head_timeout_s, min_body_rate
 from wharf_router.gateway.config import ConfigError, GatewayConfig, apply_settings, load_config_file
 from wharf_router.gateway.endpoints import (
     EndpointError,
@@ -302,6 +300,9 @@ def main(argv: list[str]) -> int:
         config, source, keys = build(args)
         peers = peer_settings(args)
         # the clients' heads and bodies bounded as on every hop (wharf_protocol.limits)
+        from wharf_datapath.http_head import head_limited
+        from wharf_protocol.limits import head_timeout_s, min_body_rate
+
         protocol = head_limited(head_timeout_s=head_timeout_s(), min_body_rate=min_body_rate())
         tracing = tr.setup("wharf-gateway")
     except (ConfigError, EndpointError, KeysError, PeerConfigError, ValueError) as exc:

@@ -100,9 +100,10 @@ def main(argv: list[str]) -> int:
             if os.environ.get("PROPAGATE_HEADERS")
             else []
         )
-        tracing = tr.setup("wharf-router")
         # the callers' heads and bodies bounded as on every hop (wharf_protocol.limits)
         protocol = head_limited(head_timeout_s=head_timeout_s(), min_body_rate=min_body_rate())
+        max_body_bytes = max_message_bytes()
+        tracing = tr.setup("wharf-router")
     except (GraphError, ValueError) as exc:  # TracingConfigError is a ValueError
         log.error("%s", exc)
         return 2
@@ -118,7 +119,7 @@ def main(argv: list[str]) -> int:
         GraphEngine(spec, caller),
         readiness,
         patterns,
-        max_body_bytes=max_message_bytes(),
+        max_body_bytes=max_body_bytes,
         read_timeout_s=float(read_s),
         write_timeout_s=float(write_s),
     )
