@@ -7,6 +7,7 @@ turns a hang into a clear failure; they never sleep a fixed time and count what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import random
 import signal
@@ -99,3 +100,18 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         await asyncio.sleep(every_s)
+
+
+def exchange_until_closed(port: int, pieces: list[bytes], pause_s: float = 0.0) -> bytes:
+    """Send `pieces` on one connection to 127.0.0.1:`port`, `pause_s` apart (while the server
+    keeps it open), and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with contextlib.suppress(OSError):
+            for piece in pieces:
+                conn.sendall(piece)
+                time.sleep(pause_s)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+        return answer

@@ -6,7 +6,6 @@ prefix-cache counters against an oracle placement."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ import openai
 import pytest
 
 from wharf_e2e.enginesim.fleet import SimFleet, metric, scrape
-from wharf_e2e.testing import free_port, wait_until
+from wharf_e2e.testing import exchange_until_closed, free_port, wait_until
 
 MODEL = "sim-model"
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -120,21 +119,6 @@ def test_streamed_and_whole_answers_match_the_pods_own(fleet: SimFleet, tmp_path
         assert metric(m, "wharf_router_requests_total", model=MODEL, code="200") == 3
 
 
-def _raw_exchange(port: int, pieces: list[bytes], pause_s: float = 0.0) -> bytes:
-    """Send `pieces` on one connection (`pause_s` apart, while the server keeps it open) and
-    read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        with contextlib.suppress(OSError):
-            for piece in pieces:
-                conn.sendall(piece)
-                time.sleep(pause_s)
-        answer = b""
-        with contextlib.suppress(OSError):
-            while chunk := conn.recv(65536):
-                answer += chunk
-        return answer
-
-
 def test_client_heads_are_bounded_in_size_and_time(tmp_path: Path) -> None:
     """The gateway faces clients as the model server does: a head over the size limit gets 431,
     one that takes longer than the head timeout 408, both with a close; a stream that lasts
@@ -147,12 +131,12 @@ def test_client_heads_are_bounded_in_size_and_time(tmp_path: Path) -> None:
         ) as gw,
     ):
         big = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n"
-        answer = _raw_exchange(gw.port, [big])
+        answer = exchange_until_closed(gw.port, [big])
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
         assert b"connection: close" in answer
 
         trickle = [bytes([c]) for c in b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefgh"]
-        answer = _raw_exchange(gw.port, trickle, pause_s=0.1)
+        answer = exchange_until_closed(gw.port, trickle, pause_s=0.1)
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert b"not received within 0.5 s" in answer
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from graph_kit import StartRouter, http_server
 
+from wharf_e2e.testing import exchange_until_closed
+
 pytestmark = pytest.mark.slow
 
 
@@ -74,33 +76,16 @@ def test_a_body_over_the_message_limit_is_413(start_router: StartRouter) -> None
     assert "over 1000 bytes" in big.json()["cause"]
 
 
-def _until_closed(port: int, pieces: list[bytes], pause_s: float = 0.0) -> bytes:
-    """Send `pieces` on one connection, `pause_s` apart, and read until the router closes it."""
-    import contextlib
-    import time
-
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        with contextlib.suppress(OSError):
-            for piece in pieces:
-                sock.sendall(piece)
-                time.sleep(pause_s)
-        answer = b""
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(65536):
-                answer += chunk
-    return answer
-
-
 def test_request_heads_are_bounded_in_size_and_time(start_router: StartRouter) -> None:
     """As on every hop (wharf_protocol.limits): a head over 64 KiB is 431, a head that takes
     longer than `WHARF_HTTP_HEAD_TIMEOUT` is 408; both close the connection."""
     router = start_router(one_step("http://127.0.0.1:9/"), env={"WHARF_HTTP_HEAD_TIMEOUT": "0.5"})
     port = int(router.url.rsplit(":", 1)[1])
     big = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n"
-    answer = _until_closed(port, [big])
+    answer = exchange_until_closed(port, [big])
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     slow = [bytes([c]) for c in b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefgh"]
-    answer = _until_closed(port, slow, pause_s=0.1)
+    answer = exchange_until_closed(port, slow, pause_s=0.1)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert b"not received within 0.5 s" in answer
     assert router.proc.poll() is None  # and it serves on
