@@ -22,7 +22,7 @@ import pytest
 
 from wharf_e2e.local_wharf import LocalWharf
 from wharf_e2e.tinybert import build_tiny_bert
-from wharf_e2e.vllm_servers import ENGINE_ENV, engine_missing_reason, engine_required
+from wharf_e2e.vllm_servers import ENGINE_ENV, require_engine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -44,14 +44,7 @@ print(json.dumps(logits.argmax(-1).tolist()))
 
 @pytest.fixture(scope="module")
 def engine_python() -> str:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from wharf_llm_worker.engine_env import engine_python as find
-
-    return str(find())
+    return str(require_engine())
 
 
 @pytest.fixture(scope="module")

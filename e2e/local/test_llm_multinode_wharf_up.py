@@ -38,8 +38,7 @@ from wharf_e2e.vllm_servers import (
     SERVED_MODEL_NAME,
     STARTUP_S,
     VllmWorker,
-    engine_missing_reason,
-    engine_required,
+    require_engine,
 )
 from wharf_local.client import Daemon
 from wharf_local.home import Home
@@ -60,11 +59,7 @@ PROMPTS = ["the router sends requests to", "a pipeline stage on each node"]
 
 @pytest.fixture(scope="module")
 def wharf(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Iterator[LocalWharf]:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     root = tmp_path_factory.mktemp("wharf-llm-pp")
     manifest = yaml.safe_load((REPO / "examples" / "llm-multinode-local.yaml").read_text())
     # the session's model: the same weights as the single worker the answers are compared with

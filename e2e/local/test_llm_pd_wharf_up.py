@@ -23,9 +23,8 @@ from wharf_e2e.testing import wait_until
 from wharf_e2e.tinyllm import build_tiny_llama
 from wharf_e2e.vllm_servers import (
     STARTUP_S,
-    engine_missing_reason,
-    engine_required,
     metric_value,
+    require_engine,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm]
@@ -68,11 +67,7 @@ def _manifest(model_uri: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWharf]:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     root = tmp_path_factory.mktemp("wharf-llm-pd")
     model = build_tiny_llama(root / "tiny-llama")
     (root / "llm.yaml").write_text(yaml.safe_dump(_manifest(model.as_uri())))

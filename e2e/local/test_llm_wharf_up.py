@@ -22,7 +22,7 @@ from openai import OpenAI
 from wharf_e2e.local_wharf import LocalWharf, alive, unit_pids
 from wharf_e2e.testing import wait_until
 from wharf_e2e.tinyllm import build_tiny_llama
-from wharf_e2e.vllm_servers import STARTUP_S, engine_missing_reason, engine_required
+from wharf_e2e.vllm_servers import STARTUP_S, require_engine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.vllm]
 
@@ -37,11 +37,7 @@ TEST_TIMEOUT_S = UP_TIMEOUT_S + 300
 
 @pytest.fixture(scope="module")
 def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWharf]:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     root = tmp_path_factory.mktemp("wharf-llm")
     model = build_tiny_llama(root / "tiny-llama")
     manifest = yaml.safe_load((REPO / "examples" / "llm-local.yaml").read_text())

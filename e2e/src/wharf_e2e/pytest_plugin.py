@@ -23,7 +23,7 @@ from wharf_e2e import setup_gate
 from wharf_e2e.cluster import ControlPlane, missing_binaries
 from wharf_e2e.kube import Kube
 from wharf_e2e.tinyllm import build_tiny_llama
-from wharf_e2e.vllm_servers import VllmWorker, WorkerPool, engine_missing_reason, engine_required
+from wharf_e2e.vllm_servers import VllmWorker, WorkerPool, require_engine
 
 GPU_NODE = "kwok-gpu-node"
 CPU_NODE = "kwok-cpu-node"
@@ -185,11 +185,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vllm_pool(
     tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[WorkerPool]:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     pool = WorkerPool(tiny_llama, tmp_path_factory.mktemp("vllm-logs"))
     request.config.stash[_POOL] = pool
     yield pool

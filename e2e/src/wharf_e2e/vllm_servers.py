@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from wharf_e2e.testing import die_with_parent, quiet_port
 
@@ -44,7 +45,6 @@ ENGINE_ENV = {
     "DO_NOT_TRACK": "1",
 }
 REQUIRED_ENV = "WHARF_LLM_ENGINE_REQUIRED"
-INSTALL_HINT = "run scripts/install-llm-engine (or set WHARF_LLM_ENGINE_PYTHON)"
 
 
 def engine_required() -> bool:
@@ -59,8 +59,21 @@ def engine_missing_reason() -> str | None:
     try:
         engine_python()
     except EngineEnvironmentMissing as error:
-        return f"{error} ({INSTALL_HINT})"
+        return str(error)  # it names the path tried and the script that installs it
     return None
+
+
+def require_engine() -> Path:
+    """The engine environment's python. Without one the calling test skips, naming the script
+    that installs it, except under CI, where it fails: a must-show test never skips there."""
+    from wharf_llm_worker.engine_env import engine_python
+
+    reason = engine_missing_reason()
+    if reason is not None:
+        if engine_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return engine_python()
 
 
 @dataclass(frozen=True)

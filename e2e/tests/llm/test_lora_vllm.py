@@ -37,8 +37,7 @@ from wharf_e2e.vllm_servers import (
     TEST_TIMEOUT_S,
     VllmWorker,
     WorkerSpec,
-    engine_missing_reason,
-    engine_required,
+    require_engine,
 )
 from wharf_llm_worker.engine_env import engine_python
 from wharf_local.llm_plan import worker_processes
@@ -106,10 +105,7 @@ def _plan_argv(base: Path, adapter: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if (reason := engine_missing_reason()) is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     root = tmp_path_factory.mktemp("lora")
     base = build_tiny_llama(root / "base")
     return base, build_tiny_lora(root / ADAPTER, base)

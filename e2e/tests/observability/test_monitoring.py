@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -205,14 +204,9 @@ def test_panels_use_the_datasource_variable() -> None:
 
 def test_vllm_names_are_vllms_own() -> None:
     """The vLLM names above, against the installed vLLM's sources (the engine environment)."""
-    from wharf_llm_worker.engine_env import EngineEnvironmentMissing, engine_python
+    from wharf_e2e.vllm_servers import require_engine
 
-    try:
-        python = engine_python()
-    except EngineEnvironmentMissing as exc:
-        if os.environ.get("WHARF_LLM_ENGINE_REQUIRED") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    python = require_engine()
     # found, not imported: importing vLLM takes seconds
     where = subprocess.run(
         [str(python), "-c", "import importlib.util as u; print(u.find_spec('vllm').origin)"],

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from wharf_e2e.vllm_servers import engine_missing_reason, engine_required
+from wharf_e2e.vllm_servers import require_engine
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,11 +40,7 @@ def test_without_a_role_the_lws_variables_are_named() -> None:
 
 @pytest.mark.vllm
 def test_a_joining_node_without_the_token_is_refused_in_the_engine_environment() -> None:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
     env = {"RAY_AUTH_TOKEN_PATH": "", "RAY_AUTH_TOKEN": ""}
     done = _run("--join", "127.0.0.1:1", "--node-rank", "1", env=env)
     # The workspace has no Ray: the command re-executed itself with the engine's python, which

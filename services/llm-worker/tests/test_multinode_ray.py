@@ -33,8 +33,7 @@ from wharf_e2e.testing import free_port
 from wharf_e2e.vllm_servers import (
     ENGINE_ENV,
     SERVED_MODEL_NAME,
-    engine_missing_reason,
-    engine_required,
+    require_engine,
 )
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -53,11 +52,7 @@ GROUP_ENGINE_ARGS = (
 
 @pytest.fixture(scope="module")
 def engine_ready() -> None:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_engine()
 
 
 def _assert_no_leftovers(group: str, work: Path) -> None:

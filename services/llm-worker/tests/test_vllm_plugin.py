@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from wharf_e2e.vllm_servers import engine_missing_reason, engine_required
-from wharf_llm_worker.engine_env import engine_python
+from wharf_e2e.vllm_servers import require_engine
 from wharf_llm_worker.vllm_plugin import (
     PROGRESS_DELAY_ENV,
     DelayedProgressBindings,
@@ -98,13 +97,7 @@ print("delays", seen)
 @pytest.mark.vllm
 @pytest.mark.timeout(300)
 def test_vllm_loads_the_plugin_and_a_real_nixl_agent_gets_the_delay() -> None:
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    python = engine_python()
-    assert python is not None
+    python = require_engine()
     done = subprocess.run(
         [str(python), "-c", REAL], capture_output=True, text=True, timeout=240, check=False
     )

@@ -34,8 +34,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from wharf_e2e.testing import free_port
 from wharf_e2e.tinybert import build_tiny_bert
 from wharf_e2e.tinyllm import build_tiny_llama
-from wharf_e2e.vllm_servers import engine_required
-from wharf_llm_worker.engine_env import EngineEnvironmentMissing, engine_python
+from wharf_e2e.vllm_servers import require_engine
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -115,14 +114,7 @@ class Runtime:
 
 @pytest.fixture(scope="module")
 def python() -> Path:
-    try:
-        return engine_python()
-    except EngineEnvironmentMissing as exc:
-        # The same rule as every other vLLM test: CI=true or WHARF_LLM_ENGINE_REQUIRED=1 (set by
-        # .ci/run) turns the missing engine into a failure, so a must-show test cannot skip there.
-        if engine_required():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return require_engine()
 
 
 def engine_env(python: Path) -> dict[str, str]:

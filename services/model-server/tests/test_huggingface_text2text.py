@@ -27,8 +27,7 @@ import pytest
 
 from wharf_e2e.testing import free_port
 from wharf_e2e.tinyt5 import build_tiny_t5
-from wharf_e2e.vllm_servers import engine_required
-from wharf_llm_worker.engine_env import EngineEnvironmentMissing, engine_python
+from wharf_e2e.vllm_servers import require_engine
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -61,12 +60,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def python() -> Path:
-    try:
-        return engine_python()
-    except EngineEnvironmentMissing as exc:
-        if engine_required():  # CI (CI=true or WHARF_LLM_ENGINE_REQUIRED=1) fails, never skips
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return require_engine()
 
 
 @pytest.fixture(scope="module")
