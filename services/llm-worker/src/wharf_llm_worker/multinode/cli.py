@@ -30,6 +30,7 @@ from wharf_llm_worker.multinode.settings import (
     SettingsError,
     parse_settings,
 )
+from wharf_llm_worker.multinode.tempdir import TempDirError, claim_private_dir
 
 PROG = "wharf-llm-worker multinode"
 MAX_TOKEN_BYTES = 4096
@@ -121,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     if settings.dry_run:
         print(json.dumps(dry_run_document(settings), indent=2))
         return 0
+    if settings.node.temp_dir is not None:
+        # before Ray (and before re-executing in the engine environment, which claims it again)
+        try:
+            claim_private_dir(Path(settings.node.temp_dir))
+        except TempDirError as exc:
+            return _error(str(exc), 2)
     # Only look for Ray here: importing it reads RAY_AUTH_MODE once, before it is set below.
     if importlib.util.find_spec("ray") is None:
         return _reexec_in_engine_env(args)

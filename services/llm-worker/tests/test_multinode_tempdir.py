@@ -1,0 +1,112 @@
+"""Ray's temp folder is this user's own before Ray starts: made 0700, or taken if it is already
+ours (mode tightened); a link, a file or another user's folder is refused, and the command exits
+2 naming it before any Ray process starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wharf_llm_worker.multinode.rayargs import MAX_TEMP_DIR_CHARS
+from wharf_llm_worker.multinode.tempdir import TempDirError, claim_private_dir
+
+
+@pytest.fixture
+def short_root() -> Iterator[Path]:
+    """A short folder under /tmp: --ray-temp-dir takes at most 40 characters."""
+    root = Path(tempfile.mkdtemp(prefix="wtd-", dir="/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_a_new_folder_is_made_private(short_root: Path) -> None:
+    target = short_root / "ray"
+    old = os.umask(0)  # a permissive umask must not widen it
+    try:
+        claim_private_dir(target)
+    finally:
+        os.umask(old)
+    assert target.is_dir() and _mode(target) == 0o700
+
+
+def test_our_own_folder_is_taken_and_tightened(short_root: Path) -> None:
+    target = short_root / "ray"
+    target.mkdir()
+    target.chmod(0o777)
+    (target / "session_latest").write_text("kept")
+    claim_private_dir(target)
+    assert _mode(target) == 0o700
+    assert (target / "session_latest").read_text() == "kept"
+    claim_private_dir(target)  # every rank of the group claims it: the second time is a no-op
+    assert _mode(target) == 0o700
+
+
+def test_a_link_is_refused_and_its_target_left_alone(short_root: Path) -> None:
+    elsewhere = short_root / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    link = short_root / "ray"
+    link.symlink_to(elsewhere)
+    with pytest.raises(TempDirError, match=f"--ray-temp-dir {link} is a link"):
+        claim_private_dir(link)
+    assert _mode(elsewhere) == 0o755
+
+
+def test_a_file_is_refused(short_root: Path) -> None:
+    target = short_root / "ray"
+    target.write_text("")
+    with pytest.raises(TempDirError, match="is not a folder"):
+        claim_private_dir(target)
+
+
+def test_another_users_folder_is_refused(short_root: Path) -> None:
+    if os.geteuid() == 0:
+        target = short_root / "ray"
+        target.mkdir()
+        target.chmod(0o777)
+        os.chown(target, 65534, 65534)  # nobody's, as if another user made it first
+        owner = 65534
+    else:
+        target, owner = Path("/"), 0  # root's folder, which this user does not own
+    with pytest.raises(TempDirError, match=f"belongs to user id {owner}, not to this user"):
+        claim_private_dir(target)
+    if owner == 65534:
+        assert _mode(target) == 0o777  # not ours to change
+
+
+def test_a_folder_that_cannot_be_made_is_named(short_root: Path) -> None:
+    with pytest.raises(TempDirError, match="cannot create it"):
+        claim_private_dir(short_root / "missing" / "ray")
+
+
+JOIN = ("--join", "127.0.0.1:1", "--node-rank", "1", "--ray-temp-dir")
+
+
+def test_the_command_refuses_a_linked_temp_folder_before_ray_starts(short_root: Path) -> None:
+    elsewhere = short_root / "elsewhere"
+    elsewhere.mkdir()
+    link = short_root / "r"
+    link.symlink_to(elsewhere)
+    assert len(str(link)) <= MAX_TEMP_DIR_CHARS
+    done = subprocess.run(
+        [sys.executable, "-m", "wharf_llm_worker.cli", "multinode", *JOIN, str(link)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAY_AUTH_TOKEN_PATH": "", "RAY_AUTH_TOKEN": ""},
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--ray-temp-dir {link} is a link" in done.stderr
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
