@@ -195,9 +195,11 @@ def test_two_nodes_serve_one_workers_answers_restart_together_and_leave_nothing(
     leader_argv = Path(f"/proc/{after[0]['pid']}/cmdline").read_bytes().split(b"\0")
     ray_temp = leader_argv[leader_argv.index(b"--ray-temp-dir") + 1].decode()
     assert ray_temp.startswith("/tmp/wharf-ray-")
-    # its name can be guessed, so it is ours alone, and Ray running in it has not widened it
+    # its name can be guessed, so it is ours alone; Ray runs in a child of it (which Ray makes
+    # 0777 itself) and has not widened it
     temp_info = os.stat(ray_temp)
     assert (temp_info.st_uid, stat.S_IMODE(temp_info.st_mode)) == (os.geteuid(), 0o700)
+    assert (Path(ray_temp) / "ray" / "session_latest").exists()
     deleted = wharf.run("delete", "llmisvc", NAME, timeout=300)
     assert f'llminferenceservice "{NAME}" deleted' in deleted.stdout
     wait_until(lambda: not any(alive(p) for p in pids), "every unit gone", timeout_s=120)

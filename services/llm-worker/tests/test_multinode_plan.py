@@ -231,6 +231,8 @@ def test_head_and_join_commands_with_distinct_ports_for_one_machine() -> None:
     assert "--block" in head and "--head" in head and "--port=7000" in head
     assert "--address=10.0.0.1:7000" in join and "--head" not in join
     assert "--include-dashboard=false" in head
+    # Ray makes its temp root 0777: it gets a child of the folder the command keeps 0700
+    assert "--temp-dir=/tmp/wr-x/ray/ray" in head and "--temp-dir=/tmp/wr-x/ray/ray" in join
     # `ray start` refuses --include-dashboard without --head: the node would never join.
     assert not any(a.startswith("--include-dashboard") for a in join)
 

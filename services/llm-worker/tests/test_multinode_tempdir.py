@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from wharf_llm_worker.multinode.rayargs import MAX_TEMP_DIR_CHARS
-from wharf_llm_worker.multinode.tempdir import TempDirError, claim_private_dir
+from wharf_llm_worker.multinode.tempdir import TempDirError, check_child, claim_private_dir
 
 
 @pytest.fixture
@@ -86,6 +86,43 @@ def test_another_users_folder_is_refused(short_root: Path) -> None:
         assert _mode(target) == 0o777  # not ours to change
 
 
+def test_another_users_private_folder_is_named_as_theirs(short_root: Path) -> None:
+    """The likeliest attack: the guessable name made first, 0700, by someone else. Opening it
+    fails (EACCES); the error still says whose it is."""
+    if os.geteuid() != 0:
+        pytest.skip("acting as a second user needs root here (CI runs as root)")
+    target = short_root / "ray"
+    target.mkdir()
+    target.chmod(0o700)  # root's, and private
+    short_root.chmod(0o755)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child is user 65534, to whom root's 0700 folder is closed
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                claim_private_dir(target)
+                message = "claimed"
+            except TempDirError as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert message == (
+        f"--ray-temp-dir {target} belongs to user id 0, not to this user (65534); "
+        "refusing to share Ray's sockets with it"
+    )
+
+
 def test_a_folder_that_cannot_be_made_is_named(short_root: Path) -> None:
     with pytest.raises(TempDirError, match="cannot create it"):
         claim_private_dir(short_root / "missing" / "ray")
@@ -110,3 +147,19 @@ def test_the_command_refuses_a_linked_temp_folder_before_ray_starts(short_root: 
     assert done.returncode == 2, done.stderr
     assert f"--ray-temp-dir {link} is a link" in done.stderr
     assert list(elsewhere.iterdir()) == []  # nothing written through the link
+
+
+def test_rays_folder_inside_must_be_ours_and_real(short_root: Path) -> None:
+    check_child(short_root, "ray")  # absent: Ray makes it
+    (short_root / "ray").mkdir()
+    check_child(short_root, "ray")  # ours, from an earlier run
+    (short_root / "ray").rmdir()
+    (short_root / "ray").symlink_to(short_root / "elsewhere")
+    with pytest.raises(TempDirError, match="ray in it is not a folder"):
+        check_child(short_root, "ray")
+    if os.geteuid() == 0:
+        (short_root / "ray").unlink()
+        (short_root / "ray").mkdir()
+        os.chown(short_root / "ray", 65534, 65534)
+        with pytest.raises(TempDirError, match="belongs to user id 65534"):
+            check_child(short_root, "ray")

@@ -23,14 +23,14 @@ from pathlib import Path
 from types import FrameType
 
 from wharf_llm_worker.multinode.ranks import group_plan
-from wharf_llm_worker.multinode.rayargs import head_address, ray_env
+from wharf_llm_worker.multinode.rayargs import RAY_TEMP_CHILD, head_address, ray_env
 from wharf_llm_worker.multinode.settings import (
     RAY_STOP_ALLOWANCE_S,
     Settings,
     SettingsError,
     parse_settings,
 )
-from wharf_llm_worker.multinode.tempdir import TempDirError, claim_private_dir
+from wharf_llm_worker.multinode.tempdir import TempDirError, check_child, claim_private_dir
 
 PROG = "wharf-llm-worker multinode"
 MAX_TOKEN_BYTES = 4096
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         # before Ray (and before re-executing in the engine environment, which claims it again)
         try:
             claim_private_dir(Path(settings.node.temp_dir))
+            check_child(Path(settings.node.temp_dir), RAY_TEMP_CHILD)
         except TempDirError as exc:
             return _error(str(exc), 2)
     # Only look for Ray here: importing it reads RAY_AUTH_MODE once, before it is set below.

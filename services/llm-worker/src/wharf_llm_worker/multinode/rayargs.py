@@ -12,6 +12,9 @@ DEFAULT_RAY_PORT = 6379
 # Unix socket paths under Ray's temp dir must stay below the kernel's 107 characters; Ray adds
 # about 60 (session_<date>_<pid>/sockets/plasma_store).
 MAX_TEMP_DIR_CHARS = 40
+# Ray makes its temp root mode 0777 when a node starts (it expects several users to share
+# /tmp/ray): it gets a child of --ray-temp-dir, which stays this user's alone (0700, tempdir.py)
+RAY_TEMP_CHILD = "ray"
 # Ray's node-local ports, as offsets from --ports-base, so that two nodes on one machine (and
 # the tests) never collide; without a base Ray picks its defaults, which is what one node per
 # pod wants.
@@ -135,7 +138,7 @@ def ray_start_args(config: RayNodeConfig) -> list[str]:
             f"--max-worker-port={config.ports_base + _WORKER_PORTS[1]}",
         ]
     if config.temp_dir:
-        args += [f"--temp-dir={config.temp_dir}"]
+        args += [f"--temp-dir={config.temp_dir.rstrip('/')}/{RAY_TEMP_CHILD}"]
     if config.num_cpus is not None:
         args += [f"--num-cpus={config.num_cpus}"]
     args += [
