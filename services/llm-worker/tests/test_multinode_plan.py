@@ -262,6 +262,10 @@ def test_without_a_ports_base_ray_picks_its_own_ports() -> None:
     [
         ({"temp_dir": "/tmp/" + "x" * 60}, "--ray-temp-dir"),
         ({"temp_dir": "relative"}, "--ray-temp-dir"),
+        ({"temp_dir": "/tmp"}, "a folder of its own inside another"),
+        ({"temp_dir": "/tmp/x/.."}, "no '.' or '..' parts"),
+        ({"temp_dir": "/tmp/./x"}, "no '.' or '..' parts"),
+        ({"temp_dir": "/tmp/" + "x" * 32}, "at most 36"),
         ({"ports_base": 80}, "--ports-base"),
         ({"object_store_mb": 10}, "--object-store-memory-mb"),
         ({"node_ip": "a b"}, "--node-ip"),

@@ -21,7 +21,7 @@ from wharf_llm_worker.multinode.tempdir import TempDirError, check_child, claim_
 
 @pytest.fixture
 def short_root() -> Iterator[Path]:
-    """A short folder under /tmp: --ray-temp-dir takes at most 40 characters."""
+    """A short folder under /tmp: --ray-temp-dir takes at most 36 characters."""
     root = Path(tempfile.mkdtemp(prefix="wtd-", dir="/tmp"))
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -163,3 +163,12 @@ def test_rays_folder_inside_must_be_ours_and_real(short_root: Path) -> None:
         os.chown(short_root / "ray", 65534, 65534)
         with pytest.raises(TempDirError, match="belongs to user id 65534"):
             check_child(short_root, "ray")
+
+
+def test_a_shared_sticky_folder_is_refused_even_when_ours(short_root: Path) -> None:
+    target = short_root / "shared"
+    target.mkdir()
+    target.chmod(0o1777)  # as /tmp is, for root
+    with pytest.raises(TempDirError, match="is a shared \\(sticky\\) folder"):
+        claim_private_dir(target)
+    assert stat.S_IMODE(target.lstat().st_mode) == 0o1777  # left as it was

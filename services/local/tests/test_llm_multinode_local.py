@@ -114,7 +114,7 @@ def test_a_follower_is_ready_only_in_a_group_formed_after_it_started(
 
 def test_ray_temp_dirs_are_short_enough_for_rays_socket_paths() -> None:
     path = ray_temp_dir("/home/u/.local/state/wharf/logs/" + "a" * 63 + "/" + "b" * 80)
-    assert path.startswith(RAY_TEMP_ROOT) and len(path) <= 40
+    assert path.startswith(RAY_TEMP_ROOT) and len(path) <= 36  # the multinode command's limit
 
 
 def test_each_home_gives_a_group_its_own_ray_temp_dir() -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 
 from wharf_llm_worker.multinode.placement import node_rank_resource
 
 DEFAULT_RAY_PORT = 6379
-# Unix socket paths under Ray's temp dir must stay below the kernel's 107 characters; Ray adds
-# about 60 (session_<date>_<pid>/sockets/plasma_store).
-MAX_TEMP_DIR_CHARS = 40
+# Unix socket paths under Ray's temp dir must stay within 107 characters (Ray's own check); Ray
+# adds /ray (the child it runs in, below) and about 67 more
+# (/session_<date>_<pid>/sockets/plasma_store.1 for a second node on the machine).
+MAX_TEMP_DIR_CHARS = 36
 # Ray makes its temp root mode 0777 when a node starts (it expects several users to share
 # /tmp/ray): it gets a child of --ray-temp-dir, which stays this user's alone (0700, tempdir.py)
 RAY_TEMP_CHILD = "ray"
@@ -65,6 +67,15 @@ class RayNodeConfig:
             raise RayArgsError(
                 f"--ray-temp-dir must be an absolute path of at most {MAX_TEMP_DIR_CHARS} "
                 f"characters (Ray's socket paths grow from it), got {self.temp_dir!r}"
+            )
+        if self.temp_dir is not None and (
+            posixpath.normpath(self.temp_dir) != self.temp_dir.rstrip("/")
+            or posixpath.dirname(self.temp_dir.rstrip("/")) in ("/", "")
+        ):
+            # the folder is made private (0700): never a system folder such as /tmp itself
+            raise RayArgsError(
+                f"--ray-temp-dir must be a folder of its own inside another (such as "
+                f"/tmp/NAME), with no '.' or '..' parts, got {self.temp_dir!r}"
             )
         if self.num_cpus is not None and not 0 <= self.num_cpus <= 4096:
             raise RayArgsError(f"--num-cpus must be between 0 and 4096, got {self.num_cpus}")

@@ -53,6 +53,12 @@ def claim_private_dir(path: Path) -> None:
             raise TempDirError(f"--ray-temp-dir {path} is not a folder")
         if info.st_uid != os.geteuid():
             raise TempDirError(_not_ours(path, info.st_uid))
+        if info.st_mode & stat.S_ISVTX:
+            # a shared folder (as /tmp is) that happens to be ours, as when running as root
+            raise TempDirError(
+                f"--ray-temp-dir {path} is a shared (sticky) folder; give a folder of its own "
+                "inside it"
+            )
         if stat.S_IMODE(info.st_mode) != 0o700:
             os.fchmod(fd, 0o700)
     finally:
