@@ -45,12 +45,25 @@ def test_our_own_folder_is_taken_and_tightened(short_root: Path) -> None:
     target = short_root / "ray"
     target.mkdir()
     target.chmod(0o777)
-    (target / "session_latest").write_text("kept")
-    claim_private_dir(target)
+    (target / "ray").mkdir()  # Ray's folder from an earlier run
+    claim_private_dir(target, may_hold=("ray",))
     assert _mode(target) == 0o700
-    assert (target / "session_latest").read_text() == "kept"
-    claim_private_dir(target)  # every rank of the group claims it: the second time is a no-op
+    assert (target / "ray").is_dir()
+    claim_private_dir(target, may_hold=("ray",))  # every rank claims it: the second is a no-op
     assert _mode(target) == 0o700
+
+
+def test_an_open_folder_of_something_else_is_not_made_private(short_root: Path) -> None:
+    """--ray-temp-dir naming a folder in use (/var/lib, say, as root) by mistake: refused."""
+    target = short_root / "data"
+    target.mkdir()
+    target.chmod(0o755)
+    (target / "other").write_text("")
+    with pytest.raises(
+        TempDirError, match=r"is open to others and holds other things \(other\); remove it"
+    ):
+        claim_private_dir(target, may_hold=("ray",))
+    assert _mode(target) == 0o755
 
 
 def test_a_link_is_refused_and_its_target_left_alone(short_root: Path) -> None:

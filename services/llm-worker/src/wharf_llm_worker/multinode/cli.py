@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.node.temp_dir is not None:
         # before Ray (and before re-executing in the engine environment, which claims it again)
         try:
-            claim_private_dir(Path(settings.node.temp_dir))
+            claim_private_dir(Path(settings.node.temp_dir), may_hold=(RAY_TEMP_CHILD,))
             check_child(Path(settings.node.temp_dir), RAY_TEMP_CHILD)
         except TempDirError as exc:
             return _error(str(exc), 2)

@@ -21,10 +21,11 @@ class TempDirError(ValueError):
     pass
 
 
-def claim_private_dir(path: Path) -> None:
+def claim_private_dir(path: Path, may_hold: tuple[str, ...] = ()) -> None:
     """Make ``path`` (mode 0700), or take it if this user already owns it as a real folder,
-    tightening its mode to 0700. Raises TempDirError naming the path for a link, a file, or a
-    folder another user owns."""
+    tightening its mode to 0700. Raises TempDirError naming the path for a link, a file, a
+    folder another user owns, a shared (sticky) folder, and an open folder that holds more than
+    ``may_hold`` (a folder of something else, given by mistake: never made private)."""
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
@@ -60,6 +61,13 @@ def claim_private_dir(path: Path) -> None:
                 "inside it"
             )
         if stat.S_IMODE(info.st_mode) != 0o700:
+            others = sorted(set(os.listdir(fd)) - set(may_hold))
+            if others:
+                raise TempDirError(
+                    f"--ray-temp-dir {path} is open to others and holds other things "
+                    f"({', '.join(others[:3])}); remove it (a folder Ray used before Wharf "
+                    "made it private) or give a folder of its own"
+                )
             os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
