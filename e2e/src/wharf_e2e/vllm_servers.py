@@ -52,28 +52,18 @@ def engine_required() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get(REQUIRED_ENV) == "1"
 
 
-def engine_missing_reason() -> str | None:
-    """Why vLLM tests cannot run here, or None when the engine environment is installed."""
-    from wharf_llm_worker.engine_env import EngineEnvironmentMissing, engine_python
-
-    try:
-        engine_python()
-    except EngineEnvironmentMissing as error:
-        return str(error)  # it names the path tried and the script that installs it
-    return None
-
-
 def require_engine() -> Path:
     """The engine environment's python. Without one the calling test skips, naming the script
     that installs it, except under CI, where it fails: a must-show test never skips there."""
-    from wharf_llm_worker.engine_env import engine_python
+    from wharf_llm_worker.engine_env import EngineEnvironmentMissing, engine_python
 
-    reason = engine_missing_reason()
-    if reason is not None:
-        if engine_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return engine_python()
+    try:
+        return engine_python()
+    except EngineEnvironmentMissing as error:
+        reason = str(error)  # it names the path tried and the script that installs it
+    if engine_required():
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
