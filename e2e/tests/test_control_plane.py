@@ -3,6 +3,7 @@ the status subresource, kwok-run Pods, and owner-reference garbage collection.""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from wharf_api import default, parse_object
 from wharf_api.conversion import convert
 from wharf_e2e.crds import fixture_crd_files, load_crd
 from wharf_e2e.kube import Kube, KubeError, wait_for
-from wharf_e2e.pytest_plugin import GPU_NODE
+from wharf_e2e.pytest_plugin import CPU_NODE, GPU_NODE
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
 
@@ -199,7 +200,10 @@ async def test_a_deployment_gets_running_pods_on_fake_nodes(
         got = await kube.get("apps/v1", "Deployment", "model", kube_namespace)
         return int((got or {}).get("status", {}).get("availableReplicas") or 0) >= 2
 
-    await wait_for(available, "2 available replicas", within=SCHEDULING_S)
+    try:
+        await wait_for(available, "2 available replicas", within=SCHEDULING_S)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {await _nodes(kube)}") from None
     pods = await kube.resource("v1", "Pod")
     listed = await kube.dynamic.get(pods, namespace=kube_namespace, label_selector="app=model")
     phases = [p["status"]["phase"] for p in listed.to_dict()["items"]]
@@ -227,8 +231,61 @@ async def test_a_gpu_pod_lands_on_the_gpu_node(kube: Kube, kube_namespace: str) 
         got = await kube.get("v1", "Pod", "gpu", kube_namespace)
         return got if got and got.get("status", {}).get("phase") == "Running" else None
 
-    got = await wait_for(running, "the GPU pod Running", within=SCHEDULING_S)
+    try:
+        got = await wait_for(running, "the GPU pod Running", within=SCHEDULING_S)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {await _where(kube, 'gpu', kube_namespace)}") from None
     assert got["spec"]["nodeName"] == GPU_NODE
+
+
+async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
+    """kwok renews a Ready fake node's heartbeat (e2e/cluster/kwok-stages.yaml): without it the
+    node lifecycle controller marks the nodes Unknown, taints them and marks their pods not
+    ready whenever the session outlives its grace period."""
+
+    async def renewed() -> str | None:
+        node = await kube.get("v1", "Node", GPU_NODE, None) or {}
+        created = _time(node["metadata"]["creationTimestamp"])
+        for condition in node.get("status", {}).get("conditions", []):
+            if condition.get("type") == "Ready" and condition.get("status") == "True":
+                beat = condition["lastHeartbeatTime"]
+                # the ready stage writes a first heartbeat at once; the heartbeat stage's
+                # first renewal comes 20-60 s later
+                if _time(beat) - created > timedelta(seconds=15):
+                    return str(beat)
+        return None
+
+    await wait_for(renewed, f"{GPU_NODE}'s heartbeat renewed", within=90.0, interval=1.0)
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def _where(kube: Kube, pod: str, namespace: str) -> str:
+    """What a pod that is not Running waits for, and the state of the fake nodes: a timeout
+    that says why (unschedulable and the scheduler's message, a tainted or not-ready node)."""
+    got = await kube.get("v1", "Pod", pod, namespace) or {}
+    status = got.get("status", {})
+    scheduled = [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"]
+    return (
+        f"pod {pod}: phase {status.get('phase')!r}, node {got.get('spec', {}).get('nodeName')!r}, "
+        f"PodScheduled {scheduled}; {await _nodes(kube)}"
+    )
+
+
+async def _nodes(kube: Kube) -> str:
+    """The fake nodes' Ready condition (with its last heartbeat) and taints."""
+    nodes = []
+    for name in (GPU_NODE, CPU_NODE):
+        node = await kube.get("v1", "Node", name, None) or {}
+        ready = [
+            (c.get("status"), c.get("lastHeartbeatTime"))
+            for c in node.get("status", {}).get("conditions", [])
+            if c.get("type") == "Ready"
+        ]
+        nodes.append(f"{name}: Ready {ready}, taints {node.get('spec', {}).get('taints')}")
+    return "; ".join(nodes)
 
 
 async def test_deleting_an_owner_garbage_collects_its_children(

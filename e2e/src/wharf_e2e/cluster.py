@@ -304,8 +304,9 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false",
-            # kwok renews its fake nodes' heartbeats late on a loaded machine; past the default
-            # 40 s grace period the node lifecycle controller marks their pods not ready, and
+            # kwok renews its fake nodes' heartbeats every 20-60 s (kwok-stages.yaml), later on
+            # a loaded machine; past the default 40 s grace period the node lifecycle
+            # controller would mark the nodes Unknown and their pods not ready, and
             # kwok's pod stage never makes them ready again: a test would then wait on an
             # artefact of the harness, not on what it tests
             "--node-monitor-grace-period=10m",
