@@ -256,6 +256,12 @@ async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
         return None
 
     await wait_for(renewed, f"{GPU_NODE}'s heartbeat renewed", within=90.0, interval=1.0)
+    # kwok writes a stage's whole status: the renewal keeps what the node had
+    node = await kube.get("v1", "Node", GPU_NODE, None) or {}
+    status = node["status"]
+    assert status["allocatable"]["nvidia.com/gpu"] == "8"
+    assert status["capacity"]["pods"] == "110"
+    assert status["addresses"] and status["phase"] == "Running"
 
 
 def _time(value: str) -> datetime:
