@@ -81,14 +81,23 @@ async def test_a_sample_of_every_kind_round_trips(
 ) -> None:
     samples = _samples()
     assert len(samples) >= 11, sorted(samples)
-    for kind, sample in samples.items():
-        stored = await kube.apply(sample, namespace=kube_namespace)
-        sent = default(parse_object(sample))
-        back = default(parse_object(stored))
-        # Nothing the models know was pruned or changed by the CRD's schema.
-        assert back.model_dump(exclude={"metadata", "status"}) == sent.model_dump(
-            exclude={"metadata", "status"}
-        ), kind
+    cluster_scoped: list[dict[str, Any]] = []
+    try:
+        for kind, sample in samples.items():
+            stored = await kube.apply(sample, namespace=kube_namespace)
+            if not stored["metadata"].get("namespace"):
+                cluster_scoped.append(stored)
+            sent = default(parse_object(sample))
+            back = default(parse_object(stored))
+            # Nothing the models know was pruned or changed by the CRD's schema.
+            assert back.model_dump(exclude={"metadata", "status"}) == sent.model_dump(
+                exclude={"metadata", "status"}
+            ), kind
+    finally:
+        # the namespace goes with the test; cluster-scoped samples (a ClusterStorageContainer
+        # among them) would outlive it and change what the controller's tests render
+        for obj in cluster_scoped:
+            await kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], None)
 
 
 async def test_the_real_gateway_api_crd_rejects_a_route_its_rules_forbid(
