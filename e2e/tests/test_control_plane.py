@@ -259,7 +259,7 @@ async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
             if condition.get("type") == "Ready" and condition.get("status") == "True":
                 beat = condition["lastHeartbeatTime"]
                 # the ready stage writes a first heartbeat at once; the heartbeat stage's
-                # first renewal comes 20-60 s later
+                # first renewal comes 20-40 s later
                 if _time(beat) - created > timedelta(seconds=15):
                     return str(beat)
         return None

@@ -304,7 +304,7 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=false",
-            # kwok renews its fake nodes' heartbeats every 20-60 s (kwok-stages.yaml), later on
+            # kwok renews its fake nodes' heartbeats every 20-40 s (kwok-stages.yaml), later on
             # a loaded machine; past the default 40 s grace period the node lifecycle
             # controller would mark the nodes Unknown and their pods not ready, and
             # kwok's pod stage never makes them ready again: a test would then wait on an
