@@ -253,7 +253,8 @@ async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
     ready whenever the session outlives its grace period."""
 
     async def renewed() -> str | None:
-        node = await kube.get("v1", "Node", GPU_NODE, None) or {}
+        node = await kube.get("v1", "Node", GPU_NODE, None)
+        assert node, f"no node {GPU_NODE}"
         created = _time(node["metadata"]["creationTimestamp"])
         for condition in node.get("status", {}).get("conditions", []):
             if condition.get("type") == "Ready" and condition.get("status") == "True":
@@ -266,7 +267,8 @@ async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
 
     await wait_for(renewed, f"{GPU_NODE}'s heartbeat renewed", within=90.0, interval=1.0)
     # kwok writes a stage's whole status: the renewal keeps what the node had
-    node = await kube.get("v1", "Node", GPU_NODE, None) or {}
+    node = await kube.get("v1", "Node", GPU_NODE, None)
+    assert node, f"no node {GPU_NODE}"
     status = node["status"]
     assert status["allocatable"]["nvidia.com/gpu"] == "8"
     assert status["capacity"]["pods"] == "110"
