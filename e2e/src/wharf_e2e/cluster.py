@@ -357,12 +357,12 @@ class ControlPlane:
                 "labels": {"type": "kwok", "kubernetes.io/hostname": name},
             },
             "spec": {"taints": []},
+            # in the create request, as the kubelet registers a node (the API server keeps a
+            # Node's status on create): kwok renders its stages from the node it is told of,
+            # and a status patched in after the create could race a render without it
+            "status": {"capacity": resources, "allocatable": resources},
         }
         self._request("POST", "/api/v1/nodes", node, "application/json")
-        status = {"status": {"capacity": resources, "allocatable": resources}}
-        self._request(
-            "PATCH", f"/api/v1/nodes/{name}/status", status, "application/merge-patch+json"
-        )
 
     def _request(self, method: str, path: str, body: object, content_type: str) -> None:
         req = urllib.request.Request(
