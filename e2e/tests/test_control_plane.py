@@ -252,21 +252,29 @@ async def test_the_fake_nodes_heartbeat_is_renewed(kube: Kube) -> None:
     node lifecycle controller marks the nodes Unknown, taints them and marks their pods not
     ready whenever the session outlives its grace period."""
 
-    async def renewed() -> str | None:
+    async def renewed() -> dict[str, Any] | None:
         node = await kube.get("v1", "Node", GPU_NODE, None)
         assert node, f"no node {GPU_NODE}"
-        created = _time(node["metadata"]["creationTimestamp"])
         for condition in node.get("status", {}).get("conditions", []):
             if condition.get("type") == "Ready" and condition.get("status") == "True":
-                beat = condition["lastHeartbeatTime"]
-                # the ready stage writes a first heartbeat at once; the heartbeat stage's
-                # first renewal comes 20-40 s later
-                if _time(beat) - created > timedelta(seconds=15):
-                    return str(beat)
+                # The ready stage writes lastTransitionTime and lastHeartbeatTime both "now",
+                # also when it makes the node Ready again after it went Unknown (no renewal
+                # within the grace period). The heartbeat stage writes a new lastHeartbeatTime
+                # 20-40 s later and the node's creation as lastTransitionTime. So only a renewal
+                # puts 15 s between them, however long the session has run.
+                since = _time(condition["lastTransitionTime"])
+                if _time(condition["lastHeartbeatTime"]) - since >= timedelta(seconds=15):
+                    return dict(condition)
         return None
 
-    await wait_for(renewed, f"{GPU_NODE}'s heartbeat renewed", within=90.0, interval=1.0)
-    # kwok writes a stage's whole status: the renewal keeps what the node had
+    try:
+        await wait_for(renewed, f"{GPU_NODE}'s heartbeat renewed", within=90.0, interval=1.0)
+    except TimeoutError as exc:
+        got = await kube.get("v1", "Node", GPU_NODE, None) or {}
+        ready = [c for c in got.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        raise TimeoutError(f"{exc}; Ready condition {ready}") from None
+    # kwok merges a stage's rendered status into the node's: the renewal must keep what the
+    # node had (a render that wrote capacity null would delete it)
     node = await kube.get("v1", "Node", GPU_NODE, None)
     assert node, f"no node {GPU_NODE}"
     status = node["status"]
