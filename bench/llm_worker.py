@@ -11,11 +11,15 @@ two rows differ by exactly what Wharf puts on the token path. The third row, `wh
 the same Wharf worker reached through a gateway process in front of it (`--endpoint URL=both`):
 what a client of an LLMInferenceService with a router pays. The gateway runs only for its own
 cells (started before, stopped after them), since it scrapes the worker's `/metrics` 5 times a
-second.
+second. The fourth row, `vllm+relay`, is the floor of that hop: vLLM's own server behind
+`tcp_relay.py`, a uvloop process that moves the bytes both ways and does nothing else. What
+`wharf+router` costs over `vllm+relay` is what the worker and the gateway add on top of any
+proxy hop in Python on this machine.
 
 Where Wharf costs anything, it costs CPU in the API server's process (the middleware runs there)
 and in the gateway's. So every cell reads, from /proc, the CPU seconds each process used
-(`api_server`, vLLM's `engine_core` and model `worker`, the `gateway`, this process's `clients`)
+(`api_server`, vLLM's `engine_core` and model `worker`, the `gateway` (the relay in the
+`vllm+relay` row), this process's `clients`)
 and divides them by the cell's output tokens and requests: the middleware's share is the API
 server's CPU per token with Wharf minus without, against the CPU per token of all the server's
 processes (the benchmark's clients left out; the gateway row adds the gateway's). On a
@@ -81,14 +85,16 @@ from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch, proc
 
 MODEL = "tiny-llama"
 # vLLM's own server first: the others are measured against it.
-NAMES = ("vllm", "wharf", "wharf+router")
+NAMES = ("vllm", "wharf", "wharf+router", "vllm+relay")
+# The rows reached through a proxy process (counted as the `gateway` role).
+HOP_ROWS = frozenset({"wharf+router", "vllm+relay"})
 STARTUP_S = 900.0
 # Between cells: vLLM's engine processes keep polling their queues for a second after their
 # last step (on the same core as the next engine's, which vLLM binds there too), and the
 # next cell should not share the machine with that.
 SETTLE_S = 2.0
 # Which engine each row's cells run on: the pause is needed only where the engine changes.
-ENGINE_OF = {"vllm": "vllm", "wharf": "wharf", "wharf+router": "wharf"}
+ENGINE_OF = {"vllm": "vllm", "wharf": "wharf", "wharf+router": "wharf", "vllm+relay": "vllm"}
 # vLLM's histograms read before and after each cell: (figure, histogram, scale). The cell's
 # mean is the histogram's sum over its count, both as differences across the cell.
 ENGINE_MEANS = (
@@ -534,13 +540,15 @@ def summarize(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str,
             "ttft_median_ms": 100 * (summary[name]["ttft_median_ms"] - ttft_v) / ttft_v,
         }
         for name in NAMES[1:]
+        if name in summary
     }
     return summary
 
 
 def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
     """Everything one concurrency's rounds show: the medians (`summarize`), the paired costs
-    of both Wharf rows with their verdicts, each row's CPU per token and what Wharf adds."""
+    of every row against vLLM's with their verdicts, each row's CPU per token and what it adds,
+    and what `wharf+router` costs over the relay's hop (`over_floor`)."""
     analysis = summarize(results)
     cpu = {name: cpu_per_token(results[name]) for name in NAMES}
     analysis["cpu_per_token"] = cpu
@@ -550,11 +558,18 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
         analysis["paired"][name] = {
             **costs,
             "verdict": verdict(costs),
-            "cpu": wharf_cpu_share(cpu["vllm"], cpu[name], gateway=name == "wharf+router"),
+            "cpu": wharf_cpu_share(cpu["vllm"], cpu[name], gateway=name in HOP_ROWS),
             "api_server_ms_per_token_diff": paired_differences(
                 results["vllm"], results[name], "cpu_ms_per_token_api_server"
             ),
         }
+    over = paired_costs(results["vllm+relay"], results["wharf+router"])
+    hop_ms = {name: cpu[name].get("ms_per_token_gateway", math.nan) for name in HOP_ROWS}
+    analysis["over_floor"] = {
+        **over,
+        "verdict": verdict(over),
+        "gateway_minus_relay_ms_per_token": hop_ms["wharf+router"] - hop_ms["vllm+relay"],
+    }
     return analysis
 
 
@@ -591,7 +606,8 @@ def print_tables(
         print(
             "| server | output tokens/s (median, range) | TTFT ms (median, range) "
             "| tokens/s cost (paired) | TTFT cost (paired) | target "
-            "| server CPU ms/token | API server | engine core | worker | gateway | added by Wharf |"
+            "| server CPU ms/token | API server | engine core | worker | gateway or relay "
+            "| added |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name in NAMES:
@@ -626,9 +642,16 @@ def print_tables(
                 f"{name}: API server CPU ms/token minus vllm's, paired by round: "
                 f"{diff['median']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
             )
+        over = analysis["over_floor"]
+        print(
+            "wharf+router over vllm+relay (the hop's floor), paired: tokens/s "
+            f"{_interval(over['output_tokens_per_s'])}, TTFT {_interval(over['ttft_median_ms'])}"
+            f", {over['verdict']}; gateway CPU minus the relay's: "
+            f"{over['gateway_minus_relay_ms_per_token']:+.3f} ms/token"
+        )
     print(
-        "costs against vllm, paired by round: median [95% interval]; positive = Wharf worse; "
-        "CPU in ms per output token over all rounds"
+        "costs against vllm, paired by round: median [95% interval]; positive = the row is "
+        "worse; CPU in ms per output token over all rounds"
     )
 
 
@@ -636,6 +659,7 @@ def thread_affinities(servers: Mapping[str, Server]) -> dict[int, set[int]]:
     """The CPUs every thread of the servers' processes and of this one may run on now (to put
     them back between placements: vLLM binds its model worker's OpenMP thread itself)."""
     pids = [pid for server in servers.values() for pid in _tree(server.engine_pid)]
+    pids += [s.proc.pid for s in servers.values() if s.proc.pid != s.engine_pid]
     found: dict[int, set[int]] = {}
     for pid in (*pids, os.getpid()):
         with contextlib.suppress(OSError):
@@ -659,6 +683,10 @@ def apply_placement(
             place = placement_cpus(placement, process_role(pid, server.engine_pid, title), cpus)
             if place is not None:
                 pin_process(pid, place)
+        if server.proc.pid != server.engine_pid:  # a proxy in front of the engine (the relay)
+            place = placement_cpus(placement, "gateway", cpus)
+            if place is not None:
+                pin_process(server.proc.pid, place)
     clients = placement_cpus(placement, "clients", cpus)
     if clients is not None:
         pin_process(os.getpid(), clients)
@@ -730,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
     model = build_tiny_llama(workdir / "model")
     vllm_port, wharf_port, router_port = quiet_port(), quiet_port(), quiet_port()
+    relay_port = quiet_port()
     environment = {**os.environ, **ENGINE_ENV}
     # The bare row's launch is decided by the worker's own code, as its CLI would for that port.
     options, _ = parse_command_line(worker_arguments(model, vllm_port))
@@ -740,6 +769,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "wharf_router.cli", "gateway", "--host", "127.0.0.1",
         "--port", str(router_port), "--endpoint", f"http://127.0.0.1:{wharf_port}=both",
     ]  # fmt: skip
+    relay = [
+        sys.executable, str(Path(__file__).resolve().parent / "tcp_relay.py"),
+        "--port", str(relay_port), "--upstream", f"127.0.0.1:{vllm_port}",
+    ]  # fmt: skip
     load_at_start = os.getloadavg()
     servers = {
         "vllm": start(
@@ -747,6 +780,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "wharf": start("wharf", worker, wharf_port, workdir / "wharf.log", environment),
     }
+    # idle between its cells (it reads nothing on its own), so it stays up all along
+    servers["vllm+relay"] = start(
+        "vllm+relay", relay, relay_port, workdir / "relay.log", environment, servers["vllm"]
+    )
     print(f"logs: {workdir}", file=sys.stderr)
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {
         (placement, name, level): []

@@ -136,12 +136,12 @@ def test_a_figure_missing_from_a_round_has_no_median() -> None:
     assert "cpu_worker" not in summary["wharf"]
 
 
-def test_every_row_takes_every_place_in_the_order_over_three_rounds() -> None:
-    orders = [bench.cell_order(index) for index in range(3)]
+def test_every_row_takes_every_place_in_the_order_over_as_many_rounds() -> None:
+    orders = [bench.cell_order(index) for index in range(len(bench.NAMES))]
 
-    assert orders[0] == ("vllm", "wharf", "wharf+router")
+    assert orders[0] == ("vllm", "wharf", "wharf+router", "vllm+relay")
     assert all(sorted(order) == sorted(bench.NAMES) for order in orders)
-    for place in range(3):
+    for place in range(len(bench.NAMES)):
         assert {order[place] for order in orders} == set(bench.NAMES)
 
 
@@ -206,11 +206,11 @@ def test_a_round_runs_every_row_at_every_concurrency_one_row_at_a_time() -> None
 
     assert first == [
         ("vllm", 1), ("vllm", 4), ("wharf", 1), ("wharf", 4),
-        ("wharf+router", 1), ("wharf+router", 4),
+        ("wharf+router", 1), ("wharf+router", 4), ("vllm+relay", 1), ("vllm+relay", 4),
     ]  # fmt: skip
     assert second == [
         ("wharf", 4), ("wharf", 1), ("wharf+router", 4), ("wharf+router", 1),
-        ("vllm", 4), ("vllm", 1),
+        ("vllm+relay", 4), ("vllm+relay", 1), ("vllm", 4), ("vllm", 1),
     ]  # fmt: skip
 
 
@@ -310,3 +310,32 @@ def test_paired_differences_subtract_the_base_round_by_round() -> None:
     assert diff["n"] == 6  # the round without the base's figure is left out
     assert diff["median"] == pytest.approx(0.02)
     assert (diff["low"], diff["high"]) == pytest.approx((0.02, 0.02))
+
+
+def test_the_routed_row_is_also_paired_with_the_relays_hop_its_floor() -> None:
+    # Per round: the relay 1% slower than vLLM, the routed row 4% slower than vLLM: 3% over
+    # the hop's floor; the gateway spends 0.08 ms/token where the relay spends 0.03.
+    def row(tps: float, ttft: float, gateway_s: float | None) -> list[dict[str, float]]:
+        cell = {
+            **_round(tps, ttft), "tokens": 1000.0, "requests": 10.0, "cpu_s_api_server": 0.3,
+            "cpu_s_engine_core": 1.0, "cpu_s_worker": 2.0, "cpu_s_clients": 0.5,
+        }  # fmt: skip
+        if gateway_s is not None:
+            cell["cpu_s_gateway"] = gateway_s
+        return [dict(cell) for _ in range(7)]
+
+    results = {
+        "vllm": row(400.0, 40.0, None),
+        "wharf": row(400.0, 40.0, None),
+        "wharf+router": row(384.0, 41.6, 0.08),
+        "vllm+relay": row(396.0, 40.4, 0.03),
+    }
+
+    analysis = bench.analyse(results)
+
+    over = analysis["over_floor"]
+    assert over["output_tokens_per_s"]["cost_pct"] == pytest.approx(100 * (1 - 384 / 396))
+    assert over["ttft_median_ms"]["cost_pct"] == pytest.approx(100 * (41.6 / 40.4 - 1))
+    assert over["gateway_minus_relay_ms_per_token"] == pytest.approx(0.05)
+    # the relay's own cost against vLLM counts its process, as the gateway's does
+    assert analysis["paired"]["vllm+relay"]["cpu"]["added_ms_per_token"] == pytest.approx(0.03)

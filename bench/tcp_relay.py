@@ -1,0 +1,138 @@
+"""A raw TCP relay: the floor of any proxy hop.
+
+It accepts connections on a port and pipes each one, both ways, to one upstream address,
+byte for byte: no HTTP parsing, no routing, no metrics, one `write` per `recv` and flow
+control both ways (a side whose write buffer fills stops the other side being read). It runs on
+uvloop, as Wharf's gateway does, so the two differ by what the gateway does on top of moving
+the bytes: what any HTTP proxy in Python pays for the hop itself, on the same machine, in the
+same run (`llm_worker.py`'s `vllm+relay` row, `gateway_cost.py --base floor`).
+
+Run: `python bench/tcp_relay.py --port 8100 --upstream 127.0.0.1:8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from typing import cast
+
+import uvloop
+
+
+class _Side(asyncio.Protocol):
+    """One connection of a relayed pair: what it receives goes to its peer's transport."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.got_eof = False
+        # what came before the peer's connection did (uvloop starts reading an accepted
+        # connection after `connection_made`, whatever it paused there)
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+        else:
+            self.early.append(data)
+
+    def eof_received(self) -> bool:
+        # a half-close passes on as one; the pair closes once both sides have ended
+        self.got_eof = True
+        peer = self.peer
+        if peer is None:  # still connecting: passed on once connected
+            return True
+        if peer.got_eof or peer.transport is None:
+            self._close_pair()
+            return False
+        if peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close_pair()
+
+    def _close_pair(self) -> None:
+        for side in (self, self.peer):
+            if side is not None and side.transport is not None:
+                side.transport.close()
+
+
+class _Downstream(_Side):
+    """The accepted side: connects its upstream, keeping what it reads until then."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        super().__init__()
+        self._upstream = upstream
+        self._connecting: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        host, port = self._upstream
+        try:
+            _, up = await asyncio.get_running_loop().create_connection(_Side, host, port)
+        except OSError:
+            self._close_pair()
+            return
+        assert self.transport is not None
+        if self.transport.is_closing():
+            if up.transport is not None:
+                up.transport.close()
+            return
+        self.peer, up.peer = up, self
+        assert up.transport is not None
+        for data in self.early:
+            up.transport.write(data)
+        self.early.clear()
+        if self.got_eof:
+            self.eof_received()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+async def serve(host: str, port: int, upstream: tuple[str, int]) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Downstream(upstream), host, port)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", type=_address, required=True, help="HOST:PORT")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(args.host, args.port, args.upstream))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
