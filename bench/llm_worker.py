@@ -85,7 +85,10 @@ from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch, proc
 
 MODEL = "tiny-llama"
 # vLLM's own server first: the others are measured against it.
-NAMES = ("vllm", "wharf", "wharf+router", "vllm+relay")
+# The engines alternate in this order, so that under the rotation every row's first cell
+# follows the same pause (`SETTLE_S`) in every round: no row is always or never the first
+# after the other engine's cells.
+NAMES = ("vllm", "wharf", "vllm+relay", "wharf+router")
 # The rows reached through a proxy process (counted as the `gateway` role).
 HOP_ROWS = frozenset({"wharf+router", "vllm+relay"})
 STARTUP_S = 900.0
@@ -810,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
 
         while another_round(rounds_done, args.rounds, time.monotonic() - began, left_s()):
             round_index = rounds_done
+            # a round ends on the engine the next one starts on: its first cell settles too
+            last_engine = ""
             placement = placements[round_index % len(placements)]
             if len(placements) > 1:
                 apply_placement(placement, servers, original)

@@ -139,7 +139,7 @@ def test_a_figure_missing_from_a_round_has_no_median() -> None:
 def test_every_row_takes_every_place_in_the_order_over_as_many_rounds() -> None:
     orders = [bench.cell_order(index) for index in range(len(bench.NAMES))]
 
-    assert orders[0] == ("vllm", "wharf", "wharf+router", "vllm+relay")
+    assert orders[0] == ("vllm", "wharf", "vllm+relay", "wharf+router")
     assert all(sorted(order) == sorted(bench.NAMES) for order in orders)
     for place in range(len(bench.NAMES)):
         assert {order[place] for order in orders} == set(bench.NAMES)
@@ -206,12 +206,27 @@ def test_a_round_runs_every_row_at_every_concurrency_one_row_at_a_time() -> None
 
     assert first == [
         ("vllm", 1), ("vllm", 4), ("wharf", 1), ("wharf", 4),
-        ("wharf+router", 1), ("wharf+router", 4), ("vllm+relay", 1), ("vllm+relay", 4),
+        ("vllm+relay", 1), ("vllm+relay", 4), ("wharf+router", 1), ("wharf+router", 4),
     ]  # fmt: skip
     assert second == [
-        ("wharf", 4), ("wharf", 1), ("wharf+router", 4), ("wharf+router", 1),
-        ("vllm+relay", 4), ("vllm+relay", 1), ("vllm", 4), ("vllm", 1),
+        ("wharf", 4), ("wharf", 1), ("vllm+relay", 4), ("vllm+relay", 1),
+        ("wharf+router", 4), ("wharf+router", 1), ("vllm", 4), ("vllm", 1),
     ]  # fmt: skip
+
+
+def test_every_rows_cells_follow_an_engine_change_equally_often() -> None:
+    # a round's first cell settles as after an engine change; so does a cell whose engine is
+    # not the previous cell's: every row, at every level, must get that as often as the others
+    after_change: dict[tuple[str, int], int] = {}
+    for index in range(2 * len(bench.NAMES)):
+        last = ""
+        for name, level in bench.cell_plan(index, [1, 4]):
+            if bench.ENGINE_OF[name] != last:
+                after_change[(name, level)] = after_change.get((name, level), 0) + 1
+            last = bench.ENGINE_OF[name]
+
+    assert len(set(after_change.values())) == 1
+    assert set(after_change) == {(name, level) for name in bench.NAMES for level in (1, 4)}
 
 
 def test_rounds_stop_at_the_most_or_before_the_budget_runs_out() -> None:
