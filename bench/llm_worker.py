@@ -22,7 +22,7 @@ and in the gateway's. So every cell reads, from /proc, the CPU seconds each proc
 `vllm+relay` row), this process's `clients`)
 and divides them by the cell's output tokens and requests: the middleware's share is the API
 server's CPU per token with Wharf minus without, against the CPU per token of all the server's
-processes (the benchmark's clients left out; the gateway row adds the gateway's). On a
+processes (the benchmark's clients left out; the proxy rows add their proxy's). On a
 shared 2-CPU machine these figures hold still where tokens/s do not: vLLM's engine core and
 model worker busy-poll and take most of the machine, and the API server and the clients get
 what is left.
@@ -32,7 +32,8 @@ concurrency (`--concurrency 1,4`), a row's cells back to back, the rows' order r
 round, 2 s apart where the engine changes (an idle vLLM engine stops polling a second after its
 last step), after an unmeasured cell per server. `--go-file` holds the started, warm servers
 until the file exists, so their start need not wait for a quiet machine. Each round
-gives a paired ratio per figure (Wharf's cell over vLLM's of the same round, so slow spells of
+gives a paired ratio per figure (a row's cell over vLLM's of the same round, and the router
+row's over the relay's, so slow spells of
 the machine cancel out), and the cost is the median of those ratios with a distribution-free
 95% interval (order statistics of the binomial; 6 rounds at least). `--placement` decides where
 the processes run once started, the same for every row: `split` (default) gives the API
@@ -119,9 +120,9 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
-    # Where the engine's /metrics are: the server's own, or the worker's behind a gateway.
+    # Where the engine's /metrics are: the server's own, or the engine's behind a proxy.
     metrics_url: str
-    # The engine's API server: this process, or the worker's behind a gateway.
+    # The engine's API server: this process, or the engine's behind a proxy (gateway, relay).
     engine_pid: int
 
     @property
@@ -451,10 +452,11 @@ PAIRED: dict[str, Callable[[float], float]] = {
 def paired_costs(
     base: Sequence[Mapping[str, float]], other: Sequence[Mapping[str, float]]
 ) -> dict[str, dict[str, Any]]:
-    """Wharf's cost against vLLM from rounds measured side by side: per figure of `PAIRED`, the
-    ratio of each round's cell to the base's cell of the same round, and the median of those
-    ratios with its interval (`median_interval`), turned into a cost in %: `low`/`high` are
-    the best and worst ends of the cost."""
+    """A row's cost against a base row (vLLM's, or the relay's for the router row) from rounds
+    measured side by side: per figure of `PAIRED`, the ratio of each round's cell to the base's
+    cell of the same round, and the median of those ratios with its interval
+    (`median_interval`), turned into a cost in %: `low`/`high` are the best and worst ends of
+    the cost."""
     costs: dict[str, dict[str, Any]] = {}
     for key, to_cost in PAIRED.items():
         ratios = [o[key] / b[key] for b, o in zip(base, other, strict=True) if b[key] > 0]
@@ -500,8 +502,8 @@ def cpu_per_token(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
 def wharf_cpu_share(
     vllm: Mapping[str, float], wharf: Mapping[str, float], gateway: bool = False
 ) -> dict[str, float]:
-    """What Wharf adds in CPU per output token (ms), from two rows' `cpu_per_token`: the API
-    server's with Wharf minus without (the middleware; with `gateway`, also the gateway's
+    """What a row adds in CPU per output token (ms) to vLLM's, from two rows' `cpu_per_token`:
+    the API server's difference (Wharf's middleware; with `gateway`, also the proxy's
     /metrics scrapes), plus the gateway process's when the row has one; and that as % of the
     vLLM row's server CPU per token."""
     added = wharf["ms_per_token_api_server"] - vllm["ms_per_token_api_server"]
@@ -531,7 +533,7 @@ def verdict(costs: Mapping[str, Mapping[str, Any]], target: float = TARGET_PCT) 
 
 def summarize(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
     """Medians over rounds of every figure a server has in all its rounds, and Wharf's cost
-    against vLLM in % (positive: Wharf slower)."""
+    against vLLM in % (positive: the row slower)."""
     summary: dict[str, Any] = {}
     for name, rounds in results.items():
         keys = sorted(set.intersection(*(set(r) for r in rounds))) if rounds else []
@@ -553,10 +555,13 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
     of every row against vLLM's with their verdicts, each row's CPU per token and what it adds,
     and what `wharf+router` costs over the relay's hop (`over_floor`)."""
     analysis = summarize(results)
-    cpu = {name: cpu_per_token(results[name]) for name in NAMES}
+    # a run from before a row was added lacks it
+    cpu = {name: cpu_per_token(results[name]) for name in NAMES if name in results}
     analysis["cpu_per_token"] = cpu
     analysis["paired"] = {}
     for name in NAMES[1:]:
+        if name not in results:
+            continue
         costs = paired_costs(results["vllm"], results[name])
         analysis["paired"][name] = {
             **costs,
@@ -566,6 +571,8 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
                 results["vllm"], results[name], "cpu_ms_per_token_api_server"
             ),
         }
+    if not {"vllm+relay", "wharf+router"} <= results.keys():
+        return analysis
     over = paired_costs(results["vllm+relay"], results["wharf+router"])
     hop_ms = {name: cpu[name].get("ms_per_token_gateway", math.nan) for name in HOP_ROWS}
     analysis["over_floor"] = {

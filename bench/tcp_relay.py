@@ -24,24 +24,42 @@ import uvloop
 class _Side(asyncio.Protocol):
     """One connection of a relayed pair: what it receives goes to its peer's transport."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: _Side | None = None) -> None:
         self.transport: asyncio.Transport | None = None
-        self.peer: _Side | None = None
+        # the upstream side is made knowing its client's side; the client's side learns of it
+        # in the upstream's `connection_made`, before the upstream's first read
+        self.peer = peer
         self.got_eof = False
-        # what came before the peer's connection did (uvloop starts reading an accepted
-        # connection after `connection_made`, whatever it paused there)
+        # what the client sent before its upstream was connected, in order
         self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods
         self.transport = cast(asyncio.Transport, transport)
+        client = self.peer
+        if client is None:
+            return
+        assert client.transport is not None
+        if client.transport.is_closing():  # the client left while this connected
+            self.transport.close()
+            return
+        client.peer = self
+        for data in client.early:
+            self.transport.write(data)
+        client.early.clear()
+        if client.got_eof:
+            client.eof_received()
+        else:
+            client.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
-        else:
+        else:  # still connecting: kept, and no more read until then
             self.early.append(data)
+            assert self.transport is not None
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         # a half-close passes on as one; the pair closes once both sides have ended
@@ -56,13 +74,17 @@ class _Side(asyncio.Protocol):
             peer.transport.write_eof()
         return True
 
+    # flow control: a side whose write buffer fills stops its peer being read (not a peer
+    # that has ended: reading a stream past its end is undefined in libuv)
     def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.got_eof:
+            peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.got_eof:
+            peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close_pair()
@@ -88,22 +110,10 @@ class _Downstream(_Side):
     async def _connect(self) -> None:
         host, port = self._upstream
         try:
-            _, up = await asyncio.get_running_loop().create_connection(_Side, host, port)
+            # paired in the upstream side's `connection_made`
+            await asyncio.get_running_loop().create_connection(lambda: _Side(self), host, port)
         except OSError:
             self._close_pair()
-            return
-        assert self.transport is not None
-        if self.transport.is_closing():
-            if up.transport is not None:
-                up.transport.close()
-            return
-        self.peer, up.peer = up, self
-        assert up.transport is not None
-        for data in self.early:
-            up.transport.write(data)
-        self.early.clear()
-        if self.got_eof:
-            self.eof_received()
 
 
 def _address(text: str) -> tuple[str, int]:
