@@ -354,3 +354,23 @@ def test_the_routed_row_is_also_paired_with_the_relays_hop_its_floor() -> None:
     assert over["gateway_minus_relay_ms_per_token"] == pytest.approx(0.05)
     # the relay's own cost against vLLM counts its process, as the gateway's does
     assert analysis["paired"]["vllm+relay"]["cpu"]["added_ms_per_token"] == pytest.approx(0.03)
+
+
+def test_the_relay_is_placed_where_the_gateway_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no process is moved here: the tree, the pinning and the CPU count are stand-ins
+    pinned: dict[int, frozenset[int]] = {}
+    trees = {10: {10: "/venv/bin/python", 11: "VLLM::EngineCore", 12: "VLLM::Worker"}}
+    monkeypatch.setattr(bench, "_tree", lambda root: trees[root])
+    monkeypatch.setattr(bench, "pin_process", lambda pid, cpus: pinned.__setitem__(pid, cpus))
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+
+    class Proc:
+        pid = 20
+
+    relay = bench.Server("vllm+relay", 1, Proc(), Path("relay.log"), "", 10)
+
+    for placement, where in (("split", {1}), ("front", {1}), ("float", None)):
+        pinned.clear()
+        bench.apply_placement(placement, {"vllm+relay": relay}, {})
+        assert pinned.get(20) == where, placement
+        assert pinned.get(10) == where  # the API server's side of the front
