@@ -30,6 +30,7 @@ class _Side(asyncio.Protocol):
         # in the upstream's `connection_made`, before the upstream's first read
         self.peer = peer
         self.got_eof = False
+        self.writing_paused = False  # this side's write buffer is over its high-water mark
         # what the client sent before its upstream was connected, in order
         self.early: list[bytes] = []
 
@@ -49,7 +50,7 @@ class _Side(asyncio.Protocol):
         client.early.clear()
         if client.got_eof:
             client.eof_received()
-        else:
+        elif not self.writing_paused:  # (the early bytes may have filled this side's buffer)
             client.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -77,11 +78,13 @@ class _Side(asyncio.Protocol):
     # flow control: a side whose write buffer fills stops its peer being read (not a peer
     # that has ended: reading a stream past its end is undefined in libuv)
     def pause_writing(self) -> None:
+        self.writing_paused = True
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.got_eof:
             peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.got_eof:
             peer.transport.resume_reading()
