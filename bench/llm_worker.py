@@ -10,11 +10,11 @@ wharf_llm_worker.middleware.WharfMiddleware`, started directly with the engine's
 two rows differ by exactly what Wharf puts on the token path. The third row, `wharf+router`, is
 the same Wharf worker reached through a gateway process in front of it (`--endpoint URL=both`):
 what a client of an LLMInferenceService with a router pays. The gateway runs only for its own
-cells (started before, stopped after them), since it scrapes the worker's `/metrics` 5 times a
-second. The fourth row, `vllm+relay`, is the floor of that hop: vLLM's own server behind
-`tcp_relay.py`, a uvloop process that moves the bytes both ways and does nothing else. What
-`wharf+router` costs over `vllm+relay` is what the worker and the gateway add on top of any
-proxy hop in Python on this machine.
+cells (started before, stopped after them), since it scrapes the worker's `/metrics` (once a
+second for a lone pod, `--lone-scrape-interval`). The fourth row, `vllm+relay`, is the floor
+of that hop: vLLM's own server behind `tcp_relay.py`, a uvloop process that moves the bytes
+both ways and does nothing else. What `wharf+router` costs over `vllm+relay` is what the
+worker and the gateway add on top of any proxy hop in Python on this machine.
 
 Where Wharf costs anything, it costs CPU in the API server's process (the middleware runs there)
 and in the gateway's. So every cell reads, from /proc, the CPU seconds each process used
@@ -835,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
                     measured = servers.get(name)
                     if measured is None and gateway is None:
                         # Up only for its own cells: its /metrics scrapes of the worker (every
-                        # 0.2 s) would otherwise run during the other rows' cells too.
+                        # second) would otherwise run during the other rows' cells too.
                         log = workdir / f"wharf+router-{round_index + 1}.log"
                         engine = servers["wharf"]
                         gateway = start(name, router, router_port, log, environment, engine)

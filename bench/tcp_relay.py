@@ -104,6 +104,7 @@ class _Downstream(_Side):
     def __init__(self, upstream: tuple[str, int]) -> None:
         super().__init__()
         self._upstream = upstream
+        # held: the loop keeps only a weak reference to a task
         self._connecting: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
