@@ -165,3 +165,26 @@ async def test_a_missing_model_is_a_download_failure(runtime: LocalRuntime, tmp_
 
     await until(lambda: reason() == "ModelDownloadFailed", "the failure", timeout_s=30)
     assert s.workers == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_failed_download_is_retried_when_applied_again(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    folder = tmp_path / "later"
+    docs = [preset(), llmisvc(folder.as_uri(), replicas=1, scheduler=False)]
+    runtime.apply(docs)
+    s = runtime.llms[("team", "sim")]
+
+    def reason() -> str | None:
+        return next((c.get("reason") for c in s.conditions if c["type"] == "Ready"), None)
+
+    await until(lambda: reason() == "ModelDownloadFailed", "the failure", timeout_s=30)
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    again = runtime.apply(docs)
+    assert again[1].action == "retried"
+    await until(lambda: s.model_dirs is not None, "the model after the retry", timeout_s=30)
+    assert s.failure is None
+    # nothing left to retry: the same manifest once more changes nothing
+    assert runtime.apply(docs)[1].action == "unchanged"

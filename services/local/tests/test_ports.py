@@ -47,3 +47,16 @@ def test_a_port_in_use_is_not_picked() -> None:
         s.listen()
         held = s.getsockname()[1]
         assert not ports._bindable(held)
+
+
+def test_a_port_handed_out_is_not_handed_out_again_before_it_is_bound() -> None:
+    # none of these is bound: each is only checked free, as a replica's ports are until its
+    # process starts; a repeat would make one of two children fail to bind at every restart
+    picked = [ports.free_port() for _ in range(500)]
+    assert len(set(picked)) == len(picked)
+
+
+def test_the_ports_handed_out_are_forgotten_after_a_while() -> None:
+    handed_out = {1: 0.0, 2: 100.0, 3: 250.0}
+    ports.forget_expired(handed_out, now=250.0, held_s=200.0)
+    assert handed_out == {2: 100.0, 3: 250.0}

@@ -8,7 +8,7 @@ import functools
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -60,15 +60,18 @@ async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
 
 
 class SlowFiles(SimpleHTTPRequestHandler):
-    """Serves a folder; counts GETs; can be told to fail with 404 until `fail` is cleared."""
+    """Serves a folder; counts GETs; can be told to fail with 404 until `fail` is cleared (a
+    GET that came while it was set fails, `fail_delay_s` later)."""
 
     gets: list[str]
     fail: threading.Event
     delay_s = 0.5
+    fail_delay_s = 0.0
 
     def do_GET(self) -> None:
         self.gets.append(self.path)
         if self.fail.is_set():
+            time.sleep(self.fail_delay_s)
             self.send_error(404)
             return
         time.sleep(self.delay_s)  # long enough for concurrent services to overlap
@@ -78,14 +81,15 @@ class SlowFiles(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> Iterator[tuple[str, list[str], threading.Event]]:
-    folder = tmp_path / "served"
+Files = tuple[str, list[str], threading.Event]
+
+
+def serve_files(folder: Path, fail_delay_s: float = 0.0) -> Iterator[Files]:
     folder.mkdir()
     (folder / "version.txt").write_text("v1")
     gets: list[str] = []
     fail = threading.Event()
-    handler = type("H", (SlowFiles,), {"gets": gets, "fail": fail})
+    handler = type("H", (SlowFiles,), {"gets": gets, "fail": fail, "fail_delay_s": fail_delay_s})
     server = ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
     )
@@ -95,6 +99,50 @@ def files(tmp_path: Path) -> Iterator[tuple[str, list[str], threading.Event]]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[Files]:
+    yield from serve_files(tmp_path / "served")
+
+
+@pytest.fixture
+def slowly_failing_files(tmp_path: Path) -> Iterator[Files]:
+    """`files` whose failures take 3 s: a download that fails is under way that long."""
+    yield from serve_files(tmp_path / "served", fail_delay_s=3.0)
+
+
+def state_of(svc: Service) -> str:
+    """What a timed-out wait saw: every revision's download and replica state, and the events."""
+    lines = [f"conditions: {[(c.type, c.status, c.reason) for c in svc.conditions]}"]
+    for comp in svc.components.values():
+        for rev in comp.revisions.values():
+            lines.append(
+                f"{rev.name}: failure={rev.failure} fetching={rev.fetching} "
+                f"retry_at={rev.retry_at} attempts={rev.attempts} model_dirs={rev.model_dirs} "
+                f"stuck={rev.stuck} last_crash={rev.last_crash}"
+            )
+            for r in rev.replicas:
+                task = r.task
+                ended = task is not None and task.done()
+                failed = task.exception() if ended and task and not task.cancelled() else None
+                proc = r.process.proc if r.process else None
+                lines.append(
+                    f"  replica {r.index} :{r.http_port} {r.state} crashes={r.crashes} "
+                    f"task={'none' if task is None else 'ended' if ended else 'running'} "
+                    f"task_error={failed!r} pid={proc.pid if proc else None} "
+                    f"exit={proc.returncode if proc else None}"
+                )
+    lines += [f"event {e.type} {e.reason}: {e.message}" for e in svc.events]
+    return "\n".join(lines)
+
+
+async def until_for(svc: Service, check: Callable[[], object], what: str) -> None:
+    """`until`, well inside the test's own timeout, and on a time-out the service's state."""
+    try:
+        await until(check, what, timeout_s=45)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{state_of(svc)}") from None
 
 
 def condition(svc: Service, type_: str = "Ready") -> tuple[str, str | None]:
@@ -123,7 +171,7 @@ async def test_failed_download_retries_on_reapply_and_by_itself(
     results = runtime.apply([standin_runtime(), isvc("m", uri)])
     svc = runtime.services[("default", "m")]
     assert results[1].generation == 1
-    await until(lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
+    await until_for(svc, lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
     assert svc.observed_generation == 1
     event = next(e for e in svc.events if e.reason == "ModelDownloadFailed")
     assert "attempt 1" in event.message and "retrying in" in event.message
@@ -133,7 +181,7 @@ async def test_failed_download_retries_on_reapply_and_by_itself(
     assert again[1].action == "retried"
     # what a client reads right after the apply is the retry, not the old failure
     assert condition(svc)[1] != "ModelDownloadFailed"
-    await until(lambda: condition(svc) == ("True", None), "ready after the retry")
+    await until_for(svc, lambda: condition(svc) == ("True", None), "ready after the retry")
 
 
 async def test_failed_download_retries_with_backoff_without_reapply(
@@ -143,10 +191,56 @@ async def test_failed_download_retries_with_backoff_without_reapply(
     fail.set()
     runtime.apply([standin_runtime(), isvc("m", uri)])
     svc = runtime.services[("default", "m")]
-    await until(lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
+    await until_for(svc, lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
     fail.clear()
-    await until(lambda: condition(svc) == ("True", None), "ready after the backoff retry")
+    await until_for(svc, lambda: condition(svc) == ("True", None), "ready after the backoff retry")
     assert len(gets) >= 2
+
+
+async def test_an_apply_during_a_backoff_retry_retries_again_at_once(
+    runtime: LocalRuntime, slowly_failing_files: Files
+) -> None:
+    uri, gets, fail = slowly_failing_files
+    fail.set()
+    runtime.apply([standin_runtime(), isvc("m", uri)])
+    svc = runtime.services[("default", "m")]
+    rev = next(iter(svc.components.values())).latest
+    assert rev is not None
+    await until_for(svc, lambda: condition(svc)[1] == "ModelDownloadFailed", "the failure")
+    # the backoff's retry is under way, and the source has already decided it fails
+    await until_for(svc, lambda: rev.fetching and len(gets) >= 2, "the backoff retry")
+    fail.clear()
+    again = runtime.apply([standin_runtime(), isvc("m", uri)])
+    assert again[1].action == "retried"
+    assert condition(svc)[1] != "ModelDownloadFailed"
+    await until_for(svc, lambda: condition(svc) == ("True", None), "ready after the retry")
+    # the attempt that began before the apply failed, and the apply's retry followed it
+    assert any(
+        e.reason == "ModelDownloadFailed" and "retrying now" in e.message for e in svc.events
+    )
+    assert len(gets) >= 3
+
+
+async def test_a_replica_that_cannot_be_started_backs_off_on_new_ports(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    # exists and is executable, but the kernel cannot run it (its interpreter is missing)
+    server = tmp_path / "server"
+    server.write_text("#!/nonexistent/interpreter\n")
+    server.chmod(0o755)
+    runtime.apply([standin_runtime(command=[str(server)]), isvc("m", str(STANDIN.parent))])
+    svc = runtime.services[("default", "m")]
+
+    def backoffs() -> list[str]:
+        return [e.message for e in svc.events if e.reason == "BackOff"]
+
+    await until_for(svc, lambda: len(backoffs()) >= 1, "the first backoff")
+    replica = next(iter(svc.components.values())).latest.replicas[0]  # type: ignore[union-attr]
+    first_port = replica.http_port
+    await until_for(svc, lambda: len(backoffs()) >= 2, "a restart that fails again")
+    assert all("could not be run: FileNotFoundError" in m for m in backoffs())
+    assert replica.http_port != first_port
+    assert condition(svc) == ("False", "CrashLoopBackOff")
 
 
 async def test_a_runtime_without_a_command_is_named_in_the_error(runtime: LocalRuntime) -> None:

@@ -43,13 +43,18 @@ class ModelFetcher:
         self._spawn = spawn
 
     def retry_failed(self, svc: Service) -> bool:
-        """Applying a manifest again retries its failed downloads at once."""
+        """Applying a manifest again retries its failed downloads at once. A backoff retry
+        already under way counts, but it may have asked the source before the user fixed it:
+        if it fails, the next attempt follows at once rather than after the backoff."""
         retried = False
         for comp in svc.components.values():
             rev = comp.latest
-            if rev is not None and rev.failure is not None and not rev.fetching:
+            if rev is not None and rev.failure is not None:
                 rev.failure, rev.retry_at = None, None
-                self.start(svc, rev)
+                if rev.fetching:
+                    rev.retry_again = True
+                else:
+                    self.start(svc, rev)
                 retried = True
         return retried
 
@@ -69,6 +74,19 @@ class ModelFetcher:
                     )
                 except Exception as exc:
                     rev.attempts += 1
+                    if rev.retry_again:
+                        # begun before the manifest was applied again: that apply's retry is due
+                        rev.retry_again, rev.retry_at = False, time.monotonic()
+                        self._emit(
+                            svc,
+                            "Warning",
+                            MODEL_DOWNLOAD_FAILED,
+                            f"storageUri: {exc} (attempt {rev.attempts}, begun before the "
+                            "manifest was applied again; retrying now)",
+                            rev.name,
+                        )
+                        rev.notify()
+                        return
                     delay = backoff.restart_delay(rev.attempts)
                     rev.failure = (MODEL_DOWNLOAD_FAILED, f"storageUri: {exc}")
                     rev.retry_at = time.monotonic() + delay
@@ -97,7 +115,7 @@ class ModelFetcher:
                     rev.name,
                 )
             rev.model_dirs = dirs
-            rev.failure, rev.retry_at = None, None
+            rev.failure, rev.retry_at, rev.retry_again = None, None, False
             rev.notify()
         finally:
             rev.fetching = False

@@ -98,6 +98,8 @@ class LLMService:
     failure: str | None = None
     attempts: int = 0
     retry_at: float | None = None
+    # applied again while a backoff retry ran: if that one fails, the next attempt is at once
+    retry_again: bool = False
     workers: list[Unit] = field(default_factory=list)
     router: Unit | None = None
     started_generation: int = 0
@@ -156,12 +158,16 @@ class LLMRunner:
         s.generation += 1
         self._spawn(self._stop_units(self._take_units(s)))
         s.model_dirs, s.failure, s.attempts, s.retry_at = None, None, 0, None
+        s.retry_again = False
 
     def retry(self, s: LLMService) -> bool:
-        """Applying the same manifest again retries a failed download at once."""
-        if s.failure is None or s.fetching:
+        """Applying the same manifest again retries a failed download at once. A backoff
+        retry already under way counts, but it may have asked the source before the user
+        fixed it: if it fails, the next attempt follows at once rather than after the backoff."""
+        if s.failure is None:
             return False
         s.failure, s.retry_at = None, None
+        s.retry_again = s.fetching
         return True
 
     async def stop(self, s: LLMService) -> None:
@@ -216,6 +222,19 @@ class LLMRunner:
                     result = await self._cache.fetch(mount.uri)
                 except Exception as exc:
                     s.attempts += 1
+                    if s.retry_again and generation == s.generation:
+                        # begun before the manifest was applied again: that apply's retry is due
+                        s.retry_again, s.retry_at = False, None
+                        self.event(
+                            s,
+                            "Warning",
+                            MODEL_DOWNLOAD_FAILED,
+                            f"model.uri: {exc} (attempt {s.attempts}, begun before the manifest "
+                            "was applied again; retrying now)",
+                            s.name,
+                        )
+                        s.notify()
+                        return
                     delay = backoff.restart_delay(s.attempts)
                     s.failure = f"model.uri: {exc}"
                     s.retry_at = time.monotonic() + delay
@@ -240,7 +259,7 @@ class LLMRunner:
                 )
             if generation == s.generation:
                 s.model_dirs = dirs
-                s.failure = None
+                s.failure, s.retry_again = None, False
             s.notify()
         finally:
             s.fetching = False
@@ -317,9 +336,8 @@ class LLMRunner:
             unit.process = proc
             try:
                 await proc.start()
-            except OSError as exc:
-                unit.last_crash = f"could not start: {exc}"
-                code: int | str = "none"
+            except Exception as exc:  # no such file, no memory, no threads left: a crash
+                unit.last_crash = f"could not start: {type(exc).__name__}: {exc}"
             else:
                 if not unit.port:
                     unit.group_status_at_start = _status_version(unit)[0]
@@ -332,9 +350,18 @@ class LLMRunner:
                     ready = unit.state == "ready"
                     await proc.stop(unit.kill_timeout_s if ready else STARTING_KILL_TIMEOUT_S)
                     raise
-                unit.last_crash = f"exited with code {code}{log_tail(unit.log_path)}"
+                except Exception as exc:
+                    # the watching failed, not the process: restarted like a crash, rather
+                    # than left "starting" with no one watching it
+                    log.exception("%s: supervision failed", unit.label)
+                    await proc.stop(STARTING_KILL_TIMEOUT_S)
+                    unit.last_crash = f"could not be watched: {type(exc).__name__}: {exc}"
+                else:
+                    unit.last_crash = f"exited with code {code}{log_tail(unit.log_path)}"
             unit.state = "backoff"
-            unit.crashes = backoff.crashes_in_a_row(unit.crashes, proc.uptime())
+            # a process that never started ran for no time: the backoff grows
+            uptime = proc.uptime() if proc.pid is not None else 0.0
+            unit.crashes = backoff.crashes_in_a_row(unit.crashes, uptime)
             delay = backoff.restart_delay(unit.crashes)
             self.event(
                 s,

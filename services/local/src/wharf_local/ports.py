@@ -5,12 +5,19 @@ every outgoing connection takes its local port. Between the pick and the child's
 client connection (the ingress's, a probe's, anything else on the machine) can be handed that
 port, and the child then fails to start ("address already in use"). So ports are picked below
 that range, where only listeners live, and checked free at the pick.
+
+A port checked free is still free until its child binds it, so a second pick in that time (the
+same replica's gRPC port, the next replica) could be handed the same one; the one of the two
+children that binds last would then fail at every restart. So a port once handed out is not
+handed out again for a while (`HELD_S`), whether or not it is bound yet.
 """
 
 from __future__ import annotations
 
 import random
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +28,8 @@ DEFAULT_EPHEMERAL = (32768, 60999)
 SPAN = 10_000
 MIN_SPAN = 1_000
 TRIES = 64
+# how long a port handed out is kept from the next picks: longer than any child takes to bind
+HELD_S = 300.0
 
 
 def ephemeral_range(text: str | None) -> tuple[int, int]:
@@ -79,9 +88,34 @@ def _read_range() -> str | None:
         return None
 
 
+def forget_expired(handed_out: dict[int, float], now: float, held_s: float = HELD_S) -> None:
+    """Drop the ports handed out more than `held_s` ago from `handed_out` (port -> when)."""
+    for port in [p for p, at in handed_out.items() if now - at > held_s]:
+        del handed_out[port]
+
+
 _RNG = random.Random()
+_HANDED_OUT: dict[int, float] = {}
+_LOCK = threading.Lock()
 
 
 def free_port() -> int:
-    """A loopback port free now, outside the ephemeral range where the kernel allows it."""
-    return pick_port(listener_range(ephemeral_range(_read_range())), _bindable, _RNG, _kernel_pick)
+    """A loopback port free now, outside the ephemeral range where the kernel allows it, and
+    not handed out by this process in the last `HELD_S` seconds."""
+    with _LOCK:
+        now = time.monotonic()
+        forget_expired(_HANDED_OUT, now)
+
+        def is_free(port: int) -> bool:
+            return port not in _HANDED_OUT and _bindable(port)
+
+        def fallback() -> int:
+            for _ in range(TRIES):
+                port = _kernel_pick()
+                if port not in _HANDED_OUT:
+                    return port
+            return _kernel_pick()
+
+        port = pick_port(listener_range(ephemeral_range(_read_range())), is_free, _RNG, fallback)
+        _HANDED_OUT[port] = now
+        return port

@@ -421,8 +421,7 @@ class LocalRuntime:
                     r.state = "draining"
             rev.notify()
         elif isinstance(action, reconcile.RestartReplica) and replica is not None:
-            replica.state = "starting"
-            replica.task = self._spawn(self._run_replica(svc, rev, replica))
+            self._restart_replica(svc, rev, replica)
         elif isinstance(action, reconcile.StopReplica) and replica is not None:
             if replica.task is not None and not replica.task.done():
                 replica.task.cancel()
@@ -435,6 +434,15 @@ class LocalRuntime:
             self.fetcher.start(svc, rev)
         elif isinstance(action, reconcile.RetireRevision):
             comp.revisions.pop(rev.name, None)
+
+    def _restart_replica(self, svc: Service, rev: Revision, replica: Replica) -> None:
+        # new ports: whatever took the old ones (another program, a child that has not let
+        # go) would make every restart fail the same way
+        replica.http_port = free_port()
+        if replica.grpc_port is not None:
+            replica.grpc_port = free_port()
+        replica.state = "starting"
+        replica.task = self._spawn(self._run_replica(svc, rev, replica))
 
     def _add_replica(self, svc: Service, rev: Revision) -> None:
         grpc = free_port() if rev.plan.grpc_port is not None else None

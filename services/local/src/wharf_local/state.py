@@ -59,6 +59,8 @@ class Revision:
     retry_at: float | None = None
     attempts: int = 0
     fetching: bool = False
+    # the manifest was applied again while a backoff retry ran: if that one fails, once more now
+    retry_again: bool = False
     last_crash: str | None = None
     # (reason, message) while it runs but cannot become ready (see RevisionObservation.stuck)
     stuck: tuple[str, str] | None = None

@@ -58,6 +58,37 @@ class Supervisor:
         """Run the replica until its process exits or the task is cancelled (scale-down)."""
         proc = ManagedProcess(argv, env, log_path)
         replica.process = proc
+        try:
+            code = await self._supervise(rev, replica, proc, emit)
+        except asyncio.CancelledError:
+            # scaled down or deleted: stop the process, then leave
+            await proc.stop()
+            replica.state = "stopped"
+            rev.notify()
+            raise
+        except Exception as exc:
+            # the supervision itself failed (the process could not be started: no memory, no
+            # threads left; a probe raised): handled as a crash, so that the replica is
+            # restarted after a backoff rather than left "starting" with no one watching it
+            log.exception("replica %d of %s: supervision failed", replica.index, rev.name)
+            try:
+                await proc.stop()
+            except Exception:  # the backoff below must happen in any case
+                log.exception("replica %d of %s: stopping it failed", replica.index, rev.name)
+            self._back_off(
+                rev, replica, proc, f"could not be run: {type(exc).__name__}: {exc}", emit
+            )
+            return
+        if replica.state == "draining" or proc.stopping:
+            replica.state = "stopped"
+            return
+        self._back_off(rev, replica, proc, f"exited with code {code}", emit)
+
+    async def _supervise(
+        self, rev: Revision, replica: Replica, proc: ManagedProcess, emit: Emit
+    ) -> int:
+        """Start the process, probe it into service (and back, when the ingress marked it
+        unreachable) until it exits; its exit code."""
         await proc.start()
         grpc = f" grpc :{replica.grpc_port}" if replica.grpc_port else ""
         emit(
@@ -68,38 +99,35 @@ class Supervisor:
         )
         exited = asyncio.ensure_future(proc.wait())
         exited.add_done_callback(lambda _: self._on_exit(replica.http_port))
-        try:
-            await self._until_ready(rev, replica, proc, exited, emit)
-            while not exited.done():
-                # the ingress marks a replica that refused a connection as starting again:
-                # probe it back into service if its process is still there
-                await asyncio.wait({exited}, timeout=REPROBE_INTERVAL_S)
-                if replica.state == "starting" and not exited.done():
-                    await self._until_ready(rev, replica, proc, exited, emit)
-            code = await exited
-        except asyncio.CancelledError:
-            # scaled down or deleted: stop the process, then leave
-            await proc.stop()
-            replica.state = "stopped"
-            rev.notify()
-            raise
-        if replica.state == "draining" or proc.stopping:
-            replica.state = "stopped"
-            return
+        await self._until_ready(rev, replica, proc, exited, emit)
+        while not exited.done():
+            # the ingress marks a replica that refused a connection as starting again:
+            # probe it back into service if its process is still there
+            await asyncio.wait({exited}, timeout=REPROBE_INTERVAL_S)
+            if replica.state == "starting" and not exited.done():
+                await self._until_ready(rev, replica, proc, exited, emit)
+        return await exited
+
+    def _back_off(
+        self, rev: Revision, replica: Replica, proc: ManagedProcess, what: str, emit: Emit
+    ) -> None:
+        """The replica ended without being asked to: restart it after a backoff that grows
+        with the crashes in a row (a process that never started ran for no time)."""
         replica.state = "backoff"
-        replica.crashes = backoff.crashes_in_a_row(replica.crashes, proc.uptime())
+        uptime = proc.uptime() if proc.pid is not None else 0.0
+        replica.crashes = backoff.crashes_in_a_row(replica.crashes, uptime)
         delay = backoff.restart_delay(replica.crashes)
         replica.restart_at = time.monotonic() + delay
         replica.task = None
-        tail = log_tail(log_path)
+        tail = log_tail(proc.log_path)
         emit(
             "Warning",
             "BackOff",
-            f"replica {replica.index} exited with code {code}; restarting in "
+            f"replica {replica.index} {what}; restarting in "
             f"{delay:.0f}s (crash {replica.crashes} in a row){tail}",
             rev.name,
         )
-        rev.last_crash = f"exited with code {code}{tail}"
+        rev.last_crash = f"{what}{tail}"
         rev.notify()
 
     async def _until_ready(
