@@ -3,6 +3,7 @@ that do not exist fail at once, and retries reach the progress callback."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -127,8 +128,12 @@ def cut_chunked() -> Iterator[tuple[str, list[int]]]:
     thread.start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}", served
     stop.set()
+    # close() alone does not wake a thread blocked in accept(); shutdown() does
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     sock.close()
     thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_truncated_chunked_body_fails_with_the_network_error(
