@@ -6,7 +6,10 @@ gateway`. What vLLM itself does under `wharf up` is e2e/local/test_llm_wharf_up.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +182,67 @@ async def test_a_failed_download_is_retried_when_applied_again(
     def reason() -> str | None:
         return next((c.get("reason") for c in s.conditions if c["type"] == "Ready"), None)
 
-    await until(lambda: reason() == "ModelDownloadFailed", "the failure", timeout_s=30)
+    await until(lambda: reason() == "ModelDownloadFailed", "the failure", timeout_s=25)
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     again = runtime.apply(docs)
     assert again[1].action == "retried"
-    await until(lambda: s.model_dirs is not None, "the model after the retry", timeout_s=30)
+    await until(lambda: s.model_dirs is not None, "the model after the retry", timeout_s=25)
     assert s.failure is None
     # nothing left to retry: the same manifest once more changes nothing
     assert runtime.apply(docs)[1].action == "unchanged"
+
+
+class FailingSlowly(BaseHTTPRequestHandler):
+    """Serves one small file; a GET that comes while `fail` is set gets a 404, 3 s later (a
+    download that fails is under way that long)."""
+
+    fail: threading.Event
+    failed: list[str]
+
+    def do_GET(self) -> None:
+        if self.fail.is_set():
+            self.failed.append(self.path)  # the decision is taken: the test may clear `fail`
+            time.sleep(3.0)
+            self.send_error(404)
+            return
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_slowly() -> Iterator[tuple[str, threading.Event, list[str]]]:
+    fail, failed = threading.Event(), []
+    handler = type("H", (FailingSlowly,), {"fail": fail, "failed": failed})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/config.json", fail, failed
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.timeout(90)
+async def test_an_apply_during_a_backoff_retry_retries_again_at_once(
+    runtime: LocalRuntime, failing_slowly: tuple[str, threading.Event, list[str]]
+) -> None:
+    uri, fail, failed = failing_slowly
+    fail.set()
+    docs = [preset(), llmisvc(uri, replicas=1, scheduler=False)]
+    runtime.apply(docs)
+    s = runtime.llms[("team", "sim")]
+    await until(lambda: s.failure is not None, "the failure", timeout_s=25)
+    # the backoff's retry is under way, and the source has already decided it fails
+    await until(lambda: s.fetching and len(failed) >= 2, "the backoff retry", timeout_s=25)
+    fail.clear()
+    assert runtime.apply(docs)[1].action == "retried"
+    assert s.failure is None
+    await until(lambda: s.model_dirs is not None, "the model after the retry", timeout_s=25)
+    assert any(e.reason == "ModelDownloadFailed" and "retrying now" in e.message for e in s.events)

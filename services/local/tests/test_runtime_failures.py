@@ -69,8 +69,9 @@ class SlowFiles(SimpleHTTPRequestHandler):
     fail_delay_s = 0.0
 
     def do_GET(self) -> None:
-        self.gets.append(self.path)
-        if self.fail.is_set():
+        failing = self.fail.is_set()
+        self.gets.append(self.path)  # after the decision: a test that saw it may change `fail`
+        if failing:
             time.sleep(self.fail_delay_s)
             self.send_error(404)
             return
@@ -138,9 +139,10 @@ def state_of(svc: Service) -> str:
 
 
 async def until_for(svc: Service, check: Callable[[], object], what: str) -> None:
-    """`until`, well inside the test's own timeout, and on a time-out the service's state."""
+    """`until`, well inside the test's own timeout (three of them fit), and on a time-out the
+    service's state."""
     try:
-        await until(check, what, timeout_s=45)
+        await until(check, what, timeout_s=30)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{state_of(svc)}") from None
 

@@ -75,7 +75,9 @@ class ModelFetcher:
                 except Exception as exc:
                     rev.attempts += 1
                     if rev.retry_again:
-                        # begun before the manifest was applied again: that apply's retry is due
+                        # begun before the manifest was applied again: that apply's retry is
+                        # due (the next tick's RetryDownload starts it; starting it here would
+                        # be undone by the `finally` below)
                         rev.retry_again, rev.retry_at = False, time.monotonic()
                         self._emit(
                             svc,

@@ -221,8 +221,12 @@ class LLMRunner:
                     # local URIs, and those the environment grants (AWS_*, HF_TOKEN)
                     result = await self._cache.fetch(mount.uri)
                 except Exception as exc:
+                    if generation != s.generation:
+                        # a spec applied since: its own fetch follows (this one's failure is
+                        # not the new spec's)
+                        return
                     s.attempts += 1
-                    if s.retry_again and generation == s.generation:
+                    if s.retry_again:
                         # begun before the manifest was applied again: that apply's retry is due
                         s.retry_again, s.retry_at = False, None
                         self.event(
@@ -354,7 +358,10 @@ class LLMRunner:
                     # the watching failed, not the process: restarted like a crash, rather
                     # than left "starting" with no one watching it
                     log.exception("%s: supervision failed", unit.label)
-                    await proc.stop(STARTING_KILL_TIMEOUT_S)
+                    try:
+                        await proc.stop(STARTING_KILL_TIMEOUT_S)
+                    except Exception:  # the backoff below must happen in any case
+                        log.exception("%s: stopping it failed", unit.label)
                     unit.last_crash = f"could not be watched: {type(exc).__name__}: {exc}"
                 else:
                     unit.last_crash = f"exited with code {code}{log_tail(unit.log_path)}"

@@ -8,8 +8,11 @@ that range, where only listeners live, and checked free at the pick.
 
 A port checked free is still free until its child binds it, so a second pick in that time (the
 same replica's gRPC port, the next replica) could be handed the same one; the one of the two
-children that binds last would then fail at every restart. So a port once handed out is not
-handed out again for a while (`HELD_S`), whether or not it is bound yet.
+children that binds last would then fail (and, before restarts took new ports, at every
+restart). So a port once handed out is not handed out again by this process for a while
+(`HELD_S`), whether or not it is bound yet. The hold is a heuristic, not a lease: a server that
+loads its model for longer than that before it binds can still meet a later pick, and its
+restart then takes new ports.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ DEFAULT_EPHEMERAL = (32768, 60999)
 SPAN = 10_000
 MIN_SPAN = 1_000
 TRIES = 64
-# how long a port handed out is kept from the next picks: longer than any child takes to bind
-HELD_S = 300.0
+# how long a port handed out is kept from the next picks: longer than nearly any server takes to
+# bind it (most bind before they load), short enough that the range cannot run out
+HELD_S = 600.0
 
 
 def ephemeral_range(text: str | None) -> tuple[int, int]:

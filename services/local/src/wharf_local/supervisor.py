@@ -75,6 +75,10 @@ class Supervisor:
                 await proc.stop()
             except Exception:  # the backoff below must happen in any case
                 log.exception("replica %d of %s: stopping it failed", replica.index, rev.name)
+            if replica.state == "draining":  # it was on its way out: not restarted
+                replica.state = "stopped"
+                rev.notify()
+                return
             self._back_off(
                 rev, replica, proc, f"could not be run: {type(exc).__name__}: {exc}", emit
             )
@@ -98,7 +102,10 @@ class Supervisor:
             rev.name,
         )
         exited = asyncio.ensure_future(proc.wait())
-        exited.add_done_callback(lambda _: self._on_exit(replica.http_port))
+        # the ports of this process, not the replica's when it ends (a restart takes new ones):
+        # connections pooled to them, HTTP and gRPC, go with it
+        ports = sorted(_own_ports(replica))
+        exited.add_done_callback(lambda _: [self._on_exit(port) for port in ports])
         await self._until_ready(rev, replica, proc, exited, emit)
         while not exited.done():
             # the ingress marks a replica that refused a connection as starting again:
