@@ -143,28 +143,41 @@ class GraphRunner:
         log_path = self._log_dir(g.namespace, g.name) / "router.log"
         proc = ManagedProcess(argv, env, log_path)
         g.process = proc
-        await proc.start()
-        self.event(g, "Normal", "Started", f"router pid {proc.pid} http :{port}")
-        exited = asyncio.ensure_future(proc.wait())
         try:
-            while not exited.done():
-                if await self._ready(port):
-                    g.state = "ready"
-                    g.last_crash = None
-                    g.notify()
-                    break
-                await asyncio.wait({exited}, timeout=PROBE_INTERVAL_S)
-            code = await exited
+            code = await self._supervise(g, proc, port)
+            what = f"exited with code {code}"
         except asyncio.CancelledError:
             await proc.stop()
             raise
+        except Exception as exc:
+            # it could not be started or watched: a crash, so that it is restarted rather than
+            # left "starting" with no one watching it
+            log.exception("the router of graph %s/%s", g.namespace, g.name)
+            with contextlib.suppress(Exception):
+                await proc.stop()
+            what = f"could not be run: {type(exc).__name__}: {exc}"
         g.state = "backoff"
-        g.crashes = backoff.crashes_in_a_row(g.crashes, proc.uptime())
+        # a process that never started ran for no time: the backoff grows
+        g.crashes = backoff.crashes_in_a_row(g.crashes, proc.uptime() if proc.pid else 0.0)
         delay = backoff.restart_delay(g.crashes)
         g.restart_at = time.monotonic() + delay
-        g.last_crash = f"exited with code {code}{log_tail(log_path)}"
+        g.last_crash = f"{what}{log_tail(log_path)}"
         self.event(g, "Warning", "BackOff", f"{g.last_crash}; restarting in {delay:.0f}s")
         g.notify()
+
+    async def _supervise(self, g: Graph, proc: ManagedProcess, port: int) -> int:
+        """Start the router, probe it into service; its exit code."""
+        await proc.start()
+        self.event(g, "Normal", "Started", f"router pid {proc.pid} http :{port}")
+        exited = asyncio.ensure_future(proc.wait())
+        while not exited.done():
+            if await self._ready(port):
+                g.state = "ready"
+                g.last_crash = None
+                g.notify()
+                break
+            await asyncio.wait({exited}, timeout=PROBE_INTERVAL_S)
+        return await exited
 
     async def _ready(self, port: int) -> bool:
         try:
