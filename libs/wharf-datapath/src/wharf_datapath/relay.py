@@ -41,13 +41,17 @@ def chunk_frame(data: bytes) -> bytes:
 
 class ClientStream:
     """The client's connection under a started, chunked response of uvicorn's httptools
-    protocol: write body chunks to it while its response cycle is open."""
+    protocol: write body chunks to it while its response cycle is open.
 
-    __slots__ = ("_cycle", "_flow", "transport")
+    A caller on a per-token path may read what `gone`, `paused` and `write` read (`cycle`,
+    `flow`, `transport`) itself, in its own frame: each Python call there is a share of a
+    proxy's CPU per token."""
+
+    __slots__ = ("cycle", "flow", "transport")
 
     def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
-        self._flow = cycle.flow
+        self.cycle: Any = cycle
+        self.flow: Any = cycle.flow
         self.transport: asyncio.Transport = cycle.transport
 
     @property
@@ -55,16 +59,16 @@ class ClientStream:
         """The client closed its connection (writes go nowhere). The transport is asked too:
         a pipelined request replaces the server's response cycle, and only the new cycle
         hears of the connection's loss."""
-        return bool(self._cycle.disconnected) or self.transport.is_closing()
+        return bool(self.cycle.disconnected) or self.transport.is_closing()
 
     @property
     def paused(self) -> bool:
         """The transport's write buffer is over its high-water mark: stop feeding it."""
-        return bool(self._flow.write_paused)
+        return bool(self.flow.write_paused)
 
     async def drain(self) -> None:
         """Until the write buffer is below its low-water mark (or the client is gone)."""
-        await self._flow.drain()
+        await self.flow.drain()
 
     def write(self, data: bytes) -> None:
         self.transport.write(chunk_frame(data))

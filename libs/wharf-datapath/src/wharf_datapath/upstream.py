@@ -226,14 +226,19 @@ def _feed(parser: httptools.HttpResponseParser, sink: _Sink, data: bytes) -> Non
     try:
         parser.feed_data(data)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-        if sink.complete and sink.status != 101:
-            sink.keep_alive = False
-            return
-        if sink.status == 101 or isinstance(exc, httptools.HttpParserUpgrade):
-            raise UpstreamMalformedError(
-                "the replica switched protocols (101), which no request asked for"
-            ) from exc
-        raise UpstreamMalformedError(f"a malformed answer: {exc}") from exc
+        _parse_error(sink, exc)
+
+
+def _parse_error(sink: _Sink, exc: Exception) -> None:
+    """What `_feed` makes of the parser's error (raises, or marks the connection unusable)."""
+    if sink.complete and sink.status != 101:
+        sink.keep_alive = False
+        return
+    if sink.status == 101 or isinstance(exc, httptools.HttpParserUpgrade):
+        raise UpstreamMalformedError(
+            "the replica switched protocols (101), which no request asked for"
+        ) from exc
+    raise UpstreamMalformedError(f"a malformed answer: {exc}") from exc
 
 
 class _Conn:
@@ -557,7 +562,11 @@ class BodyStream:
         sink = self._sink
         try:
             if data:
-                _feed(self._parser, sink, data)
+                # `_feed`, in this frame: this runs once per token of a relayed stream
+                try:
+                    self._parser.feed_data(data)
+                except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                    _parse_error(sink, exc)
             if sink.body:
                 chunk = bytes(sink.body)
                 sink.body.clear()

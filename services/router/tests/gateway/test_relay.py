@@ -93,11 +93,15 @@ async def test_a_stream_arrives_whole_relayed_or_through_asgi(
             assert words == [f"a-w{i}" for i in range(30)]
             assert orjson.loads(got[-2][5:])["usage"]["completion_tokens"] == 30
             assert got[-1] == b"data: [DONE]"
-    # relayed: the wrapper passed the first chunk and the end only (twice); else every one
-    assert (app.bodies <= 6) is relayed
+        # without usage asked for, the tokens are counted by the stream's events (the per-token
+        # path counts them itself, relayed)
+        r = await http_client.post(gw.url + "/v1/completions", json={**STREAM, "max_tokens": 30})
+        assert len(events(r.content)) == 31
+    # relayed: the wrapper passed the first chunk and the end only (three times); else every one
+    assert (app.bodies <= 9) is relayed
     text = await scrape(gw)
-    assert metric(text, "wharf_router_completion_tokens_total", model="tiny") == 60
-    assert metric(text, "wharf_router_time_to_first_token_seconds_count", model="tiny") == 2
+    assert metric(text, "wharf_router_completion_tokens_total", model="tiny") == 60 + 30
+    assert metric(text, "wharf_router_time_to_first_token_seconds_count", model="tiny") == 3
     assert metric(text, "wharf_router_inter_token_latency_seconds_count", model="tiny") > 2
     assert gateway.pool.pods["a"].in_flight == 0
 

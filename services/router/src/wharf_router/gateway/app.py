@@ -710,19 +710,44 @@ class Gateway:
             drained.clear()
             chunks.resume_reading()
 
+        # This runs once per token of every stream, and each Python call in it was a share of
+        # the gateway's CPU per token (docs/benchmarks.md, 2026-12-03): so it is one flat
+        # frame. The usual chunk (its events after the first, no usage object, no end, no
+        # P/D lease still waiting for its first token) is counted here as `_saw_chunk` counts
+        # it; any other goes through `_counted`. The client's connection is read and written
+        # as `ClientStream.gone`, `.write` (`chunk_frame`'s framing) and `.paused` do.
+        cycle, flow, transport = client.cycle, client.flow, client.transport
+        counted, perf_counter = self._counted, time.perf_counter
+
         def on_data(chunk: bytes) -> None:
-            done = self._counted(ex, lease, chunk)
-            if client.gone:
+            if (
+                ex.first_at
+                and not lease.prefilling
+                and b"[DONE]" not in chunk
+                and b'"usage":{' not in chunk
+                and b'"usage": {' not in chunk
+            ):
+                done = False
+                events = chunk.count(b"data:")
+                if events:
+                    now = perf_counter()
+                    if ex.itl is not None:
+                        ex.itl.observe(now - ex.last_at)
+                    ex.last_at = now
+                    ex.events += events
+            else:
+                done = counted(ex, lease, chunk)
+            if cycle.disconnected or transport.is_closing():
                 if not ex.finished:
                     # ends the relay (its future fails with this) and closes the pod's stream;
                     # the watcher of disconnects must not count it again
                     ex.client_gone = True
                     raise _ClientGone
             else:
-                client.write(chunk)
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             if done:
                 ex.finished = True  # as in `_answer_stream`
-            if client.paused and not drained:
+            if flow.write_paused and not drained:
                 chunks.pause_reading()
                 drained.append(asyncio.get_running_loop().create_task(resume_when_drained()))
 
