@@ -35,7 +35,8 @@ def passes_body(wrapper: Send, inner: Send) -> Send:
 
 def chunk_frame(data: bytes) -> bytes:
     """`data` as one chunk of HTTP/1.1 chunked transfer-encoding (`data` is not empty: an
-    empty chunk ends the body)."""
+    empty chunk ends the body). The gateway's relay frames its tokens the same way in its own
+    frame (wharf_router.gateway.app, `_relay`)."""
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 

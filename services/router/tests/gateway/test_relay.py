@@ -7,7 +7,9 @@ holds the pod's stream instead of filling the gateway's memory."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,9 +19,9 @@ from conftest import FAST_PROBING
 from gateway_testkit import Served, Start
 from test_proxy import metric, scrape
 
-from wharf_datapath.relay import chunk_frame, passes_body
+from wharf_datapath.relay import ClientStream, chunk_frame, passes_body
 from wharf_e2e.testing import until
-from wharf_router.gateway.app import Gateway
+from wharf_router.gateway.app import Gateway, _Exchange
 from wharf_router.gateway.config import GatewayConfig
 from wharf_router.gateway.endpoints import Endpoint, StaticEndpoints
 
@@ -243,3 +245,94 @@ async def test_a_pipelining_client_gone_mid_stream_cancels_the_pods_stream(
     assert metric(text, "wharf_router_requests_total", api="completions", code="499") == 1
     assert metric(text, "wharf_router_requests_total", api="completions", code="200") == 0
     assert metric(text, "wharf_router_request_errors_total", reason="client_disconnected") == 1
+
+
+class Recorded:
+    """What the relay's callback touches on the client's side and the histogram, recorded."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.gaps: list[float] = []
+
+    # the transport
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    # the inter-token histogram
+    def observe(self, gap: float) -> None:
+        self.gaps.append(gap)
+
+
+class WaitingLease:
+    """A lease still waiting for its pod's first token: it hears of it once."""
+
+    def __init__(self, prefilling: bool) -> None:
+        self.prefilling = prefilling
+        self.first_tokens = 0
+
+    def first_token(self) -> None:
+        self.prefilling = False
+        self.first_tokens += 1
+
+
+class Capture:
+    """The part of a pod's body stream that `_relay` uses: it keeps the data callback."""
+
+    on_data: Any = None
+
+    async def relay(self, on_data: Any) -> None:
+        self.on_data = on_data
+
+
+CHUNKS = [
+    b'data: {"choices":[{"text":"a"}]}\n\n',
+    b'data: {"choices":[{"text":"b"}]}\n\ndata: {"choices":[{"text":"c"}]}\n\n',  # merged
+    b": a comment, no event\n\n",
+    b'data: {"choices":[{"text":"d"}],"usage":null}\n\n',
+    b'data: {"choices":[{"text":"[DONE]"}]}\n\n',  # a token whose text says it
+    b'data: {"choices":[],"usage": {"prompt_tokens":3,"completion_tokens":4}}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}\n\n',
+    b"data:[DONE]\n\n",
+]
+
+
+@pytest.mark.parametrize("prefilling", [False, True], ids=["decoding", "waiting-first-token"])
+@pytest.mark.parametrize("first_counted", [False, True], ids=["from-first", "after-first"])
+async def test_the_relayed_token_path_counts_as_the_general_one(
+    prefilling: bool, first_counted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `_relay`'s callback counts the usual chunk itself (one frame per token): for every kind
+    # of chunk it must leave what `_counted` leaves, and write each as one HTTP/1.1 chunk
+    clock = [1.0]  # both paths read the same time for a chunk: their gaps must be equal
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    gateway = Gateway(GatewayConfig(), StaticEndpoints([]), None)
+    relayed, general = _Exchange("completions", b"r"), _Exchange("completions", b"g")
+    seen_relayed, seen_general = Recorded(), Recorded()
+    relayed.itl, general.itl = seen_relayed, seen_general
+    lease_relayed, lease_general = WaitingLease(prefilling), WaitingLease(prefilling)
+    if first_counted:  # the head's chunk went through ASGI and `_counted` already
+        for ex, lease in ((relayed, lease_relayed), (general, lease_general)):
+            gateway._counted(ex, lease, CHUNKS[0])  # type: ignore[arg-type]
+    cycle = SimpleNamespace(
+        disconnected=False, flow=SimpleNamespace(write_paused=False), transport=seen_relayed
+    )
+    capture = Capture()
+    await gateway._relay(relayed, capture, ClientStream(cycle), lease_relayed)  # type: ignore[arg-type]
+    ended = False
+    for i, chunk in enumerate(CHUNKS):
+        clock[0] = 2.0 + i * (i + 1) / 2  # uneven gaps: a stale last time would show
+        capture.on_data(chunk)
+        ended = gateway._counted(general, lease_general, chunk) or ended  # type: ignore[arg-type]
+        assert relayed.finished is ended
+        assert (relayed.events, relayed.usage) == (general.events, general.usage)
+        assert (relayed.first_at, relayed.last_at) == (general.first_at, general.last_at)
+        assert seen_relayed.gaps == seen_general.gaps
+        assert lease_relayed.first_tokens == lease_general.first_tokens
+    assert relayed.usage == {"prompt_tokens": 5, "completion_tokens": 6}
+    assert relayed.events == 8 + (1 if first_counted else 0) - 1  # [DONE] is not a token
+    assert relayed.finished
+    assert lease_relayed.first_tokens == (1 if prefilling else 0)
+    assert seen_relayed.written == [chunk_frame(c) for c in CHUNKS]

@@ -688,8 +688,8 @@ class Gateway:
         return None
 
     def _counted(self, ex: _Exchange, lease: Lease, chunk: bytes) -> bool:
-        """Count a streamed chunk (`_saw_chunk`; the P/D lease's first token); True when it
-        holds `data: [DONE]`."""
+        """Count a streamed chunk (`_saw_chunk`; the lease's first token, which its pod's load
+        waits for); True when it holds `data: [DONE]`."""
         done = self._saw_chunk(ex, chunk)
         if lease.prefilling and ex.first_at:
             lease.first_token()  # the pod has computed the prompt
@@ -712,10 +712,12 @@ class Gateway:
 
         # This runs once per token of every stream, and each Python call in it was a share of
         # the gateway's CPU per token (docs/benchmarks.md, 2026-12-03): so it is one flat
-        # frame. The usual chunk (its events after the first, no usage object, no end, no
-        # P/D lease still waiting for its first token) is counted here as `_saw_chunk` counts
-        # it; any other goes through `_counted`. The client's connection is read and written
-        # as `ClientStream.gone`, `.write` (`chunk_frame`'s framing) and `.paused` do.
+        # frame. The usual chunk (its events after the first, no usage object, no end, its
+        # lease no longer waiting for the pod's first token) is counted here as `_saw_chunk`
+        # counts it; any other goes through `_counted`. The client's connection is read and
+        # written as `ClientStream.gone`, `.write` (`chunk_frame`'s framing) and `.paused` do.
+        # Keep the two in step: test_relay.py's test_the_relayed_token_path_counts_as_the_
+        # general_one feeds both the same chunks.
         cycle, flow, transport = client.cycle, client.flow, client.transport
         counted, perf_counter = self._counted, time.perf_counter
 
@@ -762,7 +764,8 @@ class Gateway:
         object is parsed, and only its usage line); True when it holds the stream's
         `data: [DONE]`.
 
-        This runs once per token of every stream, so it does no more than that.
+        This runs once per token of every stream, so it does no more than that. `_relay`'s
+        data callback counts the usual chunk itself, the same way: change both.
         """
         events = chunk.count(b"data:")
         if not events:
