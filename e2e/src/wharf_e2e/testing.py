@@ -13,8 +13,10 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -115,3 +117,20 @@ def exchange_until_closed(port: int, pieces: list[bytes], pause_s: float = 0.0) 
             while chunk := conn.recv(65536):
                 answer += chunk
         return answer
+
+
+@contextlib.contextmanager
+def http_server_thread(
+    handler: Callable[..., BaseHTTPRequestHandler],
+) -> Iterator[str]:
+    """A `ThreadingHTTPServer` on a free loopback port, served from a thread while the block
+    runs: its base URL. The thread has ended when the block has."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

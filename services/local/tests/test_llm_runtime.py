@@ -9,14 +9,14 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from wharf_e2e.testing import until
+from wharf_e2e.testing import http_server_thread, until
 from wharf_local.home import Home
 from wharf_local.llms import LLMService
 from wharf_local.runtime import LocalRuntime
@@ -220,13 +220,8 @@ class FailingSlowly(BaseHTTPRequestHandler):
 def failing_slowly() -> Iterator[tuple[str, threading.Event, list[str]]]:
     fail, failed = threading.Event(), []
     handler = type("H", (FailingSlowly,), {"fail": fail, "failed": failed})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/config.json", fail, failed
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with http_server_thread(handler) as url:
+        yield f"{url}/config.json", fail, failed
 
 
 @pytest.mark.timeout(90)

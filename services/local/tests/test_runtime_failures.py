@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wharf_e2e.testing import until
+from wharf_e2e.testing import http_server_thread, until
 from wharf_local.home import Home
 from wharf_local.runtime import LocalRuntime, Service
 from wharf_local.settings import Settings
@@ -91,15 +91,8 @@ def serve_files(folder: Path, fail_delay_s: float = 0.0) -> Iterator[Files]:
     gets: list[str] = []
     fail = threading.Event()
     handler = type("H", (SlowFiles,), {"gets": gets, "fail": fail, "fail_delay_s": fail_delay_s})
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/version.txt", gets, fail
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with http_server_thread(functools.partial(handler, directory=str(folder))) as url:
+        yield f"{url}/version.txt", gets, fail
 
 
 @pytest.fixture
@@ -241,6 +234,8 @@ async def test_a_replica_that_cannot_be_started_backs_off_on_new_ports(
     first_port = replica.http_port
     await until_for(svc, lambda: len(backoffs()) >= 2, "a restart that fails again")
     assert all("could not be run: FileNotFoundError" in m for m in backoffs())
+    # a process that never started ran for no time: the crashes count up, the backoff grows
+    assert "(crash 2 in a row)" in backoffs()[1]
     assert replica.http_port != first_port
     assert condition(svc) == ("False", "CrashLoopBackOff")
 

@@ -157,8 +157,7 @@ class GraphRunner:
                 await proc.stop()
             what = f"could not be run: {type(exc).__name__}: {exc}"
         g.state = "backoff"
-        # a process that never started ran for no time: the backoff grows
-        g.crashes = backoff.crashes_in_a_row(g.crashes, proc.uptime() if proc.pid else 0.0)
+        g.crashes = backoff.crashes_in_a_row(g.crashes, proc.uptime())
         delay = backoff.restart_delay(g.crashes)
         g.restart_at = time.monotonic() + delay
         g.last_crash = f"{what}{log_tail(log_path)}"

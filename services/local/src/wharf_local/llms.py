@@ -366,9 +366,7 @@ class LLMRunner:
                 else:
                     unit.last_crash = f"exited with code {code}{log_tail(unit.log_path)}"
             unit.state = "backoff"
-            # a process that never started ran for no time: the backoff grows
-            uptime = proc.uptime() if proc.pid is not None else 0.0
-            unit.crashes = backoff.crashes_in_a_row(unit.crashes, uptime)
+            unit.crashes = backoff.crashes_in_a_row(unit.crashes, proc.uptime())
             delay = backoff.restart_delay(unit.crashes)
             self.event(
                 s,

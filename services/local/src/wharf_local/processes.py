@@ -75,7 +75,9 @@ class ManagedProcess:
         return await self.proc.wait()
 
     def uptime(self) -> float:
-        return time.monotonic() - self.started_at
+        """Seconds since the process started; 0 for one that never started (it ran for no
+        time, so a backoff counts it as a crash in a row)."""
+        return time.monotonic() - self.started_at if self.proc is not None else 0.0
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is None or self.proc.returncode is not None:

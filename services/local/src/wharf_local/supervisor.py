@@ -119,10 +119,9 @@ class Supervisor:
         self, rev: Revision, replica: Replica, proc: ManagedProcess, what: str, emit: Emit
     ) -> None:
         """The replica ended without being asked to: restart it after a backoff that grows
-        with the crashes in a row (a process that never started ran for no time)."""
+        with the crashes in a row."""
         replica.state = "backoff"
-        uptime = proc.uptime() if proc.pid is not None else 0.0
-        replica.crashes = backoff.crashes_in_a_row(replica.crashes, uptime)
+        replica.crashes = backoff.crashes_in_a_row(replica.crashes, proc.uptime())
         delay = backoff.restart_delay(replica.crashes)
         replica.restart_at = time.monotonic() + delay
         replica.task = None
