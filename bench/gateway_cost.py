@@ -17,6 +17,11 @@ gateway does on top of the hop's socket work). `--base sglang-router` and `--bas
 put those routers there (Rust, from their own venvs, `cache_aware` policy, as in
 `llm_routing.py`): the same stream through the competitors' gateways.
 
+The clients are `sse_client.py`'s (`--client light`, one keep-alive connection each, JSON
+parsed only where a figure needs it; TTFT to the first event with content); `--client httpx`
+gives the httpx clients of the runs before 2026-12-03 21:07 UTC (TTFT to the first event), whose
+own CPU beside the gateway on this 2-CPU machine lengthened every row's waits.
+
 `--profile FILE` runs only `head`, under cProfile, and writes its profile there.
 
 Run: `uv run python bench/gateway_cost.py [--base REV] [--rounds N] [--requests N]`.
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sse_client import ChatStreamClient
 from tooling import (
     ensure_sglang_router_venv,
     ensure_vllm_router_venv,
@@ -115,17 +121,21 @@ def gateway(
             process.wait(timeout=30)
 
 
-async def _one(client: httpx.AsyncClient, url: str, max_tokens: int) -> tuple[int, float]:
-    body = {
+def _body(max_tokens: int) -> dict[str, Any]:
+    return {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Tell me a story about a wharf."}],
         "max_tokens": max_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+async def _one(client: httpx.AsyncClient, url: str, max_tokens: int) -> tuple[int, float]:
     started = time.perf_counter()
     first = 0.0
     tokens = 0
+    body = _body(max_tokens)
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
         resp.raise_for_status()
         async for line in resp.aiter_lines():
@@ -140,7 +150,13 @@ async def _one(client: httpx.AsyncClient, url: str, max_tokens: int) -> tuple[in
     return tokens, first
 
 
-async def drive(url: str, requests: int, concurrency: int, max_tokens: int) -> dict[str, Any]:
+async def drive(
+    url: str, requests: int, concurrency: int, max_tokens: int, client_kind: str = "light"
+) -> dict[str, Any]:
+    """`requests` streams over `concurrency` connections. TTFT: to the first event with the
+    httpx client (as in the runs before 2026-12-03 21:07 UTC), to the first with content with
+    the light one (`sse_client.py`, the default: less of the client's CPU beside the gateway
+    on this 2-CPU machine)."""
     queue = iter(range(requests))
     tokens: list[int] = []
     ttfts: list[float] = []
@@ -151,9 +167,24 @@ async def drive(url: str, requests: int, concurrency: int, max_tokens: int) -> d
             tokens.append(n)
             ttfts.append(ttft)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    async def light_worker() -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        client = ChatStreamClient(host, int(port))
+        request = client.request_bytes(_body(max_tokens))
+        try:
+            for _ in queue:
+                first, _, n = await client.chat(request)
+                tokens.append(n)
+                ttfts.append(first if first is not None else float("nan"))
+        finally:
+            await client.aclose()
+
+    if client_kind == "light":
+        await asyncio.gather(*(light_worker() for _ in range(concurrency)))
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return {
         "requests": len(tokens),
         "tokens": sum(tokens),
@@ -179,9 +210,12 @@ def cell(
     other: str | None = None,
 ) -> dict[str, Any]:
     with gateway(src, pod, logs, name, profile, other) as (url, pid):
-        asyncio.run(drive(url, 2 * args.concurrency, args.concurrency, args.max_tokens))  # warm
+        warm = 2 * args.concurrency
+        asyncio.run(drive(url, warm, args.concurrency, args.max_tokens, args.client))
         g0, p0, t0 = cpu(pid), cpu(pod_pid), time.monotonic()
-        figures = asyncio.run(drive(url, args.requests, args.concurrency, args.max_tokens))
+        figures = asyncio.run(
+            drive(url, args.requests, args.concurrency, args.max_tokens, args.client)
+        )
         g1, p1, t1 = cpu(pid), cpu(pod_pid), time.monotonic()
     gateway_s, pod_s = g1 - g0, p1 - p0
     figures.update(
@@ -205,6 +239,10 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=80, help="requests per cell")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument(
+        "--client", choices=("light", "httpx"), default="light",
+        help="the clients: light (sse_client.py, the default since the run of 2026-12-03 21:07 UTC) or httpx",
+    )  # fmt: skip
     p.add_argument("--profile", type=Path, help="profile head only (cProfile) into this file")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args()

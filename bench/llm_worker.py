@@ -43,7 +43,11 @@ servers, the gateway and the clients, `float` pins nothing. Nothing about how a 
 changes with it.
 
 Each cell: C concurrent clients, each sending streamed chat completions (`max_tokens` M,
-`ignore_eos`, greedy) back to back for D seconds. Output tokens/s is the completion tokens
+`ignore_eos`, greedy) back to back for D seconds on its own keep-alive connection. The clients
+are `sse_client.py`'s (asyncio streams; JSON parsed only up to the first content and for the
+usage), since the run of 2026-12-03 21:07 UTC: httpx's took more CPU per token than the API server on the
+CPU the two share, and a proxy's small extra CPU became longer waits for every process there
+(`--client httpx`: the runs before). Output tokens/s is the completion tokens
 (`usage` of each stream) over the cell's wall time; TTFT is the time from sending a request to
 its first content chunk. Around each cell the engine's own `/metrics` are read, to say how the
 engine ran: tokens per engine step (`vllm:iteration_tokens_total`; about C when the C streams
@@ -75,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sse_client import ChatStreamClient
 from tooling import process_cpu_seconds, process_tree
 
 from wharf_e2e.testing import die_with_parent, quiet_port
@@ -92,6 +97,8 @@ MODEL = "tiny-llama"
 NAMES = ("vllm", "wharf", "vllm+relay", "wharf+router")
 # The rows reached through a proxy process (counted as the `gateway` role).
 HOP_ROWS = frozenset({"wharf+router", "vllm+relay"})
+# (proxied row, the row of the same engine reached directly)
+SAME_ENGINE_PAIRS = (("wharf+router", "wharf"), ("vllm+relay", "vllm"))
 STARTUP_S = 900.0
 # Between cells: vLLM's engine processes keep polling their queues for a second after their
 # last step (on the same core as the next engine's, which vLLM binds there too), and the
@@ -305,10 +312,8 @@ def stop(server: Server) -> None:
         server.proc.wait()
 
 
-async def one_stream(client: httpx.AsyncClient, max_tokens: int) -> tuple[float, float, int]:
-    """(seconds to the first content chunk, seconds to the end, completion tokens) of one
-    streamed chat."""
-    body = {
+def chat_body(max_tokens: int) -> dict[str, Any]:
+    return {
         "model": MODEL,
         "messages": [{"role": "user", "content": "the router sends requests to the workers"}],
         "max_tokens": max_tokens,
@@ -317,10 +322,18 @@ async def one_stream(client: httpx.AsyncClient, max_tokens: int) -> tuple[float,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+async def one_stream(client: httpx.AsyncClient, max_tokens: int) -> tuple[float, float, int]:
+    """(seconds to the first content chunk, seconds to the end, completion tokens) of one
+    streamed chat, through httpx (`--client httpx`, the client of the runs before
+    2026-12-03 21:07 UTC)."""
     sent = time.perf_counter()
     first: float | None = None
     tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+    async with client.stream(
+        "POST", "/v1/chat/completions", json=chat_body(max_tokens)
+    ) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -334,6 +347,31 @@ async def one_stream(client: httpx.AsyncClient, max_tokens: int) -> tuple[float,
     return (first if first is not None else float("nan")), done, tokens
 
 
+class LightClients:
+    """`concurrency` light clients (`sse_client.ChatStreamClient`), one connection each."""
+
+    def __init__(self, server: Server, concurrency: int) -> None:
+        self.free = [ChatStreamClient("127.0.0.1", server.port) for _ in range(concurrency)]
+        self.all = list(self.free)
+        self._requests: dict[int, bytes] = {}
+
+    async def one_stream(self, max_tokens: int) -> tuple[float, float, int]:
+        # the loops take turns on the free list: nothing awaits between a pop and its append
+        client = self.free.pop()
+        request = self._requests.get(max_tokens)
+        if request is None:
+            request = self._requests[max_tokens] = client.request_bytes(chat_body(max_tokens))
+        try:
+            first, done, tokens = await client.chat(request)
+        finally:
+            self.free.append(client)
+        return (first if first is not None else float("nan")), done, tokens
+
+    async def aclose(self) -> None:
+        for client in self.all:
+            await client.aclose()
+
+
 async def scrape(url: str) -> str:
     # A client of its own: the cell's pool holds exactly its C connections to the server.
     async with httpx.AsyncClient(timeout=30) as client:
@@ -343,30 +381,41 @@ async def scrape(url: str) -> str:
 
 
 async def cell(
-    server: Server, concurrency: int, duration: float, max_tokens: int
+    server: Server, concurrency: int, duration: float, max_tokens: int, client_kind: str = "light"
 ) -> dict[str, float]:
     ttfts: list[float] = []
     durations: list[float] = []
     tokens = 0
     limits = httpx.Limits(max_connections=concurrency)
+    light = LightClients(server, concurrency) if client_kind == "light" else None
     async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
-        await one_stream(client, 4)  # warm the connection and the engine
-        before = await scrape(server.metrics_url)
-        cpu_before = cpu_seconds(server)
-        end = time.perf_counter() + duration
-        started = time.perf_counter()
 
-        async def loop() -> None:
-            nonlocal tokens
-            while time.perf_counter() < end:
-                ttft, took, count = await one_stream(client, max_tokens)
-                ttfts.append(ttft)
-                durations.append(took)
-                tokens += count
+        async def stream(max_tokens: int) -> tuple[float, float, int]:
+            if light is not None:
+                return await light.one_stream(max_tokens)
+            return await one_stream(client, max_tokens)
 
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-        cpu_after = cpu_seconds(server)
+        try:
+            await stream(4)  # warm the connection and the engine
+            before = await scrape(server.metrics_url)
+            cpu_before = cpu_seconds(server)
+            end = time.perf_counter() + duration
+            started = time.perf_counter()
+
+            async def loop() -> None:
+                nonlocal tokens
+                while time.perf_counter() < end:
+                    ttft, took, count = await stream(max_tokens)
+                    ttfts.append(ttft)
+                    durations.append(took)
+                    tokens += count
+
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+            wall = time.perf_counter() - started
+            cpu_after = cpu_seconds(server)
+        finally:
+            if light is not None:
+                await light.aclose()
     after = await scrape(server.metrics_url)
     return {
         "output_tokens_per_s": tokens / wall,
@@ -506,6 +555,8 @@ def wharf_cpu_share(
     the API server's difference (Wharf's middleware; with `gateway`, also the proxy's
     /metrics scrapes), plus the gateway process's when the row has one; and that as % of the
     vLLM row's server CPU per token."""
+    if "ms_per_token_api_server" not in vllm or "ms_per_token_api_server" not in wharf:
+        return {"added_ms_per_token": math.nan, "added_pct": math.nan}  # rounds without CPU
     added = wharf["ms_per_token_api_server"] - vllm["ms_per_token_api_server"]
     if gateway:
         added += wharf.get("ms_per_token_gateway", 0.0)
@@ -571,6 +622,20 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
                 results["vllm"], results[name], "cpu_ms_per_token_api_server"
             ),
         }
+    analysis["engine_decode_ms"] = {
+        name: statistics.median(decode) if (decode := engine_decode_ms(results[name])) else math.nan
+        for name in NAMES
+        if name in results
+    }
+    # Each proxy row against the row of the same engine without the proxy: these pairs share
+    # the engine process, so they hold no difference between two engine instances (`vllm`
+    # and `wharf` run on two, and their decode steps can differ by more than the target with
+    # nothing of Wharf's on that path: `engine_decode_ms`).
+    analysis["same_engine"] = {}
+    for proxied, direct in SAME_ENGINE_PAIRS:
+        if {proxied, direct} <= results.keys():
+            costs = paired_costs(results[direct], results[proxied])
+            analysis["same_engine"][proxied] = {"over": direct, **costs, "verdict": verdict(costs)}
     if not {"vllm+relay", "wharf+router"} <= results.keys():
         return analysis
     over = paired_costs(results["vllm+relay"], results["wharf+router"])
@@ -581,6 +646,21 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
         "gateway_minus_relay_ms_per_token": hop_ms["wharf+router"] - hop_ms["vllm+relay"],
     }
     return analysis
+
+
+def engine_decode_ms(rounds: Sequence[Mapping[str, float]]) -> list[float]:
+    """Per cell, the engine's own time per output token after the first: vLLM's mean
+    end-to-end latency minus its mean TTFT (both from its /metrics, measured inside the
+    engine's server after a request arrived) over the tokens of a request but the first. Wharf
+    adds nothing on this path (its middleware sees only a response's first message), so two
+    rows on one engine should agree, and rows on two engines show how far apart those run."""
+    out = []
+    for cell in rounds:
+        requests, tokens = cell.get("requests", 0.0), cell.get("tokens", 0.0)
+        if requests and tokens / requests > 1 and "engine_e2e_ms" in cell:
+            per_request = tokens / requests
+            out.append((cell["engine_e2e_ms"] - cell["engine_ttft_ms"]) / (per_request - 1))
+    return out
 
 
 def paired_differences(
@@ -652,6 +732,17 @@ def print_tables(
                 f"{name}: API server CPU ms/token minus vllm's, paired by round: "
                 f"{diff['median']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
             )
+        decode = analysis["engine_decode_ms"]
+        print(
+            "engine's own decode ms per token (vLLM's e2e minus its TTFT, median of cells): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in decode.items())
+        )
+        for name, pair in analysis["same_engine"].items():
+            print(
+                f"{name} over {pair['over']} (the same engine), paired: tokens/s "
+                f"{_interval(pair['output_tokens_per_s'])}, TTFT "
+                f"{_interval(pair['ttft_median_ms'])}, {pair['verdict']}"
+            )
         over = analysis["over_floor"]
         print(
             "wharf+router over vllm+relay (the hop's floor), paired: tokens/s "
@@ -718,7 +809,7 @@ def hold_and_warm(
     # An engine's first requests after its start are slow (a whole second to the first token
     # in a smoke run), which is not what is measured.
     for server in servers.values():
-        asyncio.run(cell(server, concurrency, args.duration, args.max_tokens))
+        asyncio.run(cell(server, concurrency, args.duration, args.max_tokens, args.client))
     return load
 
 
@@ -735,6 +826,13 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         "--concurrency", default="1,4", help="concurrent streams per cell, comma-separated"
     )
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--client",
+        choices=("light", "httpx"),
+        default="light",
+        help="the benchmark's client: light (sse_client.py, the default since 2026-12-03 "
+        "21:07 UTC) or httpx (the runs before)",
+    )
     parser.add_argument(
         "--placement", default="split", help="where the processes run once started: "
         f"{', '.join(sorted(PLACEMENTS))}; several, comma-separated, take turns by round"
@@ -849,7 +947,9 @@ def main(argv: list[str] | None = None) -> int:
                         gateway = None
                     target = measured if measured is not None else gateway
                     assert target is not None
-                    figures = asyncio.run(cell(target, level, args.duration, args.max_tokens))
+                    figures = asyncio.run(
+                        cell(target, level, args.duration, args.max_tokens, args.client)
+                    )
                     results[(placement, name, level)].append(figures)
                     print(
                         f"{time.monotonic() - run_start:.0f} s: "

@@ -374,3 +374,41 @@ def test_the_relay_is_placed_where_the_gateway_is(monkeypatch: pytest.MonkeyPatc
         bench.apply_placement(placement, {"vllm+relay": relay}, {})
         assert pinned.get(20) == where, placement
         assert pinned.get(10) == where  # the API server's side of the front
+
+
+def test_each_proxy_row_is_also_paired_with_its_own_engine_reached_directly() -> None:
+    # wharf's engine runs 10% slower than vLLM's (another instance); the gateway costs 2% on
+    # top of its own engine, the relay 1% on top of vLLM's: the same-engine pairs show 2% and
+    # 1%, where the pairs against vLLM's row would show the instances' 10% too.
+    def row(tps: float, ttft: float, e2e: float) -> list[dict[str, float]]:
+        cell = {**_round(tps, ttft), "tokens": 650.0, "requests": 10.0, "engine_e2e_ms": e2e,
+                "engine_ttft_ms": 10.0}  # fmt: skip
+        return [dict(cell) for _ in range(7)]
+
+    results = {
+        "vllm": row(400.0, 40.0, 266.0),
+        "wharf": row(360.0, 44.0, 330.0),
+        "vllm+relay": row(396.0, 40.4, 266.0),
+        "wharf+router": row(352.8, 44.88, 330.0),
+    }
+
+    analysis = bench.analyse(results)
+
+    same = analysis["same_engine"]
+    assert same["wharf+router"]["over"] == "wharf"
+    assert same["wharf+router"]["output_tokens_per_s"]["cost_pct"] == pytest.approx(2.0)
+    assert same["wharf+router"]["ttft_median_ms"]["cost_pct"] == pytest.approx(2.0)
+    assert same["vllm+relay"]["over"] == "vllm"
+    assert same["vllm+relay"]["output_tokens_per_s"]["cost_pct"] == pytest.approx(1.0)
+    # the engine's own time per token after the first: (e2e - ttft) / (65 - 1)
+    assert analysis["engine_decode_ms"]["vllm"] == pytest.approx(4.0)
+    assert analysis["engine_decode_ms"]["wharf"] == pytest.approx(5.0)
+
+
+def test_the_engines_decode_time_leaves_out_cells_without_its_figures() -> None:
+    cells = [
+        {"tokens": 130.0, "requests": 2.0, "engine_e2e_ms": 74.0, "engine_ttft_ms": 10.0},
+        {"tokens": 2.0, "requests": 2.0, "engine_e2e_ms": 12.0, "engine_ttft_ms": 10.0},
+        {"tokens": 0.0, "requests": 0.0},
+    ]
+    assert bench.engine_decode_ms(cells) == [pytest.approx(1.0)]
