@@ -54,8 +54,17 @@ engine ran: tokens per engine step (`vllm:iteration_tokens_total`; about C when 
 are batched together, about 1 when they run one at a time) and vLLM's own TTFT and queue time
 (from the request reaching its engine client, after rendering and tokenization).
 
+The `vllm` and `wharf` rows run on two engine processes, and two instances of the same engine
+can decode more than the 5% target apart with nothing of Wharf's on that path (their own
+decode time per token, from vLLM's `/metrics`, is in the analysis: `engine_decode_ms`). So
+the analysis also pairs each proxy row with its own engine reached directly (`same_engine`),
+and `--restart-every K` starts fresh engines every K rounds, in the other order each time,
+so that the across-engine pairs hold many pairs of instances instead of one (each block's
+own cost and decode times: `blocks`).
+
 Run: `uv run python bench/llm_worker.py [--rounds 12] [--budget S] [--duration 4]
-[--concurrency 1,4] [--max-tokens 64] [--placement split|front|float] [--json PATH]`;
+[--concurrency 1,4] [--max-tokens 64] [--placement split|front|float] [--restart-every K]
+[--json PATH]`;
 `--quick` is a smoke run (2 rounds of 1 s cells).
 """
 
@@ -64,6 +73,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -455,6 +465,44 @@ def another_round(done: int, most: int, rounds_s: float, left_s: float | None) -
     return rounds_s / done <= left_s
 
 
+def block_of(round_index: int, restart_every: int) -> int:
+    """Which block of fresh engines a round runs on: a new one every `restart_every` rounds
+    (0: the run's engines throughout)."""
+    return round_index // restart_every if restart_every > 0 else 0
+
+
+def launch_order(block: int) -> tuple[str, str]:
+    """The order in which a block starts its two engines: swapped every block, so that neither
+    row's engine is always the first one started."""
+    return ("vllm", "wharf") if block % 2 == 0 else ("wharf", "vllm")
+
+
+def block_costs(
+    results: Mapping[str, Sequence[Mapping[str, float]]], base: str, other: str
+) -> list[dict[str, Any]]:
+    """`other`'s paired cost over `base` within each block of fresh engines (the cells'
+    `block`), with each block's engine decode time per token for both rows: whether the
+    across-engine costs hold from one pair of engine processes to the next. Cells from before
+    blocks (no `block`) count as block 0."""
+    blocks = sorted({int(cell.get("block", 0.0)) for cell in results[base]})
+    out = []
+    for block in blocks:
+        pairs = [
+            (b, o)
+            for b, o in zip(results[base], results[other], strict=True)
+            if int(b.get("block", 0.0)) == block
+        ]
+        base_cells, other_cells = [b for b, _ in pairs], [o for _, o in pairs]
+        decode = {
+            name: statistics.median(values) if (values := engine_decode_ms(cells)) else math.nan
+            for name, cells in ((base, base_cells), (other, other_cells))
+        }
+        out.append(
+            {"block": block, "engine_decode_ms": decode, **paired_costs(base_cells, other_cells)}
+        )
+    return out
+
+
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """The median of `values` and a distribution-free interval for it: the k-th smallest and
     k-th largest values, k the largest for which the interval covers the true median with at
@@ -636,6 +684,8 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
         if {proxied, direct} <= results.keys():
             costs = paired_costs(results[direct], results[proxied])
             analysis["same_engine"][proxied] = {"over": direct, **costs, "verdict": verdict(costs)}
+    if {"vllm", "wharf"} <= results.keys():
+        analysis["blocks"] = block_costs(results, "vllm", "wharf")
     if not {"vllm+relay", "wharf+router"} <= results.keys():
         return analysis
     over = paired_costs(results["vllm+relay"], results["wharf+router"])
@@ -737,6 +787,13 @@ def print_tables(
             "engine's own decode ms per token (vLLM's e2e minus its TTFT, median of cells): "
             + ", ".join(f"{name} {value:.3f}" for name, value in decode.items())
         )
+        for block in analysis.get("blocks", []) if len(analysis.get("blocks", [])) > 1 else []:
+            print(
+                f"block {block['block'] + 1} (fresh engines): wharf over vllm, paired: tokens/s "
+                f"{_interval(block['output_tokens_per_s'])}, TTFT "
+                f"{_interval(block['ttft_median_ms'])}; engine decode ms/token "
+                + ", ".join(f"{n} {v:.3f}" for n, v in block["engine_decode_ms"].items())
+            )
         for name, pair in analysis["same_engine"].items():
             print(
                 f"{name} over {pair['over']} (the same engine), paired: tokens/s "
@@ -813,6 +870,68 @@ def hold_and_warm(
     return load
 
 
+def restart(
+    servers: Mapping[str, Server],
+    launch: Callable[[int], dict[str, Server]],
+    block: int,
+    placement: str,
+    levels: Sequence[int],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Server], dict[int, set[int]]]:
+    """Stops `servers` and starts `block`'s fresh ones, placed and warmed as the run's first
+    were; returns them and where their threads were before they were placed."""
+    for server in servers.values():
+        stop(server)
+    fresh = launch(block)
+    try:
+        for server in fresh.values():
+            wait_ready(server)
+    except BaseException:
+        for server in fresh.values():  # the caller still holds the stopped ones
+            stop(server)
+        raise
+    original = thread_affinities(fresh)
+    apply_placement(placement, fresh, original)
+    for server in fresh.values():  # unmeasured, as at the start
+        asyncio.run(cell(server, max(levels), args.duration, args.max_tokens, args.client))
+    return fresh, original
+
+
+def run_round(
+    servers: Mapping[str, Server],
+    plan: Sequence[tuple[str, int]],
+    placement: str,
+    gateway_for: Callable[[str, str], Server],
+    args: argparse.Namespace,
+) -> list[tuple[tuple[str, int], dict[str, float]]]:
+    """A round's cells in `plan`'s order, each with its figures: a row without a server of its
+    own (the router's) is measured through the gateway `gateway_for` starts, which runs only
+    for that row's cells. A pause (`SETTLE_S`) before each cell where the engine changes, and
+    before the first (the round before ended on the engine this one starts on)."""
+    out: list[tuple[tuple[str, int], dict[str, float]]] = []
+    last_engine = ""
+    gateway: Server | None = None
+    try:
+        for name, level in plan:
+            if ENGINE_OF[name] != last_engine:
+                time.sleep(SETTLE_S)
+            last_engine = ENGINE_OF[name]
+            measured = servers.get(name)
+            if measured is None and gateway is None:
+                gateway = gateway_for(name, placement)
+            elif measured is not None and gateway is not None:
+                stop(gateway)
+                gateway = None
+            target = measured if measured is not None else gateway
+            assert target is not None
+            figures = asyncio.run(cell(target, level, args.duration, args.max_tokens, args.client))
+            out.append(((name, level), figures))
+    finally:
+        if gateway is not None:
+            stop(gateway)
+    return out
+
+
 def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[int], list[str]]:
     """The options, the concurrency levels and the placements."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -837,6 +956,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         "--placement", default="split", help="where the processes run once started: "
         f"{', '.join(sorted(PLACEMENTS))}; several, comma-separated, take turns by round"
     )  # fmt: skip
+    parser.add_argument(
+        "--restart-every", type=int, default=0, metavar="K", help="start fresh engines every K "
+        "rounds, in the other order each time (0: the same engines all run long): two engine "
+        "processes can run more than the target apart for reasons of their own"
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 1 s cells")
     parser.add_argument(
         "--go-file", type=Path, default=None, help="start the servers, then measure only once "
@@ -852,6 +976,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         parser.error(f"--concurrency takes numbers separated by commas, not {args.concurrency!r}")
     if not levels or min(levels) < 1:
         parser.error("--concurrency: every level must be at least 1")
+    if args.restart_every < 0:
+        parser.error("--restart-every must be 0 (never) or a number of rounds")
     placements = args.placement.split(",")
     for placement in placements:
         if placement not in PLACEMENTS:
@@ -882,16 +1008,24 @@ def main(argv: list[str] | None = None) -> int:
         "--port", str(relay_port), "--upstream", f"127.0.0.1:{vllm_port}",
     ]  # fmt: skip
     load_at_start = os.getloadavg()
-    servers = {
-        "vllm": start(
-            "vllm", bare_command, vllm_port, workdir / "vllm.log", process_env(bare, environment)
-        ),
-        "wharf": start("wharf", worker, wharf_port, workdir / "wharf.log", environment),
+    commands = {
+        "vllm": (bare_command, vllm_port, process_env(bare, environment)),
+        "wharf": (worker, wharf_port, environment),
     }
-    # idle between its cells (it reads nothing on its own), so it stays up all along
-    servers["vllm+relay"] = start(
-        "vllm+relay", relay, relay_port, workdir / "relay.log", environment, servers["vllm"]
-    )
+
+    def launch(block: int) -> dict[str, Server]:
+        """A block's fresh engines, started in its order (`launch_order`), and the relay."""
+        fresh: dict[str, Server] = {}
+        for name in launch_order(block):
+            command, port, env = commands[name]
+            fresh[name] = start(name, command, port, workdir / f"{name}-{block + 1}.log", env)
+        # idle between its cells (it reads nothing on its own), so it stays up all along
+        fresh["vllm+relay"] = start(
+            "vllm+relay", relay, relay_port, workdir / f"relay-{block + 1}.log", environment,
+            fresh["vllm"],
+        )  # fmt: skip
+        return {name: fresh[name] for name in ("vllm", "wharf", "vllm+relay")}
+
     print(f"logs: {workdir}", file=sys.stderr)
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {
         (placement, name, level): []
@@ -900,67 +1034,70 @@ def main(argv: list[str] | None = None) -> int:
         for level in levels
     }
     rounds_done = 0
+    block = 0
+    servers = launch(block)
+    started_s = time.monotonic() - run_start
     try:
         for server in servers.values():
             wait_ready(server)
         # Once started, so that vLLM places its own processes as it always does.
         original = thread_affinities(servers)
         load_at_ready = os.getloadavg()
+        startup_s = time.monotonic() - run_start - started_s
         # The first placement before the warm-up, so that no measured cell is the first
         # after its processes moved.
         apply_placement(placements[0], servers, original)
         load_at_go = hold_and_warm(servers, max(levels), args)
         began = time.monotonic()
-        last_engine = ""
+        gateway_starts = itertools.count(1)
+
+        def gateway_run(name: str, placement: str) -> Server:
+            """The gateway in front of this block's worker, started for the router row's cells
+            (its /metrics scrapes of the worker, every second, would otherwise run during the
+            other rows' cells too)."""
+            log = workdir / f"wharf+router-{next(gateway_starts)}.log"
+            gateway = start(name, router, router_port, log, environment, servers["wharf"])
+            where = placement_cpus(placement, "gateway", os.cpu_count() or 1)
+            if where is not None:
+                pin_process(gateway.proc.pid, where)
+            # The gateway's /health is 200 once it has seen its pod healthy.
+            wait_ready(gateway)
+            return gateway
 
         def left_s() -> float | None:
             return None if args.budget is None else args.budget - (time.monotonic() - run_start)
 
         while another_round(rounds_done, args.rounds, time.monotonic() - began, left_s()):
             round_index = rounds_done
-            # a round ends on the engine the next one starts on: its first cell settles too
-            last_engine = ""
+            if block_of(round_index, args.restart_every) != block:
+                # Fresh engines: the two engine processes' own pace (which differs between
+                # instances by more than the target) averages out over blocks.
+                left = left_s()
+                if left is not None and left < startup_s + (time.monotonic() - began) / max(
+                    rounds_done, 1
+                ):
+                    break
+                block = block_of(round_index, args.restart_every)
+                restarted = time.monotonic()
+                servers, original = restart(
+                    servers, launch, block, placements[round_index % len(placements)], levels, args
+                )
+                startup_s = time.monotonic() - restarted
             placement = placements[round_index % len(placements)]
             if len(placements) > 1:
                 apply_placement(placement, servers, original)
-            gateway: Server | None = None
-            try:
-                # Placements take turns by round; each one's rounds rotate as a run's would.
-                for name, level in cell_plan(round_index // len(placements), levels):
-                    if ENGINE_OF[name] != last_engine:
-                        time.sleep(SETTLE_S)
-                    last_engine = ENGINE_OF[name]
-                    measured = servers.get(name)
-                    if measured is None and gateway is None:
-                        # Up only for its own cells: its /metrics scrapes of the worker (every
-                        # second) would otherwise run during the other rows' cells too.
-                        log = workdir / f"wharf+router-{round_index + 1}.log"
-                        engine = servers["wharf"]
-                        gateway = start(name, router, router_port, log, environment, engine)
-                        where = placement_cpus(placement, "gateway", os.cpu_count() or 1)
-                        if where is not None:
-                            pin_process(gateway.proc.pid, where)
-                        # The gateway's /health is 200 once it has seen its pod healthy.
-                        wait_ready(gateway)
-                    elif measured is not None and gateway is not None:
-                        stop(gateway)
-                        gateway = None
-                    target = measured if measured is not None else gateway
-                    assert target is not None
-                    figures = asyncio.run(
-                        cell(target, level, args.duration, args.max_tokens, args.client)
-                    )
-                    results[(placement, name, level)].append(figures)
-                    print(
-                        f"{time.monotonic() - run_start:.0f} s: "
-                        f"round {round_index + 1} {placement} {name} c={level}: "
-                        f"{figures['output_tokens_per_s']:.1f} tok/s, "
-                        f"TTFT {figures['ttft_median_ms']:.1f} ms",
-                        file=sys.stderr,
-                    )
-            finally:
-                if gateway is not None:
-                    stop(gateway)
+            # Placements take turns by round; each one's rounds rotate as a run's would.
+            plan = cell_plan(round_index // len(placements), levels)
+            for (name, level), figures in run_round(servers, plan, placement, gateway_run, args):
+                figures["block"] = float(block)
+                results[(placement, name, level)].append(figures)
+                print(
+                    f"{time.monotonic() - run_start:.0f} s: "
+                    f"round {round_index + 1} (block {block + 1}) {placement} {name} "
+                    f"c={level}: {figures['output_tokens_per_s']:.1f} tok/s, "
+                    f"TTFT {figures['ttft_median_ms']:.1f} ms",
+                    file=sys.stderr,
+                )
             rounds_done += 1
             if args.json is not None:
                 # The cells so far, in case the run is cut short; replaced by the summary.

@@ -412,3 +412,45 @@ def test_the_engines_decode_time_leaves_out_cells_without_its_figures() -> None:
         {"tokens": 0.0, "requests": 0.0},
     ]
     assert bench.engine_decode_ms(cells) == [pytest.approx(1.0)]
+
+
+def test_fresh_engines_every_k_rounds_started_in_turns() -> None:
+    assert [bench.block_of(r, 3) for r in range(7)] == [0, 0, 0, 1, 1, 1, 2]
+    assert {bench.block_of(r, 0) for r in range(50)} == {0}
+    assert bench.launch_order(0) == ("vllm", "wharf")
+    assert bench.launch_order(1) == ("wharf", "vllm")
+    assert bench.launch_order(2) == bench.launch_order(0)
+
+
+def test_block_costs_pair_cells_only_within_their_block() -> None:
+    # Block 0: wharf's engine 10% slower than vLLM's; block 1: 10% faster. Each block's cost
+    # shows its own pair of engines; the decode times say which engine ran slower.
+    def cells(block: int, tps: float, e2e: float) -> list[dict[str, float]]:
+        one = {**_round(tps, 40.0), "tokens": 650.0, "requests": 10.0, "engine_e2e_ms": e2e,
+               "engine_ttft_ms": 10.0, "block": float(block)}  # fmt: skip
+        return [dict(one) for _ in range(7)]
+
+    results = {
+        "vllm": cells(0, 400.0, 266.0) + cells(1, 400.0, 266.0),
+        "wharf": cells(0, 360.0, 330.0) + cells(1, 440.0, 202.0),
+    }
+
+    blocks = bench.block_costs(results, "vllm", "wharf")
+
+    assert [b["block"] for b in blocks] == [0, 1]
+    assert blocks[0]["output_tokens_per_s"]["cost_pct"] == pytest.approx(10.0)
+    assert blocks[1]["output_tokens_per_s"]["cost_pct"] == pytest.approx(-10.0)
+    assert blocks[0]["output_tokens_per_s"]["n"] == 7
+    assert blocks[0]["engine_decode_ms"] == {
+        "vllm": pytest.approx(4.0),
+        "wharf": pytest.approx(5.0),
+    }
+    assert blocks[1]["engine_decode_ms"]["wharf"] == pytest.approx(3.0)
+    assert bench.analyse(results)["blocks"] == blocks
+
+
+def test_restart_every_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.parse_arguments(["--restart-every", "8"])[0].restart_every == 8
+    with pytest.raises(SystemExit):
+        bench.parse_arguments(["--restart-every", "-1"])
+    assert "--restart-every" in capsys.readouterr().err
