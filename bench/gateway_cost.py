@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sse_client import ChatStreamClient
+from sse_client import ChatStreamClient, median_first_token_s
 from tooling import (
     ensure_sglang_router_venv,
     ensure_vllm_router_venv,
@@ -188,7 +189,8 @@ async def drive(
     return {
         "requests": len(tokens),
         "tokens": sum(tokens),
-        "ttft_ms": statistics.median(ttfts) * 1e3,
+        "ttft_ms": median_first_token_s(ttfts) * 1e3,
+        "streams_without_content": sum(1 for t in ttfts if math.isnan(t)),
     }
 
 

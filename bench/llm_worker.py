@@ -83,13 +83,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sse_client import ChatStreamClient
+from sse_client import ChatStreamClient, median_first_token_s
 from tooling import process_cpu_seconds, process_tree
 
 from wharf_e2e.testing import die_with_parent, quiet_port
@@ -322,6 +322,18 @@ def stop(server: Server) -> None:
         server.proc.wait()
 
 
+@contextlib.contextmanager
+def stopped_on_failure(servers: Iterable[Server]) -> Iterator[None]:
+    """Stops `servers` (read when the block fails) if the block raises: servers started but not
+    yet handed to whoever stops them at the end."""
+    try:
+        yield
+    except BaseException:
+        for server in servers:
+            stop(server)
+        raise
+
+
 def chat_body(max_tokens: int) -> dict[str, Any]:
     return {
         "model": MODEL,
@@ -406,7 +418,9 @@ async def cell(
             return await one_stream(client, max_tokens)
 
         try:
-            await stream(4)  # warm the connection and the engine
+            # warm every client's connection (a connection opened in the measured window would
+            # count its proxy's accept in a first token) and the engine
+            await asyncio.gather(*(stream(4) for _ in range(concurrency)))
             before = await scrape(server.metrics_url)
             cpu_before = cpu_seconds(server)
             end = time.perf_counter() + duration
@@ -429,7 +443,8 @@ async def cell(
     after = await scrape(server.metrics_url)
     return {
         "output_tokens_per_s": tokens / wall,
-        "ttft_median_ms": statistics.median(ttfts) * 1000,
+        "ttft_median_ms": median_first_token_s(ttfts) * 1000,
+        "streams_without_content": float(sum(1 for t in ttfts if math.isnan(t))),
         "request_median_ms": statistics.median(durations) * 1000,
         "requests": float(len(ttfts)),
         "tokens": float(tokens),
@@ -707,9 +722,9 @@ def engine_decode_ms(rounds: Sequence[Mapping[str, float]]) -> list[float]:
     out = []
     for cell in rounds:
         requests, tokens = cell.get("requests", 0.0), cell.get("tokens", 0.0)
-        if requests and tokens / requests > 1 and "engine_e2e_ms" in cell:
-            per_request = tokens / requests
-            out.append((cell["engine_e2e_ms"] - cell["engine_ttft_ms"]) / (per_request - 1))
+        decode = cell.get("engine_e2e_ms", math.nan) - cell.get("engine_ttft_ms", math.nan)
+        if requests and tokens / requests > 1 and not math.isnan(decode):
+            out.append(decode / (tokens / requests - 1))
     return out
 
 
@@ -852,9 +867,9 @@ def apply_placement(
 
 def hold_and_warm(
     servers: Mapping[str, Server], concurrency: int, args: argparse.Namespace
-) -> tuple[float, float, float]:
+) -> tuple[tuple[float, float, float], float]:
     """Waits for `--go-file` when there is one, then runs an unmeasured cell per server;
-    returns the load average when the measurement begins."""
+    returns the load average when the measurement begins and the seconds the warm-up took."""
     go_file: Path | None = args.go_file
     if go_file is not None:
         # Started, warm and idle (an idle engine stops polling within a second) until told to
@@ -863,11 +878,12 @@ def hold_and_warm(
         while not go_file.exists():
             time.sleep(1)
     load = os.getloadavg()
+    warming = time.monotonic()
     # An engine's first requests after its start are slow (a whole second to the first token
     # in a smoke run), which is not what is measured.
     for server in servers.values():
         asyncio.run(cell(server, concurrency, args.duration, args.max_tokens, args.client))
-    return load
+    return load, time.monotonic() - warming
 
 
 def restart(
@@ -883,17 +899,13 @@ def restart(
     for server in servers.values():
         stop(server)
     fresh = launch(block)
-    try:
+    with stopped_on_failure(fresh.values()):  # the caller still holds the stopped ones
         for server in fresh.values():
             wait_ready(server)
-    except BaseException:
-        for server in fresh.values():  # the caller still holds the stopped ones
-            stop(server)
-        raise
-    original = thread_affinities(fresh)
-    apply_placement(placement, fresh, original)
-    for server in fresh.values():  # unmeasured, as at the start
-        asyncio.run(cell(server, max(levels), args.duration, args.max_tokens, args.client))
+        original = thread_affinities(fresh)
+        apply_placement(placement, fresh, original)
+        for server in fresh.values():  # unmeasured, as at the start
+            asyncio.run(cell(server, max(levels), args.duration, args.max_tokens, args.client))
     return fresh, original
 
 
@@ -1016,14 +1028,15 @@ def main(argv: list[str] | None = None) -> int:
     def launch(block: int) -> dict[str, Server]:
         """A block's fresh engines, started in its order (`launch_order`), and the relay."""
         fresh: dict[str, Server] = {}
-        for name in launch_order(block):
-            command, port, env = commands[name]
-            fresh[name] = start(name, command, port, workdir / f"{name}-{block + 1}.log", env)
-        # idle between its cells (it reads nothing on its own), so it stays up all along
-        fresh["vllm+relay"] = start(
-            "vllm+relay", relay, relay_port, workdir / f"relay-{block + 1}.log", environment,
-            fresh["vllm"],
-        )  # fmt: skip
+        with stopped_on_failure(fresh.values()):
+            for name in launch_order(block):
+                command, port, env = commands[name]
+                fresh[name] = start(name, command, port, workdir / f"{name}-{block + 1}.log", env)
+            # idle between its cells (it reads nothing on its own), so it stays up all along
+            fresh["vllm+relay"] = start(
+                "vllm+relay", relay, relay_port, workdir / f"relay-{block + 1}.log", environment,
+                fresh["vllm"],
+            )  # fmt: skip
         return {name: fresh[name] for name in ("vllm", "wharf", "vllm+relay")}
 
     print(f"logs: {workdir}", file=sys.stderr)
@@ -1047,7 +1060,9 @@ def main(argv: list[str] | None = None) -> int:
         # The first placement before the warm-up, so that no measured cell is the first
         # after its processes moved.
         apply_placement(placements[0], servers, original)
-        load_at_go = hold_and_warm(servers, max(levels), args)
+        load_at_go, warm_s = hold_and_warm(servers, max(levels), args)
+        # what a restart costs before it is first measured: the start and the warm-up
+        startup_s += warm_s
         began = time.monotonic()
         gateway_starts = itertools.count(1)
 
@@ -1057,11 +1072,12 @@ def main(argv: list[str] | None = None) -> int:
             other rows' cells too)."""
             log = workdir / f"wharf+router-{next(gateway_starts)}.log"
             gateway = start(name, router, router_port, log, environment, servers["wharf"])
-            where = placement_cpus(placement, "gateway", os.cpu_count() or 1)
-            if where is not None:
-                pin_process(gateway.proc.pid, where)
-            # The gateway's /health is 200 once it has seen its pod healthy.
-            wait_ready(gateway)
+            with stopped_on_failure([gateway]):  # run_round gets only a gateway that is up
+                where = placement_cpus(placement, "gateway", os.cpu_count() or 1)
+                if where is not None:
+                    pin_process(gateway.proc.pid, where)
+                # The gateway's /health is 200 once it has seen its pod healthy.
+                wait_ready(gateway)
             return gateway
 
         def left_s() -> float | None:
@@ -1083,6 +1099,9 @@ def main(argv: list[str] | None = None) -> int:
                     servers, launch, block, placements[round_index % len(placements)], levels, args
                 )
                 startup_s = time.monotonic() - restarted
+                # to the budget's check again, the restart now in the rounds' mean time: it may
+                # have taken longer than foreseen
+                continue
             placement = placements[round_index % len(placements)]
             if len(placements) > 1:
                 apply_placement(placement, servers, original)

@@ -17,11 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import statistics
 import time
+from collections.abc import Iterable
 from typing import Any
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_BYTES = 64 * 1024
+
+
+def median_first_token_s(firsts: Iterable[float | None]) -> float:
+    """The median time to the first content over the streams that had any (a stream with no
+    content has none: None or NaN), NaN when none had: a NaN in `statistics.median`'s input
+    would make its result arbitrary."""
+    seen = [f for f in firsts if f is not None and not math.isnan(f)]
+    return statistics.median(seen) if seen else math.nan
 
 
 class StreamError(Exception):

@@ -454,3 +454,41 @@ def test_restart_every_must_not_be_negative(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         bench.parse_arguments(["--restart-every", "-1"])
     assert "--restart-every" in capsys.readouterr().err
+
+
+def test_the_engines_decode_time_leaves_out_cells_whose_figures_are_nan() -> None:
+    # engine_figures writes NaN where vLLM's histogram had no count: no NaN in a median
+    cells = [
+        {"tokens": 130.0, "requests": 2.0, "engine_e2e_ms": math.nan, "engine_ttft_ms": 10.0},
+        {"tokens": 130.0, "requests": 2.0, "engine_e2e_ms": 74.0, "engine_ttft_ms": 10.0},
+    ]
+    assert bench.engine_decode_ms(cells) == [pytest.approx(1.0)]
+
+
+@pytest.mark.parametrize("fails_in", ["wait_ready", "thread_affinities", "cell"])
+def test_a_restart_that_fails_stops_the_fresh_servers(
+    monkeypatch: pytest.MonkeyPatch, fails_in: str
+) -> None:
+    old = {"vllm": object(), "wharf": object()}
+    fresh = {"vllm": object(), "wharf": object(), "vllm+relay": object()}
+    stopped: list[object] = []
+
+    def fail(*_: object, **__: object) -> None:
+        raise RuntimeError(fails_in)
+
+    async def fine_cell(*_: object, **__: object) -> dict[str, float]:
+        return {}
+
+    monkeypatch.setattr(bench, "stop", stopped.append)
+    monkeypatch.setattr(bench, "wait_ready", lambda _: None)
+    monkeypatch.setattr(bench, "thread_affinities", lambda _: {})
+    monkeypatch.setattr(bench, "apply_placement", lambda *_: None)
+    monkeypatch.setattr(bench, "cell", fine_cell)
+    monkeypatch.setattr(bench, fails_in, fail)
+    args = bench.parse_arguments([])[0]
+
+    with pytest.raises(RuntimeError, match=fails_in):
+        bench.restart(old, lambda _: fresh, 1, "split", [1, 4], args)
+
+    # the old ones first, then every fresh one: nothing started is left running
+    assert stopped == [*old.values(), *fresh.values()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -317,3 +318,8 @@ def test_the_engine_simulator_streams_are_counted() -> None:
         for first, done, tokens in asyncio.run(main()):
             assert tokens == 5
             assert first is not None and first <= done
+
+
+def test_the_median_first_token_leaves_out_streams_without_content() -> None:
+    assert sse.median_first_token_s([0.3, math.nan, 0.1, None, 0.2]) == 0.2
+    assert math.isnan(sse.median_first_token_s([math.nan, None]))
