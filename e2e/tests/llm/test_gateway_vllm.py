@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -121,12 +122,28 @@ def test_completions_chat_and_streams_through_the_gateway(
     assert _metric(text, ttft, model=SERVED_MODEL_NAME) >= 1
 
 
-def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
-    vllm_worker: VllmWorker, start_gateway: StartGateway
-) -> None:
-    gateway = start_gateway([(vllm_worker, "both")])
-    max_tokens = 900  # far longer than the test lets it run (max-model-len is 1024)
-    before = vllm_worker.metrics()
+# vLLM's API server (the CPU build, this tiny model: about 1 ms a token) at times falls behind
+# its engine and answers nothing, neither tokens nor /metrics, until the engine has generated the
+# whole answer; a client that leaves after its first token then leaves a finished request, and
+# there is nothing to cancel. Measured on the 2-core test machine (2026-12-04), bare vLLM too:
+# one attempt in three to all of the first seven with the module's three workers running, in runs
+# of up to ten (15 s). Such an attempt shows itself: the worker's /metrics, asked after the first
+# token, answers only once the request has ended. It is repeated (an attempt takes 1-2 s; this
+# allows several such runs). An attempt that found the request running is the test.
+DISCONNECT_ATTEMPTS = 80
+# An attempt that found the request running may still, rarely, see vLLM fall behind between that
+# answer and the client's leaving; one such is tolerated, a second fails the test.
+CONCLUSIVE_MISSES_ALLOWED = 1
+
+
+def _leave_after_the_first_token(
+    gateway: Any, worker: VllmWorker, max_tokens: int
+) -> tuple[bool, float, float]:
+    """A streamed completion the client leaves after its first token, through the gateway:
+    (whether the worker was still running it then, the tokens the worker generated for it, the
+    disconnects the gateway counted meanwhile)."""
+    before = worker.metrics()
+    disconnects_before = _metric(gateway.metrics(), "wharf_router_client_disconnects_total")
     stream = gateway.client().completions.create(
         model=SERVED_MODEL_NAME,
         prompt="a long story",
@@ -136,30 +153,59 @@ def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
         stream=True,
     )
     next(iter(stream))  # the request runs on the worker
+    running = _metric(worker.metrics(), "vllm:num_requests_running") > 0
     stream.close()
 
     def idle() -> bool:
-        return _metric(vllm_worker.metrics(), "vllm:num_requests_running") == 0
+        return _metric(worker.metrics(), "vllm:num_requests_running") == 0
 
     wait_until(idle, "the worker to drop the request", 120, every_s=0.2)
-    after = vllm_worker.metrics()
-    generated = _metric(after, "vllm:generation_tokens_total") - _metric(
+    # (vLLM counts no aborted request in `vllm:request_success_total`, so the tokens it
+    # generated are the evidence)
+    generated = _metric(worker.metrics(), "vllm:generation_tokens_total") - _metric(
         before, "vllm:generation_tokens_total"
     )
-    # Stopped early, not run to the end. (vLLM counts no aborted request in
-    # `vllm:request_success_total`, so the tokens it generated are the evidence.)
-    # (if this fails, the gateway's own counts say which side missed the disconnect)
-    assert generated < max_tokens, [
-        line
-        for line in gateway.metrics().splitlines()
-        if line.startswith("wharf_router_") and ("disconnect" in line or 'code="499"' in line)
-    ]
-    wait_until(
-        lambda: _metric(gateway.metrics(), "wharf_router_client_disconnects_total") == 1,
-        "the gateway to count the disconnect",
-        30,
-    )
-    assert _metric(gateway.metrics(), "wharf_router_requests_total", code="499") == 1
+    # the gateway counts a disconnect once its relay has closed the worker's stream: a moment
+    deadline = time.monotonic() + (10.0 if running else 0.5)
+    while True:
+        counted = _metric(gateway.metrics(), "wharf_router_client_disconnects_total")
+        if counted > disconnects_before or time.monotonic() > deadline:
+            return running, generated, counted - disconnects_before
+        time.sleep(0.05)
+
+
+def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
+    vllm_worker: VllmWorker, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway([(vllm_worker, "both")])
+    max_tokens = 900  # far longer than the client stays (max-model-len is 1024)
+    attempts: list[tuple[bool, float, float]] = []
+    for _ in range(DISCONNECT_ATTEMPTS):
+        running, generated, disconnects = _leave_after_the_first_token(
+            gateway, vllm_worker, max_tokens
+        )
+        attempts.append((running, generated, disconnects))
+        if not running:
+            continue  # vLLM held its answer back until the end: nothing was left to cancel
+        # The gateway saw the client leave, closed the worker's stream, and the worker
+        # stopped early instead of running to the end.
+        if disconnects == 1 and generated < max_tokens:
+            break
+        misses = sum(1 for r, g, d in attempts if r and not (d == 1 and g < max_tokens))
+        assert misses <= CONCLUSIVE_MISSES_ALLOWED, (
+            "(running when the client left, tokens generated, disconnects counted) per attempt",
+            attempts,
+        )
+    else:
+        pytest.fail(
+            f"in {DISCONNECT_ATTEMPTS} attempts none found the request still running on the "
+            f"worker after its first token and cancelled it: {attempts}"
+        )
+    text = gateway.metrics()
+    counted = _metric(text, "wharf_router_client_disconnects_total")
+    assert counted >= 1
+    # every disconnect is answered as 499 in the gateway's request counts
+    assert _metric(text, "wharf_router_requests_total", code="499") == counted
 
 
 # Distinct openings, so no prompt finds another's blocks in the decode worker's prefix cache
