@@ -126,25 +126,26 @@ def test_completions_chat_and_streams_through_the_gateway(
 # its engine and answers nothing, neither tokens nor /metrics, until the engine has generated the
 # whole answer; a client that leaves after its first token then leaves a finished request, and
 # there is nothing to cancel. Measured on the 2-core test machine (2026-12-04), bare vLLM too:
-# one attempt in three to all of the first seven with the module's three workers running, in runs
-# of up to ten (15 s). Such an attempt shows itself: the worker's /metrics, asked after the first
-# token, answers only once the request has ended. It is repeated (an attempt takes 1-2 s; this
-# allows several such runs). An attempt that found the request running is the test.
-DISCONNECT_ATTEMPTS = 80
+# from none to all of the first seven attempts with the module's three workers running, in runs of
+# up to ten; in one whole CI run here the test took 105 s. Such an attempt shows itself: the
+# worker's /metrics, asked after the first token, answers only once the request has ended. It is
+# repeated, for up to this long (a bound on waiting, not a measure: an attempt takes 1-2 s). An
+# attempt that found the request running is the test.
+DISCONNECT_TRIES_S = 400.0
 # An attempt that found the request running may still, rarely, see vLLM fall behind between that
 # answer and the client's leaving; one such is tolerated, a second fails the test.
 CONCLUSIVE_MISSES_ALLOWED = 1
 
 
 def _leave_after_the_first_token(
-    gateway: Any, worker: VllmWorker, max_tokens: int
+    gateway: Any, client: openai.OpenAI, worker: VllmWorker, max_tokens: int
 ) -> tuple[bool, float, float]:
     """A streamed completion the client leaves after its first token, through the gateway:
     (whether the worker was still running it then, the tokens the worker generated for it, the
     disconnects the gateway counted meanwhile)."""
     before = worker.metrics()
     disconnects_before = _metric(gateway.metrics(), "wharf_router_client_disconnects_total")
-    stream = gateway.client().completions.create(
+    stream = client.completions.create(
         model=SERVED_MODEL_NAME,
         prompt="a long story",
         max_tokens=max_tokens,
@@ -178,28 +179,31 @@ def test_a_client_that_disconnects_cancels_the_request_on_the_worker(
     vllm_worker: VllmWorker, start_gateway: StartGateway
 ) -> None:
     gateway = start_gateway([(vllm_worker, "both")])
+    client = gateway.client()
     max_tokens = 900  # far longer than the client stays (max-model-len is 1024)
     attempts: list[tuple[bool, float, float]] = []
-    for _ in range(DISCONNECT_ATTEMPTS):
+    give_up = time.monotonic() + DISCONNECT_TRIES_S
+    while time.monotonic() < give_up:
         running, generated, disconnects = _leave_after_the_first_token(
-            gateway, vllm_worker, max_tokens
+            gateway, client, vllm_worker, max_tokens
         )
         attempts.append((running, generated, disconnects))
         if not running:
             continue  # vLLM held its answer back until the end: nothing was left to cancel
         # The gateway saw the client leave, closed the worker's stream, and the worker
         # stopped early instead of running to the end.
-        if disconnects == 1 and generated < max_tokens:
+        # (a disconnect of an earlier attempt, whose answer vLLM held back, may be counted late)
+        if disconnects >= 1 and generated < max_tokens:
             break
-        misses = sum(1 for r, g, d in attempts if r and not (d == 1 and g < max_tokens))
+        misses = sum(1 for r, g, d in attempts if r and not (d >= 1 and g < max_tokens))
         assert misses <= CONCLUSIVE_MISSES_ALLOWED, (
             "(running when the client left, tokens generated, disconnects counted) per attempt",
             attempts,
         )
     else:
         pytest.fail(
-            f"in {DISCONNECT_ATTEMPTS} attempts none found the request still running on the "
-            f"worker after its first token and cancelled it: {attempts}"
+            f"in {len(attempts)} attempts ({DISCONNECT_TRIES_S:g} s) none found the request "
+            f"still running on the worker after its first token and cancelled it: {attempts}"
         )
     text = gateway.metrics()
     counted = _metric(text, "wharf_router_client_disconnects_total")
