@@ -122,10 +122,10 @@ def test_completions_chat_and_streams_through_the_gateway(
     assert _metric(text, ttft, model=SERVED_MODEL_NAME) >= 1
 
 
-# vLLM's API server (the CPU build, this tiny model: about 1 ms a token) at times falls behind
-# its engine and answers nothing, neither tokens nor /metrics, until the engine has generated the
-# whole answer; a client that leaves after its first token then leaves a finished request, and
-# there is nothing to cancel. Measured on the 2-core test machine (2026-12-04), bare vLLM too:
+# vLLM's API server (the CPU build, this tiny model: about 1 ms a token) at times answers
+# nothing, neither tokens nor /metrics, while its engine generates the whole answer (the cause
+# was not traced in vLLM); a client that leaves after its first token then leaves a finished
+# request, and there is nothing to cancel. Measured on the 2-core test machine (2026-12-04), bare vLLM too:
 # from none to all of the first seven attempts with the module's three workers running, in runs of
 # up to ten; in one whole CI run here the test took 105 s. Such an attempt shows itself: the
 # worker's /metrics, asked after the first token, answers only once the request has ended. It is
