@@ -1,8 +1,9 @@
 """What the LLM worker costs: `wharf-llm-worker --role both`, alone and behind
 `wharf-router gateway`, against vLLM's own server started the same way.
 
-Both engines serve the tiny Llama of the tests (`wharf_e2e.tinyllm`, built here) from the same
-engine environment (`scripts/install-llm-engine`). The `wharf` row is the worker's real command
+Both engines serve the tiny Llama of the tests (`wharf_e2e.tinyllm`, built here; `--model
+small` builds a larger one of the same kind, whose first token takes as long as a real model's
+on a GPU, where the tiny one's takes a few milliseconds) from the same engine environment (`scripts/install-llm-engine`). The `wharf` row is the worker's real command
 line, which execs vLLM's server. The `vllm` row is that same launch without Wharf's middleware:
 the argv and environment the worker's launcher builds (`build_launch`, what `wharf-llm-worker
 --dry-run` prints; `--shutdown-timeout` and the worker's variables included), minus `--middleware
@@ -63,8 +64,8 @@ so that the across-engine pairs hold many pairs of instances instead of one (eac
 own cost and decode times: `blocks`).
 
 Run: `uv run python bench/llm_worker.py [--rounds 12] [--budget S] [--duration 4]
-[--concurrency 1,4] [--max-tokens 64] [--placement split|front|float] [--restart-every K]
-[--json PATH]`;
+[--concurrency 1,4] [--max-tokens 64] [--model tiny|small] [--placement split|front|float]
+[--restart-every K] [--json PATH]`;
 `--quick` is a smoke run (2 rounds of 1 s cells).
 """
 
@@ -93,13 +94,18 @@ from sse_client import ChatStreamClient, median_first_token_s
 from tooling import process_cpu_seconds, process_tree
 
 from wharf_e2e.testing import die_with_parent, quiet_port
-from wharf_e2e.tinyllm import build_tiny_llama
+from wharf_e2e.tinyllm import SMALL, TINY, LlamaShape, build_tiny_llama
 from wharf_e2e.vllm_servers import ENGINE_ARGS, ENGINE_ENV, metric_value
 from wharf_llm_worker.cli import parse_command_line
 from wharf_llm_worker.engine_env import engine_python
 from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch, process_env
 
 MODEL = "tiny-llama"
+# The model's size: `tiny`, the tests' (a first token in about 7 ms here, a token a
+# millisecond: every proxy's fixed cost is large beside it), or `small` (8 layers, hidden 1024:
+# a decode step of about 10 ms on one core here, about what a model of a few billion
+# parameters takes on a GPU).
+SHAPES: dict[str, LlamaShape] = {"tiny": TINY, "small": SMALL}
 # vLLM's own server first: the others are measured against it.
 # The engines alternate in this order, so that under the rotation every row's first cell
 # follows the same pause (`SETTLE_S`) in every round: no row is always or never the first
@@ -958,6 +964,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
     )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument(
+        "--model", choices=sorted(SHAPES), default="tiny", help="the size of the model both "
+        "engines serve (built here): tiny, the tests' (default), or small (about 100M "
+        "parameters, a decode step of about 10 ms on one CPU core)"
+    )  # fmt: skip
+    parser.add_argument(
         "--client",
         choices=("light", "httpx"),
         default="light",
@@ -1002,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     args, levels, placements = parse_arguments(argv)
     python = str(engine_python())
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
-    model = build_tiny_llama(workdir / "model")
+    model = build_tiny_llama(workdir / "model", SHAPES[args.model])
     vllm_port, wharf_port, router_port = quiet_port(), quiet_port(), quiet_port()
     relay_port = quiet_port()
     environment = {**os.environ, **ENGINE_ENV}
@@ -1158,7 +1169,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print_tables(analyses, results)
     print(
-        f"rounds {rounds_done}, placements {args.placement}, load {load_at_start[0]:.1f} at the "
+        f"rounds {rounds_done}, model {args.model}, placements {args.placement}, load {load_at_start[0]:.1f} at the "
         f"start, {summary['settings']['load_at_end'][0]:.1f} at the end",
     )
     if args.json is not None:

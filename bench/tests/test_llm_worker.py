@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from wharf_e2e.tinyllm import SMALL, TINY
 from wharf_llm_worker.cli import parse_command_line
 from wharf_llm_worker.launch import MIDDLEWARE, EngineLaunch, build_launch
 
@@ -403,6 +404,15 @@ def test_each_proxy_row_is_also_paired_with_its_own_engine_reached_directly() ->
     # the engine's own time per token after the first: (e2e - ttft) / (65 - 1)
     assert analysis["engine_decode_ms"]["vllm"] == pytest.approx(4.0)
     assert analysis["engine_decode_ms"]["wharf"] == pytest.approx(5.0)
+
+
+def test_the_model_option_picks_the_built_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.parse_arguments([])[0].model == "tiny"
+    assert bench.SHAPES[bench.parse_arguments(["--model", "small"])[0].model] == SMALL
+    assert bench.SHAPES["tiny"] == TINY
+    with pytest.raises(SystemExit):
+        bench.parse_arguments(["--model", "huge"])
+    assert "--model" in capsys.readouterr().err
 
 
 def test_the_engines_decode_time_leaves_out_cells_without_its_figures() -> None:

@@ -12,7 +12,16 @@ import pytest
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from wharf_e2e.tinyllm import HEAD_DIM, HIDDEN, LAYERS, LORA_RANK, build_tiny_llama, build_tiny_lora
+from wharf_e2e.tinyllm import (
+    HEAD_DIM,
+    HIDDEN,
+    LAYERS,
+    LORA_RANK,
+    SMALL,
+    LlamaShape,
+    build_tiny_llama,
+    build_tiny_lora,
+)
 
 
 def test_folder_has_a_llama_config_weights_and_tokenizer(tmp_path: Path) -> None:
@@ -73,3 +82,42 @@ def test_lora_adapter_matches_the_models_shapes(tmp_path: Path) -> None:
     assert a.shape == (LORA_RANK, HIDDEN)
     assert b.shape == (HIDDEN, LORA_RANK)
     assert float(abs(b).sum()) > 0  # unlike a fresh PEFT adapter, it changes the answers
+
+
+def test_another_shape_sizes_the_config_and_every_weight(tmp_path: Path) -> None:
+    shape = LlamaShape(hidden=256, heads=4, intermediate=384, layers=3)
+    model = build_tiny_llama(tmp_path / "m", shape)
+    config = json.loads((model / "config.json").read_text())
+    assert config["hidden_size"] == 256 and config["num_attention_heads"] == 4
+    assert config["head_dim"] == 64
+    assert (config["intermediate_size"], config["num_hidden_layers"]) == (384, 3)
+    assert config["num_key_value_heads"] == 4
+    weights = load_file(str(model / "model.safetensors"))
+    assert sum(".self_attn.q_proj.weight" in name for name in weights) == 3
+    assert weights["model.layers.2.self_attn.k_proj.weight"].shape == (256, 256)
+    assert weights["model.layers.2.mlp.down_proj.weight"].shape == (256, 384)
+    assert weights["lm_head.weight"].shape == (config["vocab_size"], 256)
+    # the same tokenizer as the tiny model's: the benchmark's prompts tokenize alike
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    assert (model / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
+
+
+def test_the_small_shape_is_one_vllm_on_cpu_takes() -> None:
+    SMALL.check()
+    assert SMALL.head_dim == 64 and SMALL.layers > LAYERS
+
+
+@pytest.mark.parametrize(
+    ("shape", "says"),
+    [
+        (LlamaShape(hidden=100, heads=4, intermediate=64, layers=1), "head size"),
+        (LlamaShape(hidden=128, heads=3, intermediate=64, layers=1), "multiple of heads"),
+        (LlamaShape(hidden=128, heads=2, intermediate=64, layers=0), "at least 1"),
+    ],
+)
+def test_a_shape_vllm_cannot_load_is_refused_before_anything_is_written(
+    tmp_path: Path, shape: LlamaShape, says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        build_tiny_llama(tmp_path / "m", shape)
+    assert not (tmp_path / "m").exists()

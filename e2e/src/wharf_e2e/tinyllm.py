@@ -9,11 +9,18 @@ It runs in the workspace environment, which has no torch: weights come from nump
 a function of the constants below only (same seed, same corpus), so two builds are identical.
 vLLM's CPU attention needs a head size of at least 32 and a multiple of 16; 64 is what the
 measurements in the vLLM reference used.
+
+`build_tiny_llama(dest, SMALL)` writes a larger model of the same kind (8 layers, hidden 1024,
+about 100M parameters, 400 MB): its decode step takes about 10 ms on one CPU core of the
+benchmark machine, about what a model of a few billion parameters takes on a GPU, so a proxy's
+cost can be measured on first-token times like a real model's (bench/llm_worker.py `--model`).
+The tests use the tiny one.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,36 @@ LAYERS = 2
 MAX_POSITIONS = 2048
 VOCAB_TARGET = 512
 SEED = 1234
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaShape:
+    """The sizes of a built model (key and value heads as many as query heads)."""
+
+    hidden: int
+    heads: int
+    intermediate: int
+    layers: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    def check(self) -> None:
+        """Raise ValueError naming the size vLLM's CPU attention or the layout cannot take."""
+        if min(self.hidden, self.heads, self.intermediate, self.layers) < 1:
+            raise ValueError(f"{self}: every size must be at least 1")
+        if self.hidden % self.heads:
+            raise ValueError(f"{self}: hidden must be a multiple of heads")
+        if self.head_dim < 32 or self.head_dim % 16:
+            raise ValueError(
+                f"{self}: hidden / heads is {self.head_dim}; vLLM's CPU attention needs a head "
+                "size of at least 32 and a multiple of 16"
+            )
+
+
+TINY = LlamaShape(hidden=HIDDEN, heads=HEADS, intermediate=INTERMEDIATE, layers=LAYERS)
+SMALL = LlamaShape(hidden=1024, heads=16, intermediate=2816, layers=8)
 
 BOS = "<|begin_of_text|>"
 EOS = "<|end_of_text|>"
@@ -101,7 +138,7 @@ def _token_id(tokenizer: Tokenizer, token: str) -> int:
     return int(token_id)
 
 
-def _weights(vocab: int) -> dict[str, np.ndarray]:
+def _weights(vocab: int, shape: LlamaShape) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(SEED)
 
     def normal(shape: tuple[int, ...], std: float) -> np.ndarray:
@@ -109,42 +146,41 @@ def _weights(vocab: int) -> dict[str, np.ndarray]:
 
     # Scales chosen so logits spread out (std ~2): greedy choices are not near-ties, so the same
     # prompt gives the same text whichever way the KV cache was produced (local or transferred).
-    proj = 1.0 / np.sqrt(HIDDEN)
+    hidden, inter, attn = shape.hidden, shape.intermediate, shape.heads * shape.head_dim
+    proj = 1.0 / np.sqrt(hidden)
     tensors: dict[str, np.ndarray] = {
-        "model.embed_tokens.weight": normal((vocab, HIDDEN), 1.0),
-        "model.norm.weight": np.ones(HIDDEN, dtype=np.float32),
-        "lm_head.weight": normal((vocab, HIDDEN), 0.2),
+        "model.embed_tokens.weight": normal((vocab, hidden), 1.0),
+        "model.norm.weight": np.ones(hidden, dtype=np.float32),
+        "lm_head.weight": normal((vocab, hidden), 0.2),
     }
-    for layer in range(LAYERS):
+    for layer in range(shape.layers):
         prefix = f"model.layers.{layer}"
         tensors.update(
             {
-                f"{prefix}.input_layernorm.weight": np.ones(HIDDEN, dtype=np.float32),
-                f"{prefix}.post_attention_layernorm.weight": np.ones(HIDDEN, dtype=np.float32),
-                f"{prefix}.self_attn.q_proj.weight": normal((HEADS * HEAD_DIM, HIDDEN), proj),
-                f"{prefix}.self_attn.k_proj.weight": normal((KV_HEADS * HEAD_DIM, HIDDEN), proj),
-                f"{prefix}.self_attn.v_proj.weight": normal((KV_HEADS * HEAD_DIM, HIDDEN), proj),
-                f"{prefix}.self_attn.o_proj.weight": normal((HIDDEN, HEADS * HEAD_DIM), proj),
-                f"{prefix}.mlp.gate_proj.weight": normal((INTERMEDIATE, HIDDEN), proj),
-                f"{prefix}.mlp.up_proj.weight": normal((INTERMEDIATE, HIDDEN), proj),
-                f"{prefix}.mlp.down_proj.weight": normal(
-                    (HIDDEN, INTERMEDIATE), 1.0 / np.sqrt(INTERMEDIATE)
-                ),
+                f"{prefix}.input_layernorm.weight": np.ones(hidden, dtype=np.float32),
+                f"{prefix}.post_attention_layernorm.weight": np.ones(hidden, dtype=np.float32),
+                f"{prefix}.self_attn.q_proj.weight": normal((attn, hidden), proj),
+                f"{prefix}.self_attn.k_proj.weight": normal((attn, hidden), proj),
+                f"{prefix}.self_attn.v_proj.weight": normal((attn, hidden), proj),
+                f"{prefix}.self_attn.o_proj.weight": normal((hidden, attn), proj),
+                f"{prefix}.mlp.gate_proj.weight": normal((inter, hidden), proj),
+                f"{prefix}.mlp.up_proj.weight": normal((inter, hidden), proj),
+                f"{prefix}.mlp.down_proj.weight": normal((hidden, inter), 1.0 / np.sqrt(inter)),
             }
         )
     return tensors
 
 
-def _config(vocab: int, bos_id: int, eos_id: int) -> dict[str, Any]:
+def _config(vocab: int, bos_id: int, eos_id: int, shape: LlamaShape) -> dict[str, Any]:
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
-        "head_dim": HEAD_DIM,
+        "hidden_size": shape.hidden,
+        "intermediate_size": shape.intermediate,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.heads,
+        "head_dim": shape.head_dim,
         "hidden_act": "silu",
         "max_position_embeddings": MAX_POSITIONS,
         "rms_norm_eps": 1e-5,
@@ -159,8 +195,10 @@ def _config(vocab: int, bos_id: int, eos_id: int) -> dict[str, Any]:
     }
 
 
-def build_tiny_llama(dest: Path) -> Path:
-    """Write the tiny model into `dest` (created; must be empty or absent) and return it."""
+def build_tiny_llama(dest: Path, shape: LlamaShape = TINY) -> Path:
+    """Write the tiny model (or one of another `shape`) into `dest` (created; must be empty or
+    absent) and return it."""
+    shape.check()
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise FileExistsError(f"build_tiny_llama: {dest} is not empty")
@@ -169,9 +207,9 @@ def build_tiny_llama(dest: Path) -> Path:
     bos_id = _token_id(tokenizer, BOS)
     eos_id = _token_id(tokenizer, EOS)
     tokenizer.save(str(dest / "tokenizer.json"))
-    save_file(_weights(vocab), str(dest / "model.safetensors"), metadata={"format": "pt"})
+    save_file(_weights(vocab, shape), str(dest / "model.safetensors"), metadata={"format": "pt"})
     files: dict[str, dict[str, Any]] = {
-        "config.json": _config(vocab, bos_id, eos_id),
+        "config.json": _config(vocab, bos_id, eos_id, shape),
         "generation_config.json": {"bos_token_id": bos_id, "eos_token_id": eos_id},
         "tokenizer_config.json": {
             "tokenizer_class": "PreTrainedTokenizerFast",
