@@ -66,7 +66,8 @@ own cost and decode times: `blocks`).
 Run: `uv run python bench/llm_worker.py [--rounds 12] [--budget S] [--duration 4]
 [--concurrency 1,4] [--max-tokens 64] [--model tiny|small] [--placement split|front|float]
 [--restart-every K] [--json PATH]`;
-`--quick` is a smoke run (2 rounds of 1 s cells).
+`--quick` is a smoke run (2 rounds of 1 s cells). `--pool A.json B.json ...` runs nothing and
+analyses earlier runs' rounds together, as one run's (more rounds: narrower intervals).
 """
 
 from __future__ import annotations
@@ -719,6 +720,49 @@ def analyse(results: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, A
     return analysis
 
 
+# What must be alike for two runs' rounds to be pooled: the cells measure the same thing.
+POOLED_SETTINGS = ("model", "max_tokens", "duration", "client", "concurrency", "placement")
+
+
+def pool_runs(
+    runs: Sequence[tuple[str, Mapping[str, Any]]],
+) -> dict[tuple[str, str, int], list[dict[str, float]]]:
+    """The rounds of earlier runs (`--json` files, named for errors), as one run's: every row's
+    cells in run order, each run's blocks of fresh engines renumbered after the previous run's
+    (two runs' engines are never the same processes). Refuses, naming the file and the
+    setting, a file that is not a finished run or whose cells were measured otherwise
+    (`POOLED_SETTINGS`)."""
+    pooled: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    first: tuple[str, Mapping[str, Any]] | None = None
+    blocks_before = 0
+    for name, run in runs:
+        if not isinstance(run, Mapping) or "settings" not in run or "rounds" not in run:
+            raise ValueError(
+                f"{name}: not a finished run of this benchmark (no settings or rounds)"
+            )
+        settings = run["settings"]
+        if first is None:
+            first = (name, settings)
+        for key in POOLED_SETTINGS:
+            if settings.get(key) != first[1].get(key):
+                raise ValueError(
+                    f"{name}: {key} is {settings.get(key)!r}, but {first[0]} has "
+                    f"{first[1].get(key)!r}: only runs that measured alike can be pooled"
+                )
+        blocks = 0
+        for key, cells in run["rounds"].items():
+            placement, rest = key.split(" ", 1)
+            row, level = rest.rsplit(" c=", 1)
+            for cell in cells:
+                block = int(cell.get("block", 0.0))
+                blocks = max(blocks, block + 1)
+                pooled.setdefault((placement, row, int(level)), []).append(
+                    {**cell, "block": float(blocks_before + block)}
+                )
+        blocks_before += blocks
+    return pooled
+
+
 def engine_decode_ms(rounds: Sequence[Mapping[str, float]]) -> list[float]:
     """Per cell, the engine's own time per output token after the first: vLLM's mean
     end-to-end latency minus its mean TTFT (both from its /metrics, measured inside the
@@ -989,6 +1033,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         "--go-file", type=Path, default=None, help="start the servers, then measure only once "
         "this file exists (to hold a run until the machine is quiet)"
     )  # fmt: skip
+    parser.add_argument(
+        "--pool", type=Path, nargs="+", default=None, metavar="RUN_JSON", help="run nothing: "
+        "analyse the rounds of these earlier runs' --json files together (each run's blocks "
+        "of fresh engines kept apart; the runs must have measured alike)"
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -1008,9 +1057,61 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
     return args, levels, placements
 
 
+def pool_main(files: Sequence[Path], out: Path | None) -> int:
+    """`--pool`: earlier runs' rounds analysed and printed as one run's."""
+    runs = []
+    for path in files:
+        try:
+            runs.append((str(path), json.loads(path.read_text())))
+        except (OSError, ValueError) as error:
+            print(f"--pool: {path}: {error}", file=sys.stderr)
+            return 2
+    try:
+        results = pool_runs(runs)
+    except ValueError as error:
+        print(f"--pool: {error}", file=sys.stderr)
+        return 2
+    levels = sorted({level for _, _, level in results})
+    placements = sorted({placement for placement, _, _ in results})
+    analyses = {
+        (placement, level): analyse(
+            {
+                name: results[(placement, name, level)]
+                for name in NAMES
+                if (placement, name, level) in results
+            }
+        )
+        for placement in placements
+        for level in levels
+        if results.get((placement, NAMES[0], level))
+    }
+    print_tables(analyses, results)
+    rounds = len(results[(placements[0], NAMES[0], levels[0])])
+    print(f"pooled {len(runs)} runs: {', '.join(map(str, files))}; rounds {rounds}")
+    if out is not None:
+        summary = {
+            "settings": {
+                **{key: runs[0][1]["settings"].get(key) for key in POOLED_SETTINGS},
+                "pooled": [str(path) for path in files],
+                "rounds_done": rounds,
+            },
+            "analyses": {f"{p} c={c}": a for (p, c), a in analyses.items()},
+            "rounds": {f"{p} {n} c={c}": cells for (p, n, c), cells in results.items()},
+        }
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    run_start = time.monotonic()
     args, levels, placements = parse_arguments(argv)
+    if args.pool:
+        return pool_main(args.pool, args.json)
+    return run_benchmark(args, levels, placements)
+
+
+def run_benchmark(args: argparse.Namespace, levels: list[int], placements: list[str]) -> int:
+    """Start the servers, run the rounds, print and write what they show."""
+    run_start = time.monotonic()
     python = str(engine_python())
     workdir = Path(tempfile.mkdtemp(prefix="wharf-bench-llm-"))
     model = build_tiny_llama(workdir / "model", SHAPES[args.model])

@@ -5,6 +5,7 @@ shares (by process role), and how rounds are ordered and summarized."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -502,3 +503,82 @@ def test_a_restart_that_fails_stops_the_fresh_servers(
 
     # the old ones first, then every fresh one: nothing started is left running
     assert stopped == [*old.values(), *fresh.values()]
+
+
+def _run_file(
+    blocks: list[int], tps: float, *, model: str = "small", **settings: object
+) -> dict[str, object]:
+    """A finished run's --json as the benchmark writes it: every row at c=1, one cell per
+    round, the rounds' blocks as given; wharf's rows `tps` where vLLM's rows make 400."""
+
+    def cell(block: int, row: str) -> dict[str, float]:
+        rate = 400.0 if row.startswith("vllm") else tps
+        return {
+            **_round(rate, 40.0 * 400.0 / rate), "tokens": 650.0, "requests": 10.0,
+            "cpu_s_api_server": 0.3, "cpu_s_engine_core": 1.0, "cpu_s_worker": 2.0,
+            "cpu_s_clients": 0.5, "engine_e2e_ms": 266.0, "engine_ttft_ms": 10.0,
+            "block": float(block),
+            **({"cpu_s_gateway": 0.05} if row in bench.HOP_ROWS else {}),
+        }  # fmt: skip
+
+    run_settings = {"model": model, "max_tokens": 64, "duration": 6.0, "client": "light",
+                    "concurrency": [1], "placement": "split"}  # fmt: skip
+    return {
+        "settings": {**run_settings, **settings},
+        "analyses": {},
+        "rounds": {f"split {row} c=1": [cell(b, row) for b in blocks] for row in bench.NAMES},
+    }
+
+
+def test_pooled_runs_keep_every_cell_in_order_and_each_runs_blocks_apart() -> None:
+    first, second = _run_file([0, 0, 1], 392.0), _run_file([0, 1, 1, 2], 388.0)
+
+    pooled = bench.pool_runs([("a.json", first), ("b.json", second)])
+
+    wharf = pooled[("split", "wharf", 1)]
+    assert [c["output_tokens_per_s"] for c in wharf] == [392.0] * 3 + [388.0] * 4
+    # the second run's engines are new processes: its blocks follow the first run's two
+    assert [c["block"] for c in wharf] == [0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 4.0]
+    assert set(pooled) == {("split", row, 1) for row in bench.NAMES}
+    rows = {row: cells for (_, row, _), cells in pooled.items()}
+    assert [b["block"] for b in bench.block_costs(rows, "vllm", "wharf")] == [0, 1, 2, 3, 4]
+
+
+def test_runs_measured_otherwise_or_unfinished_are_not_pooled() -> None:
+    tiny = _run_file([0], 392.0, model="tiny")
+    with pytest.raises(ValueError, match=r"b\.json: model is 'tiny', but a\.json has 'small'"):
+        bench.pool_runs([("a.json", _run_file([0], 392.0)), ("b.json", tiny)])
+    longer = _run_file([0], 392.0, max_tokens=32)
+    with pytest.raises(ValueError, match=r"b\.json: max_tokens"):
+        bench.pool_runs([("a.json", _run_file([0], 392.0)), ("b.json", longer)])
+    # a run cut short leaves only its partial rounds
+    with pytest.raises(ValueError, match=r"cut\.json: not a finished run"):
+        bench.pool_runs([("cut.json", {"partial_rounds": {}})])
+
+
+def test_pool_analyses_the_runs_together_without_running_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "pooled.json"
+    a.write_text(json.dumps(_run_file([0] * 4, 392.0)))
+    b.write_text(json.dumps(_run_file([0] * 4, 392.0)))
+
+    assert bench.main(["--pool", str(a), str(b), "--json", str(out)]) == 0
+
+    pooled = json.loads(out.read_text())
+    assert pooled["settings"]["rounds_done"] == 8
+    assert pooled["settings"]["pooled"] == [str(a), str(b)]
+    # 8 pairs of 392 against 400 tokens/s: a 2% cost, with an interval now that 8 rounds give one
+    paired = pooled["analyses"]["split c=1"]["paired"]["wharf"]["output_tokens_per_s"]
+    assert paired["cost_pct"] == pytest.approx(2.0)
+    assert paired["n"] == 8
+    assert "rounds 8" in capsys.readouterr().out
+
+
+def test_pool_names_a_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert bench.main(["--pool", str(broken), str(tmp_path / "missing.json")]) == 2
+    assert "broken.json" in capsys.readouterr().err
