@@ -734,6 +734,7 @@ def pool_runs(
     (`POOLED_SETTINGS`)."""
     pooled: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     first: tuple[str, Mapping[str, Any]] | None = None
+    first_rows: set[str] = set()
     blocks_before = 0
     for name, run in runs:
         if not isinstance(run, Mapping) or "settings" not in run or "rounds" not in run:
@@ -742,17 +743,24 @@ def pool_runs(
             )
         settings = run["settings"]
         if first is None:
-            first = (name, settings)
+            first, first_rows = (name, settings), set(run["rounds"])
         for key in POOLED_SETTINGS:
             if settings.get(key) != first[1].get(key):
                 raise ValueError(
                     f"{name}: {key} is {settings.get(key)!r}, but {first[0]} has "
                     f"{first[1].get(key)!r}: only runs that measured alike can be pooled"
                 )
+        if set(run["rounds"]) != first_rows:
+            raise ValueError(
+                f"{name}: its rows and concurrencies ({', '.join(sorted(run['rounds']))}) are not "
+                f"{first[0]}'s: only runs that measured alike can be pooled"
+            )
         blocks = 0
         for key, cells in run["rounds"].items():
-            placement, rest = key.split(" ", 1)
-            row, level = rest.rsplit(" c=", 1)
+            placement, _, rest = key.partition(" ")
+            row, _, level = rest.rpartition(" c=")
+            if row not in NAMES or not level.isdigit():
+                raise ValueError(f"{name}: {key!r} is not a row of this benchmark")
             for cell in cells:
                 block = int(cell.get("block", 0.0))
                 blocks = max(blocks, block + 1)
@@ -760,6 +768,12 @@ def pool_runs(
                     {**cell, "block": float(blocks_before + block)}
                 )
         blocks_before += blocks
+    if not any(row == NAMES[0] and cells for (_, row, _), cells in pooled.items()):
+        raise ValueError("no rounds of vLLM's own server in these runs: nothing to compare with")
+    if missing := sorted(
+        f"{p} {row} c={c}" for p, _, c in pooled for row in NAMES if (p, row, c) not in pooled
+    ):
+        raise ValueError(f"these runs have no rounds for {', '.join(missing)}")
     return pooled
 
 

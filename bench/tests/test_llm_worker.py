@@ -554,6 +554,16 @@ def test_runs_measured_otherwise_or_unfinished_are_not_pooled() -> None:
     # a run cut short leaves only its partial rounds
     with pytest.raises(ValueError, match=r"cut\.json: not a finished run"):
         bench.pool_runs([("cut.json", {"partial_rounds": {}})])
+    # a run of other rows (here one from before the relay's row) cannot be printed with them
+    older = _run_file([0], 392.0)
+    older["rounds"].pop("split vllm+relay c=1")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"b\.json: its rows and concurrencies"):
+        bench.pool_runs([("a.json", _run_file([0], 392.0)), ("b.json", older)])
+    with pytest.raises(ValueError, match=r"no rounds for split vllm\+relay c=1"):
+        bench.pool_runs([("b.json", older)])
+    empty = _run_file([], 392.0)
+    with pytest.raises(ValueError, match="nothing to compare with"):
+        bench.pool_runs([("empty.json", empty)])
 
 
 def test_pool_analyses_the_runs_together_without_running_anything(
