@@ -771,7 +771,7 @@ def pool_runs(
     if not any(row == NAMES[0] and cells for (_, row, _), cells in pooled.items()):
         raise ValueError("no rounds of vLLM's own server in these runs: nothing to compare with")
     if missing := sorted(
-        f"{p} {row} c={c}" for p, _, c in pooled for row in NAMES if (p, row, c) not in pooled
+        {f"{p} {row} c={c}" for p, _, c in pooled for row in NAMES if (p, row, c) not in pooled}
     ):
         raise ValueError(f"these runs have no rounds for {', '.join(missing)}")
     return pooled
@@ -1088,13 +1088,8 @@ def pool_main(files: Sequence[Path], out: Path | None) -> int:
     levels = sorted({level for _, _, level in results})
     placements = sorted({placement for placement, _, _ in results})
     analyses = {
-        (placement, level): analyse(
-            {
-                name: results[(placement, name, level)]
-                for name in NAMES
-                if (placement, name, level) in results
-            }
-        )
+        # pool_runs has every row at every placement and level
+        (placement, level): analyse({name: results[(placement, name, level)] for name in NAMES})
         for placement in placements
         for level in levels
         if results.get((placement, NAMES[0], level))
